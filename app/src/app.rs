@@ -1,0 +1,57 @@
+//! The application shell, routes and layout.
+
+use crate::pages::{kpi_detail::KpiDetailPage, overview::OverviewPage, rules::RulesPage};
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes, A};
+use leptos_router::path;
+
+/// The HTML document the server renders around the app.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    // Effects only run in the browser: this flips once hydration has happened, which the
+    // browser test (and a curious user) can see.
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+    view! {
+        <Stylesheet id="leptos" href="/pkg/opsight.css"/>
+        <Title text="Opsight: KPI insight for operations"/>
+        <Router>
+            <div class="app" data-hydrated=move || hydrated.get().to_string()>
+                <header class="topbar">
+                    <A href="/" attr:class="brand">"Opsight"</A>
+                    <nav>
+                        <A href="/">"Overview"</A>
+                        <A href="/rules">"Rules"</A>
+                    </nav>
+                </header>
+                <main>
+                    <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
+                        <Route path=path!("/") view=OverviewPage/>
+                        <Route path=path!("/kpi/:site/:metric") view=KpiDetailPage/>
+                        <Route path=path!("/rules") view=RulesPage/>
+                    </Routes>
+                </main>
+            </div>
+        </Router>
+    }
+}

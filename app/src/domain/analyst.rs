@@ -1,0 +1,241 @@
+//! The built-in analyst: a deterministic agent that reads an evidence pack and the business
+//! rules and returns a narrative plus the insight contract. It is served over the
+//! ResponsesAgent protocol at `POST /agent/invocations` and is the reference implementation
+//! of the contract.
+//!
+//! Its reasoning, in order:
+//! 1. Data first: when the pack's data checks are suspect, it names the data problem and
+//!    blames no one in operations.
+//! 2. Noise: when the change is within noise it says so and names no cause.
+//! 3. Otherwise the segments that explain at least [`MIN_EXPLAINED_SHARE`] of the change (in
+//!    its direction), labelled `rate` or `mix` by their larger term; actions come from the
+//!    playbooks for the failure reason that grew most and for the causes' dimensions.
+
+use super::evidence::EvidencePack;
+use super::insight::{Effect, Insight, NextAction, RootCause};
+use super::kpi::{format_change, format_value, signed};
+use super::rules::Rules;
+
+/// A segment must explain this share of the total change to be named as a root cause.
+pub const MIN_EXPLAINED_SHARE: f64 = 0.2;
+/// At most this many root causes and actions per insight.
+pub const MAX_ITEMS: usize = 3;
+
+/// Analyses one pack. `question` is echoed into the narrative when given.
+pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (String, Insight) {
+    let metric = pack.scope.metric;
+    let where_ = &pack.scope.site_name;
+    let name = &pack.scope.metric_name;
+    let fmt = |v| format_value(metric, v);
+    let unit = if metric.is_ratio() { "pp" } else { "lines" };
+    let mut narrative = String::new();
+    if let Some(q) = question.filter(|q| !q.trim().is_empty()) {
+        narrative.push_str(&format!("Question: {}\n\n", q.trim()));
+    }
+    narrative.push_str(&format!(
+        "{name} at {where_} was {} in {} against {} the week before ({}); target {}.\n",
+        fmt(pack.value),
+        pack.period.label,
+        fmt(pack.previous_value),
+        format_change(metric, pack.change),
+        fmt(pack.target),
+    ));
+
+    let checks = &pack.data_checks;
+    if checks.suspect() {
+        let open_impact = if metric.is_ratio() { -checks.past_due_open_share_pct } else { 0.0 };
+        let headline = format!(
+            "Data problem at {where_}: {} — fix the data before acting on {name}",
+            checks.suspect_reasons[0]
+        );
+        narrative.push_str(&format!(
+            "The data behind this number is suspect: {}. Until it is fixed the change cannot be \
+             attributed to carriers, customers or the warehouse.\n",
+            checks.suspect_reasons.join("; ")
+        ));
+        let mut root_causes = vec![];
+        if checks.past_due_open > 0 {
+            root_causes.push(RootCause {
+                dimension: "data".into(),
+                member: "missing delivered dates".into(),
+                effect: Effect::Data,
+                impact_pp: round2(open_impact),
+                evidence: format!(
+                    "{} of {} lines due have no delivered date ({:.1}%)",
+                    checks.past_due_open, checks.lines_due, checks.past_due_open_share_pct
+                ),
+            });
+        }
+        if checks.failures_without_reason_share_pct > 0.0 && root_causes.is_empty() {
+            root_causes.push(RootCause {
+                dimension: "data".into(),
+                member: "missing reason codes".into(),
+                effect: Effect::Data,
+                impact_pp: 0.0,
+                evidence: format!(
+                    "{} of {} failures have no reason code",
+                    checks.failures_without_reason, checks.failures
+                ),
+            });
+        }
+        let next_actions = rules.playbook("data").map(action).into_iter().collect();
+        return (narrative, Insight { headline, root_causes, next_actions, confidence: 0.7 });
+    }
+
+    let Some(change) = pack.change else {
+        let headline = format!("No {name} to compare at {where_}: no lines due in one of the weeks");
+        narrative.push_str("There is nothing to explain yet.\n");
+        return (narrative, Insight { headline, root_causes: vec![], next_actions: vec![], confidence: 0.9 });
+    };
+
+    let reason_growth = grown_reason(pack);
+    if !pack.noise.significant {
+        let mut headline = format!(
+            "{name} at {where_} {} ({}): within normal variation, no cause to report",
+            fmt(pack.value),
+            format_change(metric, pack.change)
+        );
+        narrative.push_str(&format!(
+            "The change is within noise (standard error {:.2} {unit}), so no root cause is named.\n",
+            pack.noise.standard_error
+        ));
+        let mut next_actions = vec![];
+        if let Some(gap) = pack.target_gap.filter(|g| *g < 0.0) {
+            headline = format!(
+                "{name} at {where_} steady at {} but {} {unit} below target: no new cause this week",
+                fmt(pack.value),
+                signed(-gap, 1).trim_start_matches('+')
+            );
+            if let Some(top) = pack.otif_tree.by_reason.first().filter(|r| r.reason != "unspecified") {
+                narrative.push_str(&format!(
+                    "The standing gap to target is mostly {} ({} of {} failures).\n",
+                    top.reason, top.failures, pack.otif_tree.failures
+                ));
+                next_actions.extend(rules.playbook(&format!("reason:{}", top.reason)).map(action));
+            }
+        }
+        return (narrative, Insight { headline, root_causes: vec![], next_actions, confidence: 0.8 });
+    }
+
+    // Segments pushing in the direction of the change and explaining enough of it.
+    let mut root_causes = Vec::new();
+    for (dimension, seg) in pack.top_segments() {
+        if root_causes.len() == MAX_ITEMS {
+            break;
+        }
+        if seg.total * change <= 0.0 || seg.total.abs() < MIN_EXPLAINED_SHARE * change.abs() {
+            continue;
+        }
+        let effect = if seg.mix.abs() > seg.rate.abs() { Effect::Mix } else { Effect::Rate };
+        let evidence = match effect {
+            Effect::Mix => format!(
+                "share of volume {:.1}% → {:.1}% while running at {} (mix {} {unit}, rate {} {unit})",
+                seg.previous_share_pct,
+                seg.share_pct,
+                fmt(seg.value),
+                signed(seg.mix, 2),
+                signed(seg.rate, 2)
+            ),
+            _ => format!(
+                "{name} {} → {} on {:.1}% of volume (rate {} {unit}, mix {} {unit})",
+                fmt(seg.previous_value),
+                fmt(seg.value),
+                seg.share_pct,
+                signed(seg.rate, 2),
+                signed(seg.mix, 2)
+            ),
+        };
+        root_causes.push(RootCause {
+            dimension: dimension.to_string(),
+            member: seg.member.clone(),
+            effect,
+            impact_pp: round2(seg.total),
+            evidence,
+        });
+    }
+
+    let direction = if change < 0.0 { "down" } else { "up" };
+    let mut headline = format!(
+        "{name} {direction} {} {unit} at {where_}",
+        signed(change.abs(), 1).trim_start_matches('+')
+    );
+    match root_causes.first() {
+        Some(c) if c.effect == Effect::Mix => {
+            headline.push_str(&format!(": volume shifted towards {} {}", c.dimension, c.member))
+        }
+        Some(c) => headline.push_str(&format!(
+            ": {} {} {}",
+            c.dimension,
+            c.member,
+            if change < 0.0 { "got worse" } else { "improved" }
+        )),
+        None => headline.push_str(": spread across many segments, no single cause"),
+    }
+    if change < 0.0 {
+        if let Some((reason, delta)) = &reason_growth {
+            headline.push_str(&format!(" ({reason} failures +{delta})"));
+        }
+    }
+    for c in &root_causes {
+        narrative.push_str(&format!(
+            "- {} {} ({:?} effect, {} {unit}): {}.\n",
+            c.dimension,
+            c.member,
+            c.effect,
+            signed(c.impact_pp, 2),
+            c.evidence
+        ));
+    }
+    if root_causes.is_empty() {
+        narrative.push_str("No single segment explains a fifth of the change; it is broad-based.\n");
+    }
+
+    let mut next_actions: Vec<NextAction> = Vec::new();
+    if change < 0.0 {
+        if let Some((reason, _)) = &reason_growth {
+            next_actions.extend(rules.playbook(&format!("reason:{reason}")).map(action));
+        }
+        for c in &root_causes {
+            let cause = match c.effect {
+                Effect::Mix => "effect:mix".to_string(),
+                _ => format!("dimension:{}", c.dimension),
+            };
+            if let Some(p) = rules.playbook(&cause) {
+                let mut a = action(p);
+                a.action = format!("{} ({} {})", a.action, c.dimension, c.member);
+                next_actions.push(a);
+            }
+        }
+        next_actions.dedup_by(|a, b| a.action == b.action);
+        next_actions.truncate(MAX_ITEMS);
+    }
+    let explained: f64 = root_causes.iter().map(|c| c.impact_pp).sum::<f64>() / change;
+    let confidence = round2((0.45 + 0.45 * explained.clamp(0.0, 1.0)).min(0.9));
+    (narrative, Insight { headline, root_causes, next_actions, confidence })
+}
+
+/// The failure reason (other than `unspecified`) whose count grew most week over week.
+fn grown_reason(pack: &EvidencePack) -> Option<(String, i64)> {
+    let before = |reason: &str| {
+        pack.previous_otif_tree
+            .by_reason
+            .iter()
+            .find(|r| r.reason == reason)
+            .map_or(0, |r| r.failures)
+    };
+    pack.otif_tree
+        .by_reason
+        .iter()
+        .filter(|r| r.reason != "unspecified")
+        .map(|r| (r.reason.clone(), r.failures - before(&r.reason)))
+        .filter(|(_, d)| *d > 0)
+        .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
+}
+
+fn action(p: &super::rules::Playbook) -> NextAction {
+    NextAction { action: p.action.clone(), owner: p.owner.clone(), priority: p.priority.clone() }
+}
+
+fn round2(v: f64) -> f64 {
+    (v * 100.0).round() / 100.0
+}

@@ -1,0 +1,774 @@
+//! The evidence pack: everything an insight may say, computed deterministically for one
+//! (site or network, metric, week). Every number an insight card shows comes from here.
+//!
+//! Contributions use an exact shift-share split. For a ratio KPI `R = Σ wᵢ·rᵢ` (wᵢ = a
+//! segment's share of the denominator, rᵢ = its own rate), each segment's part of the
+//! change `R₁ − R₀` is
+//!
+//! - **mix**  = (w₁ − w₀) · (r̄ᵢ − R̄): its share of volume moved, valued at how much better
+//!   or worse than average it performs (r̄, R̄ are midpoint averages of both periods), and
+//! - **rate** = (r₁ − r₀) · w̄ᵢ: its own performance moved, weighted by its average share.
+//!
+//! The midpoint weights leave no interaction term, so the segment terms add up to the
+//! total change exactly (up to floating-point rounding), a pure mix shift has zero rate
+//! effect and a pure rate change zero mix effect. A segment absent from one period takes
+//! its other period's rate, so its whole effect is mix.
+
+use super::kpi::{score_line, KpiCounts, Metric};
+use super::period::{fmt_date, Week};
+use super::rules::{Rules, Status};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Segments shown per dimension; the rest are folded into one "other" segment so the
+/// terms still add up.
+pub const MAX_SEGMENTS: usize = 12;
+/// Site key of the whole-network view.
+pub const NETWORK: &str = "network";
+
+/// One order line, as the analysis needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LineFact {
+    pub site: String,
+    pub customer: String,
+    pub carrier: String,
+    pub category: String,
+    pub ordered_qty: i64,
+    pub delivered_qty: i64,
+    pub due_date: NaiveDate,
+    pub delivered_date: Option<NaiveDate>,
+    pub reason_code: Option<String>,
+}
+
+/// What the pack is about.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scope {
+    /// A site code, or [`NETWORK`].
+    pub site: String,
+    pub site_name: String,
+    pub metric: Metric,
+    pub metric_name: String,
+    pub definition: String,
+    /// `pct` (values in percent, changes in percentage points) or `count`.
+    pub unit: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PeriodRef {
+    pub start: String,
+    pub end: String,
+    pub label: String,
+}
+
+impl From<Week> for PeriodRef {
+    fn from(w: Week) -> Self {
+        PeriodRef { start: fmt_date(w.start), end: fmt_date(w.end()), label: w.label() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeriesPoint {
+    pub period_start: String,
+    pub label: String,
+    pub value: Option<f64>,
+    pub numerator: i64,
+    pub denominator: i64,
+}
+
+/// OTIF failures split by process cause.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct OtifTree {
+    pub lines: i64,
+    pub otif_lines: i64,
+    pub failures: i64,
+    /// Late but complete.
+    pub late_only: i64,
+    /// On time but short.
+    pub short_only: i64,
+    pub late_and_short: i64,
+    /// Failures by reason code (`unspecified` when the line has none), most first.
+    pub by_reason: Vec<ReasonCount>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReasonCount {
+    pub reason: String,
+    pub failures: i64,
+    /// Share of all failures, percent.
+    pub share_pct: f64,
+}
+
+/// One segment's part of the change, in points (pp for ratio metrics, lines for counts).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Segment {
+    pub member: String,
+    pub previous_value: Option<f64>,
+    pub value: Option<f64>,
+    /// Share of the denominator, percent.
+    pub previous_share_pct: f64,
+    pub share_pct: f64,
+    pub previous_denominator: i64,
+    pub denominator: i64,
+    pub mix: f64,
+    pub rate: f64,
+    pub total: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DimensionContribution {
+    pub dimension: String,
+    /// Largest absolute contribution first.
+    pub segments: Vec<Segment>,
+    pub mix_total: f64,
+    pub rate_total: f64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DataChecks {
+    /// Latest delivered_date in the scope's data, any period.
+    pub latest_data_date: Option<String>,
+    pub days_since_latest_data: Option<i64>,
+    pub lines_due: i64,
+    /// Lines due in the period with no delivered_date as of the reference date.
+    pub past_due_open: i64,
+    pub past_due_open_share_pct: f64,
+    pub failures: i64,
+    pub failures_without_reason: i64,
+    pub failures_without_reason_share_pct: f64,
+    /// Human-readable reasons the data is suspect, from the rules' thresholds.
+    pub suspect_reasons: Vec<String>,
+}
+
+impl DataChecks {
+    pub fn suspect(&self) -> bool {
+        !self.suspect_reasons.is_empty()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Noise {
+    /// Standard error of the change, in points.
+    pub standard_error: f64,
+    /// The change is larger than max(noise_min_pp, 2 standard errors).
+    pub significant: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EvidencePack {
+    pub scope: Scope,
+    pub as_of: String,
+    pub period: PeriodRef,
+    pub previous_period: PeriodRef,
+    pub value: Option<f64>,
+    pub previous_value: Option<f64>,
+    /// `value − previous_value`, in points.
+    pub change: Option<f64>,
+    pub target: Option<f64>,
+    /// `value − target`, in points (negative = below target).
+    pub target_gap: Option<f64>,
+    pub status: Status,
+    pub higher_is_better: bool,
+    /// Key of the rule trigger the change fires, if any.
+    pub trigger: Option<String>,
+    pub numerator: i64,
+    pub denominator: i64,
+    pub previous_numerator: i64,
+    pub previous_denominator: i64,
+    /// The last 12 weeks, oldest first, ending with `period`.
+    pub series: Vec<SeriesPoint>,
+    pub otif_tree: OtifTree,
+    pub previous_otif_tree: OtifTree,
+    pub contributions: Vec<DimensionContribution>,
+    pub data_checks: DataChecks,
+    pub noise: Noise,
+    pub rules_version: i64,
+}
+
+/// Everything [`build_evidence`] reads. The caller loads it; the function does no I/O.
+pub struct EvidenceInput<'a> {
+    pub scope: Scope,
+    pub week: Week,
+    pub as_of: NaiveDate,
+    /// Lines of the scope due in `week` or the week before.
+    pub lines: &'a [LineFact],
+    /// Counts per week for the series (any order, missing weeks count as empty).
+    pub weekly: &'a [(Week, KpiCounts)],
+    pub latest_data_date: Option<NaiveDate>,
+    pub rules: &'a Rules,
+}
+
+/// Builds the evidence pack. Pure and deterministic: equal inputs give equal packs (and
+/// equal hashes), segment order included.
+pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
+    let EvidenceInput { scope, week, as_of, lines, weekly, latest_data_date, rules } = input;
+    let metric = scope.metric;
+    let params = rules.scoring();
+    let previous = week.previous();
+
+    let mut cur = KpiCounts::default();
+    let mut prev = KpiCounts::default();
+    let mut tree = OtifTree::default();
+    let mut prev_tree = OtifTree::default();
+    let mut reasons: BTreeMap<String, i64> = BTreeMap::new();
+    let mut prev_reasons: BTreeMap<String, i64> = BTreeMap::new();
+    let mut past_due_open = 0;
+    let mut failures_without_reason = 0;
+    let dimensions: &[&str] = if scope.site == NETWORK {
+        &["site", "carrier", "customer", "category"]
+    } else {
+        &["carrier", "customer", "category"]
+    };
+    // dimension -> member -> (previous, current) counts
+    let mut segments: Vec<BTreeMap<&str, (KpiCounts, KpiCounts)>> =
+        vec![BTreeMap::new(); dimensions.len()];
+
+    for line in lines {
+        let in_current = week.contains(line.due_date);
+        if !in_current && !previous.contains(line.due_date) {
+            continue;
+        }
+        let score = score_line(
+            params,
+            line.ordered_qty,
+            line.delivered_qty,
+            line.due_date,
+            line.delivered_date,
+        );
+        let (counts, tree, reasons) = if in_current {
+            (&mut cur, &mut tree, &mut reasons)
+        } else {
+            (&mut prev, &mut prev_tree, &mut prev_reasons)
+        };
+        counts.add_line(score, line.ordered_qty, line.delivered_qty);
+        tree.lines += 1;
+        if score.otif() {
+            tree.otif_lines += 1;
+        } else {
+            tree.failures += 1;
+            match (score.on_time, score.in_full) {
+                (false, true) => tree.late_only += 1,
+                (true, false) => tree.short_only += 1,
+                _ => tree.late_and_short += 1,
+            }
+            let reason = line.reason_code.as_deref().filter(|r| !r.trim().is_empty());
+            *reasons.entry(reason.unwrap_or("unspecified").to_string()).or_default() += 1;
+            if in_current && reason.is_none() {
+                failures_without_reason += 1;
+            }
+        }
+        if in_current && line.delivered_date.is_none() && line.due_date < as_of {
+            past_due_open += 1;
+        }
+        for (i, dim) in dimensions.iter().enumerate() {
+            let member = match *dim {
+                "site" => line.site.as_str(),
+                "carrier" => line.carrier.as_str(),
+                "customer" => line.customer.as_str(),
+                _ => line.category.as_str(),
+            };
+            let entry = segments[i].entry(member).or_default();
+            let side = if in_current { &mut entry.1 } else { &mut entry.0 };
+            side.add_line(score, line.ordered_qty, line.delivered_qty);
+        }
+    }
+    tree.by_reason = reason_counts(reasons, tree.failures);
+    prev_tree.by_reason = reason_counts(prev_reasons, prev_tree.failures);
+
+    let (num, den) = cur.fraction(metric);
+    let (pnum, pden) = prev.fraction(metric);
+    let value = cur.value(metric);
+    let previous_value = prev.value(metric);
+    let change = value.zip(previous_value).map(|(v, p)| v - p);
+    let target = rules.target(&scope.site, metric);
+    let target_gap = value.zip(target).map(|(v, t)| v - t);
+
+    let contributions = dimensions
+        .iter()
+        .zip(segments)
+        .map(|(dim, members)| {
+            let inputs: Vec<SegmentInput> = members
+                .into_iter()
+                .map(|(member, (p, c))| SegmentInput {
+                    member: member.to_string(),
+                    previous: p.fraction(metric),
+                    current: c.fraction(metric),
+                })
+                .collect();
+            contribution(dim, metric, &inputs)
+        })
+        .collect();
+
+    let series = series_points(metric, week, weekly);
+    let lines_due = cur.lines;
+    let share = |n: i64, d: i64| if d > 0 { 100.0 * n as f64 / d as f64 } else { 0.0 };
+    let mut data_checks = DataChecks {
+        latest_data_date: latest_data_date.map(fmt_date),
+        days_since_latest_data: latest_data_date.map(|d| (as_of - d).num_days()),
+        lines_due,
+        past_due_open,
+        past_due_open_share_pct: share(past_due_open, lines_due),
+        failures: tree.failures,
+        failures_without_reason,
+        failures_without_reason_share_pct: share(failures_without_reason, tree.failures),
+        suspect_reasons: Vec::new(),
+    };
+    data_checks.suspect_reasons = suspect_reasons(&data_checks, rules);
+
+    let noise = noise(metric, (pnum, pden), (num, den), change, rules.noise_min_pp());
+    EvidencePack {
+        as_of: fmt_date(as_of),
+        period: week.into(),
+        previous_period: previous.into(),
+        value,
+        previous_value,
+        change,
+        target,
+        target_gap,
+        status: rules.status(metric, value, target),
+        higher_is_better: true,
+        trigger: rules.trigger(metric, change).map(|t| t.key.clone()),
+        numerator: num,
+        denominator: den,
+        previous_numerator: pnum,
+        previous_denominator: pden,
+        series,
+        otif_tree: tree,
+        previous_otif_tree: prev_tree,
+        contributions,
+        data_checks,
+        noise,
+        rules_version: rules.version,
+        scope,
+    }
+}
+
+fn reason_counts(reasons: BTreeMap<String, i64>, failures: i64) -> Vec<ReasonCount> {
+    let mut out: Vec<ReasonCount> = reasons
+        .into_iter()
+        .map(|(reason, n)| ReasonCount {
+            reason,
+            failures: n,
+            share_pct: if failures > 0 { 100.0 * n as f64 / failures as f64 } else { 0.0 },
+        })
+        .collect();
+    out.sort_by(|a, b| b.failures.cmp(&a.failures).then_with(|| a.reason.cmp(&b.reason)));
+    out
+}
+
+fn series_points(metric: Metric, week: Week, weekly: &[(Week, KpiCounts)]) -> Vec<SeriesPoint> {
+    week.trailing(12)
+        .into_iter()
+        .map(|w| {
+            let counts = weekly
+                .iter()
+                .filter(|(x, _)| *x == w)
+                .fold(KpiCounts::default(), |mut acc, (_, c)| {
+                    acc.add(c);
+                    acc
+                });
+            let (numerator, denominator) = counts.fraction(metric);
+            SeriesPoint {
+                period_start: fmt_date(w.start),
+                label: w.label(),
+                value: counts.value(metric),
+                numerator,
+                denominator,
+            }
+        })
+        .collect()
+}
+
+fn suspect_reasons(checks: &DataChecks, rules: &Rules) -> Vec<String> {
+    let mut out = Vec::new();
+    let open_limit = 100.0 * rules.value("data_past_due_open_share", 0.05);
+    if checks.lines_due > 0 && checks.past_due_open_share_pct > open_limit {
+        out.push(format!(
+            "{} of {} lines due ({:.1}%) have no delivered date (limit {:.1}%)",
+            checks.past_due_open, checks.lines_due, checks.past_due_open_share_pct, open_limit
+        ));
+    }
+    let reason_limit = 100.0 * rules.value("data_unreasoned_failure_share", 0.5);
+    // Only meaningful once there are enough failures to judge coding discipline.
+    if checks.failures >= 20 && checks.failures_without_reason_share_pct > reason_limit {
+        out.push(format!(
+            "{:.0}% of failures have no reason code (limit {:.0}%)",
+            checks.failures_without_reason_share_pct, reason_limit
+        ));
+    }
+    out
+}
+
+fn noise(
+    metric: Metric,
+    (pnum, pden): (i64, i64),
+    (num, den): (i64, i64),
+    change: Option<f64>,
+    min_pp: f64,
+) -> Noise {
+    let standard_error = if metric.is_ratio() {
+        let var = |n: i64, d: i64| {
+            if d == 0 {
+                0.0
+            } else {
+                let p = (n as f64 / d as f64).clamp(0.0, 1.0);
+                p * (1.0 - p) / d as f64
+            }
+        };
+        100.0 * (var(pnum, pden) + var(num, den)).sqrt()
+    } else {
+        // Poisson counts: var(n₁ − n₀) = n₁ + n₀.
+        ((pnum + num) as f64).sqrt()
+    };
+    let threshold = if metric.is_ratio() { min_pp.max(2.0 * standard_error) } else { 2.0 * standard_error };
+    let significant = change.is_some_and(|c| c.abs() > threshold);
+    Noise { standard_error, significant }
+}
+
+/// One segment's (numerator, denominator) in each period.
+#[derive(Clone, Debug)]
+pub struct SegmentInput {
+    pub member: String,
+    pub previous: (i64, i64),
+    pub current: (i64, i64),
+}
+
+/// Splits the change of `metric` across segments into mix and rate terms (see the module
+/// docs). Count metrics have no rate to mix: each segment's term is its own change in
+/// volume, reported as `rate`.
+pub fn contribution(dimension: &str, metric: Metric, inputs: &[SegmentInput]) -> DimensionContribution {
+    let total_prev: i64 = inputs.iter().map(|s| s.previous.1).sum();
+    let total_cur: i64 = inputs.iter().map(|s| s.current.1).sum();
+    let mut segments: Vec<Segment> = if !metric.is_ratio() {
+        inputs
+            .iter()
+            .map(|s| {
+                let (p, c) = (s.previous.0 as f64, s.current.0 as f64);
+                Segment {
+                    member: s.member.clone(),
+                    previous_value: Some(p),
+                    value: Some(c),
+                    previous_share_pct: pct(s.previous.0, total_prev.max(1)),
+                    share_pct: pct(s.current.0, total_cur.max(1)),
+                    previous_denominator: s.previous.0,
+                    denominator: s.current.0,
+                    mix: 0.0,
+                    rate: c - p,
+                    total: c - p,
+                }
+            })
+            .collect()
+    } else if total_prev == 0 || total_cur == 0 {
+        // No change is defined without both periods.
+        Vec::new()
+    } else {
+        let (w_prev, w_cur) = (total_prev as f64, total_cur as f64);
+        let rate = |(n, d): (i64, i64)| (d > 0).then(|| n as f64 / d as f64);
+        let big_r0: f64 = inputs.iter().map(|s| s.previous.0 as f64).sum::<f64>() / w_prev;
+        let big_r1: f64 = inputs.iter().map(|s| s.current.0 as f64).sum::<f64>() / w_cur;
+        let r_bar_total = (big_r0 + big_r1) / 2.0;
+        inputs
+            .iter()
+            .map(|s| {
+                let w0 = s.previous.1 as f64 / w_prev;
+                let w1 = s.current.1 as f64 / w_cur;
+                let (r0, r1) = match (rate(s.previous), rate(s.current)) {
+                    (Some(a), Some(b)) => (a, b),
+                    (Some(a), None) => (a, a),
+                    (None, Some(b)) => (b, b),
+                    (None, None) => (0.0, 0.0),
+                };
+                let mix = 100.0 * (w1 - w0) * ((r0 + r1) / 2.0 - r_bar_total);
+                let rate_term = 100.0 * (r1 - r0) * (w0 + w1) / 2.0;
+                Segment {
+                    member: s.member.clone(),
+                    previous_value: rate(s.previous).map(|r| 100.0 * r),
+                    value: rate(s.current).map(|r| 100.0 * r),
+                    previous_share_pct: 100.0 * w0,
+                    share_pct: 100.0 * w1,
+                    previous_denominator: s.previous.1,
+                    denominator: s.current.1,
+                    mix,
+                    rate: rate_term,
+                    total: mix + rate_term,
+                }
+            })
+            .collect()
+    };
+    segments.sort_by(|a, b| {
+        b.total.abs().total_cmp(&a.total.abs()).then_with(|| a.member.cmp(&b.member))
+    });
+    if segments.len() > MAX_SEGMENTS {
+        let rest = segments.split_off(MAX_SEGMENTS - 1);
+        let n = rest.len();
+        let fold = rest.into_iter().fold(
+            Segment {
+                member: format!("other ({n})"),
+                previous_value: None,
+                value: None,
+                previous_share_pct: 0.0,
+                share_pct: 0.0,
+                previous_denominator: 0,
+                denominator: 0,
+                mix: 0.0,
+                rate: 0.0,
+                total: 0.0,
+            },
+            |mut acc, s| {
+                acc.previous_share_pct += s.previous_share_pct;
+                acc.share_pct += s.share_pct;
+                acc.previous_denominator += s.previous_denominator;
+                acc.denominator += s.denominator;
+                acc.mix += s.mix;
+                acc.rate += s.rate;
+                acc.total += s.total;
+                acc
+            },
+        );
+        segments.push(fold);
+    }
+    DimensionContribution {
+        dimension: dimension.to_string(),
+        mix_total: segments.iter().map(|s| s.mix).sum(),
+        rate_total: segments.iter().map(|s| s.rate).sum(),
+        segments,
+    }
+}
+
+fn pct(n: i64, d: i64) -> f64 {
+    100.0 * n as f64 / d as f64
+}
+
+impl EvidencePack {
+    /// Segments across all dimensions, largest absolute contribution first.
+    pub fn top_segments(&self) -> Vec<(&str, &Segment)> {
+        let mut all: Vec<(&str, &Segment)> = self
+            .contributions
+            .iter()
+            .flat_map(|d| d.segments.iter().map(move |s| (d.dimension.as_str(), s)))
+            .filter(|(_, s)| !s.member.starts_with("other ("))
+            .collect();
+        all.sort_by(|a, b| {
+            b.1.total.abs().total_cmp(&a.1.total.abs()).then_with(|| a.1.member.cmp(&b.1.member))
+        });
+        all
+    }
+
+    pub fn segment(&self, dimension: &str, member: &str) -> Option<&Segment> {
+        self.contributions
+            .iter()
+            .find(|d| d.dimension == dimension)?
+            .segments
+            .iter()
+            .find(|s| s.member == member)
+    }
+
+    /// A plain-language summary for the agent's user message (the full pack travels in
+    /// `custom_inputs`).
+    pub fn summary(&self) -> String {
+        let m = self.scope.metric;
+        let fmt = |v: Option<f64>| super::kpi::format_value(m, v);
+        let mut out = format!(
+            "{} at {} for {} ({} to {}): {} vs {} the week before ({}); target {} ({}).\n",
+            self.scope.metric_name,
+            self.scope.site_name,
+            self.period.label,
+            self.period.start,
+            self.period.end,
+            fmt(self.value),
+            fmt(self.previous_value),
+            super::kpi::format_change(m, self.change),
+            fmt(self.target),
+            self.status.label(),
+        );
+        out.push_str(&format!(
+            "Change is {} (standard error {:.2} points).\n",
+            if self.noise.significant { "beyond noise" } else { "within noise" },
+            self.noise.standard_error
+        ));
+        let t = &self.otif_tree;
+        out.push_str(&format!(
+            "OTIF failures this week: {} of {} lines (late only {}, short only {}, both {}). Reasons: {}.\n",
+            t.failures,
+            t.lines,
+            t.late_only,
+            t.short_only,
+            t.late_and_short,
+            t.by_reason
+                .iter()
+                .take(5)
+                .map(|r| format!("{} {}", r.reason, r.failures))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        out.push_str("Largest contributions to the change (points, mix / rate):\n");
+        for (dim, s) in self.top_segments().into_iter().take(6) {
+            out.push_str(&format!(
+                "- {dim} {}: {:+.2} (mix {:+.2}, rate {:+.2}); value {} -> {}, share {:.1}% -> {:.1}%\n",
+                s.member,
+                s.total,
+                s.mix,
+                s.rate,
+                fmt(s.previous_value),
+                fmt(s.value),
+                s.previous_share_pct,
+                s.share_pct
+            ));
+        }
+        let d = &self.data_checks;
+        out.push_str(&format!(
+            "Data checks: latest data {}, {} lines past due without a delivered date, {:.0}% of failures without a reason code.",
+            d.latest_data_date.as_deref().unwrap_or("none"),
+            d.past_due_open,
+            d.failures_without_reason_share_pct
+        ));
+        if d.suspect() {
+            out.push_str(&format!(" Data suspect: {}.", d.suspect_reasons.join("; ")));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::period::parse_date;
+    use crate::domain::rules::sample_rules;
+
+    fn seg(member: &str, previous: (i64, i64), current: (i64, i64)) -> SegmentInput {
+        SegmentInput { member: member.into(), previous, current }
+    }
+
+    fn total_change(inputs: &[SegmentInput]) -> f64 {
+        let sum = |f: fn(&SegmentInput) -> (i64, i64)| {
+            inputs.iter().map(f).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        };
+        let (n0, d0) = sum(|s| s.previous);
+        let (n1, d1) = sum(|s| s.current);
+        100.0 * (n1 as f64 / d1 as f64 - n0 as f64 / d0 as f64)
+    }
+
+    #[test]
+    fn segment_terms_sum_to_the_total_change() {
+        let inputs = vec![
+            seg("A", (90, 100), (150, 200)),
+            seg("B", (45, 50), (20, 25)),
+            seg("C", (0, 0), (7, 10)),
+            seg("D", (30, 40), (0, 0)),
+        ];
+        let c = contribution("carrier", Metric::Otif, &inputs);
+        let sum: f64 = c.segments.iter().map(|s| s.total).sum();
+        assert!((sum - total_change(&inputs)).abs() < 1e-9, "{sum} vs {}", total_change(&inputs));
+        assert!((c.mix_total + c.rate_total - sum).abs() < 1e-9);
+    }
+
+    #[test]
+    fn pure_mix_shift_has_zero_rate_effect() {
+        // Both carriers keep their rates; volume moves to the worse one.
+        let inputs = vec![seg("good", (98, 100), (49, 50)), seg("bad", (40, 50), (80, 100))];
+        let c = contribution("carrier", Metric::Otif, &inputs);
+        assert!(c.rate_total.abs() < 1e-12);
+        assert!(c.segments.iter().all(|s| s.rate.abs() < 1e-12));
+        assert!((c.mix_total - total_change(&inputs)).abs() < 1e-9);
+        assert!(c.mix_total < 0.0);
+    }
+
+    #[test]
+    fn pure_rate_change_has_zero_mix_effect() {
+        let inputs = vec![seg("a", (90, 100), (80, 100)), seg("b", (45, 50), (45, 50))];
+        let c = contribution("carrier", Metric::Otif, &inputs);
+        assert!(c.mix_total.abs() < 1e-12);
+        let a = c.segments.iter().find(|s| s.member == "a").unwrap();
+        assert!((a.rate - total_change(&inputs)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn long_tails_fold_into_other_and_still_add_up() {
+        let inputs: Vec<SegmentInput> = (0..30)
+            .map(|i| seg(&format!("m{i:02}"), (50 + i, 100), (40 + 2 * i, 100 + i)))
+            .collect();
+        let c = contribution("customer", Metric::Otif, &inputs);
+        assert_eq!(c.segments.len(), MAX_SEGMENTS);
+        assert!(c.segments.last().unwrap().member.starts_with("other ("));
+        let sum: f64 = c.segments.iter().map(|s| s.total).sum();
+        assert!((sum - total_change(&inputs)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn volume_contributions_are_line_count_changes() {
+        let inputs = vec![seg("a", (100, 1), (130, 1)), seg("b", (50, 1), (40, 1))];
+        let c = contribution("site", Metric::LinesDue, &inputs);
+        let sum: f64 = c.segments.iter().map(|s| s.total).sum();
+        assert_eq!(sum, 20.0);
+        assert_eq!(c.segments[0].member, "a");
+    }
+
+    fn line(carrier: &str, due: &str, delivered: Option<&str>, ordered: i64, got: i64, reason: Option<&str>) -> LineFact {
+        LineFact {
+            site: "DAL".into(),
+            customer: "Cust".into(),
+            carrier: carrier.into(),
+            category: "Food".into(),
+            ordered_qty: ordered,
+            delivered_qty: got,
+            due_date: parse_date(due).unwrap(),
+            delivered_date: delivered.map(|d| parse_date(d).unwrap()),
+            reason_code: reason.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn evidence_pack_has_tree_checks_and_exact_values() {
+        let rules = sample_rules();
+        let week = Week::containing(parse_date("2026-11-09").unwrap());
+        let lines = vec![
+            // previous week: both OTIF
+            line("X", "2026-11-03", Some("2026-11-03"), 10, 10, None),
+            line("Y", "2026-11-04", Some("2026-11-04"), 10, 10, None),
+            // current week: one OTIF, one late, one short, one open (late + short)
+            line("X", "2026-11-10", Some("2026-11-10"), 10, 10, None),
+            line("X", "2026-11-10", Some("2026-11-12"), 10, 10, Some("carrier_late")),
+            line("Y", "2026-11-11", Some("2026-11-11"), 10, 6, Some("stockout")),
+            line("Y", "2026-11-12", None, 10, 0, None),
+            // outside both weeks: ignored
+            line("Y", "2026-10-01", None, 10, 0, None),
+        ];
+        let pack = build_evidence(EvidenceInput {
+            scope: Scope {
+                site: "DAL".into(),
+                site_name: "Dallas".into(),
+                metric: Metric::Otif,
+                metric_name: "OTIF".into(),
+                definition: String::new(),
+                unit: "pct".into(),
+            },
+            week,
+            as_of: parse_date("2026-11-20").unwrap(),
+            lines: &lines,
+            weekly: &[],
+            latest_data_date: parse_date("2026-11-12"),
+            rules: &rules,
+        });
+        assert_eq!((pack.numerator, pack.denominator), (1, 4));
+        assert_eq!(pack.value, Some(25.0));
+        assert_eq!(pack.previous_value, Some(100.0));
+        assert_eq!(pack.change, Some(-75.0));
+        assert_eq!(pack.target_gap, Some(25.0 - 90.0));
+        assert_eq!(pack.status, Status::OffTarget);
+        assert_eq!(pack.trigger.as_deref(), Some("otif_drop_trigger_pp"));
+        let t = &pack.otif_tree;
+        assert_eq!((t.failures, t.late_only, t.short_only, t.late_and_short), (3, 1, 1, 1));
+        assert_eq!(t.by_reason[0].reason, "carrier_late");
+        assert_eq!(pack.data_checks.past_due_open, 1);
+        assert_eq!(pack.data_checks.failures_without_reason, 1);
+        assert_eq!(pack.data_checks.days_since_latest_data, Some(8));
+        assert_eq!(pack.series.len(), 12);
+        for dim in &pack.contributions {
+            let sum: f64 = dim.segments.iter().map(|s| s.total).sum();
+            assert!((sum - -75.0).abs() < 1e-9, "{}: {sum}", dim.dimension);
+        }
+        // Deterministic: the same input gives byte-identical JSON.
+        let again = serde_json::to_string(&pack).unwrap();
+        assert_eq!(again, serde_json::to_string(&pack.clone()).unwrap());
+    }
+}

@@ -1,0 +1,15 @@
+//! Pure domain logic, shared by the server and the browser (it compiles to wasm).
+//!
+//! - [`period`]: ISO weeks and "the latest complete week" relative to a reference date.
+//! - [`kpi`]: the KPI catalogue, line-level scoring and exact numerator/denominator counts.
+//! - [`rules`]: business rules (parameters, thresholds, triggers, playbooks) and KPI status.
+//! - [`evidence`]: the evidence pack: one deterministic analysis per (site, metric, period).
+//! - [`insight`]: the insight contract agents return, and its parsing from agent replies.
+//! - [`analyst`]: the built-in analyst, the reference implementation of the contract.
+
+pub mod analyst;
+pub mod evidence;
+pub mod insight;
+pub mod kpi;
+pub mod period;
+pub mod rules;

@@ -1,0 +1,547 @@
+//! Database access: one `AnyPool` over SQLite (embedded default) or, later, PostgreSQL.
+//! SQL here is portable: `$n` placeholders, text dates, integer flags, and sums cast to
+//! BIGINT (PostgreSQL widens `SUM(bigint)` to numeric, which `Any` cannot decode).
+//! KPI scoring is not done in SQL: the roll-up is computed in Rust with
+//! [`crate::domain::kpi::score_line`], so there is one definition of OTIF.
+
+use crate::domain::evidence::LineFact;
+use crate::domain::kpi::{score_line, KpiCounts, Metric, ScoringParams};
+use crate::domain::period::{fmt_date, parse_date, Week};
+use crate::domain::rules::{Playbook, RuleEntry, Rules, Target};
+use crate::dto::{InsightView, MetricDefinition};
+use anyhow::Context;
+use chrono::NaiveDate;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, AssertSqlSafe, Executor, Row};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub type Db = AnyPool;
+
+/// Rows per multi-row INSERT: 12 columns × 400 rows stays well under SQLite's 32,766 and
+/// PostgreSQL's 65,535 bind-parameter limits.
+const INSERT_BATCH: usize = 400;
+
+/// Connects, creating a SQLite file (and its folder) when missing, and applies migrations.
+pub async fn connect(url: &str) -> anyhow::Result<Db> {
+    sqlx::any::install_default_drivers();
+    let is_sqlite = url.starts_with("sqlite:");
+    let mut url = url.to_string();
+    if is_sqlite && !url.contains(":memory:") {
+        let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or_default();
+        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("Failed to create the database folder {}", dir.display()))?;
+        }
+        if !url.contains("mode=") {
+            url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+        }
+    }
+    let memory = url.contains(":memory:");
+    let pool = AnyPoolOptions::new()
+        // An in-memory SQLite database exists per connection: keep exactly one.
+        .max_connections(if memory { 1 } else if is_sqlite { 8 } else { 16 })
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if is_sqlite {
+                    // WAL lets readers run while an import writes; busy_timeout waits for locks.
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .context("Failed to connect to the database (check DATABASE_URL)")?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+pub async fn migrate(pool: &Db) -> anyhow::Result<()> {
+    sqlx::migrate!("../migrations")
+        .run(pool)
+        .await
+        .context("Failed to apply database migrations")
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Site {
+    pub code: String,
+    pub name: String,
+    pub region: String,
+}
+
+pub async fn sites(db: &Db) -> anyhow::Result<Vec<Site>> {
+    let rows = sqlx::query("SELECT code, name, region FROM sites ORDER BY code")
+        .fetch_all(db)
+        .await
+        .context("Failed to list sites")?;
+    rows.iter()
+        .map(|r| Ok(Site { code: r.try_get(0)?, name: r.try_get(1)?, region: r.try_get(2)? }))
+        .collect()
+}
+
+pub async fn count_lines(db: &Db) -> anyhow::Result<i64> {
+    let n: i64 = sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM order_lines")
+        .fetch_one(db)
+        .await
+        .context("Failed to count order lines")?;
+    Ok(n)
+}
+
+/// The full rule set, with targets converted to display units (percent for ratios).
+pub async fn rules(db: &Db) -> anyhow::Result<Rules> {
+    let version: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = 'rules_version'")
+        .fetch_one(db)
+        .await
+        .context("Failed to read the rules version")?;
+    let entries = sqlx::query("SELECT rule_key, kind, metric, value, description FROM business_rules ORDER BY kind, rule_key")
+        .fetch_all(db)
+        .await
+        .context("Failed to read business rules")?
+        .iter()
+        .map(|r| {
+            Ok(RuleEntry {
+                key: r.try_get(0)?,
+                kind: r.try_get(1)?,
+                metric: r.try_get(2)?,
+                value: r.try_get(3)?,
+                description: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let targets = sqlx::query("SELECT metric, site, target FROM targets ORDER BY metric, site")
+        .fetch_all(db)
+        .await
+        .context("Failed to read targets")?
+        .iter()
+        .map(|r| {
+            let metric: String = r.try_get(0)?;
+            let raw: f64 = r.try_get(2)?;
+            let ratio = Metric::parse(&metric).is_none_or(Metric::is_ratio);
+            Ok(Target { site: r.try_get(1)?, target: if ratio { raw * 100.0 } else { raw }, metric })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let playbooks = sqlx::query("SELECT playbook_key, cause, action, owner, priority FROM playbooks ORDER BY playbook_key")
+        .fetch_all(db)
+        .await
+        .context("Failed to read playbooks")?
+        .iter()
+        .map(|r| {
+            Ok(Playbook {
+                key: r.try_get(0)?,
+                cause: r.try_get(1)?,
+                action: r.try_get(2)?,
+                owner: r.try_get(3)?,
+                priority: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Rules { version: version.trim().parse().unwrap_or(1), entries, targets, playbooks })
+}
+
+pub async fn metric_definitions(db: &Db) -> anyhow::Result<Vec<MetricDefinition>> {
+    let rows = sqlx::query("SELECT metric, name, definition, unit FROM metric_definitions ORDER BY sort_order")
+        .fetch_all(db)
+        .await
+        .context("Failed to read metric definitions")?;
+    rows.iter()
+        .map(|r| {
+            Ok(MetricDefinition {
+                metric: r.try_get(0)?,
+                name: r.try_get(1)?,
+                definition: r.try_get(2)?,
+                unit: r.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// An order line as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OrderLine {
+    pub order_id: String,
+    pub line_no: i64,
+    pub site: String,
+    pub customer: String,
+    pub carrier: String,
+    pub sku: String,
+    pub category: String,
+    pub ordered_qty: i64,
+    pub delivered_qty: i64,
+    pub due_date: NaiveDate,
+    pub delivered_date: Option<NaiveDate>,
+    pub reason_code: Option<String>,
+}
+
+/// Creates the sites that do not exist yet (name = code for unknown sites).
+pub async fn ensure_sites<'c, E>(exec: E, sites: &[(String, String, String)]) -> anyhow::Result<()>
+where
+    E: Executor<'c, Database = sqlx::Any> + Copy,
+{
+    for (code, name, region) in sites {
+        sqlx::query("INSERT INTO sites (code, name, region) VALUES ($1, $2, $3) ON CONFLICT (code) DO NOTHING")
+            .bind(code)
+            .bind(name)
+            .bind(region)
+            .execute(exec)
+            .await
+            .with_context(|| format!("Failed to create site {code}"))?;
+    }
+    Ok(())
+}
+
+/// Inserts or updates order lines keyed by (order_id, line_no), in batches.
+pub async fn upsert_lines(conn: &mut sqlx::AnyConnection, lines: &[OrderLine]) -> anyhow::Result<()> {
+    for chunk in lines.chunks(INSERT_BATCH) {
+        let mut sql = String::from(
+            "INSERT INTO order_lines (order_id, line_no, site, customer, carrier, sku, category, \
+             ordered_qty, delivered_qty, due_date, delivered_date, reason_code) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let b = i * 12;
+            sql.push('(');
+            sql.push_str(&(1..=12).map(|k| format!("${}", b + k)).collect::<Vec<_>>().join(","));
+            sql.push(')');
+        }
+        sql.push_str(
+            " ON CONFLICT (order_id, line_no) DO UPDATE SET site = excluded.site, \
+             customer = excluded.customer, carrier = excluded.carrier, sku = excluded.sku, \
+             category = excluded.category, ordered_qty = excluded.ordered_qty, \
+             delivered_qty = excluded.delivered_qty, due_date = excluded.due_date, \
+             delivered_date = excluded.delivered_date, reason_code = excluded.reason_code",
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for l in chunk {
+            q = q
+                .bind(l.order_id.clone())
+                .bind(l.line_no)
+                .bind(l.site.clone())
+                .bind(l.customer.clone())
+                .bind(l.carrier.clone())
+                .bind(l.sku.clone())
+                .bind(l.category.clone())
+                .bind(l.ordered_qty)
+                .bind(l.delivered_qty)
+                .bind(fmt_date(l.due_date))
+                .bind(l.delivered_date.map(fmt_date))
+                .bind(l.reason_code.clone());
+        }
+        q.execute(&mut *conn).await.context("Failed to write order lines")?;
+    }
+    Ok(())
+}
+
+/// Existing due dates of lines, so a re-import that moves a line's due date also
+/// refreshes the roll-up of the day it left.
+pub async fn due_dates_of(
+    conn: &mut sqlx::AnyConnection,
+    keys: &[(String, i64)],
+) -> anyhow::Result<Vec<(String, NaiveDate)>> {
+    let mut out = Vec::new();
+    for chunk in keys.chunks(INSERT_BATCH) {
+        let mut sql = String::from("SELECT site, due_date FROM order_lines WHERE ");
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(" OR ");
+            }
+            sql.push_str(&format!("(order_id = ${} AND line_no = ${})", 2 * i + 1, 2 * i + 2));
+        }
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for (id, no) in chunk {
+            q = q.bind(id.clone()).bind(*no);
+        }
+        for row in q.fetch_all(&mut *conn).await.context("Failed to read existing lines")? {
+            let site: String = row.try_get(0)?;
+            let due: String = row.try_get(1)?;
+            if let Some(d) = parse_date(&due) {
+                out.push((site, d));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Recomputes `kpi_daily` for the given sites over [from, to] (inclusive), from the lines.
+pub async fn rebuild_rollup(
+    conn: &mut sqlx::AnyConnection,
+    params: ScoringParams,
+    sites: &[String],
+    from: NaiveDate,
+    to: NaiveDate,
+) -> anyhow::Result<()> {
+    for site in sites {
+        let rows = sqlx::query(
+            "SELECT due_date, ordered_qty, delivered_qty, delivered_date FROM order_lines \
+             WHERE site = $1 AND due_date >= $2 AND due_date <= $3",
+        )
+        .bind(site.clone())
+        .bind(fmt_date(from))
+        .bind(fmt_date(to))
+        .fetch_all(&mut *conn)
+        .await
+        .context("Failed to read lines for the roll-up")?;
+        let mut days: BTreeMap<NaiveDate, KpiCounts> = BTreeMap::new();
+        for r in &rows {
+            let due: String = r.try_get(0)?;
+            let Some(due) = parse_date(&due) else { continue };
+            let ordered: i64 = r.try_get(1)?;
+            let delivered: i64 = r.try_get(2)?;
+            let delivered_date: Option<String> = r.try_get(3)?;
+            let score = score_line(params, ordered, delivered, due, delivered_date.as_deref().and_then(parse_date));
+            days.entry(due).or_default().add_line(score, ordered, delivered);
+        }
+        sqlx::query("DELETE FROM kpi_daily WHERE site = $1 AND day >= $2 AND day <= $3")
+            .bind(site.clone())
+            .bind(fmt_date(from))
+            .bind(fmt_date(to))
+            .execute(&mut *conn)
+            .await
+            .context("Failed to clear the roll-up")?;
+        let days: Vec<_> = days.into_iter().collect();
+        for chunk in days.chunks(INSERT_BATCH) {
+            let mut sql = String::from(
+                "INSERT INTO kpi_daily (site, day, lines, otif_lines, on_time_lines, in_full_lines, units_ordered, units_delivered) VALUES ",
+            );
+            for i in 0..chunk.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                let b = i * 8;
+                sql.push('(');
+                sql.push_str(&(1..=8).map(|k| format!("${}", b + k)).collect::<Vec<_>>().join(","));
+                sql.push(')');
+            }
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for (day, c) in chunk {
+                q = q
+                    .bind(site.clone())
+                    .bind(fmt_date(*day))
+                    .bind(c.lines)
+                    .bind(c.otif_lines)
+                    .bind(c.on_time_lines)
+                    .bind(c.in_full_lines)
+                    .bind(c.units_ordered)
+                    .bind(c.units_delivered);
+            }
+            q.execute(&mut *conn).await.context("Failed to write the roll-up")?;
+        }
+    }
+    Ok(())
+}
+
+/// Weekly counts per site between two weeks (inclusive), from the roll-up.
+pub async fn weekly_counts(db: &Db, from: Week, to: Week) -> anyhow::Result<Vec<(String, Week, KpiCounts)>> {
+    let rows = sqlx::query(
+        "SELECT site, day, lines, otif_lines, on_time_lines, in_full_lines, units_ordered, units_delivered \
+         FROM kpi_daily WHERE day >= $1 AND day <= $2",
+    )
+    .bind(fmt_date(from.start))
+    .bind(fmt_date(to.end()))
+    .fetch_all(db)
+    .await
+    .context("Failed to read the KPI roll-up")?;
+    let mut acc: BTreeMap<(String, Week), KpiCounts> = BTreeMap::new();
+    for r in &rows {
+        let site: String = r.try_get(0)?;
+        let day: String = r.try_get(1)?;
+        let Some(day) = parse_date(&day) else { continue };
+        let c = KpiCounts {
+            lines: r.try_get(2)?,
+            otif_lines: r.try_get(3)?,
+            on_time_lines: r.try_get(4)?,
+            in_full_lines: r.try_get(5)?,
+            units_ordered: r.try_get(6)?,
+            units_delivered: r.try_get(7)?,
+        };
+        acc.entry((site, Week::containing(day))).or_default().add(&c);
+    }
+    Ok(acc.into_iter().map(|((s, w), c)| (s, w, c)).collect())
+}
+
+fn line_fact(r: &AnyRow) -> Result<Option<LineFact>, sqlx::Error> {
+    let due: String = r.try_get("due_date")?;
+    let delivered: Option<String> = r.try_get("delivered_date")?;
+    let Some(due_date) = parse_date(&due) else { return Ok(None) };
+    Ok(Some(LineFact {
+        site: r.try_get("site")?,
+        customer: r.try_get("customer")?,
+        carrier: r.try_get("carrier")?,
+        category: r.try_get("category")?,
+        ordered_qty: r.try_get("ordered_qty")?,
+        delivered_qty: r.try_get("delivered_qty")?,
+        due_date,
+        delivered_date: delivered.as_deref().and_then(parse_date),
+        reason_code: r.try_get("reason_code")?,
+    }))
+}
+
+/// Lines due in [from, to] for one site, or for the whole network when `site` is `None`.
+pub async fn line_facts(db: &Db, site: Option<&str>, from: NaiveDate, to: NaiveDate) -> anyhow::Result<Vec<LineFact>> {
+    const COLS: &str = "site, customer, carrier, category, ordered_qty, delivered_qty, due_date, delivered_date, reason_code";
+    let rows = match site {
+        Some(site) => sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLS} FROM order_lines WHERE site = $1 AND due_date >= $2 AND due_date <= $3"
+        )))
+        .bind(site.to_string())
+        .bind(fmt_date(from))
+        .bind(fmt_date(to))
+        .fetch_all(db)
+        .await,
+        None => sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLS} FROM order_lines WHERE due_date >= $1 AND due_date <= $2"
+        )))
+        .bind(fmt_date(from))
+        .bind(fmt_date(to))
+        .fetch_all(db)
+        .await,
+    }
+    .context("Failed to read order lines")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        if let Some(f) = line_fact(r)? {
+            out.push(f);
+        }
+    }
+    Ok(out)
+}
+
+/// Latest delivered_date among lines due since `since` (a bounded scan on the due-date
+/// index), no later than `as_of`.
+pub async fn latest_data_date(db: &Db, site: Option<&str>, since: NaiveDate, as_of: NaiveDate) -> anyhow::Result<Option<NaiveDate>> {
+    let latest: Option<String> = match site {
+        Some(site) => sqlx::query_scalar(
+            "SELECT MAX(delivered_date) FROM order_lines WHERE site = $1 AND due_date >= $2 AND delivered_date <= $3",
+        )
+        .bind(site.to_string())
+        .bind(fmt_date(since))
+        .bind(fmt_date(as_of))
+        .fetch_one(db)
+        .await,
+        None => sqlx::query_scalar(
+            "SELECT MAX(delivered_date) FROM order_lines WHERE due_date >= $1 AND delivered_date <= $2",
+        )
+        .bind(fmt_date(since))
+        .bind(fmt_date(as_of))
+        .fetch_one(db)
+        .await,
+    }
+    .context("Failed to read the latest data date")?;
+    Ok(latest.as_deref().and_then(parse_date))
+}
+
+/// A new insight attempt to store.
+pub struct NewInsight<'a> {
+    pub id: &'a str,
+    pub site: &'a str,
+    pub metric: Metric,
+    pub period_start: NaiveDate,
+    pub created_at: &'a str,
+    pub status: &'a str,
+    pub agent: &'a str,
+    pub value: Option<f64>,
+    pub headline: &'a str,
+    pub narrative: &'a str,
+    pub insight_json: Option<String>,
+    pub evidence_hash: &'a str,
+    pub rules_version: i64,
+    pub error: Option<&'a str>,
+    pub latency_ms: i64,
+}
+
+pub async fn insert_insight(db: &Db, i: &NewInsight<'_>) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO insights (id, site, metric, period_start, created_at, status, agent, value, headline, \
+         narrative, insight_json, evidence_hash, rules_version, error, latency_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+    )
+    .bind(i.id.to_string())
+    .bind(i.site.to_string())
+    .bind(i.metric.key())
+    .bind(fmt_date(i.period_start))
+    .bind(i.created_at.to_string())
+    .bind(i.status.to_string())
+    .bind(i.agent.to_string())
+    .bind(i.value)
+    .bind(i.headline.to_string())
+    .bind(i.narrative.to_string())
+    .bind(i.insight_json.clone())
+    .bind(i.evidence_hash.to_string())
+    .bind(i.rules_version)
+    .bind(i.error.map(str::to_string))
+    .bind(i.latency_ms)
+    .execute(db)
+    .await
+    .context("Failed to store the insight")?;
+    Ok(())
+}
+
+const INSIGHT_COLS: &str = "id, site, metric, period_start, created_at, status, agent, value, headline, narrative, insight_json, evidence_hash, rules_version, error, latency_ms";
+
+fn insight_view(r: &AnyRow) -> Result<Option<InsightView>, sqlx::Error> {
+    let metric: String = r.try_get("metric")?;
+    let Some(metric) = Metric::parse(&metric) else { return Ok(None) };
+    let period_start: String = r.try_get("period_start")?;
+    let json: Option<String> = r.try_get("insight_json")?;
+    Ok(Some(InsightView {
+        id: r.try_get("id")?,
+        site: r.try_get("site")?,
+        metric,
+        period_label: parse_date(&period_start).map(|d| Week::containing(d).label()).unwrap_or_default(),
+        period_start,
+        created_at: r.try_get("created_at")?,
+        agent: r.try_get("agent")?,
+        value: r.try_get("value")?,
+        headline: r.try_get("headline")?,
+        narrative: r.try_get("narrative")?,
+        insight: json.and_then(|j| serde_json::from_str(&j).ok()),
+        evidence_hash: r.try_get("evidence_hash")?,
+        rules_version: r.try_get("rules_version")?,
+        latency_ms: r.try_get("latency_ms")?,
+        status: r.try_get("status")?,
+        error: r.try_get("error")?,
+    }))
+}
+
+/// Insight attempts for one card (or all of a site's, or all), latest first.
+pub async fn insights(db: &Db, site: Option<&str>, metric: Option<Metric>, limit: i64) -> anyhow::Result<Vec<InsightView>> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {INSIGHT_COLS} FROM insights WHERE ($1 = '' OR site = $1) AND ($2 = '' OR metric = $2) \
+         ORDER BY created_at DESC, id DESC LIMIT $3"
+    )))
+    .bind(site.unwrap_or_default().to_string())
+    .bind(metric.map(Metric::key).unwrap_or_default())
+    .bind(limit)
+    .fetch_all(db)
+    .await
+    .context("Failed to read insights")?;
+    let mut out = Vec::new();
+    for r in &rows {
+        out.extend(insight_view(r)?);
+    }
+    Ok(out)
+}
+
+/// The latest insight of each status ('ok', 'error') for every card.
+pub async fn latest_insights(db: &Db) -> anyhow::Result<Vec<InsightView>> {
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {cols} FROM insights i JOIN (SELECT site, metric, status, MAX(created_at) AS latest \
+         FROM insights GROUP BY site, metric, status) l ON i.site = l.site AND i.metric = l.metric \
+         AND i.status = l.status AND i.created_at = l.latest",
+        cols = INSIGHT_COLS.split(", ").map(|c| format!("i.{c}")).collect::<Vec<_>>().join(", ")
+    )))
+    .fetch_all(db)
+    .await
+    .context("Failed to read the latest insights")?;
+    let mut out = Vec::new();
+    for r in &rows {
+        out.extend(insight_view(r)?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,152 @@
+//! Insight refresh (evidence → agent → stored insight) and the state of a card.
+
+use super::agent::build_request;
+use super::db::{self, NewInsight};
+use super::evidence;
+use super::state::AppState;
+use super::ServiceError;
+use crate::domain::kpi::Metric;
+use crate::domain::period::{fmt_date, Week};
+use crate::dto::{Card, InsightView};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The question asked when a card is refreshed without one.
+pub fn default_question(metric: Metric, site_name: &str, week_label: &str) -> String {
+    format!(
+        "Why did {} change at {site_name} in {week_label}, and what should we do next?",
+        metric.label()
+    )
+}
+
+/// A sortable, unique-enough id: creation time in microseconds, process id, counter.
+fn new_id(now: chrono::DateTime<chrono::Utc>) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("ins_{:x}{:05x}{:04x}", now.timestamp_micros(), std::process::id() & 0xfffff, n & 0xffff)
+}
+
+/// Timestamps are fixed-width RFC 3339 UTC, so text order is time order.
+pub fn timestamp(now: chrono::DateTime<chrono::Utc>) -> String {
+    now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+}
+
+/// Refreshes one card: builds the evidence pack, asks the agent, stores the result. A
+/// failed call is stored as an `error` attempt (so the card can say why it is stale) and
+/// returned as an error; the last good insight is untouched.
+#[tracing::instrument(skip_all, fields(site = %site, metric = %metric_key))]
+pub async fn refresh(state: &AppState, site: &str, metric_key: &str, question: Option<&str>) -> Result<InsightView, ServiceError> {
+    let metric = evidence::parse_metric(metric_key)?;
+    let rules = db::rules(&state.db).await?;
+    let pack = evidence::load(&state.db, &rules, site, metric, state.today()).await?;
+    let hash = evidence::hash(&pack);
+    let question = question
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(|q| q.chars().take(2000).collect::<String>())
+        .unwrap_or_else(|| default_question(metric, &pack.scope.site_name, &pack.period.label));
+    let request = build_request(&pack, &rules, &question);
+    let started = std::time::Instant::now();
+    let result = state.agent.invoke(&request).await;
+    let now = chrono::Utc::now();
+    let id = new_id(now);
+    let created_at = timestamp(now);
+    let week = Week::latest_complete(state.today());
+    let mut row = NewInsight {
+        id: &id,
+        site,
+        metric,
+        period_start: week.start,
+        created_at: &created_at,
+        status: "ok",
+        agent: state.agent.name(),
+        value: pack.value,
+        headline: "",
+        narrative: "",
+        insight_json: None,
+        evidence_hash: &hash,
+        rules_version: rules.version,
+        error: None,
+        latency_ms: 0,
+    };
+    match result {
+        Ok((answer, latency)) => {
+            let headline = answer
+                .insight
+                .as_ref()
+                .map(|i| i.headline.clone())
+                .unwrap_or_else(|| answer.text.lines().next().unwrap_or_default().chars().take(200).collect());
+            row.headline = &headline;
+            row.narrative = &answer.text;
+            row.insight_json = answer.insight.as_ref().and_then(|i| serde_json::to_string(i).ok());
+            row.latency_ms = latency.as_millis() as i64;
+            db::insert_insight(&state.db, &row).await?;
+            tracing::info!(latency_ms = row.latency_ms, source = ?answer.source, "insight refreshed");
+            Ok(InsightView {
+                id: id.clone(),
+                site: site.to_string(),
+                metric,
+                period_start: fmt_date(week.start),
+                period_label: week.label(),
+                created_at: created_at.clone(),
+                agent: state.agent.name().to_string(),
+                value: pack.value,
+                headline: headline.clone(),
+                narrative: answer.text.clone(),
+                insight: answer.insight,
+                evidence_hash: hash.clone(),
+                rules_version: rules.version,
+                latency_ms: row.latency_ms,
+                status: "ok".into(),
+                error: None,
+            })
+        }
+        Err(e) => {
+            let message = e.to_string();
+            // Only the safe summary and the exception's last line, never the body.
+            tracing::warn!(error = %message, detail = ?e, "agent call failed");
+            row.status = "error";
+            row.headline = "Refresh failed";
+            row.error = Some(&message);
+            row.latency_ms = started.elapsed().as_millis() as i64;
+            db::insert_insight(&state.db, &row).await?;
+            Err(ServiceError::Agent(e))
+        }
+    }
+}
+
+/// The state of a card from its latest good insight and latest failed attempt.
+pub fn card(
+    site: &str,
+    metric: Metric,
+    current_value: Option<f64>,
+    week: Week,
+    rules_version: i64,
+    ok: Option<InsightView>,
+    failed: Option<InsightView>,
+) -> Card {
+    let failed_later = failed.filter(|f| ok.as_ref().is_none_or(|o| f.created_at > o.created_at));
+    let error = failed_later.as_ref().and_then(|f| f.error.clone());
+    let mut reasons = Vec::new();
+    if let Some(o) = &ok {
+        if o.period_start != fmt_date(week.start) {
+            reasons.push(format!("explains {}; {} is now complete", o.period_label, week.label()));
+        } else if match (o.value, current_value) {
+            (Some(a), Some(b)) => (a - b).abs() > 1e-9,
+            (a, b) => a.is_some() != b.is_some(),
+        } {
+            reasons.push("the data changed since it was generated".to_string());
+        } else if o.rules_version != rules_version {
+            reasons.push("the business rules changed since it was generated".to_string());
+        }
+        if let Some(e) = &error {
+            reasons.push(format!("the last refresh failed: {e}"));
+        }
+    }
+    Card {
+        site: site.to_string(),
+        metric,
+        insight: ok,
+        stale: (!reasons.is_empty()).then(|| reasons.join("; ")),
+        error,
+    }
+}

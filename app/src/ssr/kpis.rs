@@ -1,0 +1,126 @@
+//! The dashboard (all sites × KPIs for the latest complete week) and the KPI detail view.
+
+use super::db;
+use super::evidence;
+use super::insights::card;
+use super::state::AppState;
+use super::ServiceError;
+use crate::domain::evidence::{EvidencePack, PeriodRef, NETWORK};
+use crate::domain::kpi::{KpiCounts, Metric};
+use crate::domain::period::Week;
+use crate::domain::rules::Rules;
+use crate::dto::{Dashboard, InsightView, KpiDetail, MetricDefinition, SiteRow, Tile};
+use std::collections::HashMap;
+
+/// Builds a tile from 12 weeks of counts (oldest first, the last is the reported week).
+fn tile(metric: Metric, defs: &[MetricDefinition], site: &str, weeks: &[KpiCounts], rules: &Rules) -> Tile {
+    let current = weeks.last().copied().unwrap_or_default();
+    let previous = weeks.len().checked_sub(2).map(|i| weeks[i]).unwrap_or_default();
+    let value = current.value(metric);
+    let prev = previous.value(metric);
+    let change = value.zip(prev).map(|(a, b)| a - b);
+    let target = rules.target(site, metric);
+    let (numerator, denominator) = current.fraction(metric);
+    Tile {
+        metric,
+        name: metric.label().to_string(),
+        definition: defs.iter().find(|d| d.metric == metric.key()).map(|d| d.definition.clone()).unwrap_or_default(),
+        value,
+        previous: prev,
+        change,
+        target,
+        status: rules.status(metric, value, target),
+        trigger: rules.trigger(metric, change).map(|t| t.key.clone()),
+        numerator,
+        denominator,
+        spark: weeks.iter().map(|c| c.value(metric)).collect(),
+    }
+}
+
+type LatestByCard = HashMap<(String, Metric), (Option<InsightView>, Option<InsightView>)>;
+
+fn row(site: &str, name: &str, weeks: &[KpiCounts], defs: &[MetricDefinition], rules: &Rules, week: Week, latest: &mut LatestByCard) -> SiteRow {
+    let tiles: Vec<Tile> = Metric::ALL.iter().map(|m| tile(*m, defs, site, weeks, rules)).collect();
+    let cards = tiles
+        .iter()
+        .map(|t| {
+            let (ok, failed) = latest.remove(&(site.to_string(), t.metric)).unwrap_or_default();
+            card(site, t.metric, t.value, week, rules.version, ok, failed)
+        })
+        .collect();
+    SiteRow { site: site.to_string(), name: name.to_string(), tiles, cards }
+}
+
+pub async fn dashboard(state: &AppState) -> Result<Dashboard, ServiceError> {
+    let as_of = state.today();
+    let week = Week::latest_complete(as_of);
+    let span = week.trailing(12);
+    let rules = db::rules(&state.db).await?;
+    let defs = db::metric_definitions(&state.db).await?;
+    let sites = db::sites(&state.db).await?;
+    let counts = db::weekly_counts(&state.db, span[0], week).await?;
+    let mut latest: LatestByCard = HashMap::new();
+    for i in db::latest_insights(&state.db).await? {
+        let entry = latest.entry((i.site.clone(), i.metric)).or_default();
+        if i.status == "ok" {
+            entry.0 = Some(i);
+        } else {
+            entry.1 = Some(i);
+        }
+    }
+    let index: HashMap<Week, usize> = span.iter().enumerate().map(|(i, w)| (*w, i)).collect();
+    let mut network = vec![KpiCounts::default(); span.len()];
+    let mut per_site: HashMap<String, Vec<KpiCounts>> = HashMap::new();
+    for (site, w, c) in &counts {
+        if let Some(&i) = index.get(w) {
+            per_site.entry(site.clone()).or_insert_with(|| vec![KpiCounts::default(); span.len()])[i].add(c);
+            network[i].add(c);
+        }
+    }
+    let empty = vec![KpiCounts::default(); span.len()];
+    let site_rows = sites
+        .iter()
+        .map(|s| row(&s.code, &s.name, per_site.get(&s.code).unwrap_or(&empty), &defs, &rules, week, &mut latest))
+        .collect();
+    Ok(Dashboard {
+        as_of: crate::domain::period::fmt_date(as_of),
+        period: PeriodRef::from(week),
+        previous_period: PeriodRef::from(week.previous()),
+        network: row(NETWORK, "Network", &network, &defs, &rules, week, &mut latest),
+        sites: site_rows,
+        rules_version: rules.version,
+    })
+}
+
+fn tile_from_pack(pack: &EvidencePack) -> Tile {
+    Tile {
+        metric: pack.scope.metric,
+        name: pack.scope.metric_name.clone(),
+        definition: pack.scope.definition.clone(),
+        value: pack.value,
+        previous: pack.previous_value,
+        change: pack.change,
+        target: pack.target,
+        status: pack.status,
+        trigger: pack.trigger.clone(),
+        numerator: pack.numerator,
+        denominator: pack.denominator,
+        spark: pack.series.iter().map(|p| p.value).collect(),
+    }
+}
+
+pub async fn detail(state: &AppState, site: &str, metric: &str) -> Result<KpiDetail, ServiceError> {
+    let metric = evidence::parse_metric(metric)?;
+    let rules = db::rules(&state.db).await?;
+    let pack = evidence::load(&state.db, &rules, site, metric, state.today()).await?;
+    let history = db::insights(&state.db, Some(site), Some(metric), 20).await?;
+    let ok = history.iter().find(|i| i.status == "ok").cloned();
+    let failed = history.iter().find(|i| i.status != "ok").cloned();
+    let week = Week::latest_complete(state.today());
+    Ok(KpiDetail {
+        tile: tile_from_pack(&pack),
+        card: card(site, metric, pack.value, week, rules.version, ok, failed),
+        evidence: pack,
+        history,
+    })
+}

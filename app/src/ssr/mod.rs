@@ -1,0 +1,57 @@
+//! Server-only code, compiled with the `ssr` feature (the one gate in this crate).
+//!
+//! - [`db`]: the pool, migrations and every SQL statement (portable SQLite/PostgreSQL).
+//! - [`agent`]: the ResponsesAgent client (one shared `reqwest::Client`).
+//! - [`analyst_server`]: the built-in analyst's protocol handling (request in, reply out).
+//! - [`evidence`]: loads what an evidence pack needs and builds it.
+//! - [`kpis`]: the dashboard and KPI detail views.
+//! - [`insights`]: refreshing an insight on demand and card state (stale, error).
+//! - [`import`]: CSV import of order lines, all-or-nothing.
+//! - [`seed`]: the demo network generator.
+//! - [`state`]: `AppState`, what every request and server function gets.
+
+pub mod agent;
+pub mod analyst_server;
+pub mod db;
+pub mod evidence;
+pub mod import;
+pub mod insights;
+pub mod kpis;
+pub mod seed;
+pub mod state;
+
+use crate::error::AppError;
+
+/// The error of the services, shared by the server functions, the JSON API and the CLI.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("the insight could not be refreshed: {0}")]
+    Agent(#[from] agent::AgentError),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ServiceError {
+    /// Logs internal causes once, with their chain, and returns the safe user-facing error.
+    pub fn into_app_error(self) -> AppError {
+        match self {
+            ServiceError::NotFound(m) => AppError::NotFound(m),
+            ServiceError::BadRequest(m) => AppError::BadRequest(m),
+            e @ ServiceError::Agent(_) => AppError::Agent(e.to_string()),
+            ServiceError::Internal(e) => {
+                tracing::error!(error = ?e, "internal error");
+                AppError::Internal
+            }
+        }
+    }
+}
+
+impl From<ServiceError> for AppError {
+    fn from(e: ServiceError) -> Self {
+        e.into_app_error()
+    }
+}

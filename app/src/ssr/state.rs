@@ -1,0 +1,37 @@
+//! What every request, server function and CLI command works with.
+
+use super::agent::AgentClient;
+use super::db::Db;
+use axum::extract::FromRef;
+use chrono::NaiveDate;
+use leptos::config::LeptosOptions;
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub db: Db,
+    pub agent: AgentClient,
+    /// Fixed reference date (`OPSIGHT_AS_OF`), or `None` for today (UTC).
+    pub as_of: Option<NaiveDate>,
+    pub leptos_options: LeptosOptions,
+}
+
+impl AppState {
+    /// The reference date: "today" for the dashboard's latest complete week.
+    pub fn today(&self) -> NaiveDate {
+        self.as_of.unwrap_or_else(|| chrono::Utc::now().date_naive())
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+/// The state from the Leptos context, inside a server function.
+pub fn from_context() -> Result<AppState, crate::error::AppError> {
+    leptos::prelude::use_context::<AppState>().ok_or_else(|| {
+        tracing::error!("AppState missing from the Leptos context");
+        crate::error::AppError::Internal
+    })
+}

@@ -1,0 +1,136 @@
+//! `opsight`: the KPI insight server and its command-line tools. See `server/src/lib.rs`
+//! for the layout and README.md for a tour.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use server::config::Config;
+use server::{agent_client, app_state, commands, leptos_options, run, shutdown_signal, telemetry};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "opsight", version, about = "KPI insight for distribution-centre operations")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the dashboard, the JSON API and the built-in analyst (OPSIGHT_ADDR).
+    Serve,
+    /// Create or upgrade the database schema (DATABASE_URL).
+    Migrate,
+    /// Fill an empty database with the demo network (relative to OPSIGHT_AS_OF or today).
+    SeedDemo {
+        /// Replace existing order lines, roll-up and insights.
+        #[arg(long)]
+        reset: bool,
+        /// Number of order lines to generate.
+        #[arg(long, default_value_t = commands::DEMO_LINES)]
+        lines: usize,
+        /// Random seed (the same seed and date give the same data).
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Only seed when the database has no order lines (no error otherwise).
+        #[arg(long)]
+        if_empty: bool,
+    },
+    /// Import data files.
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+    },
+    /// Refresh insights now and print them as JSON.
+    Refresh {
+        /// A site code, or `network`; all sites and the network when omitted.
+        #[arg(long)]
+        site: Option<String>,
+        /// otif, on_time, in_full, fill_rate or lines_due; all when omitted.
+        #[arg(long)]
+        metric: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportWhat {
+    /// Order lines from a CSV file, in one transaction: a bad row imports nothing.
+    Orders { file: PathBuf },
+}
+
+#[tokio::main]
+async fn main() {
+    telemetry::init();
+    let cli = Cli::parse();
+    if let Err(e) = execute(cli).await {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn execute(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::from_env()?;
+    match cli.command {
+        Command::Serve => {
+            let pool = commands::connect(&config).await?;
+            let listener = tokio::net::TcpListener::bind(config.addr)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.addr))?;
+            let local = listener.local_addr()?;
+            let agent = agent_client(&config, local)?;
+            tracing::info!(addr = %local, agent = agent.name(), "Opsight is serving http://{local}");
+            run(listener, app_state(pool, agent, config.as_of, leptos_options()), shutdown_signal()).await
+        }
+        Command::Migrate => {
+            commands::connect(&config).await?;
+            println!("database is up to date");
+            Ok(())
+        }
+        Command::SeedDemo { reset, lines, seed, if_empty } => {
+            if if_empty {
+                let pool = commands::connect(&config).await?;
+                let n = app::ssr::db::count_lines(&pool).await?;
+                if n > 0 {
+                    println!("database already has {n} order lines; not seeding");
+                    return Ok(());
+                }
+            }
+            let started = std::time::Instant::now();
+            let r = commands::seed_demo(&config, lines, seed, reset).await?;
+            println!(
+                "seeded {} order lines for {} sites, due {} to {}, in {:.1} s",
+                r.lines, r.sites, r.first_due, r.last_due, started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Import { what: ImportWhat::Orders { file } } => {
+            let started = std::time::Instant::now();
+            let r = commands::import_orders(&config, &file).await?;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "imported {} lines ({} new, {} updated) in {:.2} s ({:.0} lines/s){}",
+                r.lines, r.inserted, r.updated, secs, r.lines as f64 / secs.max(1e-9),
+                if r.sites_created.is_empty() { String::new() } else { format!("; new sites: {}", r.sites_created.join(", ")) }
+            );
+            Ok(())
+        }
+        Command::Refresh { site, metric } => {
+            let pool = commands::connect(&config).await?;
+            // The built-in analyst needs a listener: serve only its route on an ephemeral
+            // loopback port for the duration of the command.
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let local = listener.local_addr()?;
+            let agent = agent_client(&config, local)?;
+            let state = app_state(pool, agent, config.as_of, leptos_options());
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let analyst = axum::Router::new().route("/agent/invocations", axum::routing::post(server::routes::analyst::invocations));
+            let serving = tokio::spawn(async move {
+                axum::serve(listener, analyst).with_graceful_shutdown(async { let _ = rx.await; }).await
+            });
+            let result = commands::refresh(&state, site.as_deref(), metric.as_deref()).await;
+            let _ = tx.send(());
+            let _ = serving.await;
+            println!("{}", serde_json::to_string_pretty(&result?)?);
+            Ok(())
+        }
+    }
+}
