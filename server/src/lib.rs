@@ -58,9 +58,9 @@ fn agent_label(url: &str) -> String {
 
 pub fn leptos_options() -> LeptosOptions {
     match leptos::config::get_configuration(None) {
-        Ok(conf) => conf.leptos_options,
+        Ok(conf) if !conf.leptos_options.output_name.is_empty() => conf.leptos_options,
         // Built without cargo-leptos (plain `cargo test`): same names, default site root.
-        Err(_) => LeptosOptions::builder().output_name("opsight").site_root("target/site").build(),
+        _ => LeptosOptions::builder().output_name("opsight").site_root("target/site").build(),
     }
 }
 

@@ -8,8 +8,9 @@
 //!    blames no one in operations.
 //! 2. Noise: when the change is within noise it says so and names no cause.
 //! 3. Otherwise the segments that explain at least [`MIN_EXPLAINED_SHARE`] of the change (in
-//!    its direction), labelled `rate` or `mix` by their larger term; actions come from the
-//!    playbooks for the failure reason that grew most and for the causes' dimensions.
+//!    its direction), labelled `rate` or `mix` by their larger term, plus the largest
+//!    material mix effect when none of them is one; actions come from the playbooks for the
+//!    failure reason that grew most and for the causes' dimensions.
 
 use super::evidence::EvidencePack;
 use super::insight::{Effect, Insight, NextAction, RootCause};
@@ -18,7 +19,9 @@ use super::rules::Rules;
 
 /// A segment must explain this share of the total change to be named as a root cause.
 pub const MIN_EXPLAINED_SHARE: f64 = 0.2;
-/// At most this many root causes and actions per insight.
+/// A mix effect must explain this share of the change to be named alongside rate causes.
+pub const MIN_MIX_SHARE: f64 = 0.1;
+/// At most this many root causes (plus one mix cause) and actions per insight.
 pub const MAX_ITEMS: usize = 3;
 
 /// Analyses one pack. `question` is echoed into the narrative when given.
@@ -152,6 +155,34 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
             impact_pp: round2(seg.total),
             evidence,
         });
+    }
+
+    // A volume shift is a different kind of cause from a performance drop: name the
+    // largest mix effect too when it is material and none of the above is a mix cause.
+    if !root_causes.iter().any(|c| c.effect == Effect::Mix) {
+        let material = (MIN_MIX_SHARE * change.abs()).max(rules.noise_min_pp());
+        let mix = pack
+            .contributions
+            .iter()
+            .flat_map(|d| d.segments.iter().map(move |s| (d.dimension.as_str(), s)))
+            .filter(|(_, s)| !s.member.starts_with("other (") && s.mix * change > 0.0 && s.mix.abs() >= material)
+            .max_by(|a, b| a.1.mix.abs().total_cmp(&b.1.mix.abs()));
+        if let Some((dimension, seg)) = mix {
+            root_causes.push(RootCause {
+                dimension: dimension.to_string(),
+                member: seg.member.clone(),
+                effect: Effect::Mix,
+                impact_pp: round2(seg.mix),
+                evidence: format!(
+                    "share of volume {:.1}% → {:.1}% while running at {} against {} overall (mix {} {unit})",
+                    seg.previous_share_pct,
+                    seg.share_pct,
+                    fmt(seg.value),
+                    fmt(pack.value),
+                    signed(seg.mix, 2)
+                ),
+            });
+        }
     }
 
     let direction = if change < 0.0 { "down" } else { "up" };

@@ -103,8 +103,8 @@ pub fn generate(opts: SeedOptions) -> Vec<OrderLine> {
     let last = opts.as_of + Duration::days(6);
     // Relative site volumes, and a site's structural late/short probabilities.
     let site_volume: Vec<f64> = SITES.iter().enumerate().map(|(i, _)| 0.7 + 0.06 * ((i * 7) % 11) as f64).collect();
-    let site_late: Vec<f64> = SITES.iter().enumerate().map(|(i, s)| if s.0 == "PHX" { 0.09 } else { 0.015 + 0.003 * ((i * 5) % 7) as f64 }).collect();
-    let site_short: Vec<f64> = SITES.iter().enumerate().map(|(i, s)| if s.0 == "PHX" { 0.05 } else { 0.012 + 0.002 * ((i * 3) % 5) as f64 }).collect();
+    let site_late: Vec<f64> = SITES.iter().enumerate().map(|(i, s)| if s.0 == "PHX" { 0.12 } else { 0.015 + 0.003 * ((i * 5) % 7) as f64 }).collect();
+    let site_short: Vec<f64> = SITES.iter().enumerate().map(|(i, s)| if s.0 == "PHX" { 0.06 } else { 0.012 + 0.002 * ((i * 3) % 5) as f64 }).collect();
     let carrier_share = [0.32, 0.24, 0.18, 0.14, 0.12];
     let customer_share: Vec<f64> = (0..CUSTOMERS.len()).map(|i| 1.0 / (1.0 + i as f64 * 0.25)).collect();
     let category_share = [0.16, 0.2, 0.1, 0.12, 0.14, 0.1, 0.12, 0.06];
@@ -127,7 +127,7 @@ pub fn generate(opts: SeedOptions) -> Vec<OrderLine> {
         for (s, (code, _, _)) in SITES.iter().enumerate() {
             let mut volume = per_day * weekday_factor(due) * site_volume[s] / volume_total;
             if in_focus && *code == "PHX" {
-                volume *= 3.0; // planted: volume surge at a weaker DC
+                volume *= 3.5; // planted: volume surge at a weaker DC
             }
             // Lines come in orders of 1-6 lines for one customer and carrier.
             let mut remaining = (volume * (0.9 + 0.2 * rng.f())).round() as usize;
