@@ -19,7 +19,11 @@ pub async fn get_kpi_detail(site: String, metric: String) -> Result<KpiDetail, A
 
 /// Refreshes one card now; `question` is optional ("why is this down?").
 #[server(endpoint = "refresh_insight")]
-pub async fn refresh_insight(site: String, metric: String, question: Option<String>) -> Result<InsightView, AppError> {
+pub async fn refresh_insight(
+    site: String,
+    metric: String,
+    question: Option<String>,
+) -> Result<InsightView, AppError> {
     let state = crate::ssr::state::from_context()?;
     Ok(crate::ssr::insights::refresh(&state, &site, &metric, question.as_deref()).await?)
 }
@@ -27,7 +31,11 @@ pub async fn refresh_insight(site: String, metric: String, question: Option<Stri
 #[server(endpoint = "rules")]
 pub async fn get_rules() -> Result<RulesView, AppError> {
     let state = crate::ssr::state::from_context()?;
-    let rules = crate::ssr::db::rules(&state.db).await.map_err(crate::ssr::ServiceError::from)?;
-    let metrics = crate::ssr::db::metric_definitions(&state.db).await.map_err(crate::ssr::ServiceError::from)?;
+    let rules = crate::ssr::db::rules(&state.db)
+        .await
+        .map_err(crate::ssr::ServiceError::from)?;
+    let metrics = crate::ssr::db::metric_definitions(&state.db)
+        .await
+        .map_err(crate::ssr::ServiceError::from)?;
     Ok(RulesView { rules, metrics })
 }

@@ -15,17 +15,35 @@ pub async fn connect(config: &Config) -> anyhow::Result<db::Db> {
     db::connect(&config.database_url).await
 }
 
-pub async fn seed_demo(config: &Config, lines: usize, seed_value: u64, reset: bool) -> anyhow::Result<seed::SeedReport> {
+pub async fn seed_demo(
+    config: &Config,
+    lines: usize,
+    seed_value: u64,
+    reset: bool,
+) -> anyhow::Result<seed::SeedReport> {
     let pool = connect(config).await?;
     let rules = db::rules(&pool).await?;
-    let as_of = config.as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
-    seed::seed_demo(&pool, seed::SeedOptions { lines, as_of, seed: seed_value }, rules.scoring(), reset).await
+    let as_of = config
+        .as_of
+        .unwrap_or_else(|| chrono::Utc::now().date_naive());
+    seed::seed_demo(
+        &pool,
+        seed::SeedOptions {
+            lines,
+            as_of,
+            seed: seed_value,
+        },
+        rules.scoring(),
+        reset,
+    )
+    .await
 }
 
 pub async fn import_orders(config: &Config, file: &Path) -> anyhow::Result<import::ImportReport> {
     let pool = connect(config).await?;
     let rules = db::rules(&pool).await?;
-    let reader = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let reader =
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     import::import_orders(&pool, std::io::BufReader::new(reader), rules.scoring())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
@@ -33,7 +51,11 @@ pub async fn import_orders(config: &Config, file: &Path) -> anyhow::Result<impor
 
 /// Refreshes the selected cards (every site plus the network, every metric by default)
 /// one at a time and returns the new insights; failures are reported per card.
-pub async fn refresh(state: &AppState, site: Option<&str>, metric: Option<&str>) -> anyhow::Result<Vec<serde_json::Value>> {
+pub async fn refresh(
+    state: &AppState,
+    site: Option<&str>,
+    metric: Option<&str>,
+) -> anyhow::Result<Vec<serde_json::Value>> {
     let sites: Vec<String> = match site {
         Some(s) => vec![s.to_string()],
         None => std::iter::once(NETWORK.to_string())
@@ -50,7 +72,9 @@ pub async fn refresh(state: &AppState, site: Option<&str>, metric: Option<&str>)
             match insights::refresh(state, s, m, None).await {
                 Ok(view) => out.push(serde_json::to_value(view)?),
                 Err(app::ssr::ServiceError::NotFound(msg)) => anyhow::bail!(msg),
-                Err(e) => out.push(serde_json::json!({"site": s, "metric": m, "error": e.to_string()})),
+                Err(e) => {
+                    out.push(serde_json::json!({"site": s, "metric": m, "error": e.to_string()}))
+                }
             }
         }
     }

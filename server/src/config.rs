@@ -37,7 +37,11 @@ impl Config {
 
     /// Reads settings through `get` (tests pass a map); empty values count as unset.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
-        let get = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let agent_url = get("AGENT_URL");
         if let Some(url) = &agent_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -45,13 +49,22 @@ impl Config {
             }
         }
         let addr = get("OPSIGHT_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
-        let addr = addr.parse().with_context(|| format!("OPSIGHT_ADDR '{addr}' is not an address such as 127.0.0.1:3000"))?;
+        let addr = addr.parse().with_context(|| {
+            format!("OPSIGHT_ADDR '{addr}' is not an address such as 127.0.0.1:3000")
+        })?;
         let as_of = match get("OPSIGHT_AS_OF") {
-            Some(d) => Some(parse_date(&d).with_context(|| format!("OPSIGHT_AS_OF '{d}' is not a date (YYYY-MM-DD)"))?),
+            Some(d) => Some(
+                parse_date(&d)
+                    .with_context(|| format!("OPSIGHT_AS_OF '{d}' is not a date (YYYY-MM-DD)"))?,
+            ),
             None => None,
         };
         let timeout = match get("AGENT_TIMEOUT_SECS") {
-            Some(t) => t.parse::<u64>().ok().filter(|t| (1..=600).contains(t)).context("AGENT_TIMEOUT_SECS must be 1..600")?,
+            Some(t) => t
+                .parse::<u64>()
+                .ok()
+                .filter(|t| (1..=600).contains(t))
+                .context("AGENT_TIMEOUT_SECS must be 1..600")?,
             None => 30,
         };
         let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
@@ -75,7 +88,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(pairs: &[(&str, &str)]) -> anyhow::Result<Config> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -90,9 +106,18 @@ mod tests {
 
     #[test]
     fn bad_values_get_clear_messages() {
-        assert!(cfg(&[("AGENT_URL", "ftp://x")]).unwrap_err().to_string().contains("AGENT_URL"));
-        assert!(cfg(&[("OPSIGHT_AS_OF", "21/11/2026")]).unwrap_err().to_string().contains("YYYY-MM-DD"));
-        assert!(cfg(&[("OPSIGHT_ADDR", "nope")]).unwrap_err().to_string().contains("OPSIGHT_ADDR"));
+        assert!(cfg(&[("AGENT_URL", "ftp://x")])
+            .unwrap_err()
+            .to_string()
+            .contains("AGENT_URL"));
+        assert!(cfg(&[("OPSIGHT_AS_OF", "21/11/2026")])
+            .unwrap_err()
+            .to_string()
+            .contains("YYYY-MM-DD"));
+        assert!(cfg(&[("OPSIGHT_ADDR", "nope")])
+            .unwrap_err()
+            .to_string()
+            .contains("OPSIGHT_ADDR"));
         assert!(cfg(&[("AGENT_TIMEOUT_SECS", "0")]).is_err());
     }
 

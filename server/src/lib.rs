@@ -37,16 +37,28 @@ pub fn agent_client(config: &config::Config, local: SocketAddr) -> anyhow::Resul
         Some(url) => (url.clone(), agent_label(url)),
         None => {
             let ip = if local.ip().is_unspecified() {
-                if local.is_ipv4() { "127.0.0.1".to_string() } else { "[::1]".to_string() }
+                if local.is_ipv4() {
+                    "127.0.0.1".to_string()
+                } else {
+                    "[::1]".to_string()
+                }
             } else if local.is_ipv6() {
                 format!("[{}]", local.ip())
             } else {
                 local.ip().to_string()
             };
-            (format!("http://{ip}:{}/agent/invocations", local.port()), BUILTIN_AGENT.to_string())
+            (
+                format!("http://{ip}:{}/agent/invocations", local.port()),
+                BUILTIN_AGENT.to_string(),
+            )
         }
     };
-    AgentClient::new(AgentConfig { url, name, token: config.agent_token.clone(), timeout: config.agent_timeout })
+    AgentClient::new(AgentConfig {
+        url,
+        name,
+        token: config.agent_token.clone(),
+        timeout: config.agent_timeout,
+    })
 }
 
 /// A label for an external agent: its host and path, never credentials or query strings.
@@ -60,12 +72,25 @@ pub fn leptos_options() -> LeptosOptions {
     match leptos::config::get_configuration(None) {
         Ok(conf) if !conf.leptos_options.output_name.is_empty() => conf.leptos_options,
         // Built without cargo-leptos (plain `cargo test`): same names, default site root.
-        _ => LeptosOptions::builder().output_name("opsight").site_root("target/site").build(),
+        _ => LeptosOptions::builder()
+            .output_name("opsight")
+            .site_root("target/site")
+            .build(),
     }
 }
 
-pub fn app_state(db: Db, agent: AgentClient, as_of: Option<chrono::NaiveDate>, leptos_options: LeptosOptions) -> AppState {
-    AppState { db, agent, as_of, leptos_options }
+pub fn app_state(
+    db: Db,
+    agent: AgentClient,
+    as_of: Option<chrono::NaiveDate>,
+    leptos_options: LeptosOptions,
+) -> AppState {
+    AppState {
+        db,
+        agent,
+        as_of,
+        leptos_options,
+    }
 }
 
 /// Every route: API, analyst, health, Leptos pages and server functions (with `AppState`
@@ -91,8 +116,14 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.
-pub async fn run(listener: tokio::net::TcpListener, state: AppState, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
     Ok(())
 }
 
@@ -103,7 +134,8 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };
@@ -117,7 +149,13 @@ pub async fn shutdown_signal() {
 mod tests {
     #[test]
     fn agent_labels_drop_credentials_and_queries() {
-        assert_eq!(super::agent_label("https://user:pw@host:8080/invocations?token=x"), "host:8080/invocations");
-        assert_eq!(super::agent_label("http://127.0.0.1:5000/invocations"), "127.0.0.1:5000/invocations");
+        assert_eq!(
+            super::agent_label("https://user:pw@host:8080/invocations?token=x"),
+            "host:8080/invocations"
+        );
+        assert_eq!(
+            super::agent_label("http://127.0.0.1:5000/invocations"),
+            "127.0.0.1:5000/invocations"
+        );
     }
 }

@@ -8,7 +8,11 @@ use server::{agent_client, app_state, commands, leptos_options, run, shutdown_si
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "opsight", version, about = "KPI insight for distribution-centre operations")]
+#[command(
+    name = "opsight",
+    version,
+    about = "KPI insight for distribution-centre operations"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,14 +82,24 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let local = listener.local_addr()?;
             let agent = agent_client(&config, local)?;
             tracing::info!(addr = %local, agent = agent.name(), "Opsight is serving http://{local}");
-            run(listener, app_state(pool, agent, config.as_of, leptos_options()), shutdown_signal()).await
+            run(
+                listener,
+                app_state(pool, agent, config.as_of, leptos_options()),
+                shutdown_signal(),
+            )
+            .await
         }
         Command::Migrate => {
             commands::connect(&config).await?;
             println!("database is up to date");
             Ok(())
         }
-        Command::SeedDemo { reset, lines, seed, if_empty } => {
+        Command::SeedDemo {
+            reset,
+            lines,
+            seed,
+            if_empty,
+        } => {
             if if_empty {
                 let pool = commands::connect(&config).await?;
                 let n = app::ssr::db::count_lines(&pool).await?;
@@ -98,18 +112,32 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let r = commands::seed_demo(&config, lines, seed, reset).await?;
             println!(
                 "seeded {} order lines for {} sites, due {} to {}, in {:.1} s",
-                r.lines, r.sites, r.first_due, r.last_due, started.elapsed().as_secs_f64()
+                r.lines,
+                r.sites,
+                r.first_due,
+                r.last_due,
+                started.elapsed().as_secs_f64()
             );
             Ok(())
         }
-        Command::Import { what: ImportWhat::Orders { file } } => {
+        Command::Import {
+            what: ImportWhat::Orders { file },
+        } => {
             let started = std::time::Instant::now();
             let r = commands::import_orders(&config, &file).await?;
             let secs = started.elapsed().as_secs_f64();
             println!(
                 "imported {} lines ({} new, {} updated) in {:.2} s ({:.0} lines/s){}",
-                r.lines, r.inserted, r.updated, secs, r.lines as f64 / secs.max(1e-9),
-                if r.sites_created.is_empty() { String::new() } else { format!("; new sites: {}", r.sites_created.join(", ")) }
+                r.lines,
+                r.inserted,
+                r.updated,
+                secs,
+                r.lines as f64 / secs.max(1e-9),
+                if r.sites_created.is_empty() {
+                    String::new()
+                } else {
+                    format!("; new sites: {}", r.sites_created.join(", "))
+                }
             );
             Ok(())
         }
@@ -122,9 +150,16 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let agent = agent_client(&config, local)?;
             let state = app_state(pool, agent, config.as_of, leptos_options());
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            let analyst = axum::Router::new().route("/agent/invocations", axum::routing::post(server::routes::analyst::invocations));
+            let analyst = axum::Router::new().route(
+                "/agent/invocations",
+                axum::routing::post(server::routes::analyst::invocations),
+            );
             let serving = tokio::spawn(async move {
-                axum::serve(listener, analyst).with_graceful_shutdown(async { let _ = rx.await; }).await
+                axum::serve(listener, analyst)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await
             });
             let result = commands::refresh(&state, site.as_deref(), metric.as_deref()).await;
             let _ = tx.send(());

@@ -14,9 +14,20 @@ fn request() -> serde_json::Value {
     json!({"input": [{"role": "user", "content": "why?"}], "custom_inputs": {"evidence": {"k": 1}}})
 }
 
-async fn call(mock: &MockServer, template: ResponseTemplate) -> Result<app::domain::insight::AgentAnswer, AgentError> {
-    Mock::given(method("POST")).and(path("/invocations")).respond_with(template).mount(mock).await;
-    let client = common::agent(&format!("{}/invocations", mock.uri()), Duration::from_millis(800), None);
+async fn call(
+    mock: &MockServer,
+    template: ResponseTemplate,
+) -> Result<app::domain::insight::AgentAnswer, AgentError> {
+    Mock::given(method("POST"))
+        .and(path("/invocations"))
+        .respond_with(template)
+        .mount(mock)
+        .await;
+    let client = common::agent(
+        &format!("{}/invocations", mock.uri()),
+        Duration::from_millis(800),
+        None,
+    );
     client.invoke(&request()).await.map(|(a, _)| a)
 }
 
@@ -35,7 +46,12 @@ async fn json_reply_with_contract_in_custom_outputs() {
     let mock = MockServer::start().await;
     // models serve writes Python-style separators and \u escapes: parse, never compare bytes.
     let body = r#"{"object": "response", "output": [{"type": "message", "id": "msg_1", "content": [{"text": "h\u00e9llo", "type": "output_text", "annotations": []}], "role": "assistant"}], "custom_outputs": {"insight": {"headline": "OTIF down", "confidence": "high"}, "trace_id": "tr-547f"}}"#;
-    let a = call(&mock, ResponseTemplate::new(200).set_body_raw(body, "application/json")).await.unwrap();
+    let a = call(
+        &mock,
+        ResponseTemplate::new(200).set_body_raw(body, "application/json"),
+    )
+    .await
+    .unwrap();
     assert_eq!(a.text, "héllo");
     assert_eq!(a.source, ContractSource::CustomOutputs);
     assert_eq!(a.trace_id.as_deref(), Some("tr-547f"));
@@ -48,15 +64,24 @@ async fn sends_the_request_as_json_with_the_bearer_token() {
     Mock::given(method("POST"))
         .and(header("authorization", "Bearer dapi-123"))
         .and(header("content-type", "application/json"))
-        .and(body_partial_json(json!({"custom_inputs": {"evidence": {"k": 1}}})))
+        .and(body_partial_json(
+            json!({"custom_inputs": {"evidence": {"k": 1}}}),
+        ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"output": [message("ok")]})))
         .expect(1)
         .mount(&mock)
         .await;
-    let client = common::agent(&format!("{}/invocations", mock.uri()), Duration::from_secs(2), Some("dapi-123"));
+    let client = common::agent(
+        &format!("{}/invocations", mock.uri()),
+        Duration::from_secs(2),
+        Some("dapi-123"),
+    );
     let (a, _) = client.invoke(&request()).await.unwrap();
     assert_eq!(a.text, "ok");
-    assert!(!format!("{client:?}").contains("dapi-123"), "token leaks through Debug");
+    assert!(
+        !format!("{client:?}").contains("dapi-123"),
+        "token leaks through Debug"
+    );
 }
 
 #[tokio::test]
@@ -68,7 +93,12 @@ async fn sse_reply_is_read_by_content_type() {
         json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": "echo:"}),
         done
     );
-    let a = call(&mock, ResponseTemplate::new(200).set_body_raw(body, "text/event-stream; charset=utf-8")).await.unwrap();
+    let a = call(
+        &mock,
+        ResponseTemplate::new(200).set_body_raw(body, "text/event-stream; charset=utf-8"),
+    )
+    .await
+    .unwrap();
     assert_eq!(a.text, "echo: hello there");
     assert_eq!(a.trace_id.as_deref(), Some("tr-c"));
     assert_eq!(a.insight.unwrap().root_causes.len(), 1);
@@ -78,11 +108,21 @@ async fn sse_reply_is_read_by_content_type() {
 async fn json_block_in_text_and_plain_text() {
     let mock = MockServer::start().await;
     let text = format!("Analysis:\n```json\n{}\n```", contract());
-    let a = call(&mock, ResponseTemplate::new(200).set_body_json(json!({"output": [message(&text)]}))).await.unwrap();
+    let a = call(
+        &mock,
+        ResponseTemplate::new(200).set_body_json(json!({"output": [message(&text)]})),
+    )
+    .await
+    .unwrap();
     assert_eq!(a.source, ContractSource::TextJson);
 
     let mock = MockServer::start().await;
-    let a = call(&mock, ResponseTemplate::new(200).set_body_json(json!({"output": [message("Just prose.")]}))).await.unwrap();
+    let a = call(
+        &mock,
+        ResponseTemplate::new(200).set_body_json(json!({"output": [message("Just prose.")]})),
+    )
+    .await
+    .unwrap();
     assert_eq!(a.source, ContractSource::Narrative);
     assert_eq!(a.text, "Just prose.");
 }
@@ -91,49 +131,97 @@ async fn json_block_in_text_and_plain_text() {
 async fn client_errors_are_rejections_and_crashes_are_recognised() {
     let mock = MockServer::start().await;
     let e = call(&mock, ResponseTemplate::new(400).set_body_json(json!({"error_code": "INVALID_PARAMETER_VALUE", "message": "Failed to predict data '<echo>'"}))).await.unwrap_err();
-    assert!(matches!(e, AgentError::Rejected { status: 400, .. }), "{e:?}");
+    assert!(
+        matches!(e, AgentError::Rejected { status: 400, .. }),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("INVALID_PARAMETER_VALUE") && !e.to_string().contains("echo"));
 
     let mock = MockServer::start().await;
     let e = call(&mock, ResponseTemplate::new(400).set_body_json(json!({"error_code": "BAD_REQUEST", "message": "x",
         "stack_trace": "Traceback\n  File \"/secret/path.py\"\nRuntimeError: fixture: requested failure"}))).await.unwrap_err();
     match &e {
-        AgentError::Crashed { status: 400, last_line, .. } => {
-            assert_eq!(last_line.as_deref(), Some("RuntimeError: fixture: requested failure"))
+        AgentError::Crashed {
+            status: 400,
+            last_line,
+            ..
+        } => {
+            assert_eq!(
+                last_line.as_deref(),
+                Some("RuntimeError: fixture: requested failure")
+            )
         }
         other => panic!("{other:?}"),
     }
     assert!(!e.to_string().contains("/secret/path.py"));
 
     let mock = MockServer::start().await;
-    let e = call(&mock, ResponseTemplate::new(415).set_body_raw("Unsupported media type", "text/plain")).await.unwrap_err();
-    assert!(matches!(e, AgentError::Rejected { status: 415, code: None }));
+    let e = call(
+        &mock,
+        ResponseTemplate::new(415).set_body_raw("Unsupported media type", "text/plain"),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(
+        e,
+        AgentError::Rejected {
+            status: 415,
+            code: None
+        }
+    ));
 }
 
 #[tokio::test]
 async fn server_errors_and_non_json_bodies() {
     let mock = MockServer::start().await;
-    let e = call(&mock, ResponseTemplate::new(500).set_body_json(json!({"detail": "boom"}))).await.unwrap_err();
+    let e = call(
+        &mock,
+        ResponseTemplate::new(500).set_body_json(json!({"detail": "boom"})),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, AgentError::Crashed { status: 500, .. }));
 
     // models serve's 504: plain text labelled application/json.
     let mock = MockServer::start().await;
-    let e = call(&mock, ResponseTemplate::new(504).set_body_raw("Request processing time exceeded limit", "application/json")).await.unwrap_err();
+    let e = call(
+        &mock,
+        ResponseTemplate::new(504)
+            .set_body_raw("Request processing time exceeded limit", "application/json"),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, AgentError::Unavailable { status: 504 }));
 
     let mock = MockServer::start().await;
-    let e = call(&mock, ResponseTemplate::new(502).set_body_raw("<html><body>Bad gateway</body></html>", "text/html")).await.unwrap_err();
+    let e = call(
+        &mock,
+        ResponseTemplate::new(502)
+            .set_body_raw("<html><body>Bad gateway</body></html>", "text/html"),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, AgentError::Unavailable { status: 502 }));
 }
 
 #[tokio::test]
 async fn malformed_json_and_empty_replies() {
     let mock = MockServer::start().await;
-    let e = call(&mock, ResponseTemplate::new(200).set_body_raw("{\"output\": [", "application/json")).await.unwrap_err();
+    let e = call(
+        &mock,
+        ResponseTemplate::new(200).set_body_raw("{\"output\": [", "application/json"),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, AgentError::Reply(ReplyError::Malformed)));
 
     let mock = MockServer::start().await;
-    let e = call(&mock, ResponseTemplate::new(200).set_body_raw("<html>login</html>", "text/html")).await.unwrap_err();
+    let e = call(
+        &mock,
+        ResponseTemplate::new(200).set_body_raw("<html>login</html>", "text/html"),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, AgentError::Reply(ReplyError::Malformed)));
 
     let mock = MockServer::start().await;
@@ -142,14 +230,26 @@ async fn malformed_json_and_empty_replies() {
 
     let mock = MockServer::start().await;
     let body = "data: {\"type\": \"response.output_text.delta\", \"item_id\": \"m\", \"delta\": \"par\"}\n\ndata: {\"error\": \"stream failed\"}\n\ndata: [DONE]\n\n";
-    let e = call(&mock, ResponseTemplate::new(200).set_body_raw(body, "text/event-stream")).await.unwrap_err();
+    let e = call(
+        &mock,
+        ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, AgentError::Reply(ReplyError::InBandError)));
 }
 
 #[tokio::test]
 async fn slow_agents_time_out() {
     let mock = MockServer::start().await;
-    let e = call(&mock, ResponseTemplate::new(200).set_body_json(json!({"output": [message("late")]})).set_delay(Duration::from_secs(3))).await.unwrap_err();
+    let e = call(
+        &mock,
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"output": [message("late")]}))
+            .set_delay(Duration::from_secs(3)),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, AgentError::Timeout(_)), "{e:?}");
 }
 
@@ -157,13 +257,22 @@ async fn slow_agents_time_out() {
 async fn oversized_replies_are_refused() {
     let mock = MockServer::start().await;
     let big = "x".repeat(MAX_REPLY_BYTES + 10);
-    let e = call(&mock, ResponseTemplate::new(200).set_body_json(json!({"output": [message(&big)]}))).await.unwrap_err();
+    let e = call(
+        &mock,
+        ResponseTemplate::new(200).set_body_json(json!({"output": [message(&big)]})),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, AgentError::TooLarge));
 }
 
 #[tokio::test]
 async fn connection_refused_is_a_connect_error() {
-    let client = common::agent("http://127.0.0.1:9/invocations", Duration::from_secs(2), None);
+    let client = common::agent(
+        "http://127.0.0.1:9/invocations",
+        Duration::from_secs(2),
+        None,
+    );
     let e = client.invoke(&request()).await.unwrap_err();
     assert!(matches!(e, AgentError::Connect), "{e:?}");
 }

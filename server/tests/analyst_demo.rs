@@ -11,7 +11,9 @@ use app::ssr::{db, evidence};
 
 async fn insight(db: &db::Db, site: &str, metric: Metric) -> (EvidencePack, Insight) {
     let rules = db::rules(db).await.unwrap();
-    let pack = evidence::load(db, &rules, site, metric, common::as_of()).await.unwrap();
+    let pack = evidence::load(db, &rules, site, metric, common::as_of())
+        .await
+        .unwrap();
     let (_, insight) = analyse(&pack, &rules, None);
     (pack, insight)
 }
@@ -25,22 +27,43 @@ async fn names_the_planted_causes() {
     let (pack, i) = insight(&t.db, "DAL", Metric::Otif).await;
     assert!(pack.noise.significant);
     let top = &i.root_causes[0];
-    assert_eq!((top.dimension.as_str(), top.member.as_str(), top.effect), ("carrier", "RoadRunner Freight", Effect::Rate), "{i:#?}");
+    assert_eq!(
+        (top.dimension.as_str(), top.member.as_str(), top.effect),
+        ("carrier", "RoadRunner Freight", Effect::Rate),
+        "{i:#?}"
+    );
     assert!(top.impact_pp < -3.0);
     assert!(i.headline.contains("carrier_late"), "{}", i.headline);
-    assert!(i.next_actions.iter().any(|a| a.owner == "Transport manager"), "{i:#?}");
+    assert!(
+        i.next_actions
+            .iter()
+            .any(|a| a.owner == "Transport manager"),
+        "{i:#?}"
+    );
 
     // Atlanta: beverage stockout, seen on in-full as a category rate effect.
     let (_, i) = insight(&t.db, "ATL", Metric::InFull).await;
     let top = &i.root_causes[0];
-    assert_eq!((top.dimension.as_str(), top.member.as_str(), top.effect), ("category", "Beverages", Effect::Rate), "{i:#?}");
-    assert!(i.next_actions.iter().any(|a| a.owner == "Inventory planner"), "{i:#?}");
+    assert_eq!(
+        (top.dimension.as_str(), top.member.as_str(), top.effect),
+        ("category", "Beverages", Effect::Rate),
+        "{i:#?}"
+    );
+    assert!(
+        i.next_actions
+            .iter()
+            .any(|a| a.owner == "Inventory planner"),
+        "{i:#?}"
+    );
 
     // Chicago: missing delivery confirmations are a data problem, not an operational one.
     let (pack, i) = insight(&t.db, "CHI", Metric::Otif).await;
     assert!(pack.data_checks.suspect());
     assert!(i.headline.starts_with("Data problem"), "{}", i.headline);
-    assert!(i.root_causes.iter().all(|c| c.effect == Effect::Data), "{i:#?}");
+    assert!(
+        i.root_causes.iter().all(|c| c.effect == Effect::Data),
+        "{i:#?}"
+    );
     assert_eq!(i.next_actions[0].owner, "Data steward");
 
     // Network: Phoenix's volume surge pulls network OTIF down through mix.
@@ -48,7 +71,9 @@ async fn names_the_planted_causes() {
     let phx = pack.segment("site", "PHX").unwrap();
     assert!(phx.mix < -0.3 && phx.mix.abs() > phx.rate.abs(), "{phx:?}");
     assert!(
-        i.root_causes.iter().any(|c| c.member == "PHX" && c.effect == Effect::Mix),
+        i.root_causes
+            .iter()
+            .any(|c| c.member == "PHX" && c.effect == Effect::Mix),
         "{i:#?}"
     );
 }
@@ -64,8 +89,15 @@ async fn says_so_when_nothing_moved_beyond_noise() {
         if !pack.noise.significant {
             quiet += 1;
             assert!(i.root_causes.is_empty(), "{site}: {i:#?}");
-            assert!(i.headline.contains("no cause") || i.headline.contains("no new cause"), "{site}: {}", i.headline);
+            assert!(
+                i.headline.contains("no cause") || i.headline.contains("no new cause"),
+                "{site}: {}",
+                i.headline
+            );
         }
     }
-    assert!(quiet >= 5, "only {quiet} of 8 quiet sites were within noise");
+    assert!(
+        quiet >= 5,
+        "only {quiet} of 8 quiet sites were within noise"
+    );
 }

@@ -27,25 +27,43 @@ async fn dashboard_lists_every_site_and_kpi_for_the_latest_complete_week() {
     for row in d.sites.iter().chain(std::iter::once(&d.network)) {
         assert_eq!(row.tiles.len(), 5, "{}", row.site);
         assert_eq!(row.cards.len(), 5);
-        assert!(row.cards.iter().all(|c| c.insight.is_none()), "no insight before a refresh");
+        assert!(
+            row.cards.iter().all(|c| c.insight.is_none()),
+            "no insight before a refresh"
+        );
         for t in &row.tiles {
             assert_eq!(t.spark.len(), 12);
         }
     }
     // The network's lines equal the sum of the sites' lines.
-    let lines = |row: &app::dto::SiteRow| row.tiles.iter().find(|t| t.metric.key() == "lines_due").unwrap().numerator;
+    let lines = |row: &app::dto::SiteRow| {
+        row.tiles
+            .iter()
+            .find(|t| t.metric.key() == "lines_due")
+            .unwrap()
+            .numerator
+    };
     assert_eq!(lines(&d.network), d.sites.iter().map(lines).sum::<i64>());
     // Planted: Chicago's OTIF drops because PODs are missing.
     let chi = d.sites.iter().find(|s| s.site == "CHI").unwrap();
     let otif = chi.tiles.iter().find(|t| t.metric.key() == "otif").unwrap();
-    assert!(otif.change.unwrap() < -10.0, "CHI OTIF change {:?}", otif.change);
+    assert!(
+        otif.change.unwrap() < -10.0,
+        "CHI OTIF change {:?}",
+        otif.change
+    );
     assert_eq!(otif.trigger.as_deref(), Some("otif_drop_trigger_pp"));
 }
 
 #[tokio::test]
 async fn refresh_returns_a_new_insight_and_the_dashboard_shows_it() {
     let app = spawn_app(30_000, None).await;
-    let r = app.post_json("/api/v1/insights/refresh", &json!({"site": "DAL", "metric": "otif"})).await;
+    let r = app
+        .post_json(
+            "/api/v1/insights/refresh",
+            &json!({"site": "DAL", "metric": "otif"}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let view: app::dto::InsightView = r.json().await.unwrap();
     assert_eq!(view.status, "ok");
@@ -54,7 +72,12 @@ async fn refresh_returns_a_new_insight_and_the_dashboard_shows_it() {
     let insight = view.insight.expect("contract from custom_outputs");
     assert!(insight.headline.contains("Dallas"), "{}", insight.headline);
 
-    let listed: Vec<app::dto::InsightView> = app.get("/api/v1/insights?site=DAL&metric=otif").await.json().await.unwrap();
+    let listed: Vec<app::dto::InsightView> = app
+        .get("/api/v1/insights?site=DAL&metric=otif")
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, view.id);
 
@@ -69,8 +92,14 @@ async fn refresh_returns_a_new_insight_and_the_dashboard_shows_it() {
 async fn unknown_site_or_metric_is_a_json_404() {
     let app = spawn_app(2_000, None).await;
     for (path, body) in [
-        ("/api/v1/insights/refresh", Some(json!({"site": "NOPE", "metric": "otif"}))),
-        ("/api/v1/insights/refresh", Some(json!({"site": "DAL", "metric": "nps"}))),
+        (
+            "/api/v1/insights/refresh",
+            Some(json!({"site": "NOPE", "metric": "otif"})),
+        ),
+        (
+            "/api/v1/insights/refresh",
+            Some(json!({"site": "DAL", "metric": "nps"})),
+        ),
         ("/api/v1/insights?site=NOPE", None),
         ("/api/v1/insights?metric=nps", None),
     ] {
@@ -102,10 +131,22 @@ async fn malformed_refresh_body_is_a_json_400() {
 #[tokio::test]
 async fn network_view_has_a_site_dimension() {
     let app = spawn_app(20_000, None).await;
-    let r = app.post_json("/api/v1/insights/refresh", &json!({"site": "network", "metric": "otif"})).await;
+    let r = app
+        .post_json(
+            "/api/v1/insights/refresh",
+            &json!({"site": "network", "metric": "otif"}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
-    let detail = app::ssr::kpis::detail(&app.state, "network", "otif").await.unwrap();
-    let dims: Vec<&str> = detail.evidence.contributions.iter().map(|d| d.dimension.as_str()).collect();
+    let detail = app::ssr::kpis::detail(&app.state, "network", "otif")
+        .await
+        .unwrap();
+    let dims: Vec<&str> = detail
+        .evidence
+        .contributions
+        .iter()
+        .map(|d| d.dimension.as_str())
+        .collect();
     assert_eq!(dims, ["site", "carrier", "customer", "category"]);
     assert_eq!(detail.history.len(), 1);
 }
@@ -116,9 +157,19 @@ async fn overview_page_is_server_rendered_with_hydration_scripts() {
     let r = app.get("/").await;
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();
-    assert!(html.contains("/pkg/opsight.js"), "hydration script missing: {}", &html[..html.len().min(1500)]);
-    assert!(html.contains("Dallas DC") && html.contains("Network"), "rows missing");
-    assert!(html.contains("data-card=\"DAL:otif\""), "insight card missing");
+    assert!(
+        html.contains("/pkg/opsight.js"),
+        "hydration script missing: {}",
+        &html[..html.len().min(1500)]
+    );
+    assert!(
+        html.contains("Dallas DC") && html.contains("Network"),
+        "rows missing"
+    );
+    assert!(
+        html.contains("data-card=\"DAL:otif\""),
+        "insight card missing"
+    );
     assert!(html.contains("Refresh insight"));
 }
 
@@ -126,8 +177,13 @@ async fn overview_page_is_server_rendered_with_hydration_scripts() {
 async fn kpi_detail_and_rules_pages_render() {
     let app = spawn_app(5_000, None).await;
     let html = app.get("/kpi/ATL/in_full").await.text().await.unwrap();
-    assert!(html.contains("In-full · Atlanta DC"), "detail heading missing");
-    assert!(html.contains("By category") && html.contains("OTIF tree") && html.contains("Data checks"));
+    assert!(
+        html.contains("In-full · Atlanta DC"),
+        "detail heading missing"
+    );
+    assert!(
+        html.contains("By category") && html.contains("OTIF tree") && html.contains("Data checks")
+    );
     let html = app.get("/kpi/ATL/bogus").await.text().await.unwrap();
     assert!(html.contains("unknown metric"));
     let html = app.get("/rules").await.text().await.unwrap();
@@ -138,9 +194,15 @@ async fn kpi_detail_and_rules_pages_render() {
 async fn builtin_analyst_speaks_the_protocol() {
     let app = spawn_app(5_000, None).await;
     let rules = app::ssr::db::rules(&app.state.db).await.unwrap();
-    let pack = app::ssr::evidence::load(&app.state.db, &rules, "ATL", app::domain::kpi::Metric::Otif, common::as_of())
-        .await
-        .unwrap();
+    let pack = app::ssr::evidence::load(
+        &app.state.db,
+        &rules,
+        "ATL",
+        app::domain::kpi::Metric::Otif,
+        common::as_of(),
+    )
+    .await
+    .unwrap();
     let mut request = app::ssr::agent::build_request(&pack, &rules, "why?");
     let r = app.post_json("/agent/invocations", &request).await;
     assert_eq!(r.status(), 200);
@@ -151,13 +213,23 @@ async fn builtin_analyst_speaks_the_protocol() {
 
     request["stream"] = json!(true);
     let r = app.post_json("/agent/invocations", &request).await;
-    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
     let body = r.text().await.unwrap();
-    assert!(body.contains("response.output_item.done") && body.trim_end().ends_with("data: [DONE]"));
+    assert!(
+        body.contains("response.output_item.done") && body.trim_end().ends_with("data: [DONE]")
+    );
     let answer = app::domain::insight::answer_from_sse(&body).unwrap();
     assert!(answer.insight.is_some());
 
-    let r = app.post_json("/agent/invocations", &json!({"input": []})).await;
+    let r = app
+        .post_json("/agent/invocations", &json!({"input": []}))
+        .await;
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["error_code"], "BAD_REQUEST");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error_code"],
+        "BAD_REQUEST"
+    );
 }

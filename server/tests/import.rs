@@ -12,7 +12,10 @@ use sqlx::Row;
 const HEADER: &str = "order_id,line_no,site,customer,carrier,sku,category,ordered_qty,delivered_qty,due_date,delivered_date,reason_code";
 
 fn csv(rows: &[&str]) -> String {
-    std::iter::once(HEADER).chain(rows.iter().copied()).collect::<Vec<_>>().join("\n")
+    std::iter::once(HEADER)
+        .chain(rows.iter().copied())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 const GOOD: [&str; 4] = [
@@ -28,16 +31,24 @@ async fn line_count(db: &db::Db) -> i64 {
 
 /// Recomputes every (site, day) from the raw lines and compares with kpi_daily.
 async fn assert_rollup_matches_direct_count(db: &db::Db) {
-    let rows = sqlx::query("SELECT site, due_date, ordered_qty, delivered_qty, delivered_date FROM order_lines")
-        .fetch_all(db)
-        .await
-        .unwrap();
+    let rows = sqlx::query(
+        "SELECT site, due_date, ordered_qty, delivered_qty, delivered_date FROM order_lines",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap();
     let mut direct: std::collections::BTreeMap<(String, String), KpiCounts> = Default::default();
     for r in &rows {
         let due: String = r.get(1);
         let delivered: Option<String> = r.get(4);
         let (o, d): (i64, i64) = (r.get(2), r.get(3));
-        let s = score_line(ScoringParams::default(), o, d, parse_date(&due).unwrap(), delivered.as_deref().and_then(parse_date));
+        let s = score_line(
+            ScoringParams::default(),
+            o,
+            d,
+            parse_date(&due).unwrap(),
+            delivered.as_deref().and_then(parse_date),
+        );
         direct.entry((r.get(0), due)).or_default().add_line(s, o, d);
     }
     let rolled = sqlx::query("SELECT site, day, lines, otif_lines, on_time_lines, in_full_lines, units_ordered, units_delivered FROM kpi_daily")
@@ -47,10 +58,17 @@ async fn assert_rollup_matches_direct_count(db: &db::Db) {
     let rolled: std::collections::BTreeMap<(String, String), KpiCounts> = rolled
         .iter()
         .map(|r| {
-            ((r.get(0), r.get(1)), KpiCounts {
-                lines: r.get(2), otif_lines: r.get(3), on_time_lines: r.get(4),
-                in_full_lines: r.get(5), units_ordered: r.get(6), units_delivered: r.get(7),
-            })
+            (
+                (r.get(0), r.get(1)),
+                KpiCounts {
+                    lines: r.get(2),
+                    otif_lines: r.get(3),
+                    on_time_lines: r.get(4),
+                    in_full_lines: r.get(5),
+                    units_ordered: r.get(6),
+                    units_delivered: r.get(7),
+                },
+            )
         })
         .collect();
     assert_eq!(rolled, direct);
@@ -59,15 +77,22 @@ async fn assert_rollup_matches_direct_count(db: &db::Db) {
 #[tokio::test]
 async fn good_file_imports_creates_sites_and_rolls_up() {
     let t = common::test_db().await;
-    let report = import_orders(&t.db, csv(&GOOD).as_bytes(), ScoringParams::default()).await.unwrap();
-    assert_eq!((report.lines, report.inserted, report.updated), (4, 4, 0));
-    assert_eq!(report.sites_created, vec!["DAL".to_string(), "NEWDC".to_string()]);
-    assert_eq!(line_count(&t.db).await, 4);
-    assert_rollup_matches_direct_count(&t.db).await;
-    let dal: (i64, i64) = sqlx::query_as("SELECT lines, otif_lines FROM kpi_daily WHERE site = 'DAL' AND day = '2026-11-10'")
-        .fetch_one(&t.db)
+    let report = import_orders(&t.db, csv(&GOOD).as_bytes(), ScoringParams::default())
         .await
         .unwrap();
+    assert_eq!((report.lines, report.inserted, report.updated), (4, 4, 0));
+    assert_eq!(
+        report.sites_created,
+        vec!["DAL".to_string(), "NEWDC".to_string()]
+    );
+    assert_eq!(line_count(&t.db).await, 4);
+    assert_rollup_matches_direct_count(&t.db).await;
+    let dal: (i64, i64) = sqlx::query_as(
+        "SELECT lines, otif_lines FROM kpi_daily WHERE site = 'DAL' AND day = '2026-11-10'",
+    )
+    .fetch_one(&t.db)
+    .await
+    .unwrap();
     assert_eq!(dal, (2, 1));
 }
 
@@ -75,7 +100,9 @@ async fn good_file_imports_creates_sites_and_rolls_up() {
 async fn columns_may_come_in_any_order_and_reason_code_is_optional() {
     let t = common::test_db().await;
     let file = "due_date,site,order_id,line_no,customer,carrier,sku,category,ordered_qty,delivered_qty,delivered_date\n2026-11-10,ATL,A-1,1,C,K,S,Dairy,3,3,2026-11-09\n";
-    let r = import_orders(&t.db, file.as_bytes(), ScoringParams::default()).await.unwrap();
+    let r = import_orders(&t.db, file.as_bytes(), ScoringParams::default())
+        .await
+        .unwrap();
     assert_eq!(r.lines, 1);
 }
 
@@ -98,45 +125,67 @@ async fn every_kind_of_bad_row_names_its_line_and_imports_nothing() {
     ];
     for (file, expected) in cases {
         let t = common::test_db().await;
-        let err = import_orders(&t.db, file.as_bytes(), ScoringParams::default()).await.unwrap_err();
+        let err = import_orders(&t.db, file.as_bytes(), ScoringParams::default())
+            .await
+            .unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, ImportError::Invalid(_)), "{text}");
         assert!(text.contains(expected), "expected {expected:?} in {text:?}");
         assert!(text.contains("nothing was imported"));
         assert_eq!(line_count(&t.db).await, 0, "partial import for {expected}");
-        assert!(db::sites(&t.db).await.unwrap().is_empty(), "sites created for {expected}");
+        assert!(
+            db::sites(&t.db).await.unwrap().is_empty(),
+            "sites created for {expected}"
+        );
     }
 }
 
 #[tokio::test]
 async fn a_bad_file_leaves_earlier_data_untouched() {
     let t = common::test_db().await;
-    import_orders(&t.db, csv(&GOOD).as_bytes(), ScoringParams::default()).await.unwrap();
-    let bad = csv(&["SO-1,1,DAL,MegaMart,RoadRunner Freight,BEV-1,Beverages,10,0,2026-11-10,,", "broken,row"]);
-    assert!(import_orders(&t.db, bad.as_bytes(), ScoringParams::default()).await.is_err());
-    let delivered: i64 = sqlx::query_scalar("SELECT delivered_qty FROM order_lines WHERE order_id = 'SO-1' AND line_no = 1")
-        .fetch_one(&t.db)
+    import_orders(&t.db, csv(&GOOD).as_bytes(), ScoringParams::default())
         .await
         .unwrap();
+    let bad = csv(&[
+        "SO-1,1,DAL,MegaMart,RoadRunner Freight,BEV-1,Beverages,10,0,2026-11-10,,",
+        "broken,row",
+    ]);
+    assert!(
+        import_orders(&t.db, bad.as_bytes(), ScoringParams::default())
+            .await
+            .is_err()
+    );
+    let delivered: i64 = sqlx::query_scalar(
+        "SELECT delivered_qty FROM order_lines WHERE order_id = 'SO-1' AND line_no = 1",
+    )
+    .fetch_one(&t.db)
+    .await
+    .unwrap();
     assert_eq!(delivered, 10);
 }
 
 #[tokio::test]
 async fn reimport_updates_lines_and_never_duplicates() {
     let t = common::test_db().await;
-    import_orders(&t.db, csv(&GOOD).as_bytes(), ScoringParams::default()).await.unwrap();
+    import_orders(&t.db, csv(&GOOD).as_bytes(), ScoringParams::default())
+        .await
+        .unwrap();
     // The open line is delivered later, and a line's due date moves to another day.
     let update = csv(&[
         "SO-3,1,NEWDC,FreshCo,Coastal Haul,SNA-1,Snacks,5,5,2026-11-12,2026-11-12,",
         "SO-1,1,DAL,MegaMart,RoadRunner Freight,BEV-1,Beverages,10,10,2026-11-11,2026-11-11,",
     ]);
-    let r = import_orders(&t.db, update.as_bytes(), ScoringParams::default()).await.unwrap();
-    assert_eq!((r.inserted, r.updated), (0, 2));
-    assert_eq!(line_count(&t.db).await, 4);
-    let (qty, date): (i64, Option<String>) = sqlx::query_as("SELECT delivered_qty, delivered_date FROM order_lines WHERE order_id = 'SO-3'")
-        .fetch_one(&t.db)
+    let r = import_orders(&t.db, update.as_bytes(), ScoringParams::default())
         .await
         .unwrap();
+    assert_eq!((r.inserted, r.updated), (0, 2));
+    assert_eq!(line_count(&t.db).await, 4);
+    let (qty, date): (i64, Option<String>) = sqlx::query_as(
+        "SELECT delivered_qty, delivered_date FROM order_lines WHERE order_id = 'SO-3'",
+    )
+    .fetch_one(&t.db)
+    .await
+    .unwrap();
     assert_eq!((qty, date.as_deref()), (5, Some("2026-11-12")));
     assert_rollup_matches_direct_count(&t.db).await;
 }

@@ -4,7 +4,12 @@ use leptos::prelude::*;
 
 /// Maps values to `x,y` points in a `w`×`h` box, skipping gaps; the y range is padded and
 /// includes `extra` (e.g. the target) so a target line fits.
-fn points(values: &[Option<f64>], w: f64, h: f64, extra: Option<f64>) -> (Vec<(f64, f64)>, impl Fn(f64) -> f64) {
+fn points(
+    values: &[Option<f64>],
+    w: f64,
+    h: f64,
+    extra: Option<f64>,
+) -> (Vec<(f64, f64)>, impl Fn(f64) -> f64) {
     let known = values.iter().flatten().copied().chain(extra);
     let (mut lo, mut hi) = known.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     if lo > hi {
@@ -23,7 +28,10 @@ fn points(values: &[Option<f64>], w: f64, h: f64, extra: Option<f64>) -> (Vec<(f
 }
 
 fn polyline(pts: &[(f64, f64)]) -> String {
-    pts.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect::<Vec<_>>().join(" ")
+    pts.iter()
+        .map(|(x, y)| format!("{x:.1},{y:.1}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A small trend line for a tile: 12 weeks, the last point marked.
@@ -41,7 +49,12 @@ pub fn Sparkline(values: Vec<Option<f64>>) -> impl IntoView {
 
 /// The detail page's trend chart with week labels and a dashed target line.
 #[component]
-pub fn TrendChart(values: Vec<Option<f64>>, labels: Vec<String>, target: Option<f64>, unit: &'static str) -> impl IntoView {
+pub fn TrendChart(
+    values: Vec<Option<f64>>,
+    labels: Vec<String>,
+    target: Option<f64>,
+    unit: &'static str,
+) -> impl IntoView {
     let (w, h) = (600.0, 180.0);
     let (pts, y) = points(&values, w, h, target);
     let target_y = target.map(&y);

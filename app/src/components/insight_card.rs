@@ -26,9 +26,20 @@ fn when(ts: &str) -> String {
 
 #[component]
 fn InsightBody(view: InsightView, unit: &'static str) -> impl IntoView {
-    let causes = view.insight.as_ref().map(|i| i.root_causes.clone()).unwrap_or_default();
-    let actions = view.insight.as_ref().map(|i| i.next_actions.clone()).unwrap_or_default();
-    let confidence = view.insight.as_ref().map(|i| format!("confidence {:.0}%", i.confidence * 100.0));
+    let causes = view
+        .insight
+        .as_ref()
+        .map(|i| i.root_causes.clone())
+        .unwrap_or_default();
+    let actions = view
+        .insight
+        .as_ref()
+        .map(|i| i.next_actions.clone())
+        .unwrap_or_default();
+    let confidence = view
+        .insight
+        .as_ref()
+        .map(|i| format!("confidence {:.0}%", i.confidence * 100.0));
     let narrative = view.insight.is_none().then(|| view.narrative.clone());
     view! {
         <h3 class="headline">{view.headline.clone()}</h3>
@@ -88,7 +99,10 @@ pub fn InsightCard(card: Card, #[prop(optional)] compact: bool) -> impl IntoView
                 }
                 Err(e) => {
                     let msg = e.to_string();
-                    c.stale = c.insight.as_ref().map(|_| format!("the last refresh failed: {msg}"));
+                    c.stale = c
+                        .insight
+                        .as_ref()
+                        .map(|_| format!("the last refresh failed: {msg}"));
                     c.error = Some(msg);
                 }
             });

@@ -22,7 +22,9 @@ pub fn KpiTile(tile: Tile, site: String) -> impl IntoView {
     let status = tile.status;
     let value = format_value(tile.metric, tile.value);
     let change = format_change(tile.metric, tile.change);
-    let target = tile.target.map(|t| format!("target {}", format_value(tile.metric, Some(t))));
+    let target = tile
+        .target
+        .map(|t| format!("target {}", format_value(tile.metric, Some(t))));
     let class = format!("tile {}", status.css());
     view! {
         <a class=class href=href title=tile.definition.clone() data-metric=tile.metric.key()>

@@ -46,7 +46,11 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
 
     let checks = &pack.data_checks;
     if checks.suspect() {
-        let open_impact = if metric.is_ratio() { -checks.past_due_open_share_pct } else { 0.0 };
+        let open_impact = if metric.is_ratio() {
+            -checks.past_due_open_share_pct
+        } else {
+            0.0
+        };
         let headline = format!(
             "Data problem at {where_}: {} — fix the data before acting on {name}",
             checks.suspect_reasons[0]
@@ -82,13 +86,30 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
             });
         }
         let next_actions = rules.playbook("data").map(action).into_iter().collect();
-        return (narrative, Insight { headline, root_causes, next_actions, confidence: 0.7 });
+        return (
+            narrative,
+            Insight {
+                headline,
+                root_causes,
+                next_actions,
+                confidence: 0.7,
+            },
+        );
     }
 
     let Some(change) = pack.change else {
-        let headline = format!("No {name} to compare at {where_}: no lines due in one of the weeks");
+        let headline =
+            format!("No {name} to compare at {where_}: no lines due in one of the weeks");
         narrative.push_str("There is nothing to explain yet.\n");
-        return (narrative, Insight { headline, root_causes: vec![], next_actions: vec![], confidence: 0.9 });
+        return (
+            narrative,
+            Insight {
+                headline,
+                root_causes: vec![],
+                next_actions: vec![],
+                confidence: 0.9,
+            },
+        );
     };
 
     let reason_growth = grown_reason(pack);
@@ -109,15 +130,32 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
                 fmt(pack.value),
                 signed(-gap, 1).trim_start_matches('+')
             );
-            if let Some(top) = pack.otif_tree.by_reason.first().filter(|r| r.reason != "unspecified") {
+            if let Some(top) = pack
+                .otif_tree
+                .by_reason
+                .first()
+                .filter(|r| r.reason != "unspecified")
+            {
                 narrative.push_str(&format!(
                     "The standing gap to target is mostly {} ({} of {} failures).\n",
                     top.reason, top.failures, pack.otif_tree.failures
                 ));
-                next_actions.extend(rules.playbook(&format!("reason:{}", top.reason)).map(action));
+                next_actions.extend(
+                    rules
+                        .playbook(&format!("reason:{}", top.reason))
+                        .map(action),
+                );
             }
         }
-        return (narrative, Insight { headline, root_causes: vec![], next_actions, confidence: 0.8 });
+        return (
+            narrative,
+            Insight {
+                headline,
+                root_causes: vec![],
+                next_actions,
+                confidence: 0.8,
+            },
+        );
     }
 
     // Segments pushing in the direction of the change and explaining enough of it.
@@ -129,7 +167,11 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
         if seg.total * change <= 0.0 || seg.total.abs() < MIN_EXPLAINED_SHARE * change.abs() {
             continue;
         }
-        let effect = if seg.mix.abs() > seg.rate.abs() { Effect::Mix } else { Effect::Rate };
+        let effect = if seg.mix.abs() > seg.rate.abs() {
+            Effect::Mix
+        } else {
+            Effect::Rate
+        };
         let evidence = match effect {
             Effect::Mix => format!(
                 "share of volume {:.1}% → {:.1}% while running at {} (mix {} {unit}, rate {} {unit})",
@@ -165,7 +207,9 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
             .contributions
             .iter()
             .flat_map(|d| d.segments.iter().map(move |s| (d.dimension.as_str(), s)))
-            .filter(|(_, s)| !s.member.starts_with("other (") && s.mix * change > 0.0 && s.mix.abs() >= material)
+            .filter(|(_, s)| {
+                !s.member.starts_with("other (") && s.mix * change > 0.0 && s.mix.abs() >= material
+            })
             .max_by(|a, b| a.1.mix.abs().total_cmp(&b.1.mix.abs()));
         if let Some((dimension, seg)) = mix {
             root_causes.push(RootCause {
@@ -191,14 +235,19 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
         signed(change.abs(), 1).trim_start_matches('+')
     );
     match root_causes.first() {
-        Some(c) if c.effect == Effect::Mix => {
-            headline.push_str(&format!(": volume shifted towards {} {}", c.dimension, c.member))
-        }
+        Some(c) if c.effect == Effect::Mix => headline.push_str(&format!(
+            ": volume shifted towards {} {}",
+            c.dimension, c.member
+        )),
         Some(c) => headline.push_str(&format!(
             ": {} {} {}",
             c.dimension,
             c.member,
-            if change < 0.0 { "got worse" } else { "improved" }
+            if change < 0.0 {
+                "got worse"
+            } else {
+                "improved"
+            }
         )),
         None => headline.push_str(": spread across many segments, no single cause"),
     }
@@ -218,7 +267,8 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
         ));
     }
     if root_causes.is_empty() {
-        narrative.push_str("No single segment explains a fifth of the change; it is broad-based.\n");
+        narrative
+            .push_str("No single segment explains a fifth of the change; it is broad-based.\n");
     }
 
     let mut next_actions: Vec<NextAction> = Vec::new();
@@ -242,7 +292,15 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
     }
     let explained: f64 = root_causes.iter().map(|c| c.impact_pp).sum::<f64>() / change;
     let confidence = round2((0.45 + 0.45 * explained.clamp(0.0, 1.0)).min(0.9));
-    (narrative, Insight { headline, root_causes, next_actions, confidence })
+    (
+        narrative,
+        Insight {
+            headline,
+            root_causes,
+            next_actions,
+            confidence,
+        },
+    )
 }
 
 /// The failure reason (other than `unspecified`) whose count grew most week over week.
@@ -264,7 +322,11 @@ fn grown_reason(pack: &EvidencePack) -> Option<(String, i64)> {
 }
 
 fn action(p: &super::rules::Playbook) -> NextAction {
-    NextAction { action: p.action.clone(), owner: p.owner.clone(), priority: p.priority.clone() }
+    NextAction {
+        action: p.action.clone(),
+        owner: p.owner.clone(),
+        priority: p.priority.clone(),
+    }
 }
 
 fn round2(v: f64) -> f64 {

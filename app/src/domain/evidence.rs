@@ -63,7 +63,11 @@ pub struct PeriodRef {
 
 impl From<Week> for PeriodRef {
     fn from(w: Week) -> Self {
-        PeriodRef { start: fmt_date(w.start), end: fmt_date(w.end()), label: w.label() }
+        PeriodRef {
+            start: fmt_date(w.start),
+            end: fmt_date(w.end()),
+            label: w.label(),
+        }
     }
 }
 
@@ -201,7 +205,15 @@ pub struct EvidenceInput<'a> {
 /// Builds the evidence pack. Pure and deterministic: equal inputs give equal packs (and
 /// equal hashes), segment order included.
 pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
-    let EvidenceInput { scope, week, as_of, lines, weekly, latest_data_date, rules } = input;
+    let EvidenceInput {
+        scope,
+        week,
+        as_of,
+        lines,
+        weekly,
+        latest_data_date,
+        rules,
+    } = input;
     let metric = scope.metric;
     let params = rules.scoring();
     let previous = week.previous();
@@ -252,7 +264,9 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
                 _ => tree.late_and_short += 1,
             }
             let reason = line.reason_code.as_deref().filter(|r| !r.trim().is_empty());
-            *reasons.entry(reason.unwrap_or("unspecified").to_string()).or_default() += 1;
+            *reasons
+                .entry(reason.unwrap_or("unspecified").to_string())
+                .or_default() += 1;
             if in_current && reason.is_none() {
                 failures_without_reason += 1;
             }
@@ -268,7 +282,11 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
                 _ => line.category.as_str(),
             };
             let entry = segments[i].entry(member).or_default();
-            let side = if in_current { &mut entry.1 } else { &mut entry.0 };
+            let side = if in_current {
+                &mut entry.1
+            } else {
+                &mut entry.0
+            };
             side.add_line(score, line.ordered_qty, line.delivered_qty);
         }
     }
@@ -301,7 +319,13 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
 
     let series = series_points(metric, week, weekly);
     let lines_due = cur.lines;
-    let share = |n: i64, d: i64| if d > 0 { 100.0 * n as f64 / d as f64 } else { 0.0 };
+    let share = |n: i64, d: i64| {
+        if d > 0 {
+            100.0 * n as f64 / d as f64
+        } else {
+            0.0
+        }
+    };
     let mut data_checks = DataChecks {
         latest_data_date: latest_data_date.map(fmt_date),
         days_since_latest_data: latest_data_date.map(|d| (as_of - d).num_days()),
@@ -315,7 +339,13 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
     };
     data_checks.suspect_reasons = suspect_reasons(&data_checks, rules);
 
-    let noise = noise(metric, (pnum, pden), (num, den), change, rules.noise_min_pp());
+    let noise = noise(
+        metric,
+        (pnum, pden),
+        (num, den),
+        change,
+        rules.noise_min_pp(),
+    );
     EvidencePack {
         as_of: fmt_date(as_of),
         period: week.into(),
@@ -349,10 +379,18 @@ fn reason_counts(reasons: BTreeMap<String, i64>, failures: i64) -> Vec<ReasonCou
         .map(|(reason, n)| ReasonCount {
             reason,
             failures: n,
-            share_pct: if failures > 0 { 100.0 * n as f64 / failures as f64 } else { 0.0 },
+            share_pct: if failures > 0 {
+                100.0 * n as f64 / failures as f64
+            } else {
+                0.0
+            },
         })
         .collect();
-    out.sort_by(|a, b| b.failures.cmp(&a.failures).then_with(|| a.reason.cmp(&b.reason)));
+    out.sort_by(|a, b| {
+        b.failures
+            .cmp(&a.failures)
+            .then_with(|| a.reason.cmp(&b.reason))
+    });
     out
 }
 
@@ -360,13 +398,13 @@ fn series_points(metric: Metric, week: Week, weekly: &[(Week, KpiCounts)]) -> Ve
     week.trailing(12)
         .into_iter()
         .map(|w| {
-            let counts = weekly
-                .iter()
-                .filter(|(x, _)| *x == w)
-                .fold(KpiCounts::default(), |mut acc, (_, c)| {
+            let counts = weekly.iter().filter(|(x, _)| *x == w).fold(
+                KpiCounts::default(),
+                |mut acc, (_, c)| {
                     acc.add(c);
                     acc
-                });
+                },
+            );
             let (numerator, denominator) = counts.fraction(metric);
             SeriesPoint {
                 period_start: fmt_date(w.start),
@@ -420,9 +458,16 @@ fn noise(
         // Poisson counts: var(n₁ − n₀) = n₁ + n₀.
         ((pnum + num) as f64).sqrt()
     };
-    let threshold = if metric.is_ratio() { min_pp.max(2.0 * standard_error) } else { 2.0 * standard_error };
+    let threshold = if metric.is_ratio() {
+        min_pp.max(2.0 * standard_error)
+    } else {
+        2.0 * standard_error
+    };
     let significant = change.is_some_and(|c| c.abs() > threshold);
-    Noise { standard_error, significant }
+    Noise {
+        standard_error,
+        significant,
+    }
 }
 
 /// One segment's (numerator, denominator) in each period.
@@ -436,7 +481,11 @@ pub struct SegmentInput {
 /// Splits the change of `metric` across segments into mix and rate terms (see the module
 /// docs). Count metrics have no rate to mix: each segment's term is its own change in
 /// volume, reported as `rate`.
-pub fn contribution(dimension: &str, metric: Metric, inputs: &[SegmentInput]) -> DimensionContribution {
+pub fn contribution(
+    dimension: &str,
+    metric: Metric,
+    inputs: &[SegmentInput],
+) -> DimensionContribution {
     let total_prev: i64 = inputs.iter().map(|s| s.previous.1).sum();
     let total_cur: i64 = inputs.iter().map(|s| s.current.1).sum();
     let mut segments: Vec<Segment> = if !metric.is_ratio() {
@@ -496,7 +545,10 @@ pub fn contribution(dimension: &str, metric: Metric, inputs: &[SegmentInput]) ->
             .collect()
     };
     segments.sort_by(|a, b| {
-        b.total.abs().total_cmp(&a.total.abs()).then_with(|| a.member.cmp(&b.member))
+        b.total
+            .abs()
+            .total_cmp(&a.total.abs())
+            .then_with(|| a.member.cmp(&b.member))
     });
     if segments.len() > MAX_SEGMENTS {
         let rest = segments.split_off(MAX_SEGMENTS - 1);
@@ -549,7 +601,10 @@ impl EvidencePack {
             .filter(|(_, s)| !s.member.starts_with("other ("))
             .collect();
         all.sort_by(|a, b| {
-            b.1.total.abs().total_cmp(&a.1.total.abs()).then_with(|| a.1.member.cmp(&b.1.member))
+            b.1.total
+                .abs()
+                .total_cmp(&a.1.total.abs())
+                .then_with(|| a.1.member.cmp(&b.1.member))
         });
         all
     }
@@ -583,7 +638,11 @@ impl EvidencePack {
         );
         out.push_str(&format!(
             "Change is {} (standard error {:.2} points).\n",
-            if self.noise.significant { "beyond noise" } else { "within noise" },
+            if self.noise.significant {
+                "beyond noise"
+            } else {
+                "within noise"
+            },
             self.noise.standard_error
         ));
         let t = &self.otif_tree;
@@ -636,12 +695,19 @@ mod tests {
     use crate::domain::rules::sample_rules;
 
     fn seg(member: &str, previous: (i64, i64), current: (i64, i64)) -> SegmentInput {
-        SegmentInput { member: member.into(), previous, current }
+        SegmentInput {
+            member: member.into(),
+            previous,
+            current,
+        }
     }
 
     fn total_change(inputs: &[SegmentInput]) -> f64 {
         let sum = |f: fn(&SegmentInput) -> (i64, i64)| {
-            inputs.iter().map(f).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+            inputs
+                .iter()
+                .map(f)
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
         };
         let (n0, d0) = sum(|s| s.previous);
         let (n1, d1) = sum(|s| s.current);
@@ -658,14 +724,21 @@ mod tests {
         ];
         let c = contribution("carrier", Metric::Otif, &inputs);
         let sum: f64 = c.segments.iter().map(|s| s.total).sum();
-        assert!((sum - total_change(&inputs)).abs() < 1e-9, "{sum} vs {}", total_change(&inputs));
+        assert!(
+            (sum - total_change(&inputs)).abs() < 1e-9,
+            "{sum} vs {}",
+            total_change(&inputs)
+        );
         assert!((c.mix_total + c.rate_total - sum).abs() < 1e-9);
     }
 
     #[test]
     fn pure_mix_shift_has_zero_rate_effect() {
         // Both carriers keep their rates; volume moves to the worse one.
-        let inputs = vec![seg("good", (98, 100), (49, 50)), seg("bad", (40, 50), (80, 100))];
+        let inputs = vec![
+            seg("good", (98, 100), (49, 50)),
+            seg("bad", (40, 50), (80, 100)),
+        ];
         let c = contribution("carrier", Metric::Otif, &inputs);
         assert!(c.rate_total.abs() < 1e-12);
         assert!(c.segments.iter().all(|s| s.rate.abs() < 1e-12));
@@ -703,7 +776,14 @@ mod tests {
         assert_eq!(c.segments[0].member, "a");
     }
 
-    fn line(carrier: &str, due: &str, delivered: Option<&str>, ordered: i64, got: i64, reason: Option<&str>) -> LineFact {
+    fn line(
+        carrier: &str,
+        due: &str,
+        delivered: Option<&str>,
+        ordered: i64,
+        got: i64,
+        reason: Option<&str>,
+    ) -> LineFact {
         LineFact {
             site: "DAL".into(),
             customer: "Cust".into(),
@@ -727,8 +807,22 @@ mod tests {
             line("Y", "2026-11-04", Some("2026-11-04"), 10, 10, None),
             // current week: one OTIF, one late, one short, one open (late + short)
             line("X", "2026-11-10", Some("2026-11-10"), 10, 10, None),
-            line("X", "2026-11-10", Some("2026-11-12"), 10, 10, Some("carrier_late")),
-            line("Y", "2026-11-11", Some("2026-11-11"), 10, 6, Some("stockout")),
+            line(
+                "X",
+                "2026-11-10",
+                Some("2026-11-12"),
+                10,
+                10,
+                Some("carrier_late"),
+            ),
+            line(
+                "Y",
+                "2026-11-11",
+                Some("2026-11-11"),
+                10,
+                6,
+                Some("stockout"),
+            ),
             line("Y", "2026-11-12", None, 10, 0, None),
             // outside both weeks: ignored
             line("Y", "2026-10-01", None, 10, 0, None),
@@ -757,7 +851,10 @@ mod tests {
         assert_eq!(pack.status, Status::OffTarget);
         assert_eq!(pack.trigger.as_deref(), Some("otif_drop_trigger_pp"));
         let t = &pack.otif_tree;
-        assert_eq!((t.failures, t.late_only, t.short_only, t.late_and_short), (3, 1, 1, 1));
+        assert_eq!(
+            (t.failures, t.late_only, t.short_only, t.late_and_short),
+            (3, 1, 1, 1)
+        );
         assert_eq!(t.by_reason[0].reason, "carrier_late");
         assert_eq!(pack.data_checks.past_due_open, 1);
         assert_eq!(pack.data_checks.failures_without_reason, 1);

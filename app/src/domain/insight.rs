@@ -83,7 +83,10 @@ pub enum ReplyError {
 }
 
 fn text_of(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    v.get(key)
+        .and_then(Value::as_str)
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 impl Insight {
@@ -135,7 +138,12 @@ impl Insight {
             _ => 0.5,
         }
         .clamp(0.0, 1.0);
-        Some(Insight { headline, root_causes, next_actions, confidence })
+        Some(Insight {
+            headline,
+            root_causes,
+            next_actions,
+            confidence,
+        })
     }
 }
 
@@ -147,7 +155,9 @@ pub fn insight_from_text(text: &str) -> Option<Insight> {
     while let Some(start) = rest.find("```") {
         let after = &rest[start + 3..];
         let body_start = after.find('\n').map_or(0, |i| i + 1);
-        let Some(end) = after[body_start..].find("```") else { break };
+        let Some(end) = after[body_start..].find("```") else {
+            break;
+        };
         candidates.push(&after[body_start..body_start + end]);
         rest = &after[body_start + end + 3..];
     }
@@ -170,7 +180,12 @@ pub fn output_text(items: &[Value]) -> String {
         if item.get("type").and_then(Value::as_str) != Some("message") {
             continue;
         }
-        for part in item.get("content").and_then(Value::as_array).into_iter().flatten() {
+        for part in item
+            .get("content")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             if part.get("type").and_then(Value::as_str) == Some("output_text") {
                 if let Some(t) = part.get("text").and_then(Value::as_str) {
                     parts.push(t);
@@ -200,7 +215,12 @@ fn finish(
     if insight.is_none() && text.trim().is_empty() {
         return Err(ReplyError::Empty);
     }
-    Ok(AgentAnswer { text, insight, source, trace_id })
+    Ok(AgentAnswer {
+        text,
+        insight,
+        source,
+        trace_id,
+    })
 }
 
 /// Interprets a non-streaming ResponsesAgentResponse.
@@ -212,7 +232,11 @@ pub fn answer_from_json(body: &[u8]) -> Result<AgentAnswer, ReplyError> {
     if v.get("error").is_some_and(|e| !e.is_null()) && v.get("output").is_none() {
         return Err(ReplyError::InBandError);
     }
-    let items = v.get("output").and_then(Value::as_array).cloned().unwrap_or_default();
+    let items = v
+        .get("output")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let trace_id = v.get("metadata").and_then(|m| text_of(m, "trace_id"));
     finish(output_text(&items), v.get("custom_outputs"), trace_id)
 }
@@ -227,12 +251,16 @@ pub fn answer_from_sse(body: &str) -> Result<AgentAnswer, ReplyError> {
     let mut trace_id = None;
     let mut saw_event = false;
     for line in body.lines() {
-        let Some(data) = line.strip_prefix("data:") else { continue };
+        let Some(data) = line.strip_prefix("data:") else {
+            continue;
+        };
         let data = data.trim();
         if data == "[DONE]" {
             break;
         }
-        let Ok(event) = serde_json::from_str::<Value>(data) else { continue };
+        let Ok(event) = serde_json::from_str::<Value>(data) else {
+            continue;
+        };
         saw_event = true;
         if let Some(c) = event.get("custom_outputs").filter(|c| c.is_object()) {
             custom_outputs = Some(c.clone());
@@ -245,7 +273,10 @@ pub fn answer_from_sse(body: &str) -> Result<AgentAnswer, ReplyError> {
             Some("error") => return Err(ReplyError::InBandError),
             Some("response.output_text.delta") => {
                 let id = text_of(&event, "item_id").unwrap_or_default();
-                let delta = event.get("delta").and_then(Value::as_str).unwrap_or_default();
+                let delta = event
+                    .get("delta")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 match deltas.iter_mut().find(|(i, _)| *i == id) {
                     Some((_, text)) => text.push_str(delta),
                     None => deltas.push((id, delta.to_string())),
@@ -270,7 +301,11 @@ pub fn answer_from_sse(body: &str) -> Result<AgentAnswer, ReplyError> {
         return Err(ReplyError::Malformed);
     }
     let text = if done_items.is_empty() {
-        deltas.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join("\n")
+        deltas
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect::<Vec<_>>()
+            .join("\n")
     } else {
         output_text(&done_items)
     };
@@ -328,10 +363,19 @@ mod tests {
 
     #[test]
     fn rejects_malformed_and_empty_replies() {
-        assert_eq!(answer_from_json(b"<html>oops</html>"), Err(ReplyError::Malformed));
+        assert_eq!(
+            answer_from_json(b"<html>oops</html>"),
+            Err(ReplyError::Malformed)
+        );
         assert_eq!(answer_from_json(b"[1,2]"), Err(ReplyError::Malformed));
-        assert_eq!(answer_from_json(br#"{"output": []}"#), Err(ReplyError::Empty));
-        assert_eq!(answer_from_json(br#"{"error": {"message": "x"}}"#), Err(ReplyError::InBandError));
+        assert_eq!(
+            answer_from_json(br#"{"output": []}"#),
+            Err(ReplyError::Empty)
+        );
+        assert_eq!(
+            answer_from_json(br#"{"error": {"message": "x"}}"#),
+            Err(ReplyError::InBandError)
+        );
     }
 
     #[test]

@@ -67,7 +67,10 @@ pub struct ScoringParams {
 
 impl Default for ScoringParams {
     fn default() -> Self {
-        ScoringParams { on_time_window_days: 0, in_full_tolerance: 0.0 }
+        ScoringParams {
+            on_time_window_days: 0,
+            in_full_tolerance: 0.0,
+        }
     }
 }
 
@@ -93,8 +96,8 @@ pub fn score_line(
     due_date: NaiveDate,
     delivered_date: Option<NaiveDate>,
 ) -> LineScore {
-    let on_time = delivered_date
-        .is_some_and(|d| d <= due_date + Duration::days(params.on_time_window_days));
+    let on_time =
+        delivered_date.is_some_and(|d| d <= due_date + Duration::days(params.on_time_window_days));
     // Compare in integers where possible: qty >= ordered * (1 - tol).
     let required = ordered_qty as f64 * (1.0 - params.in_full_tolerance);
     let in_full = delivered_qty as f64 >= required - 1e-9;
@@ -176,7 +179,13 @@ pub fn format_change(metric: Metric, change: Option<f64>) -> String {
         Some(c) if metric.is_ratio() => format!("{} pp", signed(c, 1)),
         Some(c) => {
             let n = c.round() as i64;
-            let sign = if n > 0 { "+" } else if n < 0 { "−" } else { "±" };
+            let sign = if n > 0 {
+                "+"
+            } else if n < 0 {
+                "−"
+            } else {
+                "±"
+            };
             format!("{sign}{}", group_thousands(n.abs()))
         }
     }
@@ -186,7 +195,13 @@ pub fn format_change(metric: Metric, change: Option<f64>) -> String {
 pub fn signed(v: f64, decimals: usize) -> String {
     let text = format!("{:.*}", decimals, v.abs());
     let zero = text.chars().all(|c| c == '0' || c == '.');
-    let sign = if zero { "±" } else if v > 0.0 { "+" } else { "−" };
+    let sign = if zero {
+        "±"
+    } else if v > 0.0 {
+        "+"
+    } else {
+        "−"
+    };
     format!("{sign}{text}")
 }
 
@@ -218,18 +233,33 @@ mod tests {
     #[test]
     fn undelivered_line_is_late_and_short() {
         let s = score_line(ScoringParams::default(), 10, 0, d("2026-11-10"), None);
-        assert_eq!(s, LineScore { on_time: false, in_full: false });
+        assert_eq!(
+            s,
+            LineScore {
+                on_time: false,
+                in_full: false
+            }
+        );
     }
 
     #[test]
     fn partial_delivery_is_on_time_but_not_in_full() {
-        let s = score_line(ScoringParams::default(), 10, 9, d("2026-11-10"), Some(d("2026-11-09")));
+        let s = score_line(
+            ScoringParams::default(),
+            10,
+            9,
+            d("2026-11-10"),
+            Some(d("2026-11-09")),
+        );
         assert!(s.on_time && !s.in_full && !s.otif());
     }
 
     #[test]
     fn on_time_window_boundary_is_inclusive() {
-        let p = ScoringParams { on_time_window_days: 1, in_full_tolerance: 0.0 };
+        let p = ScoringParams {
+            on_time_window_days: 1,
+            in_full_tolerance: 0.0,
+        };
         assert!(score_line(p, 5, 5, d("2026-11-10"), Some(d("2026-11-11"))).on_time);
         assert!(!score_line(p, 5, 5, d("2026-11-10"), Some(d("2026-11-12"))).on_time);
         let strict = ScoringParams::default();
@@ -239,7 +269,10 @@ mod tests {
 
     #[test]
     fn tolerance_allows_small_shortfalls_only() {
-        let p = ScoringParams { on_time_window_days: 0, in_full_tolerance: 0.05 };
+        let p = ScoringParams {
+            on_time_window_days: 0,
+            in_full_tolerance: 0.05,
+        };
         // 95 of 100 is exactly at the tolerance: in full.
         assert!(score_line(p, 100, 95, d("2026-11-10"), Some(d("2026-11-10"))).in_full);
         assert!(!score_line(p, 100, 94, d("2026-11-10"), Some(d("2026-11-10"))).in_full);
@@ -260,9 +293,21 @@ mod tests {
         let p = ScoringParams::default();
         let mut a = KpiCounts::default();
         let mut b = KpiCounts::default();
-        a.add_line(score_line(p, 10, 10, d("2026-11-10"), Some(d("2026-11-10"))), 10, 10);
-        a.add_line(score_line(p, 10, 5, d("2026-11-10"), Some(d("2026-11-12"))), 10, 5);
-        b.add_line(score_line(p, 4, 4, d("2026-11-11"), Some(d("2026-11-11"))), 4, 4);
+        a.add_line(
+            score_line(p, 10, 10, d("2026-11-10"), Some(d("2026-11-10"))),
+            10,
+            10,
+        );
+        a.add_line(
+            score_line(p, 10, 5, d("2026-11-10"), Some(d("2026-11-12"))),
+            10,
+            5,
+        );
+        b.add_line(
+            score_line(p, 4, 4, d("2026-11-11"), Some(d("2026-11-11"))),
+            4,
+            4,
+        );
         let mut total = a;
         total.add(&b);
         assert_eq!(total.lines, 3);

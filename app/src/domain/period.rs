@@ -15,7 +15,9 @@ impl Week {
     /// The week containing `day`.
     pub fn containing(day: NaiveDate) -> Week {
         let offset = i64::from(day.weekday().num_days_from_monday());
-        Week { start: day - Duration::days(offset) }
+        Week {
+            start: day - Duration::days(offset),
+        }
     }
 
     /// The latest week that has fully ended before `as_of` (the day `as_of` itself is not
@@ -30,11 +32,15 @@ impl Week {
     }
 
     pub fn previous(self) -> Week {
-        Week { start: self.start - Duration::days(7) }
+        Week {
+            start: self.start - Duration::days(7),
+        }
     }
 
     pub fn next(self) -> Week {
-        Week { start: self.start + Duration::days(7) }
+        Week {
+            start: self.start + Duration::days(7),
+        }
     }
 
     /// `n` weeks ending with this one, oldest first.
@@ -79,11 +85,20 @@ mod tests {
     fn latest_complete_week_is_the_week_before_the_reference_week() {
         // 2026-11-21 is a Saturday; its week starts Monday 2026-11-16.
         assert_eq!(Week::containing(d("2026-11-21")).start, d("2026-11-16"));
-        assert_eq!(Week::latest_complete(d("2026-11-21")).start, d("2026-11-09"));
+        assert_eq!(
+            Week::latest_complete(d("2026-11-21")).start,
+            d("2026-11-09")
+        );
         // A Monday reference: the week just ended is complete.
-        assert_eq!(Week::latest_complete(d("2026-11-23")).start, d("2026-11-16"));
+        assert_eq!(
+            Week::latest_complete(d("2026-11-23")).start,
+            d("2026-11-16")
+        );
         // A Sunday reference: that day is not over, so its week is not complete.
-        assert_eq!(Week::latest_complete(d("2026-11-22")).start, d("2026-11-09"));
+        assert_eq!(
+            Week::latest_complete(d("2026-11-22")).start,
+            d("2026-11-09")
+        );
     }
 
     #[test]

@@ -77,7 +77,10 @@ impl Status {
 impl Rules {
     /// A rule value by key, or `default` when the table has no such row.
     pub fn value(&self, key: &str, default: f64) -> f64 {
-        self.entries.iter().find(|e| e.key == key).map_or(default, |e| e.value)
+        self.entries
+            .iter()
+            .find(|e| e.key == key)
+            .map_or(default, |e| e.value)
     }
 
     pub fn scoring(&self) -> ScoringParams {
@@ -98,7 +101,11 @@ impl Rules {
         self.targets
             .iter()
             .find(|t| t.metric == key && t.site == site)
-            .or_else(|| self.targets.iter().find(|t| t.metric == key && t.site == "*"))
+            .or_else(|| {
+                self.targets
+                    .iter()
+                    .find(|t| t.metric == key && t.site == "*")
+            })
             .map(|t| t.target)
     }
 
@@ -157,8 +164,16 @@ pub(crate) fn sample_rules() -> Rules {
             entry("data_unreasoned_failure_share", "threshold", None, 0.5),
         ],
         targets: vec![
-            Target { metric: "otif".into(), site: "*".into(), target: 95.0 },
-            Target { metric: "otif".into(), site: "DAL".into(), target: 90.0 },
+            Target {
+                metric: "otif".into(),
+                site: "*".into(),
+                target: 95.0,
+            },
+            Target {
+                metric: "otif".into(),
+                site: "DAL".into(),
+                target: 90.0,
+            },
         ],
         playbooks: vec![
             playbook("carrier_late", "reason:carrier_late"),

@@ -48,8 +48,10 @@ fn Contributions(dim: DimensionContribution, metric: Metric) -> impl IntoView {
 
 #[component]
 fn Tree(tree: OtifTree, previous: OtifTree) -> impl IntoView {
-    let row = |label: &'static str, now: i64, before: i64| view! {
-        <tr><td>{label}</td><td>{before}</td><td>{now}</td><td>{signed((now - before) as f64, 0)}</td></tr>
+    let row = |label: &'static str, now: i64, before: i64| {
+        view! {
+            <tr><td>{label}</td><td>{before}</td><td>{now}</td><td>{signed((now - before) as f64, 0)}</td></tr>
+        }
     };
     view! {
         <div class="tree">
@@ -141,7 +143,14 @@ fn Detail(d: KpiDetail) -> impl IntoView {
 pub fn KpiDetailPage() -> impl IntoView {
     let params = use_params_map();
     let detail = Resource::new(
-        move || params.with(|p| (p.get("site").unwrap_or_default(), p.get("metric").unwrap_or_default())),
+        move || {
+            params.with(|p| {
+                (
+                    p.get("site").unwrap_or_default(),
+                    p.get("metric").unwrap_or_default(),
+                )
+            })
+        },
         |(site, metric)| get_kpi_detail(site, metric),
     );
     view! {

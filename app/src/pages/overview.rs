@@ -12,7 +12,11 @@ use leptos::prelude::*;
 fn Row(row: SiteRow, network: bool) -> impl IntoView {
     let card = row.card(Metric::Otif).cloned();
     let site = row.site.clone();
-    let class = if network { "site-row network" } else { "site-row" };
+    let class = if network {
+        "site-row network"
+    } else {
+        "site-row"
+    };
     view! {
         <article class=class data-site=row.site.clone()>
             <div class="site-kpis">

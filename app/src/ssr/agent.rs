@@ -42,7 +42,11 @@ pub enum AgentError {
     #[error("the agent could not be reached")]
     Connect,
     #[error("the agent failed while answering (HTTP {status}{})", code.as_ref().map(|c| format!(", {c}")).unwrap_or_default())]
-    Crashed { status: u16, code: Option<String>, last_line: Option<String> },
+    Crashed {
+        status: u16,
+        code: Option<String>,
+        last_line: Option<String>,
+    },
     #[error("the agent rejected the request (HTTP {status}{})", code.as_ref().map(|c| format!(", {c}")).unwrap_or_default())]
     Rejected { status: u16, code: Option<String> },
     #[error("the agent is unavailable (HTTP {status})")]
@@ -122,7 +126,10 @@ impl AgentClient {
             .http
             .post(&self.config.url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(reqwest::header::ACCEPT, "application/json, text/event-stream")
+            .header(
+                reqwest::header::ACCEPT,
+                "application/json, text/event-stream",
+            )
             .body(serde_json::to_vec(request).unwrap_or_default());
         if let Some(token) = &self.config.token {
             call = call.bearer_auth(token.expose());
@@ -164,7 +171,10 @@ enum ReadError {
 }
 
 async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, ReadError> {
-    if response.content_length().is_some_and(|n| n as usize > MAX_REPLY_BYTES) {
+    if response
+        .content_length()
+        .is_some_and(|n| n as usize > MAX_REPLY_BYTES)
+    {
         return Err(ReadError::TooLarge);
     }
     let mut body = Vec::new();
@@ -185,8 +195,16 @@ fn classify_error(status: u16, body: &[u8]) -> AgentError {
         .as_ref()
         .and_then(|v| v.get("error_code"))
         .and_then(Value::as_str)
-        .map(|c| c.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(40).collect());
-    let stack = parsed.as_ref().and_then(|v| v.get("stack_trace")).and_then(Value::as_str);
+        .map(|c| {
+            c.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .take(40)
+                .collect()
+        });
+    let stack = parsed
+        .as_ref()
+        .and_then(|v| v.get("stack_trace"))
+        .and_then(Value::as_str);
     match status {
         400 if stack.is_some() => AgentError::Crashed {
             status,
@@ -196,7 +214,11 @@ fn classify_error(status: u16, body: &[u8]) -> AgentError {
                 .and_then(|s| s.trim_end().lines().last())
                 .map(|l| l.chars().take(160).collect()),
         },
-        500 => AgentError::Crashed { status, code, last_line: None },
+        500 => AgentError::Crashed {
+            status,
+            code,
+            last_line: None,
+        },
         502..=504 | 429 => AgentError::Unavailable { status },
         _ => AgentError::Rejected { status, code },
     }

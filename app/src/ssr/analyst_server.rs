@@ -23,13 +23,23 @@ pub fn answer(request: &Value) -> Result<AnalystReply, BadRequest> {
     if !request.get("input").is_some_and(Value::is_array) {
         return Err(BadRequest("'input' must be an array of input items".into()));
     }
-    let custom = request
-        .get("custom_inputs")
-        .ok_or_else(|| BadRequest("custom_inputs.evidence is required: the built-in analyst reads the evidence pack".into()))?;
-    let pack: EvidencePack = serde_json::from_value(custom.get("evidence").cloned().unwrap_or(Value::Null))
-        .map_err(|e| BadRequest(format!("custom_inputs.evidence is not an evidence pack: {e}")))?;
+    let custom = request.get("custom_inputs").ok_or_else(|| {
+        BadRequest(
+            "custom_inputs.evidence is required: the built-in analyst reads the evidence pack"
+                .into(),
+        )
+    })?;
+    let pack: EvidencePack = serde_json::from_value(
+        custom.get("evidence").cloned().unwrap_or(Value::Null),
+    )
+    .map_err(|e| {
+        BadRequest(format!(
+            "custom_inputs.evidence is not an evidence pack: {e}"
+        ))
+    })?;
     let rules: Rules = match custom.get("rules") {
-        Some(r) => serde_json::from_value(r.clone()).map_err(|e| BadRequest(format!("custom_inputs.rules is invalid: {e}")))?,
+        Some(r) => serde_json::from_value(r.clone())
+            .map_err(|e| BadRequest(format!("custom_inputs.rules is invalid: {e}")))?,
         None => Rules::default(),
     };
     let question = custom.get("question").and_then(Value::as_str);
@@ -44,7 +54,13 @@ pub fn answer(request: &Value) -> Result<AnalystReply, BadRequest> {
         }],
         "custom_outputs": {"insight": insight, "agent": "opsight-builtin-analyst"},
     });
-    Ok(AnalystReply { response, stream: request.get("stream").and_then(Value::as_bool).unwrap_or(false) })
+    Ok(AnalystReply {
+        response,
+        stream: request
+            .get("stream")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+    })
 }
 
 impl AnalystReply {
@@ -54,7 +70,8 @@ impl AnalystReply {
         let text = item["content"][0]["text"].as_str().unwrap_or_default();
         let mut out = String::new();
         for piece in text.split_inclusive('\n') {
-            let event = json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": piece});
+            let event =
+                json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": piece});
             out.push_str(&format!("data: {event}\n\n"));
         }
         let done = json!({"type": "response.output_item.done", "item": item, "custom_outputs": self.response["custom_outputs"]});

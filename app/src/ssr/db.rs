@@ -30,12 +30,20 @@ pub async fn connect(url: &str) -> anyhow::Result<Db> {
     if is_sqlite && !url.contains(":memory:") {
         let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
         let path = path.split('?').next().unwrap_or_default();
-        if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("Failed to create the database folder {}", dir.display()))?;
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).with_context(|| {
+                format!("Failed to create the database folder {}", dir.display())
+            })?;
         }
         if !url.contains("mode=") {
-            url.push_str(if url.contains('?') { "&mode=rwc" } else { "?mode=rwc" });
+            url.push_str(if url.contains('?') {
+                "&mode=rwc"
+            } else {
+                "?mode=rwc"
+            });
         }
     }
     let memory = url.contains(":memory:");
@@ -80,7 +88,13 @@ pub async fn sites(db: &Db) -> anyhow::Result<Vec<Site>> {
         .await
         .context("Failed to list sites")?;
     rows.iter()
-        .map(|r| Ok(Site { code: r.try_get(0)?, name: r.try_get(1)?, region: r.try_get(2)? }))
+        .map(|r| {
+            Ok(Site {
+                code: r.try_get(0)?,
+                name: r.try_get(1)?,
+                region: r.try_get(2)?,
+            })
+        })
         .collect()
 }
 
@@ -94,10 +108,11 @@ pub async fn count_lines(db: &Db) -> anyhow::Result<i64> {
 
 /// The full rule set, with targets converted to display units (percent for ratios).
 pub async fn rules(db: &Db) -> anyhow::Result<Rules> {
-    let version: String = sqlx::query_scalar("SELECT value FROM settings WHERE key = 'rules_version'")
-        .fetch_one(db)
-        .await
-        .context("Failed to read the rules version")?;
+    let version: String =
+        sqlx::query_scalar("SELECT value FROM settings WHERE key = 'rules_version'")
+            .fetch_one(db)
+            .await
+            .context("Failed to read the rules version")?;
     let entries = sqlx::query("SELECT rule_key, kind, metric, value, description FROM business_rules ORDER BY kind, rule_key")
         .fetch_all(db)
         .await
@@ -122,32 +137,45 @@ pub async fn rules(db: &Db) -> anyhow::Result<Rules> {
             let metric: String = r.try_get(0)?;
             let raw: f64 = r.try_get(2)?;
             let ratio = Metric::parse(&metric).is_none_or(Metric::is_ratio);
-            Ok(Target { site: r.try_get(1)?, target: if ratio { raw * 100.0 } else { raw }, metric })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let playbooks = sqlx::query("SELECT playbook_key, cause, action, owner, priority FROM playbooks ORDER BY playbook_key")
-        .fetch_all(db)
-        .await
-        .context("Failed to read playbooks")?
-        .iter()
-        .map(|r| {
-            Ok(Playbook {
-                key: r.try_get(0)?,
-                cause: r.try_get(1)?,
-                action: r.try_get(2)?,
-                owner: r.try_get(3)?,
-                priority: r.try_get(4)?,
+            Ok(Target {
+                site: r.try_get(1)?,
+                target: if ratio { raw * 100.0 } else { raw },
+                metric,
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    Ok(Rules { version: version.trim().parse().unwrap_or(1), entries, targets, playbooks })
+    let playbooks = sqlx::query(
+        "SELECT playbook_key, cause, action, owner, priority FROM playbooks ORDER BY playbook_key",
+    )
+    .fetch_all(db)
+    .await
+    .context("Failed to read playbooks")?
+    .iter()
+    .map(|r| {
+        Ok(Playbook {
+            key: r.try_get(0)?,
+            cause: r.try_get(1)?,
+            action: r.try_get(2)?,
+            owner: r.try_get(3)?,
+            priority: r.try_get(4)?,
+        })
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Rules {
+        version: version.trim().parse().unwrap_or(1),
+        entries,
+        targets,
+        playbooks,
+    })
 }
 
 pub async fn metric_definitions(db: &Db) -> anyhow::Result<Vec<MetricDefinition>> {
-    let rows = sqlx::query("SELECT metric, name, definition, unit FROM metric_definitions ORDER BY sort_order")
-        .fetch_all(db)
-        .await
-        .context("Failed to read metric definitions")?;
+    let rows = sqlx::query(
+        "SELECT metric, name, definition, unit FROM metric_definitions ORDER BY sort_order",
+    )
+    .fetch_all(db)
+    .await
+    .context("Failed to read metric definitions")?;
     rows.iter()
         .map(|r| {
             Ok(MetricDefinition {
@@ -195,7 +223,10 @@ where
 }
 
 /// Inserts or updates order lines keyed by (order_id, line_no), in batches.
-pub async fn upsert_lines(conn: &mut sqlx::AnyConnection, lines: &[OrderLine]) -> anyhow::Result<()> {
+pub async fn upsert_lines(
+    conn: &mut sqlx::AnyConnection,
+    lines: &[OrderLine],
+) -> anyhow::Result<()> {
     for chunk in lines.chunks(INSERT_BATCH) {
         let mut sql = String::from(
             "INSERT INTO order_lines (order_id, line_no, site, customer, carrier, sku, category, \
@@ -207,7 +238,12 @@ pub async fn upsert_lines(conn: &mut sqlx::AnyConnection, lines: &[OrderLine]) -
             }
             let b = i * 12;
             sql.push('(');
-            sql.push_str(&(1..=12).map(|k| format!("${}", b + k)).collect::<Vec<_>>().join(","));
+            sql.push_str(
+                &(1..=12)
+                    .map(|k| format!("${}", b + k))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
             sql.push(')');
         }
         sql.push_str(
@@ -233,7 +269,9 @@ pub async fn upsert_lines(conn: &mut sqlx::AnyConnection, lines: &[OrderLine]) -
                 .bind(l.delivered_date.map(fmt_date))
                 .bind(l.reason_code.clone());
         }
-        q.execute(&mut *conn).await.context("Failed to write order lines")?;
+        q.execute(&mut *conn)
+            .await
+            .context("Failed to write order lines")?;
     }
     Ok(())
 }
@@ -251,13 +289,21 @@ pub async fn due_dates_of(
             if i > 0 {
                 sql.push_str(" OR ");
             }
-            sql.push_str(&format!("(order_id = ${} AND line_no = ${})", 2 * i + 1, 2 * i + 2));
+            sql.push_str(&format!(
+                "(order_id = ${} AND line_no = ${})",
+                2 * i + 1,
+                2 * i + 2
+            ));
         }
         let mut q = sqlx::query(AssertSqlSafe(sql));
         for (id, no) in chunk {
             q = q.bind(id.clone()).bind(*no);
         }
-        for row in q.fetch_all(&mut *conn).await.context("Failed to read existing lines")? {
+        for row in q
+            .fetch_all(&mut *conn)
+            .await
+            .context("Failed to read existing lines")?
+        {
             let site: String = row.try_get(0)?;
             let due: String = row.try_get(1)?;
             if let Some(d) = parse_date(&due) {
@@ -290,12 +336,22 @@ pub async fn rebuild_rollup(
         let mut days: BTreeMap<NaiveDate, KpiCounts> = BTreeMap::new();
         for r in &rows {
             let due: String = r.try_get(0)?;
-            let Some(due) = parse_date(&due) else { continue };
+            let Some(due) = parse_date(&due) else {
+                continue;
+            };
             let ordered: i64 = r.try_get(1)?;
             let delivered: i64 = r.try_get(2)?;
             let delivered_date: Option<String> = r.try_get(3)?;
-            let score = score_line(params, ordered, delivered, due, delivered_date.as_deref().and_then(parse_date));
-            days.entry(due).or_default().add_line(score, ordered, delivered);
+            let score = score_line(
+                params,
+                ordered,
+                delivered,
+                due,
+                delivered_date.as_deref().and_then(parse_date),
+            );
+            days.entry(due)
+                .or_default()
+                .add_line(score, ordered, delivered);
         }
         sqlx::query("DELETE FROM kpi_daily WHERE site = $1 AND day >= $2 AND day <= $3")
             .bind(site.clone())
@@ -315,7 +371,12 @@ pub async fn rebuild_rollup(
                 }
                 let b = i * 8;
                 sql.push('(');
-                sql.push_str(&(1..=8).map(|k| format!("${}", b + k)).collect::<Vec<_>>().join(","));
+                sql.push_str(
+                    &(1..=8)
+                        .map(|k| format!("${}", b + k))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                );
                 sql.push(')');
             }
             let mut q = sqlx::query(AssertSqlSafe(sql));
@@ -330,14 +391,20 @@ pub async fn rebuild_rollup(
                     .bind(c.units_ordered)
                     .bind(c.units_delivered);
             }
-            q.execute(&mut *conn).await.context("Failed to write the roll-up")?;
+            q.execute(&mut *conn)
+                .await
+                .context("Failed to write the roll-up")?;
         }
     }
     Ok(())
 }
 
 /// Weekly counts per site between two weeks (inclusive), from the roll-up.
-pub async fn weekly_counts(db: &Db, from: Week, to: Week) -> anyhow::Result<Vec<(String, Week, KpiCounts)>> {
+pub async fn weekly_counts(
+    db: &Db,
+    from: Week,
+    to: Week,
+) -> anyhow::Result<Vec<(String, Week, KpiCounts)>> {
     let rows = sqlx::query(
         "SELECT site, day, lines, otif_lines, on_time_lines, in_full_lines, units_ordered, units_delivered \
          FROM kpi_daily WHERE day >= $1 AND day <= $2",
@@ -351,7 +418,9 @@ pub async fn weekly_counts(db: &Db, from: Week, to: Week) -> anyhow::Result<Vec<
     for r in &rows {
         let site: String = r.try_get(0)?;
         let day: String = r.try_get(1)?;
-        let Some(day) = parse_date(&day) else { continue };
+        let Some(day) = parse_date(&day) else {
+            continue;
+        };
         let c = KpiCounts {
             lines: r.try_get(2)?,
             otif_lines: r.try_get(3)?,
@@ -360,7 +429,9 @@ pub async fn weekly_counts(db: &Db, from: Week, to: Week) -> anyhow::Result<Vec<
             units_ordered: r.try_get(6)?,
             units_delivered: r.try_get(7)?,
         };
-        acc.entry((site, Week::containing(day))).or_default().add(&c);
+        acc.entry((site, Week::containing(day)))
+            .or_default()
+            .add(&c);
     }
     Ok(acc.into_iter().map(|((s, w), c)| (s, w, c)).collect())
 }
@@ -368,7 +439,9 @@ pub async fn weekly_counts(db: &Db, from: Week, to: Week) -> anyhow::Result<Vec<
 fn line_fact(r: &AnyRow) -> Result<Option<LineFact>, sqlx::Error> {
     let due: String = r.try_get("due_date")?;
     let delivered: Option<String> = r.try_get("delivered_date")?;
-    let Some(due_date) = parse_date(&due) else { return Ok(None) };
+    let Some(due_date) = parse_date(&due) else {
+        return Ok(None);
+    };
     Ok(Some(LineFact {
         site: r.try_get("site")?,
         customer: r.try_get("customer")?,
@@ -383,24 +456,33 @@ fn line_fact(r: &AnyRow) -> Result<Option<LineFact>, sqlx::Error> {
 }
 
 /// Lines due in [from, to] for one site, or for the whole network when `site` is `None`.
-pub async fn line_facts(db: &Db, site: Option<&str>, from: NaiveDate, to: NaiveDate) -> anyhow::Result<Vec<LineFact>> {
+pub async fn line_facts(
+    db: &Db,
+    site: Option<&str>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> anyhow::Result<Vec<LineFact>> {
     const COLS: &str = "site, customer, carrier, category, ordered_qty, delivered_qty, due_date, delivered_date, reason_code";
     let rows = match site {
-        Some(site) => sqlx::query(AssertSqlSafe(format!(
+        Some(site) => {
+            sqlx::query(AssertSqlSafe(format!(
             "SELECT {COLS} FROM order_lines WHERE site = $1 AND due_date >= $2 AND due_date <= $3"
         )))
-        .bind(site.to_string())
-        .bind(fmt_date(from))
-        .bind(fmt_date(to))
-        .fetch_all(db)
-        .await,
-        None => sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLS} FROM order_lines WHERE due_date >= $1 AND due_date <= $2"
-        )))
-        .bind(fmt_date(from))
-        .bind(fmt_date(to))
-        .fetch_all(db)
-        .await,
+            .bind(site.to_string())
+            .bind(fmt_date(from))
+            .bind(fmt_date(to))
+            .fetch_all(db)
+            .await
+        }
+        None => {
+            sqlx::query(AssertSqlSafe(format!(
+                "SELECT {COLS} FROM order_lines WHERE due_date >= $1 AND due_date <= $2"
+            )))
+            .bind(fmt_date(from))
+            .bind(fmt_date(to))
+            .fetch_all(db)
+            .await
+        }
     }
     .context("Failed to read order lines")?;
     let mut out = Vec::with_capacity(rows.len());
@@ -414,7 +496,12 @@ pub async fn line_facts(db: &Db, site: Option<&str>, from: NaiveDate, to: NaiveD
 
 /// Latest delivered_date among lines due since `since` (a bounded scan on the due-date
 /// index), no later than `as_of`.
-pub async fn latest_data_date(db: &Db, site: Option<&str>, since: NaiveDate, as_of: NaiveDate) -> anyhow::Result<Option<NaiveDate>> {
+pub async fn latest_data_date(
+    db: &Db,
+    site: Option<&str>,
+    since: NaiveDate,
+    as_of: NaiveDate,
+) -> anyhow::Result<Option<NaiveDate>> {
     let latest: Option<String> = match site {
         Some(site) => sqlx::query_scalar(
             "SELECT MAX(delivered_date) FROM order_lines WHERE site = $1 AND due_date >= $2 AND delivered_date <= $3",
@@ -486,14 +573,18 @@ const INSIGHT_COLS: &str = "id, site, metric, period_start, created_at, status, 
 
 fn insight_view(r: &AnyRow) -> Result<Option<InsightView>, sqlx::Error> {
     let metric: String = r.try_get("metric")?;
-    let Some(metric) = Metric::parse(&metric) else { return Ok(None) };
+    let Some(metric) = Metric::parse(&metric) else {
+        return Ok(None);
+    };
     let period_start: String = r.try_get("period_start")?;
     let json: Option<String> = r.try_get("insight_json")?;
     Ok(Some(InsightView {
         id: r.try_get("id")?,
         site: r.try_get("site")?,
         metric,
-        period_label: parse_date(&period_start).map(|d| Week::containing(d).label()).unwrap_or_default(),
+        period_label: parse_date(&period_start)
+            .map(|d| Week::containing(d).label())
+            .unwrap_or_default(),
         period_start,
         created_at: r.try_get("created_at")?,
         agent: r.try_get("agent")?,
@@ -510,7 +601,12 @@ fn insight_view(r: &AnyRow) -> Result<Option<InsightView>, sqlx::Error> {
 }
 
 /// Insight attempts for one card (or all of a site's, or all), latest first.
-pub async fn insights(db: &Db, site: Option<&str>, metric: Option<Metric>, limit: i64) -> anyhow::Result<Vec<InsightView>> {
+pub async fn insights(
+    db: &Db,
+    site: Option<&str>,
+    metric: Option<Metric>,
+    limit: i64,
+) -> anyhow::Result<Vec<InsightView>> {
     let rows = sqlx::query(AssertSqlSafe(format!(
         "SELECT {INSIGHT_COLS} FROM insights WHERE ($1 = '' OR site = $1) AND ($2 = '' OR metric = $2) \
          ORDER BY created_at DESC, id DESC LIMIT $3"

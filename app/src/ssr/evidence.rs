@@ -23,11 +23,18 @@ pub async fn site_name(db: &Db, site: &str) -> Result<String, ServiceError> {
 }
 
 pub fn parse_metric(metric: &str) -> Result<Metric, ServiceError> {
-    Metric::parse(metric).ok_or_else(|| ServiceError::NotFound(format!("unknown metric '{metric}'")))
+    Metric::parse(metric)
+        .ok_or_else(|| ServiceError::NotFound(format!("unknown metric '{metric}'")))
 }
 
 /// The evidence pack for (site, metric) in the latest complete week before `as_of`.
-pub async fn load(db: &Db, rules: &Rules, site: &str, metric: Metric, as_of: NaiveDate) -> Result<EvidencePack, ServiceError> {
+pub async fn load(
+    db: &Db,
+    rules: &Rules,
+    site: &str,
+    metric: Metric,
+    as_of: NaiveDate,
+) -> Result<EvidencePack, ServiceError> {
     let site_name = site_name(db, site).await?;
     let week = Week::latest_complete(as_of);
     let site_filter = (site != NETWORK).then_some(site);
@@ -38,7 +45,8 @@ pub async fn load(db: &Db, rules: &Rules, site: &str, metric: Metric, as_of: Nai
         .filter(|(s, _, _)| site_filter.is_none_or(|f| f == s))
         .map(|(_, w, c)| (w, c))
         .collect();
-    let latest = db::latest_data_date(db, site_filter, week.start - Duration::days(28), as_of).await?;
+    let latest =
+        db::latest_data_date(db, site_filter, week.start - Duration::days(28), as_of).await?;
     let definitions = db::metric_definitions(db).await?;
     let definition = definitions
         .iter()
@@ -66,5 +74,8 @@ pub async fn load(db: &Db, rules: &Rules, site: &str, metric: Metric, as_of: Nai
 /// SHA-256 of the pack's JSON: equal evidence, equal hash (the pack is deterministic).
 pub fn hash(pack: &EvidencePack) -> String {
     let json = serde_json::to_vec(pack).unwrap_or_default();
-    Sha256::digest(&json).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(&json)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -16,8 +16,17 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 
 const REQUIRED: [&str; 11] = [
-    "order_id", "line_no", "site", "customer", "carrier", "sku", "category", "ordered_qty",
-    "delivered_qty", "due_date", "delivered_date",
+    "order_id",
+    "line_no",
+    "site",
+    "customer",
+    "carrier",
+    "sku",
+    "category",
+    "ordered_qty",
+    "delivered_qty",
+    "due_date",
+    "delivered_date",
 ];
 /// Errors listed before the report stops counting (the file is rejected either way).
 const MAX_REPORTED: usize = 20;
@@ -39,7 +48,11 @@ pub enum ImportError {
 }
 
 fn describe(errors: &[RowError]) -> String {
-    let mut text = errors.iter().map(|e| format!("line {}: {}", e.line, e.message)).collect::<Vec<_>>().join("\n");
+    let mut text = errors
+        .iter()
+        .map(|e| format!("line {}: {}", e.line, e.message))
+        .collect::<Vec<_>>()
+        .join("\n");
     if errors.len() >= MAX_REPORTED {
         text.push_str("\n(further errors not listed)");
     }
@@ -56,17 +69,38 @@ pub struct ImportReport {
 
 /// Parses and validates the whole file. Pure: no database.
 pub fn parse_orders(input: impl Read) -> Result<Vec<OrderLine>, Vec<RowError>> {
-    let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).flexible(false).from_reader(input);
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .flexible(false)
+        .from_reader(input);
     let headers = match reader.headers() {
-        Ok(h) => h.iter().map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase()).collect::<Vec<_>>(),
-        Err(e) => return Err(vec![RowError { line: 1, message: format!("cannot read the header row: {e}") }]),
+        Ok(h) => h
+            .iter()
+            .map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
+            .collect::<Vec<_>>(),
+        Err(e) => {
+            return Err(vec![RowError {
+                line: 1,
+                message: format!("cannot read the header row: {e}"),
+            }])
+        }
     };
-    let missing: Vec<&str> = REQUIRED.iter().copied().filter(|c| !headers.iter().any(|h| h == c)).collect();
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .copied()
+        .filter(|c| !headers.iter().any(|h| h == c))
+        .collect();
     if !missing.is_empty() {
-        return Err(vec![RowError { line: 1, message: format!("missing column(s): {}", missing.join(", ")) }]);
+        return Err(vec![RowError {
+            line: 1,
+            message: format!("missing column(s): {}", missing.join(", ")),
+        }]);
     }
     let col = |name: &str| headers.iter().position(|h| h == name);
-    let idx: HashMap<&str, usize> = REQUIRED.iter().filter_map(|c| Some((*c, col(c)?))).collect();
+    let idx: HashMap<&str, usize> = REQUIRED
+        .iter()
+        .filter_map(|c| Some((*c, col(c)?)))
+        .collect();
     let reason_idx = col("reason_code");
 
     let mut errors = Vec::new();
@@ -80,7 +114,10 @@ pub fn parse_orders(input: impl Read) -> Result<Vec<OrderLine>, Vec<RowError>> {
             Ok(r) => r,
             Err(e) => {
                 let line = e.position().map_or(0, |p| p.line());
-                errors.push(RowError { line, message: format!("not a valid CSV row ({})", csv_reason(&e)) });
+                errors.push(RowError {
+                    line,
+                    message: format!("not a valid CSV row ({})", csv_reason(&e)),
+                });
                 continue;
             }
         };
@@ -91,7 +128,10 @@ pub fn parse_orders(input: impl Read) -> Result<Vec<OrderLine>, Vec<RowError>> {
                 if let Some(first) = seen.insert((l.order_id.clone(), l.line_no), line) {
                     errors.push(RowError {
                         line,
-                        message: format!("duplicate key order_id '{}' line_no {} (first on line {first})", l.order_id, l.line_no),
+                        message: format!(
+                            "duplicate key order_id '{}' line_no {} (first on line {first})",
+                            l.order_id, l.line_no
+                        ),
                     });
                 } else {
                     lines.push(l);
@@ -109,13 +149,18 @@ pub fn parse_orders(input: impl Read) -> Result<Vec<OrderLine>, Vec<RowError>> {
 
 fn csv_reason(e: &csv::Error) -> String {
     match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => format!("{len} fields, expected {expected_len}"),
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!("{len} fields, expected {expected_len}"),
         csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_string(),
         _ => "unreadable".to_string(),
     }
 }
 
-fn parse_row<'a>(field: &dyn Fn(&str) -> &'a str, reason: Option<&'a str>) -> Result<OrderLine, String> {
+fn parse_row<'a>(
+    field: &dyn Fn(&str) -> &'a str,
+    reason: Option<&'a str>,
+) -> Result<OrderLine, String> {
     let text = |name: &str| -> Result<String, String> {
         let v = field(name);
         if v.is_empty() {
@@ -140,15 +185,28 @@ fn parse_row<'a>(field: &dyn Fn(&str) -> &'a str, reason: Option<&'a str>) -> Re
         if v.is_empty() {
             return Ok(None);
         }
-        parse_date(v).map(Some).ok_or_else(|| format!("{name} '{v}' is not a date (YYYY-MM-DD)"))
+        parse_date(v)
+            .map(Some)
+            .ok_or_else(|| format!("{name} '{v}' is not a date (YYYY-MM-DD)"))
     };
     let site = text("site")?;
-    if !site.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') || site.len() > 32 {
-        return Err(format!("site '{site}' must be a code of letters, digits, '-' or '_' (at most 32)"));
+    if !site
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || site.len() > 32
+    {
+        return Err(format!(
+            "site '{site}' must be a code of letters, digits, '-' or '_' (at most 32)"
+        ));
     }
     let line_no = match field("line_no").parse::<i64>() {
         Ok(n) if n >= 1 => n,
-        _ => return Err(format!("line_no '{}' is not a positive whole number", field("line_no"))),
+        _ => {
+            return Err(format!(
+                "line_no '{}' is not a positive whole number",
+                field("line_no")
+            ))
+        }
     };
     let ordered_qty = qty("ordered_qty")?;
     if ordered_qty == 0 {
@@ -156,7 +214,10 @@ fn parse_row<'a>(field: &dyn Fn(&str) -> &'a str, reason: Option<&'a str>) -> Re
     }
     let due_date = date("due_date")?.ok_or("due_date is empty")?;
     let delivered_date = date("delivered_date")?;
-    let reason_code = reason.map(str::trim).filter(|r| !r.is_empty()).map(|r| r.chars().take(MAX_FIELD).collect());
+    let reason_code = reason
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .map(|r| r.chars().take(MAX_FIELD).collect());
     Ok(OrderLine {
         order_id: text("order_id")?,
         line_no,
@@ -175,11 +236,22 @@ fn parse_row<'a>(field: &dyn Fn(&str) -> &'a str, reason: Option<&'a str>) -> Re
 
 /// Validates the file, then writes every line, creates unknown sites and refreshes the
 /// roll-up for the affected days, all in one transaction.
-pub async fn import_orders(db: &Db, input: impl Read, params: ScoringParams) -> Result<ImportReport, ImportError> {
+pub async fn import_orders(
+    db: &Db,
+    input: impl Read,
+    params: ScoringParams,
+) -> Result<ImportReport, ImportError> {
     let lines = parse_orders(input).map_err(ImportError::Invalid)?;
-    let mut tx = db.begin().await.context("Failed to start the import transaction")?;
+    let mut tx = db
+        .begin()
+        .await
+        .context("Failed to start the import transaction")?;
     let known: BTreeSet<String> = db::sites(db).await?.into_iter().map(|s| s.code).collect();
-    let new_sites: BTreeSet<String> = lines.iter().map(|l| l.site.clone()).filter(|s| !known.contains(s)).collect();
+    let new_sites: BTreeSet<String> = lines
+        .iter()
+        .map(|l| l.site.clone())
+        .filter(|s| !known.contains(s))
+        .collect();
     for code in &new_sites {
         sqlx::query("INSERT INTO sites (code, name, region) VALUES ($1, $2, '') ON CONFLICT (code) DO NOTHING")
             .bind(code.clone())
@@ -188,12 +260,19 @@ pub async fn import_orders(db: &Db, input: impl Read, params: ScoringParams) -> 
             .await
             .context("Failed to create a site")?;
     }
-    let keys: Vec<(String, i64)> = lines.iter().map(|l| (l.order_id.clone(), l.line_no)).collect();
+    let keys: Vec<(String, i64)> = lines
+        .iter()
+        .map(|l| (l.order_id.clone(), l.line_no))
+        .collect();
     let previous = db::due_dates_of(&mut tx, &keys).await?;
     db::upsert_lines(&mut tx, &lines).await?;
     // Days to re-roll per site: where lines land now, and where updated lines were before.
     let mut span: HashMap<String, (NaiveDate, NaiveDate)> = HashMap::new();
-    for (site, day) in lines.iter().map(|l| (l.site.clone(), l.due_date)).chain(previous.iter().cloned()) {
+    for (site, day) in lines
+        .iter()
+        .map(|l| (l.site.clone(), l.due_date))
+        .chain(previous.iter().cloned())
+    {
         let e = span.entry(site).or_insert((day, day));
         e.0 = e.0.min(day);
         e.1 = e.1.max(day);

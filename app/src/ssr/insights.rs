@@ -22,7 +22,12 @@ pub fn default_question(metric: Metric, site_name: &str, week_label: &str) -> St
 fn new_id(now: chrono::DateTime<chrono::Utc>) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("ins_{:x}{:05x}{:04x}", now.timestamp_micros(), std::process::id() & 0xfffff, n & 0xffff)
+    format!(
+        "ins_{:x}{:05x}{:04x}",
+        now.timestamp_micros(),
+        std::process::id() & 0xfffff,
+        n & 0xffff
+    )
 }
 
 /// Timestamps are fixed-width RFC 3339 UTC, so text order is time order.
@@ -34,7 +39,12 @@ pub fn timestamp(now: chrono::DateTime<chrono::Utc>) -> String {
 /// failed call is stored as an `error` attempt (so the card can say why it is stale) and
 /// returned as an error; the last good insight is untouched.
 #[tracing::instrument(skip_all, fields(site = %site, metric = %metric_key))]
-pub async fn refresh(state: &AppState, site: &str, metric_key: &str, question: Option<&str>) -> Result<InsightView, ServiceError> {
+pub async fn refresh(
+    state: &AppState,
+    site: &str,
+    metric_key: &str,
+    question: Option<&str>,
+) -> Result<InsightView, ServiceError> {
     let metric = evidence::parse_metric(metric_key)?;
     let rules = db::rules(&state.db).await?;
     let pack = evidence::load(&state.db, &rules, site, metric, state.today()).await?;
@@ -74,10 +84,22 @@ pub async fn refresh(state: &AppState, site: &str, metric_key: &str, question: O
                 .insight
                 .as_ref()
                 .map(|i| i.headline.clone())
-                .unwrap_or_else(|| answer.text.lines().next().unwrap_or_default().chars().take(200).collect());
+                .unwrap_or_else(|| {
+                    answer
+                        .text
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(200)
+                        .collect()
+                });
             row.headline = &headline;
             row.narrative = &answer.text;
-            row.insight_json = answer.insight.as_ref().and_then(|i| serde_json::to_string(i).ok());
+            row.insight_json = answer
+                .insight
+                .as_ref()
+                .and_then(|i| serde_json::to_string(i).ok());
             row.latency_ms = latency.as_millis() as i64;
             db::insert_insight(&state.db, &row).await?;
             tracing::info!(latency_ms = row.latency_ms, source = ?answer.source, "insight refreshed");
@@ -129,7 +151,11 @@ pub fn card(
     let mut reasons = Vec::new();
     if let Some(o) = &ok {
         if o.period_start != fmt_date(week.start) {
-            reasons.push(format!("explains {}; {} is now complete", o.period_label, week.label()));
+            reasons.push(format!(
+                "explains {}; {} is now complete",
+                o.period_label,
+                week.label()
+            ));
         } else if match (o.value, current_value) {
             (Some(a), Some(b)) => (a - b).abs() > 1e-9,
             (a, b) => a.is_some() != b.is_some(),

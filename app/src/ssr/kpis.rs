@@ -13,9 +13,19 @@ use crate::dto::{Dashboard, InsightView, KpiDetail, MetricDefinition, SiteRow, T
 use std::collections::HashMap;
 
 /// Builds a tile from 12 weeks of counts (oldest first, the last is the reported week).
-fn tile(metric: Metric, defs: &[MetricDefinition], site: &str, weeks: &[KpiCounts], rules: &Rules) -> Tile {
+fn tile(
+    metric: Metric,
+    defs: &[MetricDefinition],
+    site: &str,
+    weeks: &[KpiCounts],
+    rules: &Rules,
+) -> Tile {
     let current = weeks.last().copied().unwrap_or_default();
-    let previous = weeks.len().checked_sub(2).map(|i| weeks[i]).unwrap_or_default();
+    let previous = weeks
+        .len()
+        .checked_sub(2)
+        .map(|i| weeks[i])
+        .unwrap_or_default();
     let value = current.value(metric);
     let prev = previous.value(metric);
     let change = value.zip(prev).map(|(a, b)| a - b);
@@ -24,7 +34,11 @@ fn tile(metric: Metric, defs: &[MetricDefinition], site: &str, weeks: &[KpiCount
     Tile {
         metric,
         name: metric.label().to_string(),
-        definition: defs.iter().find(|d| d.metric == metric.key()).map(|d| d.definition.clone()).unwrap_or_default(),
+        definition: defs
+            .iter()
+            .find(|d| d.metric == metric.key())
+            .map(|d| d.definition.clone())
+            .unwrap_or_default(),
         value,
         previous: prev,
         change,
@@ -39,16 +53,34 @@ fn tile(metric: Metric, defs: &[MetricDefinition], site: &str, weeks: &[KpiCount
 
 type LatestByCard = HashMap<(String, Metric), (Option<InsightView>, Option<InsightView>)>;
 
-fn row(site: &str, name: &str, weeks: &[KpiCounts], defs: &[MetricDefinition], rules: &Rules, week: Week, latest: &mut LatestByCard) -> SiteRow {
-    let tiles: Vec<Tile> = Metric::ALL.iter().map(|m| tile(*m, defs, site, weeks, rules)).collect();
+fn row(
+    site: &str,
+    name: &str,
+    weeks: &[KpiCounts],
+    defs: &[MetricDefinition],
+    rules: &Rules,
+    week: Week,
+    latest: &mut LatestByCard,
+) -> SiteRow {
+    let tiles: Vec<Tile> = Metric::ALL
+        .iter()
+        .map(|m| tile(*m, defs, site, weeks, rules))
+        .collect();
     let cards = tiles
         .iter()
         .map(|t| {
-            let (ok, failed) = latest.remove(&(site.to_string(), t.metric)).unwrap_or_default();
+            let (ok, failed) = latest
+                .remove(&(site.to_string(), t.metric))
+                .unwrap_or_default();
             card(site, t.metric, t.value, week, rules.version, ok, failed)
         })
         .collect();
-    SiteRow { site: site.to_string(), name: name.to_string(), tiles, cards }
+    SiteRow {
+        site: site.to_string(),
+        name: name.to_string(),
+        tiles,
+        cards,
+    }
 }
 
 pub async fn dashboard(state: &AppState) -> Result<Dashboard, ServiceError> {
@@ -73,20 +105,41 @@ pub async fn dashboard(state: &AppState) -> Result<Dashboard, ServiceError> {
     let mut per_site: HashMap<String, Vec<KpiCounts>> = HashMap::new();
     for (site, w, c) in &counts {
         if let Some(&i) = index.get(w) {
-            per_site.entry(site.clone()).or_insert_with(|| vec![KpiCounts::default(); span.len()])[i].add(c);
+            per_site
+                .entry(site.clone())
+                .or_insert_with(|| vec![KpiCounts::default(); span.len()])[i]
+                .add(c);
             network[i].add(c);
         }
     }
     let empty = vec![KpiCounts::default(); span.len()];
     let site_rows = sites
         .iter()
-        .map(|s| row(&s.code, &s.name, per_site.get(&s.code).unwrap_or(&empty), &defs, &rules, week, &mut latest))
+        .map(|s| {
+            row(
+                &s.code,
+                &s.name,
+                per_site.get(&s.code).unwrap_or(&empty),
+                &defs,
+                &rules,
+                week,
+                &mut latest,
+            )
+        })
         .collect();
     Ok(Dashboard {
         as_of: crate::domain::period::fmt_date(as_of),
         period: PeriodRef::from(week),
         previous_period: PeriodRef::from(week.previous()),
-        network: row(NETWORK, "Network", &network, &defs, &rules, week, &mut latest),
+        network: row(
+            NETWORK,
+            "Network",
+            &network,
+            &defs,
+            &rules,
+            week,
+            &mut latest,
+        ),
         sites: site_rows,
         rules_version: rules.version,
     })

@@ -40,12 +40,34 @@ pub const CARRIERS: [&str; 5] = [
     "Coastal Haul",
 ];
 pub const CUSTOMERS: [&str; 18] = [
-    "MegaMart", "FreshCo", "ValueWay", "HomeBase", "QuickStop", "GreenGrocer", "CityMarket",
-    "SuperSave", "Northwind Stores", "Harbor Foods", "PrimeOutlet", "DailyNeeds", "Corner Pantry",
-    "BigBasket US", "Sunrise Markets", "Metro Wholesale", "Family Foods", "Trail Outfitters",
+    "MegaMart",
+    "FreshCo",
+    "ValueWay",
+    "HomeBase",
+    "QuickStop",
+    "GreenGrocer",
+    "CityMarket",
+    "SuperSave",
+    "Northwind Stores",
+    "Harbor Foods",
+    "PrimeOutlet",
+    "DailyNeeds",
+    "Corner Pantry",
+    "BigBasket US",
+    "Sunrise Markets",
+    "Metro Wholesale",
+    "Family Foods",
+    "Trail Outfitters",
 ];
 pub const CATEGORIES: [&str; 8] = [
-    "Beverages", "Dry Grocery", "Frozen", "Dairy", "Household", "Personal Care", "Snacks", "Pet Care",
+    "Beverages",
+    "Dry Grocery",
+    "Frozen",
+    "Dairy",
+    "Household",
+    "Personal Care",
+    "Snacks",
+    "Pet Care",
 ];
 
 /// SplitMix64: small, fast and deterministic; quality is ample for demo data.
@@ -102,11 +124,37 @@ pub fn generate(opts: SeedOptions) -> Vec<OrderLine> {
     let first = opts.as_of - Duration::days(180);
     let last = opts.as_of + Duration::days(6);
     // Relative site volumes, and a site's structural late/short probabilities.
-    let site_volume: Vec<f64> = SITES.iter().enumerate().map(|(i, _)| 0.7 + 0.06 * ((i * 7) % 11) as f64).collect();
-    let site_late: Vec<f64> = SITES.iter().enumerate().map(|(i, s)| if s.0 == "PHX" { 0.12 } else { 0.015 + 0.003 * ((i * 5) % 7) as f64 }).collect();
-    let site_short: Vec<f64> = SITES.iter().enumerate().map(|(i, s)| if s.0 == "PHX" { 0.06 } else { 0.012 + 0.002 * ((i * 3) % 5) as f64 }).collect();
+    let site_volume: Vec<f64> = SITES
+        .iter()
+        .enumerate()
+        .map(|(i, _)| 0.7 + 0.06 * ((i * 7) % 11) as f64)
+        .collect();
+    let site_late: Vec<f64> = SITES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if s.0 == "PHX" {
+                0.12
+            } else {
+                0.015 + 0.003 * ((i * 5) % 7) as f64
+            }
+        })
+        .collect();
+    let site_short: Vec<f64> = SITES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if s.0 == "PHX" {
+                0.06
+            } else {
+                0.012 + 0.002 * ((i * 3) % 5) as f64
+            }
+        })
+        .collect();
     let carrier_share = [0.32, 0.24, 0.18, 0.14, 0.12];
-    let customer_share: Vec<f64> = (0..CUSTOMERS.len()).map(|i| 1.0 / (1.0 + i as f64 * 0.25)).collect();
+    let customer_share: Vec<f64> = (0..CUSTOMERS.len())
+        .map(|i| 1.0 / (1.0 + i as f64 * 0.25))
+        .collect();
     let category_share = [0.16, 0.2, 0.1, 0.12, 0.14, 0.1, 0.12, 0.06];
 
     let days = (last - first).num_days() as usize + 1;
@@ -115,7 +163,10 @@ pub fn generate(opts: SeedOptions) -> Vec<OrderLine> {
         Weekday::Sun => 0.25,
         _ => 1.15,
     };
-    let mean_weekday: f64 = (0..7).map(|i| weekday_factor(first + Duration::days(i))).sum::<f64>() / 7.0;
+    let mean_weekday: f64 = (0..7)
+        .map(|i| weekday_factor(first + Duration::days(i)))
+        .sum::<f64>()
+        / 7.0;
     let per_day = opts.lines as f64 / days as f64 / mean_weekday;
     let volume_total: f64 = site_volume.iter().sum();
 
@@ -147,7 +198,11 @@ pub fn generate(opts: SeedOptions) -> Vec<OrderLine> {
                     let mut late_p = site_late[s] * if carrier == 3 { 1.4 } else { 1.0 };
                     let mut short_p = site_short[s];
                     let mut late_reason = "carrier_late";
-                    let mut short_reason = if rng.f() < 0.55 { "short_pick" } else { "stockout" };
+                    let mut short_reason = if rng.f() < 0.55 {
+                        "short_pick"
+                    } else {
+                        "stockout"
+                    };
                     if in_focus && *code == "DAL" && carrier == 0 {
                         late_p = 0.45; // planted: RoadRunner falls apart at Dallas
                     }
@@ -197,7 +252,11 @@ pub fn generate(opts: SeedOptions) -> Vec<OrderLine> {
                         site: code.to_string(),
                         customer: CUSTOMERS[customer].to_string(),
                         carrier: CARRIERS[carrier].to_string(),
-                        sku: format!("{}-{:04}", &CATEGORIES[category][..3].to_ascii_uppercase(), rng.below(60)),
+                        sku: format!(
+                            "{}-{:04}",
+                            &CATEGORIES[category][..3].to_ascii_uppercase(),
+                            rng.below(60)
+                        ),
                         category: CATEGORIES[category].to_string(),
                         ordered_qty: ordered,
                         delivered_qty,
@@ -214,13 +273,21 @@ pub fn generate(opts: SeedOptions) -> Vec<OrderLine> {
 
 /// Writes the demo network. Refuses to touch a database that already has order lines
 /// unless `reset` is set, in which case lines, roll-up and insights are replaced.
-pub async fn seed_demo(db: &Db, opts: SeedOptions, params: ScoringParams, reset: bool) -> anyhow::Result<SeedReport> {
+pub async fn seed_demo(
+    db: &Db,
+    opts: SeedOptions,
+    params: ScoringParams,
+    reset: bool,
+) -> anyhow::Result<SeedReport> {
     let existing = db::count_lines(db).await?;
     if existing > 0 && !reset {
         anyhow::bail!("the database already has {existing} order lines; run `opsight seed-demo --reset` to replace them");
     }
     let lines = generate(opts);
-    let mut tx = db.begin().await.context("Failed to start the seed transaction")?;
+    let mut tx = db
+        .begin()
+        .await
+        .context("Failed to start the seed transaction")?;
     if reset {
         for table in ["insights", "kpi_daily", "order_lines", "sites"] {
             sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
@@ -243,6 +310,13 @@ pub async fn seed_demo(db: &Db, opts: SeedOptions, params: ScoringParams, reset:
     let last_due = lines.iter().map(|l| l.due_date).max().unwrap_or(opts.as_of);
     let codes: Vec<String> = SITES.iter().map(|s| s.0.to_string()).collect();
     db::rebuild_rollup(&mut tx, params, &codes, first_due, last_due).await?;
-    tx.commit().await.context("Failed to commit the demo data")?;
-    Ok(SeedReport { lines: lines.len(), sites: SITES.len(), first_due, last_due })
+    tx.commit()
+        .await
+        .context("Failed to commit the demo data")?;
+    Ok(SeedReport {
+        lines: lines.len(),
+        sites: SITES.len(),
+        first_due,
+        last_due,
+    })
 }

@@ -18,7 +18,8 @@ pub struct AppState {
 impl AppState {
     /// The reference date: "today" for the dashboard's latest complete week.
     pub fn today(&self) -> NaiveDate {
-        self.as_of.unwrap_or_else(|| chrono::Utc::now().date_naive())
+        self.as_of
+            .unwrap_or_else(|| chrono::Utc::now().date_naive())
     }
 }
 

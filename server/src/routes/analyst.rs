@@ -10,18 +10,29 @@ use axum::Json;
 use serde_json::{json, Value};
 
 fn bad_request(message: String) -> Response {
-    (StatusCode::BAD_REQUEST, Json(json!({"error_code": "BAD_REQUEST", "message": message}))).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error_code": "BAD_REQUEST", "message": message})),
+    )
+        .into_response()
 }
 
 pub async fn invocations(body: Bytes) -> Response {
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v @ Value::Object(_)) => v,
         Ok(_) => return bad_request("the request must be a JSON object".into()),
-        Err(e) => return bad_request(format!("Invalid input. Ensure that input is a valid JSON formatted string. Error: {e}")),
+        Err(e) => {
+            return bad_request(format!(
+                "Invalid input. Ensure that input is a valid JSON formatted string. Error: {e}"
+            ))
+        }
     };
     match answer(&request) {
         Ok(reply) if reply.stream => (
-            [(header::CONTENT_TYPE, "text/event-stream; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
+            [
+                (header::CONTENT_TYPE, "text/event-stream; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
             reply.sse_body(),
         )
             .into_response(),

@@ -39,7 +39,10 @@ impl From<ServiceError> for ApiError {
             e @ ServiceError::Agent(_) => ApiError(StatusCode::BAD_GATEWAY, e.to_string()),
             ServiceError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
-                ApiError(StatusCode::INTERNAL_SERVER_ERROR, "internal error; it has been logged".into())
+                ApiError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; it has been logged".into(),
+                )
             }
         }
     }
@@ -68,7 +71,10 @@ struct InsightQuery {
     limit: Option<i64>,
 }
 
-async fn list_insights(State(state): State<AppState>, Query(q): Query<InsightQuery>) -> Result<Json<Vec<InsightView>>, ApiError> {
+async fn list_insights(
+    State(state): State<AppState>,
+    Query(q): Query<InsightQuery>,
+) -> Result<Json<Vec<InsightView>>, ApiError> {
     let site = q.site.filter(|s| !s.is_empty());
     if let Some(site) = &site {
         if site != NETWORK {
@@ -80,7 +86,9 @@ async fn list_insights(State(state): State<AppState>, Query(q): Query<InsightQue
         None => None,
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    Ok(Json(db::insights(&state.db, site.as_deref(), metric, limit).await?))
+    Ok(Json(
+        db::insights(&state.db, site.as_deref(), metric, limit).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -94,9 +102,26 @@ async fn refresh(
     State(state): State<AppState>,
     body: Result<Json<RefreshBody>, JsonRejection>,
 ) -> Result<Json<InsightView>, ApiError> {
-    let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("expected JSON {{site, metric, question?}}: {}", e.body_text())))?;
-    if body.question.as_ref().is_some_and(|q| q.chars().count() > 2000) {
-        return Err(ApiError(StatusCode::BAD_REQUEST, "question is longer than 2000 characters".into()));
+    let Json(body) = body.map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "expected JSON {{site, metric, question?}}: {}",
+                e.body_text()
+            ),
+        )
+    })?;
+    if body
+        .question
+        .as_ref()
+        .is_some_and(|q| q.chars().count() > 2000)
+    {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "question is longer than 2000 characters".into(),
+        ));
     }
-    Ok(Json(insights::refresh(&state, &body.site, &body.metric, body.question.as_deref()).await?))
+    Ok(Json(
+        insights::refresh(&state, &body.site, &body.metric, body.question.as_deref()).await?,
+    ))
 }

@@ -47,9 +47,18 @@ pub async fn test_db() -> TestDb {
 
 pub async fn seed(db: &Db, lines: usize) {
     let rules = db::rules(db).await.unwrap();
-    seed_demo(db, SeedOptions { lines, as_of: as_of(), seed: 7 }, rules.scoring(), false)
-        .await
-        .expect("seed");
+    seed_demo(
+        db,
+        SeedOptions {
+            lines,
+            as_of: as_of(),
+            seed: 7,
+        },
+        rules.scoring(),
+        false,
+    )
+    .await
+    .expect("seed");
 }
 
 pub fn agent(url: &str, timeout: Duration, token: Option<&str>) -> AgentClient {
@@ -108,7 +117,10 @@ pub async fn spawn_app(lines: usize, agent_url: Option<&str>) -> TestApp {
     TestApp {
         base: format!("http://{local}"),
         state,
-        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
         _db: tdb,
         stop: Some(tx),
     }
@@ -116,10 +128,19 @@ pub async fn spawn_app(lines: usize, agent_url: Option<&str>) -> TestApp {
 
 impl TestApp {
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.http.get(format!("{}{path}", self.base)).send().await.unwrap()
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
-        self.http.post(format!("{}{path}", self.base)).json(body).send().await.unwrap()
+        self.http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 }

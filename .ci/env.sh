@@ -1,0 +1,20 @@
+# Shared by the project's scripts: where builds and tools live, and the tool versions
+# that build here. Sourced, not run.
+
+# A build cache outside the clone, reused when present (CI keeps it between runs on the
+# same machine); created when missing. Override with OPSIGHT_TARGET_DIR.
+export CARGO_TARGET_DIR="${OPSIGHT_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/opsight/target}"
+# Node tools (wasm-opt from npm's binaryen; Debian's binaryen breaks hydration).
+export OPSIGHT_TOOLS="${OPSIGHT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/opsight/tools}"
+export PATH="$HOME/.cargo/bin:$OPSIGHT_TOOLS/node_modules/.bin:$PATH"
+
+CARGO_LEPTOS_VERSION=0.3.10   # 0.3.11 needs rustc >= 1.96
+BINARYEN_VERSION=132
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# wasm-bindgen-cli must equal the wasm-bindgen library in Cargo.lock.
+wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
+}
+
+say() { printf '\n==> %s\n' "$*"; }

@@ -1,0 +1,86 @@
+// Browser test: load the overview in headless Chromium, wait for hydration, click
+// "Refresh insight" on one card and check that only that card updates, without a page
+// reload. Saves a screenshot to output/.
+//
+// Usage: OPSIGHT_URL=http://127.0.0.1:3000 node overview.mjs
+// Needs Debian's chromium (CHROMIUM_PATH, default /usr/bin/chromium) and playwright-core.
+import { chromium } from 'playwright-core';
+import { mkdtempSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const base = process.env.OPSIGHT_URL ?? 'http://127.0.0.1:3000';
+const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const out = join(dirname(fileURLToPath(import.meta.url)), 'output');
+mkdirSync(out, { recursive: true });
+
+let passed = 0;
+let failed = 0;
+function check(name, ok, detail = '') {
+  if (ok) { passed++; console.log(`ok   ${name}`); }
+  else { failed++; console.log(`FAIL ${name} ${detail}`); }
+}
+
+const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'opsight-e2e-')), {
+  executablePath,
+  headless: true,
+  viewport: { width: 1440, height: 1000 },
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+try {
+  const page = await context.newPage();
+  const consoleErrors = [];
+  const badResponses = [];
+  let navigations = 0;
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  page.on('response', (r) => { if (r.status() >= 400) badResponses.push(`${r.status()} ${r.url()}`); });
+  page.on('framenavigated', (f) => { if (f === page.mainFrame()) navigations++; });
+
+  // The server may still be starting: retry the first load.
+  for (let i = 0; ; i++) {
+    try { await page.goto(base + '/', { waitUntil: 'load' }); break; } catch (e) {
+      if (i > 60) throw e;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  await page.waitForSelector('.app[data-hydrated="true"]', { timeout: 30000 });
+  check('page hydrated', true);
+  await page.evaluate(() => { window.__marker = 'still-here'; });
+
+  const card = page.locator('[data-card="DAL:otif"]');
+  const other = page.locator('[data-card="ATL:otif"]');
+  const before = await card.getAttribute('data-insight-id');
+  const otherBefore = await other.getAttribute('data-insight-id');
+  await card.getByRole('button', { name: 'Refresh insight' }).click();
+  await page.waitForFunction(
+    (prev) => {
+      const el = document.querySelector('[data-card="DAL:otif"]');
+      return el && el.getAttribute('data-insight-id') && el.getAttribute('data-insight-id') !== prev;
+    },
+    before,
+    { timeout: 30000 },
+  );
+  const headline = await card.locator('.headline').innerText();
+  check('card shows the new insight', /Dallas DC/.test(headline) && /RoadRunner Freight/.test(headline), headline);
+  check('root causes listed', (await card.locator('.causes li').count()) > 0);
+  check('next actions listed', (await card.locator('.actions li').count()) > 0);
+  check('other cards untouched', (await other.getAttribute('data-insight-id')) === otherBefore);
+  check('no page reload', (await page.evaluate(() => window.__marker)) === 'still-here' && navigations === 1,
+    `navigations=${navigations}`);
+  check('no console errors', consoleErrors.length === 0, consoleErrors.join(' | '));
+  check('no failed requests', badResponses.length === 0, badResponses.join(' | '));
+  await page.screenshot({ path: join(out, 'overview.png'), fullPage: false });
+  await card.screenshot({ path: join(out, 'card.png') });
+
+  // The KPI detail page renders and hydrates too.
+  await page.goto(base + '/kpi/ATL/in_full', { waitUntil: 'load' });
+  await page.waitForSelector('.app[data-hydrated="true"]', { timeout: 30000 });
+  check('detail page shows contributions', (await page.locator('.contrib table').count()) >= 3);
+  await page.screenshot({ path: join(out, 'detail.png'), fullPage: true });
+} finally {
+  await context.close();
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
