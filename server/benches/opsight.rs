@@ -1,0 +1,213 @@
+//! Opsight's benchmarks (`cargo bench -p server --bench opsight`, or `.ci/bench`).
+//!
+//! Measures, on a fresh SQLite database in a temporary folder:
+//! 1. `seed-demo` with 500k lines: time and database size;
+//! 2. CSV import throughput (100k lines, one transaction, roll-up included);
+//! 3. one evidence pack (a DC and the network view): median and p90 of repeated builds;
+//! 4. HTTP latency, p50/p99 over 500 requests at concurrency 8, for `/api/v1/dashboard`,
+//!    the overview page `/` and a static file, against the whole router on a loopback
+//!    socket. The load generator runs in the same process on its own runtime, so client
+//!    and server share the machine's cores, as they would with any local load tool.
+//!
+//! `OPSIGHT_BENCH_LINES` overrides the demo size.
+
+use app::domain::kpi::Metric;
+use app::ssr::{db, evidence, import, seed};
+use std::time::{Duration, Instant};
+
+const AS_OF: &str = "2026-11-21";
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let dir = std::env::temp_dir().join(format!("opsight-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = rt.block_on(run(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
+    let lines: usize = std::env::var("OPSIGHT_BENCH_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(500_000);
+    let as_of = app::domain::period::parse_date(AS_OF).unwrap();
+    let path = dir.join("bench.db");
+    let pool = db::connect(&format!("sqlite:{}", path.display())).await?;
+    let rules = db::rules(&pool).await?;
+
+    // 1. seed-demo
+    let started = Instant::now();
+    let report = seed::seed_demo(
+        &pool,
+        seed::SeedOptions {
+            lines,
+            as_of,
+            seed: 7,
+        },
+        rules.scoring(),
+        false,
+    )
+    .await?;
+    let seed_time = started.elapsed();
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&pool)
+        .await?;
+    let size = std::fs::metadata(&path)?.len();
+    println!(
+        "seed-demo: {} lines in {:.1} s ({:.0} lines/s); database {:.1} MB",
+        report.lines,
+        seed_time.as_secs_f64(),
+        report.lines as f64 / seed_time.as_secs_f64(),
+        size as f64 / 1e6
+    );
+
+    // 2. CSV import: 100k new lines (the demo generator with another seed and order ids).
+    let mut csv = String::from("order_id,line_no,site,customer,carrier,sku,category,ordered_qty,delivered_qty,due_date,delivered_date,reason_code\n");
+    let extra = seed::generate(seed::SeedOptions {
+        lines: 100_000,
+        as_of,
+        seed: 99,
+    });
+    for l in &extra {
+        csv.push_str(&format!(
+            "IMP-{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            l.order_id,
+            l.line_no,
+            l.site,
+            l.customer,
+            l.carrier,
+            l.sku,
+            l.category,
+            l.ordered_qty,
+            l.delivered_qty,
+            l.due_date,
+            l.delivered_date.map(|d| d.to_string()).unwrap_or_default(),
+            l.reason_code.clone().unwrap_or_default()
+        ));
+    }
+    let started = Instant::now();
+    let r = import::import_orders(&pool, csv.as_bytes(), rules.scoring())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let t = started.elapsed();
+    println!(
+        "CSV import: {} lines ({:.1} MB) in {:.2} s = {:.0} lines/s",
+        r.lines,
+        csv.len() as f64 / 1e6,
+        t.as_secs_f64(),
+        r.lines as f64 / t.as_secs_f64()
+    );
+    // Re-import of the same file: every line is an update.
+    let started = Instant::now();
+    import::import_orders(&pool, csv.as_bytes(), rules.scoring())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let t = started.elapsed();
+    println!(
+        "CSV re-import (updates): {} lines in {:.2} s = {:.0} lines/s",
+        r.lines,
+        t.as_secs_f64(),
+        r.lines as f64 / t.as_secs_f64()
+    );
+
+    // 3. Evidence packs.
+    for site in ["DAL", "network"] {
+        let mut times = Vec::new();
+        for _ in 0..21 {
+            let started = Instant::now();
+            let pack = evidence::load(&pool, &rules, site, Metric::Otif, as_of).await?;
+            std::hint::black_box(evidence::hash(&pack));
+            times.push(started.elapsed());
+        }
+        times.sort();
+        println!(
+            "evidence pack ({site}, otif; load + analysis + hash): median {}, p90 {}",
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.9))
+        );
+    }
+
+    // 4. HTTP latency.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let local = listener.local_addr()?;
+    let config = server::config::Config::from_lookup(|_| None)?;
+    let agent = server::agent_client(&config, local)?;
+    // Static files come from public/ directly (no cargo-leptos build needed).
+    let options = leptos::config::LeptosOptions::builder()
+        .output_name("opsight")
+        .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../public"))
+        .build();
+    let state = server::app_state(pool.clone(), agent, Some(as_of), options);
+    tokio::spawn(server::run(listener, state, std::future::pending()));
+    for path in ["/api/v1/dashboard", "/", "/favicon.svg"] {
+        let url = format!("http://{local}{path}");
+        // The client gets its own thread and runtime, apart from the server's.
+        let (p50, p99, rps) = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(load(&url, 500, 8))
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("load thread panicked"))??;
+        println!(
+            "GET {path:<18} p50 {}  p99 {}  ({rps:.0} req/s, 500 requests, concurrency 8)",
+            ms(p50),
+            ms(p99)
+        );
+    }
+    Ok(())
+}
+
+/// `total` GETs with `concurrency` workers on keep-alive connections, after a warm-up.
+async fn load(
+    url: &str,
+    total: usize,
+    concurrency: usize,
+) -> anyhow::Result<(Duration, Duration, f64)> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    for _ in 0..concurrency {
+        client.get(url).send().await?.bytes().await?;
+    }
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, counter) = (client.clone(), url.to_string(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            while counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                let t = Instant::now();
+                let r = client.get(&url).send().await?;
+                anyhow::ensure!(r.status().is_success(), "{url}: {}", r.status());
+                r.bytes().await?;
+                times.push(t.elapsed());
+            }
+            Ok::<_, anyhow::Error>(times)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let wall = started.elapsed();
+    all.sort();
+    Ok((
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+        all.len() as f64 / wall.as_secs_f64(),
+    ))
+}
