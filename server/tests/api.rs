@@ -126,6 +126,9 @@ async fn malformed_refresh_body_is_a_json_400() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.json::<Value>().await.unwrap()["error"].is_string());
+    let r = app.get("/api/v1/insights?limit=lots").await;
+    assert_eq!(r.status(), 400);
+    assert!(r.json::<Value>().await.unwrap()["error"].is_string());
 }
 
 #[tokio::test]

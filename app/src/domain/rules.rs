@@ -133,6 +133,23 @@ impl Rules {
         })
     }
 
+    /// A KPI's definition with the parameters in force, so two numbers defined differently
+    /// are never compared unknowingly (OTIF has no standard definition).
+    pub fn definition(&self, metric: Metric, base: &str) -> String {
+        let p = self.scoring();
+        let window = format!(
+            "on-time window {} day(s) after the due date",
+            p.on_time_window_days
+        );
+        let tolerance = format!("in-full tolerance {}%", p.in_full_tolerance * 100.0);
+        match metric {
+            Metric::Otif => format!("{base} Line level; {window}; {tolerance}."),
+            Metric::OnTime => format!("{base} Line level; {window}."),
+            Metric::InFull => format!("{base} Line level; {tolerance}."),
+            Metric::FillRate | Metric::LinesDue => base.to_string(),
+        }
+    }
+
     pub fn playbook(&self, cause: &str) -> Option<&Playbook> {
         self.playbooks.iter().find(|p| p.cause == cause)
     }
@@ -207,6 +224,24 @@ mod tests {
         assert_eq!(r.status(Metric::Otif, Some(93.5), t), Status::AtRisk);
         assert_eq!(r.status(Metric::Otif, Some(92.9), t), Status::OffTarget);
         assert_eq!(r.status(Metric::Otif, None, t), Status::NoTarget);
+    }
+
+    #[test]
+    fn definitions_name_the_parameters_in_force() {
+        let mut r = sample_rules();
+        r.entries.push(RuleEntry {
+            key: "on_time_window_days".into(),
+            kind: "parameter".into(),
+            metric: None,
+            value: 1.0,
+            description: String::new(),
+        });
+        let d = r.definition(Metric::Otif, "OTIF lines over lines due.");
+        assert!(
+            d.contains("on-time window 1 day(s)") && d.contains("in-full tolerance 0%"),
+            "{d}"
+        );
+        assert_eq!(r.definition(Metric::FillRate, "Units."), "Units.");
     }
 
     #[test]

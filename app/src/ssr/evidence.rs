@@ -48,11 +48,13 @@ pub async fn load(
     let latest =
         db::latest_data_date(db, site_filter, week.start - Duration::days(28), as_of).await?;
     let definitions = db::metric_definitions(db).await?;
-    let definition = definitions
-        .iter()
-        .find(|d| d.metric == metric.key())
-        .map(|d| d.definition.clone())
-        .unwrap_or_default();
+    let definition = rules.definition(
+        metric,
+        definitions
+            .iter()
+            .find(|d| d.metric == metric.key())
+            .map_or("", |d| d.definition.as_str()),
+    );
     Ok(build_evidence(EvidenceInput {
         scope: Scope {
             site: site.to_string(),

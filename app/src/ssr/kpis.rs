@@ -34,11 +34,12 @@ fn tile(
     Tile {
         metric,
         name: metric.label().to_string(),
-        definition: defs
-            .iter()
-            .find(|d| d.metric == metric.key())
-            .map(|d| d.definition.clone())
-            .unwrap_or_default(),
+        definition: rules.definition(
+            metric,
+            defs.iter()
+                .find(|d| d.metric == metric.key())
+                .map_or("", |d| d.definition.as_str()),
+        ),
         value,
         previous: prev,
         change,

@@ -12,7 +12,7 @@ use app::domain::evidence::NETWORK;
 use app::dto::{Dashboard, InsightView};
 use app::ssr::state::AppState;
 use app::ssr::{db, evidence, insights, kpis, ServiceError};
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -73,8 +73,9 @@ struct InsightQuery {
 
 async fn list_insights(
     State(state): State<AppState>,
-    Query(q): Query<InsightQuery>,
+    query: Result<Query<InsightQuery>, QueryRejection>,
 ) -> Result<Json<Vec<InsightView>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
     let site = q.site.filter(|s| !s.is_empty());
     if let Some(site) = &site {
         if site != NETWORK {
