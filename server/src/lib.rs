@@ -19,6 +19,7 @@ use app::ssr::agent::{AgentClient, AgentConfig};
 use app::ssr::db::Db;
 use app::ssr::state::AppState;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use leptos::config::LeptosOptions;
 use leptos::prelude::provide_context;

@@ -283,7 +283,13 @@ pub async fn seed_demo(
     if existing > 0 && !reset {
         anyhow::bail!("the database already has {existing} order lines; run `opsight seed-demo --reset` to replace them");
     }
+    let started = std::time::Instant::now();
     let lines = generate(opts);
+    tracing::info!(
+        lines = lines.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "demo lines generated"
+    );
     let mut tx = db
         .begin()
         .await
@@ -306,10 +312,18 @@ pub async fn seed_demo(
             .context("Failed to write sites")?;
     }
     db::upsert_lines(&mut tx, &lines).await?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "demo lines written"
+    );
     let first_due = lines.iter().map(|l| l.due_date).min().unwrap_or(opts.as_of);
     let last_due = lines.iter().map(|l| l.due_date).max().unwrap_or(opts.as_of);
     let codes: Vec<String> = SITES.iter().map(|s| s.0.to_string()).collect();
     db::rebuild_rollup(&mut tx, params, &codes, first_due, last_due).await?;
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "roll-up rebuilt"
+    );
     tx.commit()
         .await
         .context("Failed to commit the demo data")?;
