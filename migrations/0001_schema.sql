@@ -33,6 +33,7 @@ CREATE INDEX order_lines_due ON order_lines (due_date);
 CREATE TABLE kpi_daily (
     site             TEXT NOT NULL,
     day              TEXT NOT NULL,
+    week_start       TEXT NOT NULL,          -- Monday of the day's ISO week
     lines            BIGINT NOT NULL,
     otif_lines       BIGINT NOT NULL,
     on_time_lines    BIGINT NOT NULL,
@@ -41,6 +42,7 @@ CREATE TABLE kpi_daily (
     units_delivered  BIGINT NOT NULL,
     PRIMARY KEY (site, day)
 );
+CREATE INDEX kpi_daily_week ON kpi_daily (week_start, site);
 
 -- KPI definitions shown on every card.
 CREATE TABLE metric_definitions (

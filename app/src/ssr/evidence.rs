@@ -39,10 +39,9 @@ pub async fn load(
     let week = Week::latest_complete(as_of);
     let site_filter = (site != NETWORK).then_some(site);
     let lines = db::line_facts(db, site_filter, week.previous().start, week.end()).await?;
-    let weekly: Vec<(Week, _)> = db::weekly_counts(db, week.trailing(12)[0], week)
+    let weekly: Vec<(Week, _)> = db::weekly_counts(db, site_filter, week.trailing(12)[0], week)
         .await?
         .into_iter()
-        .filter(|(s, _, _)| site_filter.is_none_or(|f| f == s))
         .map(|(_, w, c)| (w, c))
         .collect();
     let latest =

@@ -91,7 +91,7 @@ pub async fn dashboard(state: &AppState) -> Result<Dashboard, ServiceError> {
     let rules = db::rules(&state.db).await?;
     let defs = db::metric_definitions(&state.db).await?;
     let sites = db::sites(&state.db).await?;
-    let counts = db::weekly_counts(&state.db, span[0], week).await?;
+    let counts = db::weekly_counts(&state.db, None, span[0], week).await?;
     let mut latest: LatestByCard = HashMap::new();
     for i in db::latest_insights(&state.db).await? {
         let entry = latest.entry((i.site.clone(), i.metric)).or_default();
