@@ -138,6 +138,21 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         );
     }
 
+    // Where a network pack's time goes: reading the two weeks of lines, the freshness scan.
+    let week = app::domain::period::Week::latest_complete(as_of);
+    let started = Instant::now();
+    let n = db::line_facts(&pool, None, week.previous().start, week.end())
+        .await?
+        .len();
+    let read = started.elapsed();
+    let started = Instant::now();
+    db::latest_data_date(&pool, None, week.start - chrono::Duration::days(28), as_of).await?;
+    println!(
+        "  of which: reading {n} lines {}, latest-data-date scan {}",
+        ms(read),
+        ms(started.elapsed())
+    );
+
     // 4. HTTP latency.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let local = listener.local_addr()?;

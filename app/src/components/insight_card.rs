@@ -152,7 +152,7 @@ pub fn InsightCard(card: Card, #[prop(optional)] compact: bool) -> impl IntoView
                 match (c.insight, c.error) {
                     (Some(view), _) => view! { <InsightBody view unit/> }.into_any(),
                     (None, Some(e)) => view! { <p class="badge error-badge">{format!("No insight yet: {e}")}</p> }.into_any(),
-                    (None, None) => view! { <p class="empty">"No insight yet. Refresh to ask the agent."</p> }.into_any(),
+                    (None, None) => view! { <p class="empty">"No insight yet: refresh to ask the agent."</p> }.into_any(),
                 }
             }}
         </section>

@@ -258,10 +258,14 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
     }
     for c in &root_causes {
         narrative.push_str(&format!(
-            "- {} {} ({:?} effect, {} {unit}): {}.\n",
+            "- {} {} ({} effect, {} {unit}): {}.\n",
             c.dimension,
             c.member,
-            c.effect,
+            match c.effect {
+                Effect::Rate => "rate",
+                Effect::Mix => "mix",
+                Effect::Data => "data",
+            },
             signed(c.impact_pp, 2),
             c.evidence
         ));
