@@ -4,6 +4,11 @@
 # A build cache outside the clone, reused when present (CI keeps it between runs on the
 # same machine); created when missing. Override with OPSIGHT_TARGET_DIR.
 export CARGO_TARGET_DIR="${OPSIGHT_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/opsight/target}"
+# cargo-leptos bakes LEPTOS_OUTPUT_NAME into the `leptos` crate at compile time (it decides
+# the wasm file name). Plain cargo commands (test, bench, which also builds the binary) get
+# the same value, so they neither rebuild leptos nor leave a binary that asks for
+# /pkg/opsight_bg.wasm.
+export LEPTOS_OUTPUT_NAME=opsight
 # Node tools (wasm-opt from npm's binaryen; Debian's binaryen breaks hydration).
 export OPSIGHT_TOOLS="${OPSIGHT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/opsight/tools}"
 export PATH="$HOME/.cargo/bin:$OPSIGHT_TOOLS/node_modules/.bin:$PATH"
