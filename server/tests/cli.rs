@@ -1,0 +1,123 @@
+//! The `opsight` binary end to end: migrate, seed-demo, import, refresh, --help.
+
+use std::process::{Command, Output};
+
+struct Cli {
+    dir: std::path::PathBuf,
+}
+
+impl Cli {
+    fn new(name: &str) -> Cli {
+        let dir = std::env::temp_dir().join(format!("opsight-cli-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Cli { dir }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_opsight"))
+            .args(args)
+            .env(
+                "DATABASE_URL",
+                format!("sqlite:{}/cli.db", self.dir.display()),
+            )
+            .env("OPSIGHT_AS_OF", "2026-11-21")
+            .env("RUST_LOG", "warn")
+            .env_remove("AGENT_URL")
+            .output()
+            .expect("run opsight")
+    }
+}
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn help_lists_every_command() {
+    let cli = Cli::new("help");
+    let o = cli.run(&["--help"]);
+    assert!(o.status.success());
+    let t = text(&o);
+    for cmd in ["serve", "migrate", "seed-demo", "import", "refresh"] {
+        assert!(t.contains(cmd), "{cmd} missing from --help: {t}");
+    }
+}
+
+#[test]
+fn seed_import_and_refresh_from_the_command_line() {
+    let cli = Cli::new("flow");
+    assert!(cli.run(&["migrate"]).status.success());
+    let o = cli.run(&["seed-demo", "--lines", "8000"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // A second seed refuses to overwrite; --if-empty is a quiet no-op.
+    let o = cli.run(&["seed-demo", "--lines", "8000"]);
+    assert!(
+        !o.status.success() && text(&o).contains("--reset"),
+        "{}",
+        text(&o)
+    );
+    assert!(cli.run(&["seed-demo", "--if-empty"]).status.success());
+
+    let good = cli.dir.join("good.csv");
+    std::fs::write(&good, "order_id,line_no,site,customer,carrier,sku,category,ordered_qty,delivered_qty,due_date,delivered_date,reason_code\nX-1,1,DAL,MegaMart,Coastal Haul,BEV-1,Beverages,4,4,2026-11-10,2026-11-10,\n").unwrap();
+    let o = cli.run(&["import", "orders", good.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("imported 1 lines (1 new, 0 updated)"),
+        "{}",
+        text(&o)
+    );
+
+    let bad = cli.dir.join("bad.csv");
+    std::fs::write(&bad, "order_id,line_no,site,customer,carrier,sku,category,ordered_qty,delivered_qty,due_date,delivered_date\nX-2,1,DAL,M,C,S,Cat,4,x,2026-11-10,\n").unwrap();
+    let o = cli.run(&["import", "orders", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("line 2: delivered_qty 'x' is not a whole number"),
+        "{}",
+        text(&o)
+    );
+
+    let o = cli.run(&["refresh", "--site", "DAL", "--metric", "otif"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["agent"], "built-in analyst");
+    assert!(v[0]["insight"]["headline"]
+        .as_str()
+        .unwrap()
+        .contains("Dallas DC"));
+
+    let o = cli.run(&["refresh", "--site", "NOPE"]);
+    assert!(
+        !o.status.success() && text(&o).contains("unknown site 'NOPE'"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn bad_configuration_is_reported_clearly() {
+    let o = Command::new(env!("CARGO_BIN_EXE_opsight"))
+        .arg("migrate")
+        .env("OPSIGHT_AS_OF", "yesterday")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).contains("OPSIGHT_AS_OF 'yesterday' is not a date (YYYY-MM-DD)"),
+        "{}",
+        text(&o)
+    );
+}
