@@ -121,3 +121,45 @@ fn bad_configuration_is_reported_clearly() {
         text(&o)
     );
 }
+
+/// The agent token reaches the agent and nothing else: not stdout, not the logs (even at
+/// trace level), not the stored insight.
+#[tokio::test]
+async fn agent_token_reaches_the_agent_but_never_the_output_or_logs() {
+    use wiremock::matchers::{header, method};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    const TOKEN: &str = "dapi-TOKEN-must-not-leak-42";
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "output": [{"type": "message", "id": "m", "role": "assistant",
+                        "content": [{"type": "output_text", "text": "Carrier trouble at Dallas."}]}]})))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let cli = Cli::new("token");
+    assert!(cli.run(&["seed-demo", "--lines", "3000"]).status.success());
+    let url = format!("{}/invocations", mock.uri());
+    let db = format!("sqlite:{}/cli.db", cli.dir.display());
+    let o = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_opsight"))
+            .args(["refresh", "--site", "DAL", "--metric", "otif"])
+            .env("DATABASE_URL", db)
+            .env("OPSIGHT_AS_OF", "2026-11-21")
+            .env("AGENT_URL", url)
+            .env("AGENT_TOKEN", TOKEN)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let all = text(&o);
+    assert!(o.status.success(), "{all}");
+    assert!(
+        all.contains("Carrier trouble at Dallas."),
+        "the agent was called with the token"
+    );
+    assert!(!all.contains(TOKEN), "the token leaked into output or logs");
+}

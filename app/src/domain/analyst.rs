@@ -336,3 +336,131 @@ fn action(p: &super::rules::Playbook) -> NextAction {
 fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::evidence::{build_evidence, EvidenceInput, LineFact, Scope, NETWORK};
+    use crate::domain::kpi::Metric;
+    use crate::domain::period::{parse_date, Week};
+    use crate::domain::rules::sample_rules;
+    use chrono::Duration;
+
+    /// `n` lines at `site`/`carrier` due on `due`; the first `late` are delivered two days
+    /// late (reason carrier_late), the first `open` of the rest are not delivered at all.
+    fn lines(
+        site: &str,
+        carrier: &str,
+        due: &str,
+        n: usize,
+        late: usize,
+        open: usize,
+    ) -> Vec<LineFact> {
+        let due = parse_date(due).unwrap();
+        (0..n)
+            .map(|i| LineFact {
+                site: site.into(),
+                customer: "C".into(),
+                carrier: carrier.into(),
+                category: "Food".into(),
+                ordered_qty: 10,
+                delivered_qty: 10,
+                due_date: due,
+                delivered_date: if i < late {
+                    Some(due + Duration::days(2))
+                } else if i < late + open {
+                    None
+                } else {
+                    Some(due)
+                },
+                reason_code: (i < late).then(|| "carrier_late".to_string()),
+            })
+            .collect()
+    }
+
+    fn analyse_lines(site: &str, facts: Vec<LineFact>) -> (EvidencePack, Insight) {
+        let rules = sample_rules();
+        let pack = build_evidence(EvidenceInput {
+            scope: Scope {
+                site: site.into(),
+                site_name: site.into(),
+                metric: Metric::Otif,
+                metric_name: "OTIF".into(),
+                definition: String::new(),
+                unit: "pct".into(),
+            },
+            week: Week::containing(parse_date("2026-11-09").unwrap()),
+            as_of: parse_date("2026-11-21").unwrap(),
+            lines: &facts,
+            weekly: &[],
+            latest_data_date: parse_date("2026-11-20"),
+            rules: &rules,
+        });
+        let (_, insight) = analyse(&pack, &rules, Some("why?"));
+        (pack, insight)
+    }
+
+    #[test]
+    fn no_cause_is_invented_for_a_change_within_noise() {
+        let mut facts = lines("DAL", "X", "2026-11-03", 500, 10, 0);
+        facts.extend(lines("DAL", "X", "2026-11-10", 500, 12, 0));
+        let (pack, i) = analyse_lines("DAL", facts);
+        assert!(!pack.noise.significant);
+        assert!(i.root_causes.is_empty(), "{i:#?}");
+        assert!(
+            i.headline.contains("within normal variation"),
+            "{}",
+            i.headline
+        );
+    }
+
+    #[test]
+    fn a_carrier_that_got_late_is_a_rate_cause_with_its_playbook() {
+        let mut facts = lines("DAL", "Good", "2026-11-03", 400, 4, 0);
+        facts.extend(lines("DAL", "Bad", "2026-11-03", 400, 4, 0));
+        facts.extend(lines("DAL", "Good", "2026-11-10", 400, 4, 0));
+        facts.extend(lines("DAL", "Bad", "2026-11-10", 400, 160, 0));
+        let (_, i) = analyse_lines("DAL", facts);
+        let top = &i.root_causes[0];
+        assert_eq!(
+            (top.dimension.as_str(), top.member.as_str(), top.effect),
+            ("carrier", "Bad", Effect::Rate)
+        );
+        assert!((top.impact_pp - -19.5).abs() < 0.6, "{}", top.impact_pp);
+        assert_eq!(i.next_actions[0].action, "do carrier_late");
+    }
+
+    #[test]
+    fn missing_delivery_dates_are_a_data_problem_not_an_operational_one() {
+        let mut facts = lines("DAL", "X", "2026-11-03", 400, 4, 0);
+        facts.extend(lines("DAL", "X", "2026-11-10", 400, 4, 100));
+        let (pack, i) = analyse_lines("DAL", facts);
+        assert!(pack.data_checks.suspect());
+        assert!(i.headline.starts_with("Data problem"), "{}", i.headline);
+        assert!(i.root_causes.iter().all(|c| c.effect == Effect::Data));
+        assert_eq!(i.next_actions[0].action, "do data_quality");
+    }
+
+    #[test]
+    fn volume_moving_to_a_weaker_site_is_a_mix_cause() {
+        // Both sites keep their rates (A 98%, B 80%); B's share of volume triples.
+        let mut facts = lines("A", "X", "2026-11-03", 900, 18, 0);
+        facts.extend(lines("B", "X", "2026-11-03", 100, 20, 0));
+        facts.extend(lines("A", "X", "2026-11-10", 700, 14, 0));
+        facts.extend(lines("B", "X", "2026-11-10", 300, 60, 0));
+        let (pack, i) = analyse_lines(NETWORK, facts);
+        let b = pack.segment("site", "B").unwrap();
+        assert!(b.rate.abs() < 1e-9 && b.mix < 0.0);
+        assert!(
+            i.root_causes
+                .iter()
+                .any(|c| c.member == "B" && c.effect == Effect::Mix),
+            "{i:#?}"
+        );
+        assert!(
+            i.headline.contains("volume shifted towards site B"),
+            "{}",
+            i.headline
+        );
+    }
+}

@@ -592,11 +592,13 @@ fn pct(n: i64, d: i64) -> f64 {
 }
 
 impl EvidencePack {
-    /// Segments across all dimensions, largest absolute contribution first.
+    /// Segments across all dimensions, largest absolute contribution first. A dimension
+    /// with a single member only mirrors the total, so it explains nothing and is skipped.
     pub fn top_segments(&self) -> Vec<(&str, &Segment)> {
         let mut all: Vec<(&str, &Segment)> = self
             .contributions
             .iter()
+            .filter(|d| d.segments.len() > 1)
             .flat_map(|d| d.segments.iter().map(move |s| (d.dimension.as_str(), s)))
             .filter(|(_, s)| !s.member.starts_with("other ("))
             .collect();

@@ -176,3 +176,174 @@ pub fn card(
         error,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::period::parse_date;
+
+    fn view(
+        id: &str,
+        created_at: &str,
+        period_start: &str,
+        value: f64,
+        rules_version: i64,
+        error: Option<&str>,
+    ) -> InsightView {
+        InsightView {
+            id: id.into(),
+            site: "DAL".into(),
+            metric: Metric::Otif,
+            period_start: period_start.into(),
+            period_label: String::new(),
+            created_at: created_at.into(),
+            agent: "a".into(),
+            value: Some(value),
+            headline: "h".into(),
+            narrative: String::new(),
+            insight: None,
+            evidence_hash: String::new(),
+            rules_version,
+            latency_ms: 1,
+            status: if error.is_some() { "error" } else { "ok" }.into(),
+            error: error.map(Into::into),
+        }
+    }
+
+    fn week() -> Week {
+        Week::containing(parse_date("2026-11-09").unwrap())
+    }
+
+    #[test]
+    fn a_current_insight_is_not_stale() {
+        let ok = view(
+            "1",
+            "2026-11-20T10:00:00.000000Z",
+            "2026-11-09",
+            90.0,
+            1,
+            None,
+        );
+        let c = card("DAL", Metric::Otif, Some(90.0), week(), 1, Some(ok), None);
+        assert_eq!((c.stale, c.error), (None, None));
+    }
+
+    #[test]
+    fn stale_reasons_week_data_rules_and_failed_refresh() {
+        let old_week = view(
+            "1",
+            "2026-11-10T10:00:00.000000Z",
+            "2026-11-02",
+            90.0,
+            1,
+            None,
+        );
+        let c = card(
+            "DAL",
+            Metric::Otif,
+            Some(90.0),
+            week(),
+            1,
+            Some(old_week),
+            None,
+        );
+        assert!(c.stale.unwrap().contains("2026-W46 is now complete"));
+
+        let ok = view(
+            "1",
+            "2026-11-20T10:00:00.000000Z",
+            "2026-11-09",
+            90.0,
+            1,
+            None,
+        );
+        let c = card(
+            "DAL",
+            Metric::Otif,
+            Some(88.0),
+            week(),
+            1,
+            Some(ok.clone()),
+            None,
+        );
+        assert!(c.stale.unwrap().contains("data changed"));
+
+        let c = card(
+            "DAL",
+            Metric::Otif,
+            Some(90.0),
+            week(),
+            2,
+            Some(ok.clone()),
+            None,
+        );
+        assert!(c.stale.unwrap().contains("rules changed"));
+
+        let failed = view(
+            "2",
+            "2026-11-20T11:00:00.000000Z",
+            "2026-11-09",
+            90.0,
+            1,
+            Some("the agent could not be reached"),
+        );
+        let c = card(
+            "DAL",
+            Metric::Otif,
+            Some(90.0),
+            week(),
+            1,
+            Some(ok.clone()),
+            Some(failed),
+        );
+        assert_eq!(c.insight.unwrap().id, "1", "the last good insight stays");
+        assert!(c
+            .stale
+            .unwrap()
+            .contains("last refresh failed: the agent could not be reached"));
+        assert_eq!(c.error.as_deref(), Some("the agent could not be reached"));
+
+        // A failure older than the good insight no longer matters.
+        let earlier = view(
+            "0",
+            "2026-11-20T09:00:00.000000Z",
+            "2026-11-09",
+            90.0,
+            1,
+            Some("x"),
+        );
+        let c = card(
+            "DAL",
+            Metric::Otif,
+            Some(90.0),
+            week(),
+            1,
+            Some(ok),
+            Some(earlier),
+        );
+        assert_eq!((c.stale, c.error), (None, None));
+    }
+
+    #[test]
+    fn a_card_without_insight_shows_the_failure() {
+        let failed = view(
+            "2",
+            "2026-11-20T11:00:00.000000Z",
+            "2026-11-09",
+            90.0,
+            1,
+            Some("boom"),
+        );
+        let c = card(
+            "DAL",
+            Metric::Otif,
+            Some(90.0),
+            week(),
+            1,
+            None,
+            Some(failed),
+        );
+        assert!(c.insight.is_none() && c.stale.is_none());
+        assert_eq!(c.error.as_deref(), Some("boom"));
+    }
+}
