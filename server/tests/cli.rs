@@ -22,7 +22,8 @@ impl Cli {
                 format!("sqlite:{}/cli.db", self.dir.display()),
             )
             .env("OPSIGHT_AS_OF", "2026-11-21")
-            .env("RUST_LOG", "warn")
+            // The default log level: logs must stay off stdout (refresh prints JSON there).
+            .env_remove("RUST_LOG")
             .env_remove("AGENT_URL")
             .output()
             .expect("run opsight")
