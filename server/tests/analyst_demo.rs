@@ -49,6 +49,11 @@ async fn names_the_planted_causes() {
         ("category", "Beverages", Effect::Rate),
         "{i:#?}"
     );
+    // The stockout lowers every carrier in proportion to its volume: not causes of their own.
+    assert!(
+        i.root_causes.iter().all(|c| c.dimension != "carrier"),
+        "{i:#?}"
+    );
     assert!(
         i.next_actions
             .iter()

@@ -8,7 +8,8 @@
 //!    blames no one in operations.
 //! 2. Noise: when the change is within noise it says so and names no cause.
 //! 3. Otherwise the segments that explain at least [`MIN_EXPLAINED_SHARE`] of the change (in
-//!    its direction), labelled `rate` or `mix` by their larger term, plus the largest
+//!    its direction) and, for rate causes, clearly more than their share of volume
+//!    ([`MIN_CONCENTRATION`]), labelled `rate` or `mix` by their larger term, plus the largest
 //!    material mix effect when none of them is one; actions come from the playbooks for the
 //!    failure reason that grew most and for the causes' dimensions.
 
@@ -19,6 +20,9 @@ use super::rules::Rules;
 
 /// A segment must explain this share of the total change to be named as a root cause.
 pub const MIN_EXPLAINED_SHARE: f64 = 0.2;
+/// A rate cause must explain this many times its share of volume (1.0 = no more than its
+/// size would predict, i.e. a projection of a cause that lives in another dimension).
+pub const MIN_CONCENTRATION: f64 = 1.5;
 /// A mix effect must explain this share of the change to be named alongside rate causes.
 pub const MIN_MIX_SHARE: f64 = 0.1;
 /// At most this many root causes (plus one mix cause) and actions per insight.
@@ -172,6 +176,14 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
         } else {
             Effect::Rate
         };
+        // A cause in one dimension shows up in every other one in proportion to volume
+        // (a stockout in one category lowers every carrier a little). Only a segment whose
+        // share of the change clearly exceeds its share of volume is a cause of its own.
+        let volume_share = seg.share_pct.max(seg.previous_share_pct) / 100.0;
+        let change_share = seg.total.abs() / change.abs();
+        if effect == Effect::Rate && change_share < MIN_CONCENTRATION * volume_share {
+            continue;
+        }
         let evidence = match effect {
             Effect::Mix => format!(
                 "share of volume {:.1}% → {:.1}% while running at {} (mix {} {unit}, rate {} {unit})",
