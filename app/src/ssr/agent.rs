@@ -115,10 +115,6 @@ impl AgentClient {
         &self.config.name
     }
 
-    pub fn url(&self) -> &str {
-        &self.config.url
-    }
-
     /// Sends one request and interprets the reply. Returns the answer and the latency.
     pub async fn invoke(&self, request: &Value) -> Result<(AgentAnswer, Duration), AgentError> {
         let started = Instant::now();

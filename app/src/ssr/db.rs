@@ -217,23 +217,6 @@ pub struct OrderLine {
     pub reason_code: Option<String>,
 }
 
-/// Creates the sites that do not exist yet (name = code for unknown sites).
-pub async fn ensure_sites<'c, E>(exec: E, sites: &[(String, String, String)]) -> anyhow::Result<()>
-where
-    E: Executor<'c, Database = sqlx::Any> + Copy,
-{
-    for (code, name, region) in sites {
-        sqlx::query("INSERT INTO sites (code, name, region) VALUES ($1, $2, $3) ON CONFLICT (code) DO NOTHING")
-            .bind(code)
-            .bind(name)
-            .bind(region)
-            .execute(exec)
-            .await
-            .with_context(|| format!("Failed to create site {code}"))?;
-    }
-    Ok(())
-}
-
 /// Inserts or updates order lines keyed by (order_id, line_no), in batches.
 pub async fn upsert_lines(
     conn: &mut sqlx::AnyConnection,
