@@ -58,12 +58,7 @@ async fn dashboard_lists_every_site_and_kpi_for_the_latest_complete_week() {
 #[tokio::test]
 async fn refresh_returns_a_new_insight_and_the_dashboard_shows_it() {
     let app = spawn_app(30_000, None).await;
-    let r = app
-        .post_json(
-            "/api/v1/insights/refresh",
-            &json!({"site": "DAL", "metric": "otif"}),
-        )
-        .await;
+    let r = app.refresh("DAL", "otif").await;
     assert_eq!(r.status(), 200);
     let view: app::dto::InsightView = r.json().await.unwrap();
     assert_eq!(view.status, "ok");
@@ -81,9 +76,7 @@ async fn refresh_returns_a_new_insight_and_the_dashboard_shows_it() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, view.id);
 
-    let d: app::dto::Dashboard = app.get("/api/v1/dashboard").await.json().await.unwrap();
-    let dal = d.sites.iter().find(|s| s.site == "DAL").unwrap();
-    let card = dal.cards.iter().find(|c| c.metric.key() == "otif").unwrap();
+    let card = app.card("DAL", app::domain::kpi::Metric::Otif).await;
     assert_eq!(card.insight.as_ref().unwrap().id, view.id);
     assert_eq!(card.stale, None);
 }
@@ -134,12 +127,7 @@ async fn malformed_refresh_body_is_a_json_400() {
 #[tokio::test]
 async fn network_view_has_a_site_dimension() {
     let app = spawn_app(20_000, None).await;
-    let r = app
-        .post_json(
-            "/api/v1/insights/refresh",
-            &json!({"site": "network", "metric": "otif"}),
-        )
-        .await;
+    let r = app.refresh("network", "otif").await;
     assert_eq!(r.status(), 200);
     let detail = app::ssr::kpis::detail(&app.state, "network", "otif")
         .await

@@ -33,24 +33,14 @@ async fn failed_refresh_keeps_the_last_good_insight_and_marks_it_stale() {
         .await;
     let app = spawn_app(10_000, Some(&format!("{}/invocations", mock.uri()))).await;
 
-    let r = app
-        .post_json(
-            "/api/v1/insights/refresh",
-            &json!({"site": "DAL", "metric": "otif"}),
-        )
-        .await;
+    let r = app.refresh("DAL", "otif").await;
     assert_eq!(r.status(), 200);
     let good_id = r.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
 
-    let r = app
-        .post_json(
-            "/api/v1/insights/refresh",
-            &json!({"site": "DAL", "metric": "otif"}),
-        )
-        .await;
+    let r = app.refresh("DAL", "otif").await;
     assert_eq!(r.status(), 502);
     let err = r.json::<Value>().await.unwrap()["error"]
         .as_str()
@@ -62,15 +52,7 @@ async fn failed_refresh_keeps_the_last_good_insight_and_marks_it_stale() {
         "raw agent body leaked: {err}"
     );
 
-    let d: app::dto::Dashboard = app.get("/api/v1/dashboard").await.json().await.unwrap();
-    let card = d
-        .sites
-        .iter()
-        .find(|s| s.site == "DAL")
-        .unwrap()
-        .card(app::domain::kpi::Metric::Otif)
-        .unwrap()
-        .clone();
+    let card = app.card("DAL", app::domain::kpi::Metric::Otif).await;
     assert_eq!(
         card.insight.as_ref().unwrap().id,
         good_id,
@@ -90,22 +72,9 @@ async fn failed_refresh_keeps_the_last_good_insight_and_marks_it_stale() {
 async fn unreachable_agent_on_a_card_without_history_shows_an_error_state() {
     // Nothing listens on this port: connect error.
     let app = spawn_app(5_000, Some("http://127.0.0.1:9/invocations")).await;
-    let r = app
-        .post_json(
-            "/api/v1/insights/refresh",
-            &json!({"site": "ATL", "metric": "otif"}),
-        )
-        .await;
+    let r = app.refresh("ATL", "otif").await;
     assert_eq!(r.status(), 502);
-    let d: app::dto::Dashboard = app.get("/api/v1/dashboard").await.json().await.unwrap();
-    let card = d
-        .sites
-        .iter()
-        .find(|s| s.site == "ATL")
-        .unwrap()
-        .card(app::domain::kpi::Metric::Otif)
-        .unwrap()
-        .clone();
+    let card = app.card("ATL", app::domain::kpi::Metric::Otif).await;
     assert!(card.insight.is_none());
     assert_eq!(
         card.error.as_deref(),

@@ -135,6 +135,26 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `POST /api/v1/insights/refresh` for one card.
+    pub async fn refresh(&self, site: &str, metric: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/insights/refresh",
+            &serde_json::json!({"site": site, "metric": metric}),
+        )
+        .await
+    }
+
+    /// One card as `GET /api/v1/dashboard` reports it.
+    pub async fn card(&self, site: &str, metric: app::domain::kpi::Metric) -> app::dto::Card {
+        let d: app::dto::Dashboard = self.get("/api/v1/dashboard").await.json().await.unwrap();
+        std::iter::once(&d.network)
+            .chain(&d.sites)
+            .find(|s| s.site == site)
+            .and_then(|s| s.card(metric))
+            .cloned()
+            .expect("card on the dashboard")
+    }
+
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
         self.http
             .post(format!("{}{path}", self.base))
