@@ -15,28 +15,31 @@ pub async fn connect(config: &Config) -> anyhow::Result<db::Db> {
     db::connect(&config.database_url).await
 }
 
+/// Seeds the demo network. With `if_empty`, a database that already has order lines is
+/// left alone and `None` is returned.
 pub async fn seed_demo(
     config: &Config,
     lines: usize,
     seed_value: u64,
     reset: bool,
-) -> anyhow::Result<seed::SeedReport> {
+    if_empty: bool,
+) -> anyhow::Result<Option<seed::SeedReport>> {
     let pool = connect(config).await?;
+    if if_empty && db::count_lines(&pool).await? > 0 {
+        return Ok(None);
+    }
     let rules = db::rules(&pool).await?;
     let as_of = config
         .as_of
         .unwrap_or_else(|| chrono::Utc::now().date_naive());
-    seed::seed_demo(
-        &pool,
-        seed::SeedOptions {
-            lines,
-            as_of,
-            seed: seed_value,
-        },
-        rules.scoring(),
-        reset,
-    )
-    .await
+    let opts = seed::SeedOptions {
+        lines,
+        as_of,
+        seed: seed_value,
+    };
+    seed::seed_demo(&pool, opts, rules.scoring(), reset)
+        .await
+        .map(Some)
 }
 
 pub async fn import_orders(config: &Config, file: &Path) -> anyhow::Result<import::ImportReport> {

@@ -100,24 +100,18 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             seed,
             if_empty,
         } => {
-            if if_empty {
-                let pool = commands::connect(&config).await?;
-                let n = app::ssr::db::count_lines(&pool).await?;
-                if n > 0 {
-                    println!("database already has {n} order lines; not seeding");
-                    return Ok(());
-                }
-            }
             let started = std::time::Instant::now();
-            let r = commands::seed_demo(&config, lines, seed, reset).await?;
-            println!(
-                "seeded {} order lines for {} sites, due {} to {}, in {:.1} s",
-                r.lines,
-                r.sites,
-                r.first_due,
-                r.last_due,
-                started.elapsed().as_secs_f64()
-            );
+            match commands::seed_demo(&config, lines, seed, reset, if_empty).await? {
+                Some(r) => println!(
+                    "seeded {} order lines for {} sites, due {} to {}, in {:.1} s",
+                    r.lines,
+                    r.sites,
+                    r.first_due,
+                    r.last_due,
+                    started.elapsed().as_secs_f64()
+                ),
+                None => println!("database already has order lines; not seeding"),
+            }
             Ok(())
         }
         Command::Import {

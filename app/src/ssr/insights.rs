@@ -47,7 +47,11 @@ pub async fn refresh(
 ) -> Result<InsightView, ServiceError> {
     let metric = evidence::parse_metric(metric_key)?;
     let rules = db::rules(&state.db).await?;
-    let pack = evidence::load(&state.db, &rules, site, metric, state.today()).await?;
+    // One reference date for the whole refresh: the pack and the stored row must agree on
+    // the week even when the clock passes midnight in between.
+    let as_of = state.today();
+    let week = Week::latest_complete(as_of);
+    let pack = evidence::load(&state.db, &rules, site, metric, as_of).await?;
     let hash = evidence::hash(&pack);
     let question = question
         .map(str::trim)
@@ -60,7 +64,6 @@ pub async fn refresh(
     let now = chrono::Utc::now();
     let id = new_id(now);
     let created_at = timestamp(now);
-    let week = Week::latest_complete(state.today());
     let mut row = NewInsight {
         id: &id,
         site,

@@ -166,11 +166,12 @@ fn tile_from_pack(pack: &EvidencePack) -> Tile {
 pub async fn detail(state: &AppState, site: &str, metric: &str) -> Result<KpiDetail, ServiceError> {
     let metric = evidence::parse_metric(metric)?;
     let rules = db::rules(&state.db).await?;
-    let pack = evidence::load(&state.db, &rules, site, metric, state.today()).await?;
+    let as_of = state.today();
+    let pack = evidence::load(&state.db, &rules, site, metric, as_of).await?;
     let history = db::insights(&state.db, Some(site), Some(metric), 20).await?;
     let ok = history.iter().find(|i| i.status == "ok").cloned();
     let failed = history.iter().find(|i| i.status != "ok").cloned();
-    let week = Week::latest_complete(state.today());
+    let week = Week::latest_complete(as_of);
     Ok(KpiDetail {
         tile: tile_from_pack(&pack),
         card: card(site, metric, pack.value, week, rules.version, ok, failed),
