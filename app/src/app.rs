@@ -1,6 +1,9 @@
 //! The application shell, routes and layout.
 
-use crate::pages::{kpi_detail::KpiDetailPage, overview::OverviewPage, rules::RulesPage};
+use crate::pages::{
+    conversation::ConversationPage, kpi_detail::KpiDetailPage, lineage::LineagePage,
+    overview::OverviewPage, rules::RulesPage, settings::SettingsPage,
+};
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes, A};
@@ -43,6 +46,7 @@ pub fn App() -> impl IntoView {
                     <nav>
                         <A href="/">"Overview"</A>
                         <A href="/rules">"Rules"</A>
+                        <A href="/settings">"Agents"</A>
                     </nav>
                 </header>
                 <main>
@@ -50,6 +54,9 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/") view=OverviewPage/>
                         <Route path=path!("/kpi/:site/:metric") view=KpiDetailPage/>
                         <Route path=path!("/rules") view=RulesPage/>
+                        <Route path=path!("/conversations/:id") view=ConversationPage/>
+                        <Route path=path!("/insights/:id/lineage") view=LineagePage/>
+                        <Route path=path!("/settings") view=SettingsPage/>
                     </Routes>
                 </main>
             </div>

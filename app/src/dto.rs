@@ -1,6 +1,7 @@
 //! Wire types shared by the server functions, the JSON API and the browser.
 
 use crate::domain::evidence::{EvidencePack, PeriodRef};
+use crate::domain::grounding::Grounding;
 use crate::domain::insight::Insight;
 use crate::domain::kpi::Metric;
 use crate::domain::rules::{Rules, Status};
@@ -47,6 +48,13 @@ pub struct InsightView {
     pub status: String,
     /// A safe, user-facing message for failed attempts.
     pub error: Option<String>,
+    /// `mlflow-serve`, `databricks`, ... (absent on rows from before lineage was kept).
+    pub agent_kind: Option<String>,
+    /// The registered model version that answered, when the agent names its model.
+    pub model_version: Option<String>,
+    pub trace_id: Option<String>,
+    /// One verdict per root cause, in order.
+    pub grounding: Vec<Grounding>,
 }
 
 /// The state of one (site, metric) insight card.
@@ -111,4 +119,121 @@ pub struct MetricDefinition {
     pub name: String,
     pub definition: String,
     pub unit: String,
+}
+
+/// Where an insight or a conversation turn came from: the agent call that produced it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lineage {
+    /// The insight or turn id.
+    pub id: String,
+    pub created_at: String,
+    pub agent: String,
+    pub kind: String,
+    pub endpoint: String,
+    pub model: Option<String>,
+    pub model_version: Option<String>,
+    pub trace_id: Option<String>,
+    pub evidence_hash: String,
+    pub rules_version: i64,
+    /// The request body sent, pretty-printed.
+    pub request_json: String,
+    /// The reply as received (JSON or SSE text).
+    pub response_body: Option<String>,
+    pub status: String,
+    pub error: Option<String>,
+    pub latency_ms: i64,
+    pub attempts: i64,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+}
+
+/// One question and its answer in a conversation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TurnView {
+    pub id: String,
+    pub seq: i64,
+    pub question: String,
+    /// `running`, `ok` or `error`.
+    pub status: String,
+    pub answer: String,
+    pub insight: Option<Insight>,
+    pub grounding: Vec<Grounding>,
+    pub error: Option<String>,
+    pub created_at: String,
+}
+
+/// A drill-down conversation about one card.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConversationView {
+    pub id: String,
+    pub site: String,
+    pub metric: Metric,
+    pub period_start: String,
+    pub period_label: String,
+    pub agent: String,
+    pub title: String,
+    pub created_at: String,
+    pub turns: Vec<TurnView>,
+}
+
+/// A question accepted: its answer streams from `/api/v1/turns/{turn_id}/events`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TurnStarted {
+    pub conversation_id: String,
+    pub turn_id: String,
+}
+
+/// What the turn event stream sends (SSE `data:` JSON, tagged by `type`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum TurnEvent {
+    /// The answer's text so far: replaces what is shown (first event of a subscription,
+    /// so a reconnecting browser does not repeat text).
+    Snapshot { text: String },
+    /// Text to append to the answer being written.
+    Delta { text: String },
+    /// The turn finished (ok or error); the final structured answer.
+    Final { turn: TurnView },
+}
+
+/// A thumbs up/down on an insight.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackView {
+    pub id: String,
+    pub insight_id: String,
+    pub helpful: bool,
+    pub reason: Option<String>,
+    pub created_at: String,
+    /// `not_applicable` (no trace or no tracking server), `pending`, `sent`, `failed`.
+    pub mlflow_state: String,
+    pub assessment_id: Option<String>,
+}
+
+/// An agent as the settings page shows it. Never carries the token, only whether one is set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    pub name: String,
+    pub kind: String,
+    pub endpoint: String,
+    pub roles: Vec<String>,
+    pub model: Option<String>,
+    pub model_version: Option<String>,
+    pub reachable: Option<bool>,
+    pub latency_ms: Option<u64>,
+    pub checked_at: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    /// `closed`, `open` or `half-open`.
+    pub breaker: String,
+    pub token_configured: bool,
+    pub max_concurrency: usize,
+    pub timeout_secs: u64,
+}
+
+/// The lineage page: the agent call, the insight it produced and its feedback.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LineagePage {
+    pub lineage: Lineage,
+    pub insight: Option<InsightView>,
+    pub feedback: Vec<FeedbackView>,
 }

@@ -156,8 +156,8 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
     // 4. HTTP latency.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let local = listener.local_addr()?;
-    let config = server::config::Config::from_lookup(|_| None)?;
-    let agent = server::agent_client(&config, local)?;
+    let config = server::config::Config::from_lookup(|_| None, |_| None)?;
+    let agent = server::agents(&config, local)?;
     // Static files come from public/ directly (no cargo-leptos build needed).
     let options = leptos::config::LeptosOptions::builder()
         .output_name("opsight")

@@ -1,53 +1,142 @@
-//! Configuration from the environment, validated at start-up.
+//! Configuration from the environment and an optional agents file, validated at start-up.
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
 //! | `DATABASE_URL` | `sqlite:data/opsight.db` | SQLite file (created when missing) |
-//! | `AGENT_URL` | the built-in analyst on this server | ResponsesAgent invocations URL |
-//! | `AGENT_TOKEN` | none | bearer token for the agent; never logged or sent to browsers |
-//! | `AGENT_TIMEOUT_SECS` | 30 | per-call timeout (keep it below the agent server's own) |
+//! | `OPSIGHT_AGENTS_FILE` | `opsight-agents.toml` if present | named agent profiles (below) |
+//! | `AGENT_URL` | none | one agent without a file: its base or invocation URL |
+//! | `AGENT_KIND` | `mlflow-serve` | kind of that agent |
+//! | `AGENT_TOKEN` | none | its bearer token; never logged or sent to browsers |
+//! | `AGENT_TIMEOUT_SECS` | 30 | its per-call timeout (keep it below the server's own) |
+//! | `AGENT_ENDPOINT` / `AGENT_LLM_MODEL` | none | Databricks endpoint name / OpenAI model |
+//! | `AGENT_MODEL` / `MLFLOW_TRACKING_URI` | none | `models:/NAME@ALIAS` and where to resolve it |
 //! | `OPSIGHT_ADDR` | `127.0.0.1:3000` | listen address |
 //! | `OPSIGHT_AS_OF` | today (UTC) | reference date `YYYY-MM-DD` for demos, tests, replays |
 //! | `LOG_FORMAT` | `pretty` | `json` for structured logs |
+//!
+//! The built-in analyst is always configured, as agent `builtin`; with no other agent it
+//! answers cards and questions. The agents file (TOML) names several agents and their
+//! roles. Tokens are never written in it: `token_env` names the variable holding one.
+//!
+//! ```toml
+//! [roles]
+//! cards = "analyst"            # refreshed and scheduled cards
+//! questions = "analyst-stream" # "why is this down?" drill-downs
+//!
+//! [[agent]]
+//! name = "analyst"
+//! kind = "mlflow-serve"        # mlflow-serve | mlflow-agent-server | databricks | openai-responses | builtin
+//! url = "http://127.0.0.1:5001"
+//! model = "models:/opsight-analyst@prod"
+//! tracking_uri = "http://127.0.0.1:5000"
+//! timeout_secs = 30
+//! max_concurrency = 6
+//! token_env = "ANALYST_TOKEN"
+//! ```
 
 use anyhow::{bail, Context};
 use app::domain::period::parse_date;
-use app::ssr::agent::Secret;
+use app::ssr::agent::{AgentKind, AgentProfile, ModelRef, Secret};
 use chrono::NaiveDate;
+use serde::Deserialize;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/opsight.db";
+pub const DEFAULT_AGENTS_FILE: &str = "opsight-agents.toml";
+/// The built-in analyst's agent name.
+pub const BUILTIN: &str = "builtin";
 
 #[derive(Clone, Debug)]
 pub struct Config {
     pub database_url: String,
-    /// `None`: the built-in analyst at `/agent/invocations` on this process.
-    pub agent_url: Option<String>,
-    pub agent_token: Option<Secret>,
-    pub agent_timeout: Duration,
+    /// Every agent; the `builtin` one has an empty URL until the listener's address is
+    /// known ([`Config::agents_at`]).
+    pub agents: Vec<AgentProfile>,
+    pub cards_agent: String,
+    pub questions_agent: String,
     pub addr: SocketAddr,
     pub as_of: Option<NaiveDate>,
 }
 
+/// The agents file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentsFile {
+    #[serde(default)]
+    roles: Roles,
+    #[serde(default, rename = "agent")]
+    agents: Vec<AgentEntry>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Roles {
+    cards: Option<String>,
+    questions: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentEntry {
+    name: String,
+    kind: String,
+    url: Option<String>,
+    endpoint: Option<String>,
+    llm_model: Option<String>,
+    model: Option<String>,
+    tracking_uri: Option<String>,
+    timeout_secs: Option<u64>,
+    max_concurrency: Option<usize>,
+    token_env: Option<String>,
+}
+
+fn timeout(secs: Option<u64>, what: &str) -> anyhow::Result<Duration> {
+    match secs {
+        Some(t) if (1..=600).contains(&t) => Ok(Duration::from_secs(t)),
+        Some(_) => bail!("{what} must be 1..600 seconds"),
+        None => Ok(Duration::from_secs(30)),
+    }
+}
+
+fn model_ref(uri: Option<String>, agent: &str) -> anyhow::Result<Option<ModelRef>> {
+    uri.map(|m| {
+        ModelRef::parse(&m).with_context(|| {
+            format!(
+                "agent '{agent}': model '{m}' is not models:/NAME@ALIAS or models:/NAME/VERSION"
+            )
+        })
+    })
+    .transpose()
+}
+
+fn builtin_profile() -> AgentProfile {
+    let mut p = AgentProfile::new(BUILTIN, AgentKind::Builtin, "");
+    // The analyst is local and fast; it answers many cards at once.
+    p.max_concurrency = 16;
+    p
+}
+
 impl Config {
     pub fn from_env() -> anyhow::Result<Config> {
-        Config::from_lookup(|k| std::env::var(k).ok())
+        Config::from_lookup(
+            |k| std::env::var(k).ok(),
+            |p| std::fs::read_to_string(p).ok(),
+        )
     }
 
-    /// Reads settings through `get` (tests pass a map); empty values count as unset.
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Config> {
+    /// Reads settings through `get` and files through `read` (tests pass maps); empty
+    /// values count as unset.
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+        read: impl Fn(&Path) -> Option<String>,
+    ) -> anyhow::Result<Config> {
         let get = |k: &str| {
             get(k)
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let agent_url = get("AGENT_URL");
-        if let Some(url) = &agent_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                bail!("AGENT_URL must be an http:// or https:// URL");
-            }
-        }
         let addr = get("OPSIGHT_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
         let addr = addr.parse().with_context(|| {
             format!("OPSIGHT_ADDR '{addr}' is not an address such as 127.0.0.1:3000")
@@ -59,27 +148,128 @@ impl Config {
             ),
             None => None,
         };
-        let timeout = match get("AGENT_TIMEOUT_SECS") {
-            Some(t) => t
-                .parse::<u64>()
-                .ok()
-                .filter(|t| (1..=600).contains(t))
-                .context("AGENT_TIMEOUT_SECS must be 1..600")?,
-            None => 30,
-        };
         let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
         if !database_url.starts_with("sqlite:") {
             bail!("DATABASE_URL must be a sqlite: URL (PostgreSQL support is planned)");
         }
+
+        let mut agents = vec![builtin_profile()];
+        let mut roles = Roles::default();
+        let file = get("OPSIGHT_AGENTS_FILE").map(PathBuf::from);
+        let text = match &file {
+            Some(path) => Some(read(path).with_context(|| {
+                format!("OPSIGHT_AGENTS_FILE '{}' cannot be read", path.display())
+            })?),
+            None => read(Path::new(DEFAULT_AGENTS_FILE)),
+        };
+        if let Some(text) = text {
+            let shown = file
+                .as_deref()
+                .unwrap_or(Path::new(DEFAULT_AGENTS_FILE))
+                .display()
+                .to_string();
+            let parsed: AgentsFile = toml::from_str(&text)
+                .with_context(|| format!("agents file '{shown}' is not valid"))?;
+            roles = parsed.roles;
+            for entry in parsed.agents {
+                agents.push(profile_from_entry(entry, &get)?);
+            }
+        }
+        if let Some(url) = get("AGENT_URL") {
+            let kind_text = get("AGENT_KIND").unwrap_or_else(|| "mlflow-serve".into());
+            let entry = AgentEntry {
+                name: "default".into(),
+                kind: kind_text,
+                url: Some(url),
+                endpoint: get("AGENT_ENDPOINT"),
+                llm_model: get("AGENT_LLM_MODEL"),
+                model: get("AGENT_MODEL"),
+                tracking_uri: get("MLFLOW_TRACKING_URI"),
+                timeout_secs: get("AGENT_TIMEOUT_SECS").map(|t| t.parse::<u64>().unwrap_or(0)),
+                max_concurrency: None,
+                token_env: Some("AGENT_TOKEN".into()),
+            };
+            agents.push(profile_from_entry(entry, &get).map_err(|e| {
+                anyhow::anyhow!("{}", e.to_string().replace("agent 'default'", "AGENT_URL"))
+            })?);
+        }
+        // Without roles, the last configured agent (or the built-in analyst) does both.
+        let fallback = agents.last().map(|p| p.name.clone()).unwrap_or_default();
+        let cards_agent = roles.cards.unwrap_or_else(|| fallback.clone());
+        let questions_agent = roles.questions.unwrap_or(fallback);
+        for (role, name) in [("cards", &cards_agent), ("questions", &questions_agent)] {
+            if !agents.iter().any(|a| &a.name == name) {
+                bail!("roles.{role} names agent '{name}', which is not configured");
+            }
+        }
         Ok(Config {
             database_url,
-            agent_url,
-            agent_token: get("AGENT_TOKEN").map(Secret::new),
-            agent_timeout: Duration::from_secs(timeout),
+            agents,
+            cards_agent,
+            questions_agent,
             addr,
             as_of,
         })
     }
+
+    /// The profiles with the built-in analyst's URL pointing at the server on `local`.
+    pub fn agents_at(&self, local: SocketAddr) -> Vec<AgentProfile> {
+        let ip = if local.ip().is_unspecified() {
+            if local.is_ipv4() {
+                "127.0.0.1".to_string()
+            } else {
+                "[::1]".to_string()
+            }
+        } else if local.is_ipv6() {
+            format!("[{}]", local.ip())
+        } else {
+            local.ip().to_string()
+        };
+        self.agents
+            .iter()
+            .cloned()
+            .map(|mut p| {
+                if p.kind == AgentKind::Builtin && p.url.is_empty() {
+                    p.url = format!("http://{ip}:{}", local.port());
+                }
+                p
+            })
+            .collect()
+    }
+}
+
+fn profile_from_entry(
+    e: AgentEntry,
+    get: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<AgentProfile> {
+    let name = e.name.trim().to_string();
+    if name == BUILTIN {
+        bail!("agent name '{BUILTIN}' is reserved for the built-in analyst");
+    }
+    let kind = AgentKind::parse(&e.kind).with_context(|| {
+        format!(
+            "agent '{name}': kind '{}' is not one of {}",
+            e.kind,
+            AgentKind::ALL.map(|k| k.key()).join(", ")
+        )
+    })?;
+    let url = e
+        .url
+        .with_context(|| format!("agent '{name}': url is required"))?;
+    let mut p = AgentProfile::new(&name, kind, url.trim());
+    p.endpoint = e.endpoint;
+    p.llm_model = e.llm_model;
+    p.model = model_ref(e.model, &name)?;
+    p.tracking_uri = e.tracking_uri.map(|t| t.trim_end_matches('/').to_string());
+    p.timeout = timeout(e.timeout_secs, &format!("agent '{name}': timeout_secs"))?;
+    if let Some(c) = e.max_concurrency {
+        p.max_concurrency = c;
+    }
+    if let Some(var) = e.token_env {
+        p.token = get(&var).map(Secret::new);
+    }
+    p.validate().map_err(anyhow::Error::msg)?;
+    Ok(p)
 }
 
 #[cfg(test)]
@@ -92,16 +282,99 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+        Config::from_lookup(|k| map.get(k).cloned(), |_| None)
+    }
+
+    fn with_file(pairs: &[(&str, &str)], file: &str) -> anyhow::Result<Config> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let file = file.to_string();
+        Config::from_lookup(|k| map.get(k).cloned(), move |_| Some(file.clone()))
+    }
+
+    #[test]
+    fn an_agents_file_names_several_agents_and_their_roles() {
+        let c = with_file(
+            &[("ANALYST_TOKEN", "dapi-file-secret")],
+            r#"
+            [roles]
+            cards = "serve"
+            questions = "stream"
+
+            [[agent]]
+            name = "serve"
+            kind = "mlflow-serve"
+            url = "http://127.0.0.1:5001"
+            model = "models:/opsight-analyst@prod"
+            tracking_uri = "http://127.0.0.1:5000/"
+            max_concurrency = 6
+
+            [[agent]]
+            name = "stream"
+            kind = "databricks"
+            url = "https://adb.example.net"
+            endpoint = "opsight"
+            token_env = "ANALYST_TOKEN"
+            timeout_secs = 90
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.agents.len(), 3, "builtin + 2");
+        assert_eq!(
+            (c.cards_agent.as_str(), c.questions_agent.as_str()),
+            ("serve", "stream")
+        );
+        let stream = &c.agents[2];
+        assert_eq!(stream.token.as_ref().unwrap().expose(), "dapi-file-secret");
+        assert_eq!(stream.timeout, Duration::from_secs(90));
+        assert_eq!(
+            c.agents[1].tracking_uri.as_deref(),
+            Some("http://127.0.0.1:5000")
+        );
+        assert!(!format!("{c:?}").contains("dapi-file-secret"));
+    }
+
+    #[test]
+    fn bad_agents_files_say_what_is_wrong() {
+        let err = |file: &str| with_file(&[], file).unwrap_err().to_string();
+        let chain = |file: &str| format!("{:#}", with_file(&[], file).unwrap_err());
+        assert!(
+            chain("[[agent]]\nname='a'\nkind='telepathy'\nurl='http://x'")
+                .contains("kind 'telepathy'")
+        );
+        assert!(
+            err("[[agent]]\nname='a'\nkind='databricks'\nurl='http://x'")
+                .contains("needs endpoint")
+        );
+        assert!(err("[roles]\ncards='ghost'").contains("'ghost'"));
+        assert!(chain(
+            "[[agent]]\nname='a'\nkind='mlflow-serve'\nurl='http://x'\nmodel='models:/m@prod'"
+        )
+        .contains("tracking_uri"));
+        assert!(
+            chain("[[agent]]\nname='a'\nkind='mlflow-serve'\nurl='http://x'\ntoken='t'")
+                .contains("not valid")
+        );
     }
 
     #[test]
     fn defaults_are_embedded() {
         let c = cfg(&[]).unwrap();
         assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
-        assert!(c.agent_url.is_none());
+        assert_eq!(c.agents.len(), 1);
+        assert_eq!(c.agents[0].kind, AgentKind::Builtin);
+        assert_eq!(
+            (c.cards_agent.as_str(), c.questions_agent.as_str()),
+            (BUILTIN, BUILTIN)
+        );
         assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
-        assert_eq!(c.agent_timeout, Duration::from_secs(30));
+        let local: SocketAddr = "0.0.0.0:4000".parse().unwrap();
+        assert_eq!(
+            c.agents_at(local)[0].invoke_url(),
+            "http://127.0.0.1:4000/agent/invocations"
+        );
     }
 
     #[test]
@@ -118,12 +391,21 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("OPSIGHT_ADDR"));
-        assert!(cfg(&[("AGENT_TIMEOUT_SECS", "0")]).is_err());
+        assert!(cfg(&[("AGENT_URL", "http://x"), ("AGENT_TIMEOUT_SECS", "0")]).is_err());
     }
 
     #[test]
     fn token_is_redacted_in_debug_output() {
-        let c = cfg(&[("AGENT_TOKEN", "dapi-secret-123")]).unwrap();
+        let c = cfg(&[
+            ("AGENT_URL", "http://x:1"),
+            ("AGENT_TOKEN", "dapi-secret-123"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.agents[1].token.as_ref().unwrap().expose(),
+            "dapi-secret-123"
+        );
+        assert_eq!(c.cards_agent, "default");
         assert!(!format!("{c:?}").contains("dapi-secret-123"));
     }
 }

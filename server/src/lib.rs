@@ -15,7 +15,7 @@ pub mod routes;
 pub mod telemetry;
 
 use app::app::{shell, App};
-use app::ssr::agent::{AgentClient, AgentConfig};
+use app::ssr::agent::Agents;
 use app::ssr::db::Db;
 use app::ssr::state::AppState;
 use axum::routing::{get, post};
@@ -28,45 +28,14 @@ use std::net::SocketAddr;
 use tower_http::compression::CompressionLayer;
 use tower_http::trace::TraceLayer;
 
-/// Name of the built-in analyst as shown on cards.
-pub const BUILTIN_AGENT: &str = "built-in analyst";
-
-/// The agent client for this configuration. Without `AGENT_URL` it points at the
-/// built-in analyst served by the process listening on `local` (same client code path).
-pub fn agent_client(config: &config::Config, local: SocketAddr) -> anyhow::Result<AgentClient> {
-    let (url, name) = match &config.agent_url {
-        Some(url) => (url.clone(), agent_label(url)),
-        None => {
-            let ip = if local.ip().is_unspecified() {
-                if local.is_ipv4() {
-                    "127.0.0.1".to_string()
-                } else {
-                    "[::1]".to_string()
-                }
-            } else if local.is_ipv6() {
-                format!("[{}]", local.ip())
-            } else {
-                local.ip().to_string()
-            };
-            (
-                format!("http://{ip}:{}/agent/invocations", local.port()),
-                BUILTIN_AGENT.to_string(),
-            )
-        }
-    };
-    AgentClient::new(AgentConfig {
-        url,
-        name,
-        token: config.agent_token.clone(),
-        timeout: config.agent_timeout,
-    })
-}
-
-/// A label for an external agent: its host and path, never credentials or query strings.
-fn agent_label(url: &str) -> String {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let rest = rest.rsplit('@').next().unwrap_or(rest);
-    rest.split(['?', '#']).next().unwrap_or(rest).to_string()
+/// Every configured agent, with the built-in analyst served by the process listening on
+/// `local` (same client code path as an external agent).
+pub fn agents(config: &config::Config, local: SocketAddr) -> anyhow::Result<Agents> {
+    Agents::new(
+        config.agents_at(local),
+        &config.cards_agent,
+        &config.questions_agent,
+    )
 }
 
 pub fn leptos_options() -> LeptosOptions {
@@ -82,16 +51,32 @@ pub fn leptos_options() -> LeptosOptions {
 
 pub fn app_state(
     db: Db,
-    agent: AgentClient,
+    agents: Agents,
     as_of: Option<chrono::NaiveDate>,
     leptos_options: LeptosOptions,
 ) -> AppState {
     AppState {
         db,
-        agent,
+        agents,
+        live: Default::default(),
         as_of,
         leptos_options,
     }
+}
+
+/// How often agents are health-checked (and aliases resolved) in the background.
+pub const AGENT_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Checks every agent now and then every [`AGENT_CHECK_EVERY`], until the process ends.
+pub fn spawn_agent_checks(state: AppState) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(AGENT_CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            app::ssr::settings::check_all(&state).await;
+        }
+    });
 }
 
 /// Every route: API, analyst, health, Leptos pages and server functions (with `AppState`
@@ -151,19 +136,4 @@ pub async fn shutdown_signal() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     tracing::info!("shutting down");
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn agent_labels_drop_credentials_and_queries() {
-        assert_eq!(
-            super::agent_label("https://user:pw@host:8080/invocations?token=x"),
-            "host:8080/invocations"
-        );
-        assert_eq!(
-            super::agent_label("http://127.0.0.1:5000/invocations"),
-            "127.0.0.1:5000/invocations"
-        );
-    }
 }

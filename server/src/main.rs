@@ -4,7 +4,10 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use server::config::Config;
-use server::{agent_client, app_state, commands, leptos_options, run, shutdown_signal, telemetry};
+use server::{
+    agents, app_state, commands, leptos_options, run, shutdown_signal, spawn_agent_checks,
+    telemetry,
+};
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -80,14 +83,16 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", config.addr))?;
             let local = listener.local_addr()?;
-            let agent = agent_client(&config, local)?;
-            tracing::info!(addr = %local, agent = agent.name(), "Opsight is serving http://{local}");
-            run(
-                listener,
-                app_state(pool, agent, config.as_of, leptos_options()),
-                shutdown_signal(),
-            )
-            .await
+            let agents = agents(&config, local)?;
+            tracing::info!(
+                addr = %local,
+                cards_agent = agents.cards().name(),
+                questions_agent = agents.questions().name(),
+                "Opsight is serving http://{local}"
+            );
+            let state = app_state(pool, agents, config.as_of, leptos_options());
+            spawn_agent_checks(state.clone());
+            run(listener, state, shutdown_signal()).await
         }
         Command::Migrate => {
             commands::connect(&config).await?;
@@ -141,8 +146,12 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             // loopback port for the duration of the command.
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let local = listener.local_addr()?;
-            let agent = agent_client(&config, local)?;
-            let state = app_state(pool, agent, config.as_of, leptos_options());
+            let state = app_state(
+                pool,
+                agents(&config, local)?,
+                config.as_of,
+                leptos_options(),
+            );
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let analyst = axum::Router::new().route(
                 "/agent/invocations",

@@ -28,7 +28,7 @@ async fn call(
         Duration::from_millis(800),
         None,
     );
-    client.invoke(&request()).await.map(|(a, _)| a)
+    client.call(&request(), None).await.map(|r| r.answer)
 }
 
 fn message(text: &str) -> serde_json::Value {
@@ -76,7 +76,7 @@ async fn sends_the_request_as_json_with_the_bearer_token() {
         Duration::from_secs(2),
         Some("dapi-123"),
     );
-    let (a, _) = client.invoke(&request()).await.unwrap();
+    let a = client.call(&request(), None).await.unwrap().answer;
     assert_eq!(a.text, "ok");
     assert!(
         !format!("{client:?}").contains("dapi-123"),
@@ -222,7 +222,7 @@ async fn malformed_json_and_empty_replies() {
     )
     .await
     .unwrap_err();
-    assert!(matches!(e, AgentError::Reply(ReplyError::Malformed)));
+    assert!(matches!(e, AgentError::NotAnAgent { status: 200 }), "{e:?}");
 
     let mock = MockServer::start().await;
     let e = call(&mock, ResponseTemplate::new(200).set_body_json(json!({"output": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "{}"}]}))).await.unwrap_err();
@@ -273,6 +273,6 @@ async fn connection_refused_is_a_connect_error() {
         Duration::from_secs(2),
         None,
     );
-    let e = client.invoke(&request()).await.unwrap_err();
+    let e = client.call(&request(), None).await.unwrap_err();
     assert!(matches!(e, AgentError::Connect), "{e:?}");
 }

@@ -62,7 +62,7 @@ async fn refresh_returns_a_new_insight_and_the_dashboard_shows_it() {
     assert_eq!(r.status(), 200);
     let view: app::dto::InsightView = r.json().await.unwrap();
     assert_eq!(view.status, "ok");
-    assert_eq!(view.agent, "test agent");
+    assert_eq!(view.agent, "test-agent");
     assert_eq!(view.period_label, "2026-W46");
     let insight = view.insight.expect("contract from custom_outputs");
     assert!(insight.headline.contains("Dallas"), "{}", insight.headline);

@@ -94,7 +94,7 @@ fn seed_import_and_refresh_from_the_command_line() {
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
     assert_eq!(v.as_array().unwrap().len(), 1);
-    assert_eq!(v[0]["agent"], "built-in analyst");
+    assert_eq!(v[0]["agent"], "builtin");
     assert!(v[0]["insight"]["headline"]
         .as_str()
         .unwrap()

@@ -1,9 +1,13 @@
-//! The insight card: headline, root causes with their numbers, next actions, provenance,
+//! The insight card: headline, root causes with their numbers and whether the data
+//! supports them, next actions, provenance (agent, model version, lineage link), feedback,
 //! and its stale or error state. "Refresh insight" runs the agent now and updates the card
-//! in place (a server action; no page reload).
+//! in place (a server action; no page reload); the question box below streams a
+//! drill-down answer.
 
-use crate::api::RefreshInsight;
-use crate::domain::insight::Effect as CauseEffect;
+use crate::api::{GiveFeedback, RefreshInsight};
+use crate::components::ask::AskBox;
+use crate::domain::grounding::Grounding;
+use crate::domain::insight::{Effect as CauseEffect, RootCause};
 use crate::domain::kpi::signed;
 use crate::dto::{Card, InsightView};
 use leptos::prelude::*;
@@ -24,6 +28,77 @@ fn when(ts: &str) -> String {
     }
 }
 
+/// Root causes, each marked with what the data says about it.
+#[component]
+pub fn CauseList(
+    causes: Vec<RootCause>,
+    grounding: Vec<Grounding>,
+    unit: &'static str,
+) -> impl IntoView {
+    view! {
+        <div class="causes">
+            <h4>"Root causes"</h4>
+            <ul>
+                {causes.into_iter().enumerate().map(|(i, c)| {
+                    let check = grounding.get(i).cloned();
+                    let class = match &check {
+                        Some(g) if g.supported => "supported",
+                        Some(_) => "unsupported",
+                        None => "",
+                    };
+                    view! {
+                        <li class=class>
+                            <span class=format!("effect {}", effect_label(c.effect))>{effect_label(c.effect)}</span>
+                            <strong>{format!("{} {}", c.dimension, c.member)}</strong>
+                            <span class="impact">{format!("{} {unit}", signed(c.impact_pp, 1))}</span>
+                            <div class="evidence">{c.evidence}</div>
+                            {check.map(|g| view! {
+                                <div class=if g.supported { "grounding ok" } else { "grounding bad" } data-supported=g.supported.to_string()>
+                                    {if g.supported { "✓ supported by the data: " } else { "✗ not supported by the data: " }}
+                                    {g.note}
+                                </div>
+                            })}
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+        </div>
+    }
+}
+
+/// Thumbs up/down with an optional reason; says whether it reached MLflow.
+#[component]
+fn FeedbackButtons(insight_id: String) -> impl IntoView {
+    let send = ServerAction::<GiveFeedback>::new();
+    let reason = RwSignal::new(String::new());
+    let rate = move |helpful: bool| {
+        let insight_id = insight_id.clone();
+        move |_| {
+            let r = reason.get_untracked();
+            send.dispatch(GiveFeedback {
+                insight_id: insight_id.clone(),
+                helpful,
+                reason: (!r.trim().is_empty()).then_some(r),
+            });
+        }
+    };
+    view! {
+        <div class="feedback">
+            <button class="thumb up" title="Helpful" on:click=rate(true) disabled=move || send.pending().get()>"👍"</button>
+            <button class="thumb down" title="Not helpful" on:click=rate(false) disabled=move || send.pending().get()>"👎"</button>
+            <input class="reason" type="text" maxlength="1000" placeholder="Why? (optional)"
+                prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
+            {move || send.value().get().map(|r| match r {
+                Ok(f) => view! { <span class="feedback-done">{match f.mlflow_state.as_str() {
+                    "pending" => "Thanks: recorded, and sent to MLflow with the trace.",
+                    _ => "Thanks: recorded.",
+                }}</span> }.into_any(),
+                Err(e) => view! { <span class="badge error-badge">{e.to_string()}</span> }.into_any(),
+            })}
+        </div>
+    }
+}
+
 #[component]
 fn InsightBody(view: InsightView, unit: &'static str) -> impl IntoView {
     let causes = view
@@ -41,24 +116,14 @@ fn InsightBody(view: InsightView, unit: &'static str) -> impl IntoView {
         .as_ref()
         .map(|i| format!("confidence {:.0}%", i.confidence * 100.0));
     let narrative = view.insight.is_none().then(|| view.narrative.clone());
+    let version = view
+        .model_version
+        .clone()
+        .map(|v| format!(" · model version {v}"));
     view! {
         <h3 class="headline">{view.headline.clone()}</h3>
         {narrative.map(|n| view! { <p class="narrative">{n}</p> })}
-        {(!causes.is_empty()).then(|| view! {
-            <div class="causes">
-                <h4>"Root causes"</h4>
-                <ul>
-                    {causes.into_iter().map(|c| view! {
-                        <li>
-                            <span class=format!("effect {}", effect_label(c.effect))>{effect_label(c.effect)}</span>
-                            <strong>{format!("{} {}", c.dimension, c.member)}</strong>
-                            <span class="impact">{format!("{} {unit}", signed(c.impact_pp, 1))}</span>
-                            <div class="evidence">{c.evidence}</div>
-                        </li>
-                    }).collect_view()}
-                </ul>
-            </div>
-        })}
+        {(!causes.is_empty()).then(|| view! { <CauseList causes grounding=view.grounding.clone() unit/> })}
         {(!actions.is_empty()).then(|| view! {
             <div class="actions">
                 <h4>"Next actions"</h4>
@@ -76,17 +141,19 @@ fn InsightBody(view: InsightView, unit: &'static str) -> impl IntoView {
         <p class="provenance">
             <span class="generated-at" data-created-at=view.created_at.clone()>{format!("Generated {}", when(&view.created_at))}</span>
             {format!(" by {} for {} · {} ms", view.agent, view.period_label, view.latency_ms)}
+            <span class="model-version">{version}</span>
             {confidence.map(|c| format!(" · {c}"))}
+            " · "<a class="lineage-link" href=format!("/insights/{}/lineage", view.id)>"lineage"</a>
         </p>
+        <FeedbackButtons insight_id=view.id.clone()/>
     }
 }
 
-/// One card. `compact` hides the question box (overview rows).
+/// One card. `compact` marks overview rows (styled tighter).
 #[component]
 pub fn InsightCard(card: Card, #[prop(optional)] compact: bool) -> impl IntoView {
     let refresh = ServerAction::<RefreshInsight>::new();
     let state = RwSignal::new(card.clone());
-    let question = RwSignal::new(String::new());
     // Fold each finished refresh into the card: success replaces the insight, failure
     // keeps the last good one and marks it stale with the reason.
     Effect::new(move |_| {
@@ -114,20 +181,20 @@ pub fn InsightCard(card: Card, #[prop(optional)] compact: bool) -> impl IntoView
     let on_refresh = {
         let site = site.clone();
         move |_| {
-            let q = question.get_untracked();
             refresh.dispatch(RefreshInsight {
                 site: site.clone(),
                 metric: metric.key().to_string(),
-                question: (!q.trim().is_empty()).then_some(q),
+                question: None,
             });
         }
     };
     let key = format!("{}:{}", site, metric.key());
+    let ask_site = site.clone();
     view! {
         <section
             class=move || {
                 let c = state.get();
-                let mut class = String::from("card");
+                let mut class = String::from(if compact { "card compact" } else { "card" });
                 if c.stale.is_some() { class.push_str(" stale"); }
                 if c.insight.is_none() && c.error.is_some() { class.push_str(" failed"); }
                 class
@@ -141,11 +208,6 @@ pub fn InsightCard(card: Card, #[prop(optional)] compact: bool) -> impl IntoView
                     {move || if refresh.pending().get() { "Refreshing…" } else { "Refresh insight" }}
                 </button>
             </div>
-            {(!compact).then(|| view! {
-                <input class="question" type="text" maxlength="500" placeholder="Why is this down? (optional question)"
-                    prop:value=move || question.get()
-                    on:input=move |ev| question.set(event_target_value(&ev))/>
-            })}
             {move || state.get().stale.map(|s| view! { <p class="badge stale-badge">{format!("Stale: {s}")}</p> })}
             {move || {
                 let c = state.get();
@@ -155,6 +217,7 @@ pub fn InsightCard(card: Card, #[prop(optional)] compact: bool) -> impl IntoView
                     (None, None) => view! { <p class="empty">"No insight yet: refresh to ask the agent."</p> }.into_any(),
                 }
             }}
+            <AskBox site=ask_site metric=metric.key().to_string() unit/>
         </section>
     }
 }

@@ -61,6 +61,13 @@ pub enum ContractSource {
     Narrative,
 }
 
+/// Token counts an agent reported (`usage`), when it did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+}
+
 /// What a reply boiled down to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentAnswer {
@@ -69,8 +76,10 @@ pub struct AgentAnswer {
     pub insight: Option<Insight>,
     pub source: ContractSource,
     pub trace_id: Option<String>,
+    /// The reply's output items, as sent back in `input` on a follow-up turn.
+    pub items: Vec<Value>,
+    pub usage: Option<Usage>,
 }
-
 /// Why a reply could not be used.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum ReplyError {
@@ -80,6 +89,8 @@ pub enum ReplyError {
     InBandError,
     #[error("the agent reply has no text and no insight")]
     Empty,
+    #[error("the agent's stream ended before it finished")]
+    Cut,
 }
 
 fn text_of(v: &Value, key: &str) -> Option<String> {
@@ -196,10 +207,33 @@ pub fn output_text(items: &[Value]) -> String {
     parts.join("\n")
 }
 
+fn usage_of(v: &Value) -> Option<Usage> {
+    let u = v.get("usage")?;
+    let usage = Usage {
+        input_tokens: u.get("input_tokens").and_then(Value::as_i64),
+        output_tokens: u.get("output_tokens").and_then(Value::as_i64),
+    };
+    (usage != Usage::default()).then_some(usage)
+}
+
+/// The trace id wherever a server put it: AgentServer's `metadata.trace_id`, Databricks'
+/// `databricks_output.trace.info.trace_id`, or the agent's own `custom_outputs.trace_id`.
+fn trace_id_of(v: &Value) -> Option<String> {
+    v.get("metadata")
+        .and_then(|m| text_of(m, "trace_id"))
+        .or_else(|| {
+            v.pointer("/databricks_output/trace/info")
+                .and_then(|i| text_of(i, "trace_id"))
+        })
+        .or_else(|| v.get("custom_outputs").and_then(|c| text_of(c, "trace_id")))
+}
+
 fn finish(
     text: String,
     custom_outputs: Option<&Value>,
     trace_id: Option<String>,
+    items: Vec<Value>,
+    usage: Option<Usage>,
 ) -> Result<AgentAnswer, ReplyError> {
     let from_custom = custom_outputs
         .and_then(|c| c.get("insight"))
@@ -220,16 +254,22 @@ fn finish(
         insight,
         source,
         trace_id,
+        items,
+        usage,
     })
 }
 
-/// Interprets a non-streaming ResponsesAgentResponse.
+/// Interprets a non-streaming ResponsesAgentResponse (or an OpenAI Responses object).
 pub fn answer_from_json(body: &[u8]) -> Result<AgentAnswer, ReplyError> {
     let v: Value = serde_json::from_slice(body).map_err(|_| ReplyError::Malformed)?;
     if !v.is_object() {
         return Err(ReplyError::Malformed);
     }
-    if v.get("error").is_some_and(|e| !e.is_null()) && v.get("output").is_none() {
+    if v.get("error").is_some_and(|e| !e.is_null())
+        && v.get("output")
+            .and_then(Value::as_array)
+            .is_none_or(|o| o.is_empty())
+    {
         return Err(ReplyError::InBandError);
     }
     let items = v
@@ -237,79 +277,206 @@ pub fn answer_from_json(body: &[u8]) -> Result<AgentAnswer, ReplyError> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let trace_id = v.get("metadata").and_then(|m| text_of(m, "trace_id"));
-    finish(output_text(&items), v.get("custom_outputs"), trace_id)
+    finish(
+        output_text(&items),
+        v.get("custom_outputs"),
+        trace_id_of(&v),
+        items,
+        usage_of(&v),
+    )
 }
 
-/// Interprets an SSE stream of ResponsesAgentStreamEvents (`data: <json>` lines ending in
-/// `data: [DONE]`). The final answer is the items of the `response.output_item.done` events;
-/// deltas are only used when a stream has no done events.
-pub fn answer_from_sse(body: &str) -> Result<AgentAnswer, ReplyError> {
-    let mut done_items: Vec<Value> = Vec::new();
-    let mut deltas: Vec<(String, String)> = Vec::new();
-    let mut custom_outputs: Option<Value> = None;
-    let mut trace_id = None;
-    let mut saw_event = false;
-    for line in body.lines() {
-        let Some(data) = line.strip_prefix("data:") else {
-            continue;
-        };
+/// Splits an SSE byte stream into the payloads of its events (`data:` lines joined by
+/// newlines; `event:`, `id:` and comment lines ignored). Feed chunks as they arrive: an
+/// event split across chunks is held until its blank line.
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    buf: Vec<u8>,
+    data: Vec<String>,
+}
+
+impl SseDecoder {
+    pub fn push(&mut self, chunk: &[u8]) -> Vec<String> {
+        self.buf.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        while let Some(nl) = self.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.buf.drain(..=nl).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if !self.data.is_empty() {
+                    out.push(self.data.join("\n"));
+                    self.data.clear();
+                }
+            } else if let Some(d) = line.strip_prefix("data:") {
+                self.data.push(d.strip_prefix(' ').unwrap_or(d).to_string());
+            }
+        }
+        out
+    }
+
+    /// The last event when the stream ends without a blank line after it.
+    pub fn finish(&mut self) -> Option<String> {
+        let rest = std::mem::take(&mut self.buf);
+        let rest = String::from_utf8_lossy(&rest);
+        for line in rest.lines() {
+            if let Some(d) = line.strip_prefix("data:") {
+                self.data.push(d.strip_prefix(' ').unwrap_or(d).to_string());
+            }
+        }
+        (!self.data.is_empty()).then(|| std::mem::take(&mut self.data).join("\n"))
+    }
+}
+
+/// What one stream event means for a live view.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamStep {
+    /// Text to append to the message being written.
+    Delta(String),
+    /// The stream is over (`[DONE]` or `response.completed`).
+    Done,
+    Nothing,
+}
+
+/// Folds ResponsesAgentStreamEvents into an answer, one event at a time, as MLflow itself
+/// reduces streams: the final answer is the items of the `response.output_item.done`
+/// events; deltas are for display and only used when a stream has no done events.
+#[derive(Debug, Default)]
+pub struct StreamFold {
+    done_items: Vec<Value>,
+    deltas: Vec<(String, String)>,
+    custom_outputs: Option<Value>,
+    trace_id: Option<String>,
+    usage: Option<Usage>,
+    saw_event: bool,
+    finished: bool,
+    error: bool,
+}
+
+impl StreamFold {
+    /// Applies one event payload (the text after `data:`).
+    pub fn apply(&mut self, data: &str) -> StreamStep {
         let data = data.trim();
         if data == "[DONE]" {
-            break;
+            self.finished = true;
+            return StreamStep::Done;
         }
         let Ok(event) = serde_json::from_str::<Value>(data) else {
-            continue;
+            return StreamStep::Nothing;
         };
-        saw_event = true;
+        self.saw_event = true;
         if let Some(c) = event.get("custom_outputs").filter(|c| c.is_object()) {
-            custom_outputs = Some(c.clone());
+            self.custom_outputs = Some(c.clone());
         }
-        if let Some(t) = text_of(&event, "trace_id") {
-            trace_id = Some(t);
+        if let Some(t) = text_of(&event, "trace_id").or_else(|| {
+            event
+                .pointer("/databricks_output/trace/info")
+                .and_then(|i| text_of(i, "trace_id"))
+        }) {
+            self.trace_id = Some(t);
         }
         match event.get("type").and_then(Value::as_str) {
-            None if event.get("error").is_some() => return Err(ReplyError::InBandError),
-            Some("error") => return Err(ReplyError::InBandError),
+            None if event.get("error").is_some() => {
+                self.error = true;
+                StreamStep::Done
+            }
+            Some("error") | Some("response.failed") => {
+                self.error = true;
+                StreamStep::Done
+            }
             Some("response.output_text.delta") => {
                 let id = text_of(&event, "item_id").unwrap_or_default();
                 let delta = event
                     .get("delta")
                     .and_then(Value::as_str)
-                    .unwrap_or_default();
-                match deltas.iter_mut().find(|(i, _)| *i == id) {
-                    Some((_, text)) => text.push_str(delta),
-                    None => deltas.push((id, delta.to_string())),
+                    .unwrap_or_default()
+                    .to_string();
+                match self.deltas.iter_mut().find(|(i, _)| *i == id) {
+                    Some((_, text)) => text.push_str(&delta),
+                    None => self.deltas.push((id, delta.clone())),
                 }
+                StreamStep::Delta(delta)
             }
             Some("response.output_item.done") => {
                 if let Some(item) = event.get("item") {
-                    done_items.push(item.clone());
+                    self.done_items.push(item.clone());
                 }
+                StreamStep::Nothing
             }
             Some("response.completed") => {
-                if let Some(items) = event.pointer("/response/output").and_then(Value::as_array) {
-                    if done_items.is_empty() {
-                        done_items = items.clone();
+                if let Some(response) = event.get("response") {
+                    if self.done_items.is_empty() {
+                        if let Some(items) = response.get("output").and_then(Value::as_array) {
+                            self.done_items = items.clone();
+                        }
+                    }
+                    if let Some(c) = response.get("custom_outputs").filter(|c| c.is_object()) {
+                        self.custom_outputs = Some(c.clone());
+                    }
+                    self.usage = usage_of(response).or(self.usage);
+                    if self.trace_id.is_none() {
+                        self.trace_id = trace_id_of(response);
                     }
                 }
+                // OpenAI-style streams end here, without [DONE].
+                self.finished = true;
+                StreamStep::Done
             }
-            _ => {}
+            _ => StreamStep::Nothing,
         }
     }
-    if !saw_event {
-        return Err(ReplyError::Malformed);
+
+    /// The answer once the stream has ended (cleanly or not).
+    pub fn finish(self) -> Result<AgentAnswer, ReplyError> {
+        if self.error {
+            return Err(ReplyError::InBandError);
+        }
+        if !self.saw_event {
+            return Err(ReplyError::Malformed);
+        }
+        if !self.finished {
+            return Err(ReplyError::Cut);
+        }
+        let text = if self.done_items.is_empty() {
+            self.deltas
+                .into_iter()
+                .map(|(_, t)| t)
+                .collect::<Vec<_>>()
+                .join("\n")
+        } else {
+            output_text(&self.done_items)
+        };
+        let items = if self.done_items.is_empty() && !text.is_empty() {
+            vec![
+                serde_json::json!({"type": "message", "id": "msg_1", "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}]}),
+            ]
+        } else {
+            self.done_items
+        };
+        finish(
+            text,
+            self.custom_outputs.as_ref(),
+            self.trace_id,
+            items,
+            self.usage,
+        )
     }
-    let text = if done_items.is_empty() {
-        deltas
-            .into_iter()
-            .map(|(_, t)| t)
-            .collect::<Vec<_>>()
-            .join("\n")
-    } else {
-        output_text(&done_items)
-    };
-    finish(text, custom_outputs.as_ref(), trace_id)
+}
+
+/// Interprets a whole SSE body of ResponsesAgentStreamEvents (`data: <json>` events ending
+/// in `data: [DONE]`).
+pub fn answer_from_sse(body: &str) -> Result<AgentAnswer, ReplyError> {
+    let mut decoder = SseDecoder::default();
+    let mut fold = StreamFold::default();
+    let mut events = decoder.push(body.as_bytes());
+    events.extend(decoder.finish());
+    for data in events {
+        if fold.apply(&data) == StreamStep::Done {
+            break;
+        }
+    }
+    fold.finish()
 }
 
 #[cfg(test)]
@@ -403,6 +570,55 @@ mod tests {
         let err = "data: {\"error\": \"fixture: requested failure\"}\n\ndata: [DONE]\n";
         assert_eq!(answer_from_sse(err), Err(ReplyError::InBandError));
         assert_eq!(answer_from_sse("garbage"), Err(ReplyError::Malformed));
+        let cut = "data: {\"type\": \"response.output_text.delta\", \"item_id\": \"a\", \"delta\": \"part 1\"}\n\n";
+        assert_eq!(answer_from_sse(cut), Err(ReplyError::Cut));
+    }
+
+    #[test]
+    fn sse_decoder_joins_events_split_across_chunks() {
+        let mut d = SseDecoder::default();
+        assert!(d.push(b"data: {\"a\":").is_empty());
+        assert_eq!(
+            d.push(b" 1}\r\n\r\nevent: x\ndata: [DONE]\n"),
+            vec!["{\"a\": 1}"]
+        );
+        assert_eq!(d.push(b"\n"), vec!["[DONE]"]);
+        assert_eq!(d.finish(), None);
+    }
+
+    #[test]
+    fn openai_streams_end_at_response_completed_and_carry_usage() {
+        let completed = json!({"type": "response.completed", "response": {
+            "output": [{"type": "message", "content": [{"type": "output_text", "text": "done text"}]}],
+            "usage": {"input_tokens": 120, "output_tokens": 30}}});
+        let body = format!("event: response.completed\ndata: {completed}\n\n");
+        let a = answer_from_sse(&body).unwrap();
+        assert_eq!(a.text, "done text");
+        assert_eq!(
+            a.usage,
+            Some(Usage {
+                input_tokens: Some(120),
+                output_tokens: Some(30)
+            })
+        );
+    }
+
+    #[test]
+    fn trace_ids_come_from_every_place_servers_put_them() {
+        let msg = json!([{"type": "message", "content": [{"type": "output_text", "text": "t"}]}]);
+        let agent_server = json!({"output": msg, "metadata": {"trace_id": "tr-a"}});
+        let databricks =
+            json!({"output": msg, "databricks_output": {"trace": {"info": {"trace_id": "tr-d"}}}});
+        let custom = json!({"output": msg, "custom_outputs": {"trace_id": "tr-c"}});
+        for (body, want) in [
+            (agent_server, "tr-a"),
+            (databricks, "tr-d"),
+            (custom, "tr-c"),
+        ] {
+            let a = answer_from_json(body.to_string().as_bytes()).unwrap();
+            assert_eq!(a.trace_id.as_deref(), Some(want));
+            assert_eq!(a.items.len(), 1);
+        }
     }
 
     #[test]

@@ -5,10 +5,12 @@
 //! - [`rules`]: business rules (parameters, thresholds, triggers, playbooks) and KPI status.
 //! - [`evidence`]: the evidence pack: one deterministic analysis per (site, metric, period).
 //! - [`insight`]: the insight contract agents return, and its parsing from agent replies.
+//! - [`grounding`]: checks every root cause an agent names against the evidence pack.
 //! - [`analyst`]: the built-in analyst, the reference implementation of the contract.
 
 pub mod analyst;
 pub mod evidence;
+pub mod grounding;
 pub mod insight;
 pub mod kpi;
 pub mod period;

@@ -8,7 +8,9 @@ use crate::domain::evidence::LineFact;
 use crate::domain::kpi::{score_line, KpiCounts, Metric, ScoringParams};
 use crate::domain::period::{fmt_date, parse_date, Week};
 use crate::domain::rules::{Playbook, RuleEntry, Rules, Target};
-use crate::dto::{InsightView, MetricDefinition};
+use crate::dto::{
+    ConversationView, FeedbackView, InsightView, Lineage, MetricDefinition, TurnView,
+};
 use anyhow::Context;
 use chrono::NaiveDate;
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -514,13 +516,18 @@ pub struct NewInsight<'a> {
     pub rules_version: i64,
     pub error: Option<&'a str>,
     pub latency_ms: i64,
+    pub agent_kind: &'a str,
+    pub model_version: Option<String>,
+    pub trace_id: Option<String>,
+    pub grounding_json: Option<String>,
 }
 
 pub async fn insert_insight(db: &Db, i: &NewInsight<'_>) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO insights (id, site, metric, period_start, created_at, status, agent, value, headline, \
-         narrative, insight_json, evidence_hash, rules_version, error, latency_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+         narrative, insight_json, evidence_hash, rules_version, error, latency_ms, agent_kind, \
+         model_version, trace_id, grounding_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
     )
     .bind(i.id.to_string())
     .bind(i.site.to_string())
@@ -537,13 +544,17 @@ pub async fn insert_insight(db: &Db, i: &NewInsight<'_>) -> anyhow::Result<()> {
     .bind(i.rules_version)
     .bind(i.error.map(str::to_string))
     .bind(i.latency_ms)
+    .bind(i.agent_kind.to_string())
+    .bind(i.model_version.clone())
+    .bind(i.trace_id.clone())
+    .bind(i.grounding_json.clone())
     .execute(db)
     .await
     .context("Failed to store the insight")?;
     Ok(())
 }
 
-const INSIGHT_COLS: &str = "id, site, metric, period_start, created_at, status, agent, value, headline, narrative, insight_json, evidence_hash, rules_version, error, latency_ms";
+const INSIGHT_COLS: &str = "id, site, metric, period_start, created_at, status, agent, value, headline, narrative, insight_json, evidence_hash, rules_version, error, latency_ms, agent_kind, model_version, trace_id, grounding_json";
 
 fn insight_view(r: &AnyRow) -> Result<Option<InsightView>, sqlx::Error> {
     let metric: String = r.try_get("metric")?;
@@ -552,6 +563,7 @@ fn insight_view(r: &AnyRow) -> Result<Option<InsightView>, sqlx::Error> {
     };
     let period_start: String = r.try_get("period_start")?;
     let json: Option<String> = r.try_get("insight_json")?;
+    let grounding: Option<String> = r.try_get("grounding_json")?;
     Ok(Some(InsightView {
         id: r.try_get("id")?,
         site: r.try_get("site")?,
@@ -571,7 +583,28 @@ fn insight_view(r: &AnyRow) -> Result<Option<InsightView>, sqlx::Error> {
         latency_ms: r.try_get("latency_ms")?,
         status: r.try_get("status")?,
         error: r.try_get("error")?,
+        agent_kind: r.try_get("agent_kind")?,
+        model_version: r.try_get("model_version")?,
+        trace_id: r.try_get("trace_id")?,
+        grounding: grounding
+            .and_then(|g| serde_json::from_str(&g).ok())
+            .unwrap_or_default(),
     }))
+}
+
+/// One insight (or failed attempt) by id.
+pub async fn insight(db: &Db, id: &str) -> anyhow::Result<Option<InsightView>> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {INSIGHT_COLS} FROM insights WHERE id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(db)
+    .await
+    .context("Failed to read the insight")?;
+    Ok(match row {
+        Some(r) => insight_view(&r)?,
+        None => None,
+    })
 }
 
 /// Insight attempts for one card (or all of a site's, or all), latest first.
@@ -614,4 +647,344 @@ pub async fn latest_insights(db: &Db) -> anyhow::Result<Vec<InsightView>> {
         out.extend(insight_view(r)?);
     }
     Ok(out)
+}
+
+/// One agent call, for lineage.
+pub struct NewAgentCall<'a> {
+    pub id: &'a str,
+    pub created_at: &'a str,
+    pub agent: &'a str,
+    pub kind: &'a str,
+    pub endpoint: &'a str,
+    pub model: Option<String>,
+    pub model_version: Option<String>,
+    pub trace_id: Option<String>,
+    pub evidence_hash: &'a str,
+    pub rules_version: i64,
+    pub request_json: &'a str,
+    pub response_body: Option<&'a str>,
+    pub status: &'a str,
+    pub error: Option<&'a str>,
+    pub latency_ms: i64,
+    pub attempts: i64,
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+}
+
+pub async fn insert_agent_call(db: &Db, c: &NewAgentCall<'_>) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO agent_calls (id, created_at, agent, kind, endpoint, model, model_version, trace_id, \
+         evidence_hash, rules_version, request_json, response_body, status, error, latency_ms, attempts, \
+         input_tokens, output_tokens) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+    )
+    .bind(c.id.to_string())
+    .bind(c.created_at.to_string())
+    .bind(c.agent.to_string())
+    .bind(c.kind.to_string())
+    .bind(c.endpoint.to_string())
+    .bind(c.model.clone())
+    .bind(c.model_version.clone())
+    .bind(c.trace_id.clone())
+    .bind(c.evidence_hash.to_string())
+    .bind(c.rules_version)
+    .bind(c.request_json.to_string())
+    .bind(c.response_body.map(str::to_string))
+    .bind(c.status.to_string())
+    .bind(c.error.map(str::to_string))
+    .bind(c.latency_ms)
+    .bind(c.attempts)
+    .bind(c.input_tokens)
+    .bind(c.output_tokens)
+    .execute(db)
+    .await
+    .context("Failed to store the agent call")?;
+    Ok(())
+}
+
+pub async fn lineage(db: &Db, id: &str) -> anyhow::Result<Option<Lineage>> {
+    let row = sqlx::query(
+        "SELECT id, created_at, agent, kind, endpoint, model, model_version, trace_id, evidence_hash, \
+         rules_version, request_json, response_body, status, error, latency_ms, attempts, input_tokens, \
+         output_tokens FROM agent_calls WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(db)
+    .await
+    .context("Failed to read the lineage")?;
+    let Some(r) = row else { return Ok(None) };
+    let request: String = r.try_get("request_json")?;
+    Ok(Some(Lineage {
+        id: r.try_get("id")?,
+        created_at: r.try_get("created_at")?,
+        agent: r.try_get("agent")?,
+        kind: r.try_get("kind")?,
+        endpoint: r.try_get("endpoint")?,
+        model: r.try_get("model")?,
+        model_version: r.try_get("model_version")?,
+        trace_id: r.try_get("trace_id")?,
+        evidence_hash: r.try_get("evidence_hash")?,
+        rules_version: r.try_get("rules_version")?,
+        request_json: serde_json::from_str::<serde_json::Value>(&request)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or(request),
+        response_body: r.try_get("response_body")?,
+        status: r.try_get("status")?,
+        error: r.try_get("error")?,
+        latency_ms: r.try_get("latency_ms")?,
+        attempts: r.try_get("attempts")?,
+        input_tokens: r.try_get("input_tokens")?,
+        output_tokens: r.try_get("output_tokens")?,
+    }))
+}
+
+/// A conversation's anchor.
+pub struct NewConversation<'a> {
+    pub id: &'a str,
+    pub site: &'a str,
+    pub metric: Metric,
+    pub period_start: NaiveDate,
+    pub agent: &'a str,
+    pub title: &'a str,
+    pub created_at: &'a str,
+}
+
+pub async fn insert_conversation(db: &Db, c: &NewConversation<'_>) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO conversations (id, site, metric, period_start, agent, title, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(c.id.to_string())
+    .bind(c.site.to_string())
+    .bind(c.metric.key())
+    .bind(fmt_date(c.period_start))
+    .bind(c.agent.to_string())
+    .bind(c.title.to_string())
+    .bind(c.created_at.to_string())
+    .execute(db)
+    .await
+    .context("Failed to store the conversation")?;
+    Ok(())
+}
+
+/// Adds a running turn with the next sequence number; the unique (conversation, seq) key
+/// refuses a concurrent second turn with the same number.
+pub async fn insert_turn(
+    db: &Db,
+    id: &str,
+    conversation_id: &str,
+    question: &str,
+    input_items_json: &str,
+    created_at: &str,
+) -> anyhow::Result<i64> {
+    let seq: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(MAX(seq), 0) + 1 AS BIGINT) FROM conversation_turns WHERE conversation_id = $1",
+    )
+    .bind(conversation_id.to_string())
+    .fetch_one(db)
+    .await
+    .context("Failed to number the turn")?;
+    sqlx::query(
+        "INSERT INTO conversation_turns (id, conversation_id, seq, question, input_items_json, \
+         output_items_json, status, answer, created_at) VALUES ($1, $2, $3, $4, $5, '[]', 'running', '', $6)",
+    )
+    .bind(id.to_string())
+    .bind(conversation_id.to_string())
+    .bind(seq)
+    .bind(question.to_string())
+    .bind(input_items_json.to_string())
+    .bind(created_at.to_string())
+    .execute(db)
+    .await
+    .context("Failed to store the turn")?;
+    Ok(seq)
+}
+
+/// How a turn ended.
+pub struct TurnOutcome {
+    pub status: &'static str,
+    pub answer: String,
+    pub output_items_json: String,
+    pub insight_json: Option<String>,
+    pub grounding_json: Option<String>,
+    pub error: Option<String>,
+    pub finished_at: String,
+}
+
+pub async fn finish_turn(db: &Db, id: &str, o: &TurnOutcome) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE conversation_turns SET status = $2, answer = $3, output_items_json = $4, insight_json = $5, \
+         grounding_json = $6, error = $7, finished_at = $8 WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .bind(o.status.to_string())
+    .bind(o.answer.clone())
+    .bind(o.output_items_json.clone())
+    .bind(o.insight_json.clone())
+    .bind(o.grounding_json.clone())
+    .bind(o.error.clone())
+    .bind(o.finished_at.clone())
+    .execute(db)
+    .await
+    .context("Failed to finish the turn")?;
+    Ok(())
+}
+
+const TURN_COLS: &str = "id, conversation_id, seq, question, input_items_json, output_items_json, status, answer, insight_json, grounding_json, error, created_at";
+
+fn turn_view(r: &AnyRow) -> Result<TurnView, sqlx::Error> {
+    let insight: Option<String> = r.try_get("insight_json")?;
+    let grounding: Option<String> = r.try_get("grounding_json")?;
+    Ok(TurnView {
+        id: r.try_get("id")?,
+        seq: r.try_get("seq")?,
+        question: r.try_get("question")?,
+        status: r.try_get("status")?,
+        answer: r.try_get("answer")?,
+        insight: insight.and_then(|j| serde_json::from_str(&j).ok()),
+        grounding: grounding
+            .and_then(|g| serde_json::from_str(&g).ok())
+            .unwrap_or_default(),
+        error: r.try_get("error")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// One turn and its conversation id.
+pub async fn turn(db: &Db, id: &str) -> anyhow::Result<Option<(String, TurnView)>> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {TURN_COLS} FROM conversation_turns WHERE id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(db)
+    .await
+    .context("Failed to read the turn")?;
+    match row {
+        Some(r) => Ok(Some((r.try_get("conversation_id")?, turn_view(&r)?))),
+        None => Ok(None),
+    }
+}
+
+/// A conversation with its turns in order, and the input items of its finished turns
+/// (what the next turn sends back in `input`).
+pub async fn conversation(
+    db: &Db,
+    id: &str,
+) -> anyhow::Result<Option<(ConversationView, Vec<serde_json::Value>)>> {
+    let Some(c) = sqlx::query(
+        "SELECT id, site, metric, period_start, agent, title, created_at FROM conversations WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .fetch_optional(db)
+    .await
+    .context("Failed to read the conversation")?
+    else {
+        return Ok(None);
+    };
+    let metric: String = c.try_get("metric")?;
+    let Some(metric) = Metric::parse(&metric) else {
+        return Ok(None);
+    };
+    let rows = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {TURN_COLS} FROM conversation_turns WHERE conversation_id = $1 ORDER BY seq"
+    )))
+    .bind(id.to_string())
+    .fetch_all(db)
+    .await
+    .context("Failed to read the conversation's turns")?;
+    let mut turns = Vec::new();
+    let mut history = Vec::new();
+    for r in &rows {
+        let t = turn_view(r)?;
+        // Failed and running turns are not part of what the agent has seen answered.
+        if t.status == "ok" {
+            for col in ["input_items_json", "output_items_json"] {
+                let items: String = r.try_get(col)?;
+                if let Ok(serde_json::Value::Array(items)) = serde_json::from_str(&items) {
+                    history.extend(items);
+                }
+            }
+        }
+        turns.push(t);
+    }
+    let period_start: String = c.try_get("period_start")?;
+    Ok(Some((
+        ConversationView {
+            id: c.try_get("id")?,
+            site: c.try_get("site")?,
+            metric,
+            period_label: parse_date(&period_start)
+                .map(|d| Week::containing(d).label())
+                .unwrap_or_default(),
+            period_start,
+            agent: c.try_get("agent")?,
+            title: c.try_get("title")?,
+            created_at: c.try_get("created_at")?,
+            turns,
+        },
+        history,
+    )))
+}
+
+pub async fn insert_feedback(db: &Db, f: &FeedbackView, user_id: &str) -> anyhow::Result<()> {
+    sqlx::query(
+        "INSERT INTO feedback (id, insight_id, helpful, reason, user_id, created_at, mlflow_state) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(f.id.clone())
+    .bind(f.insight_id.clone())
+    .bind(i64::from(f.helpful))
+    .bind(f.reason.clone())
+    .bind(user_id.to_string())
+    .bind(f.created_at.clone())
+    .bind(f.mlflow_state.clone())
+    .execute(db)
+    .await
+    .context("Failed to store the feedback")?;
+    Ok(())
+}
+
+pub async fn set_feedback_mlflow(
+    db: &Db,
+    id: &str,
+    state: &str,
+    assessment_id: Option<&str>,
+    error: Option<&str>,
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE feedback SET mlflow_state = $2, assessment_id = $3, mlflow_error = $4 WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .bind(state.to_string())
+    .bind(assessment_id.map(str::to_string))
+    .bind(error.map(str::to_string))
+    .execute(db)
+    .await
+    .context("Failed to update the feedback")?;
+    Ok(())
+}
+
+pub async fn feedback_for(db: &Db, insight_id: &str) -> anyhow::Result<Vec<FeedbackView>> {
+    let rows = sqlx::query(
+        "SELECT id, insight_id, helpful, reason, created_at, mlflow_state, assessment_id FROM feedback \
+         WHERE insight_id = $1 ORDER BY created_at DESC, id DESC",
+    )
+    .bind(insight_id.to_string())
+    .fetch_all(db)
+    .await
+    .context("Failed to read feedback")?;
+    rows.iter()
+        .map(|r| {
+            Ok(FeedbackView {
+                id: r.try_get("id")?,
+                insight_id: r.try_get("insight_id")?,
+                helpful: r.try_get::<i64, _>("helpful")? != 0,
+                reason: r.try_get("reason")?,
+                created_at: r.try_get("created_at")?,
+                mlflow_state: r.try_get("mlflow_state")?,
+                assessment_id: r.try_get("assessment_id")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .context("Failed to read feedback")
 }

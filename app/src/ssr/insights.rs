@@ -1,6 +1,7 @@
 //! Insight refresh (evidence → agent → stored insight) and the state of a card.
 
-use super::agent::build_request;
+use super::agent::{build_request, Agents};
+use super::ask::{ask, Subject};
 use super::db::{self, NewInsight};
 use super::evidence;
 use super::state::AppState;
@@ -18,12 +19,13 @@ pub fn default_question(metric: Metric, site_name: &str, week_label: &str) -> St
     )
 }
 
-/// A sortable, unique-enough id: creation time in microseconds, process id, counter.
-fn new_id(now: chrono::DateTime<chrono::Utc>) -> String {
+/// A sortable, unique-enough id: a prefix, creation time in microseconds, process id,
+/// counter.
+pub fn new_id(now: chrono::DateTime<chrono::Utc>, prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!(
-        "ins_{:x}{:05x}{:04x}",
+        "{prefix}_{:x}{:05x}{:04x}",
         now.timestamp_micros(),
         std::process::id() & 0xfffff,
         n & 0xffff
@@ -35,9 +37,11 @@ pub fn timestamp(now: chrono::DateTime<chrono::Utc>) -> String {
     now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-/// Refreshes one card: builds the evidence pack, asks the agent, stores the result. A
-/// failed call is stored as an `error` attempt (so the card can say why it is stale) and
-/// returned as an error; the last good insight is untouched.
+/// Refreshes one card: builds the evidence pack, asks the cards agent, checks the reply
+/// against the pack and stores the result with its lineage. A failed call (or a reply
+/// whose every root cause is unsupported by the data) is stored as an `error` attempt, so
+/// the card can say why it is stale, and returned as an error; the last good insight is
+/// untouched.
 #[tracing::instrument(skip_all, fields(site = %site, metric = %metric_key))]
 pub async fn refresh(
     state: &AppState,
@@ -53,17 +57,30 @@ pub async fn refresh(
     let week = Week::latest_complete(as_of);
     let pack = evidence::load(&state.db, &rules, site, metric, as_of).await?;
     let hash = evidence::hash(&pack);
-    let question = question
-        .map(str::trim)
-        .filter(|q| !q.is_empty())
-        .map(|q| q.chars().take(2000).collect::<String>())
+    let question = clean_question(question)
         .unwrap_or_else(|| default_question(metric, &pack.scope.site_name, &pack.period.label));
     let request = build_request(&pack, &rules, &question);
-    let started = std::time::Instant::now();
-    let result = state.agent.invoke(&request).await;
-    let now = chrono::Utc::now();
-    let id = new_id(now);
-    let created_at = timestamp(now);
+    let agent = state.agents.cards().clone();
+    let id = new_id(chrono::Utc::now(), "ins");
+    let asked = ask(
+        state,
+        &agent,
+        &Subject {
+            id: &id,
+            pack: &pack,
+            evidence_hash: &hash,
+            rules_version: rules.version,
+        },
+        &request,
+        false,
+        None,
+    )
+    .await?;
+    let created_at = timestamp(chrono::Utc::now());
+    let grounding_json = (!asked.grounding.is_empty())
+        .then(|| serde_json::to_string(&asked.grounding).ok())
+        .flatten();
+    let trace_id = asked.trace_id();
     let mut row = NewInsight {
         id: &id,
         site,
@@ -71,7 +88,7 @@ pub async fn refresh(
         period_start: week.start,
         created_at: &created_at,
         status: "ok",
-        agent: state.agent.name(),
+        agent: agent.name(),
         value: pack.value,
         headline: "",
         narrative: "",
@@ -79,10 +96,15 @@ pub async fn refresh(
         evidence_hash: &hash,
         rules_version: rules.version,
         error: None,
-        latency_ms: 0,
+        latency_ms: asked.latency_ms,
+        agent_kind: agent.kind().key(),
+        model_version: asked.model_version.clone(),
+        trace_id: trace_id.clone(),
+        grounding_json,
     };
-    match result {
-        Ok((answer, latency)) => {
+    match asked.outcome {
+        Ok(reply) => {
+            let answer = reply.answer;
             let headline = answer
                 .insight
                 .as_ref()
@@ -103,9 +125,8 @@ pub async fn refresh(
                 .insight
                 .as_ref()
                 .and_then(|i| serde_json::to_string(i).ok());
-            row.latency_ms = latency.as_millis() as i64;
             db::insert_insight(&state.db, &row).await?;
-            tracing::info!(latency_ms = row.latency_ms, source = ?answer.source, "insight refreshed");
+            tracing::info!(latency_ms = row.latency_ms, source = ?answer.source, attempts = reply.attempts, "insight refreshed");
             Ok(InsightView {
                 id: id.clone(),
                 site: site.to_string(),
@@ -113,7 +134,7 @@ pub async fn refresh(
                 period_start: fmt_date(week.start),
                 period_label: week.label(),
                 created_at: created_at.clone(),
-                agent: state.agent.name().to_string(),
+                agent: agent.name().to_string(),
                 value: pack.value,
                 headline: headline.clone(),
                 narrative: answer.text.clone(),
@@ -123,6 +144,10 @@ pub async fn refresh(
                 latency_ms: row.latency_ms,
                 status: "ok".into(),
                 error: None,
+                agent_kind: Some(agent.kind().key().to_string()),
+                model_version: asked.model_version,
+                trace_id,
+                grounding: asked.grounding,
             })
         }
         Err(e) => {
@@ -132,10 +157,43 @@ pub async fn refresh(
             row.status = "error";
             row.headline = "Refresh failed";
             row.error = Some(&message);
-            row.latency_ms = started.elapsed().as_millis() as i64;
             db::insert_insight(&state.db, &row).await?;
             Err(ServiceError::Agent(e))
         }
+    }
+}
+
+/// A user's question, trimmed and capped at 2,000 characters; `None` when blank.
+pub fn clean_question(question: Option<&str>) -> Option<String> {
+    question
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(|q| q.chars().take(2000).collect::<String>())
+}
+
+/// Marks a card stale when its insight came from a model version the agent's alias no
+/// longer points at.
+pub fn mark_model_moved(card: &mut Card, agents: &Agents) {
+    let Some(insight) = &card.insight else { return };
+    let (Some(made_by), Some(agent)) = (&insight.model_version, agents.get(&insight.agent)) else {
+        return;
+    };
+    let Some(current) = agent.cached_model_version() else {
+        return;
+    };
+    if &current != made_by {
+        let model = agent
+            .profile()
+            .model
+            .as_ref()
+            .map(|m| m.uri())
+            .unwrap_or_default();
+        let reason =
+            format!("made by model version {made_by}; {model} now points to version {current}");
+        card.stale = Some(match card.stale.take() {
+            Some(s) => format!("{reason}; {s}"),
+            None => reason,
+        });
     }
 }
 
@@ -210,6 +268,10 @@ mod tests {
             latency_ms: 1,
             status: if error.is_some() { "error" } else { "ok" }.into(),
             error: error.map(Into::into),
+            agent_kind: None,
+            model_version: None,
+            trace_id: None,
+            grounding: vec![],
         }
     }
 

@@ -2,7 +2,7 @@
 
 use super::db;
 use super::evidence;
-use super::insights::card;
+use super::insights::{card, mark_model_moved};
 use super::state::AppState;
 use super::ServiceError;
 use crate::domain::evidence::{EvidencePack, PeriodRef, NETWORK};
@@ -84,7 +84,25 @@ fn row(
     }
 }
 
+/// Asks MLflow where the agents' aliases point now (cached per agent for 30 s), so cards
+/// from a model version the alias has moved away from show as stale. A slow MLflow holds
+/// the page up for 2 s at most; the last known versions are used then.
+async fn refresh_model_versions(state: &AppState) {
+    let lookups = futures::future::join_all(state.agents.all().iter().map(|a| a.model_version()));
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), lookups).await;
+}
+
+fn mark_models(mut d: Dashboard, state: &AppState) -> Dashboard {
+    for row in std::iter::once(&mut d.network).chain(d.sites.iter_mut()) {
+        for c in &mut row.cards {
+            mark_model_moved(c, &state.agents);
+        }
+    }
+    d
+}
+
 pub async fn dashboard(state: &AppState) -> Result<Dashboard, ServiceError> {
+    refresh_model_versions(state).await;
     let as_of = state.today();
     let week = Week::latest_complete(as_of);
     let span = week.trailing(12);
@@ -128,7 +146,7 @@ pub async fn dashboard(state: &AppState) -> Result<Dashboard, ServiceError> {
             )
         })
         .collect();
-    Ok(Dashboard {
+    let dashboard = Dashboard {
         as_of: crate::domain::period::fmt_date(as_of),
         period: PeriodRef::from(week),
         previous_period: PeriodRef::from(week.previous()),
@@ -143,7 +161,8 @@ pub async fn dashboard(state: &AppState) -> Result<Dashboard, ServiceError> {
         ),
         sites: site_rows,
         rules_version: rules.version,
-    })
+    };
+    Ok(mark_models(dashboard, state))
 }
 
 fn tile_from_pack(pack: &EvidencePack) -> Tile {
@@ -172,9 +191,12 @@ pub async fn detail(state: &AppState, site: &str, metric: &str) -> Result<KpiDet
     let ok = history.iter().find(|i| i.status == "ok").cloned();
     let failed = history.iter().find(|i| i.status != "ok").cloned();
     let week = Week::latest_complete(as_of);
+    refresh_model_versions(state).await;
+    let mut card = card(site, metric, pack.value, week, rules.version, ok, failed);
+    mark_model_moved(&mut card, &state.agents);
     Ok(KpiDetail {
         tile: tile_from_pack(&pack),
-        card: card(site, metric, pack.value, week, rules.version, ok, failed),
+        card,
         evidence: pack,
         history,
     })

@@ -1,23 +1,32 @@
 //! Server-only code, compiled with the `ssr` feature (the one gate in this crate).
 //!
 //! - [`db`]: the pool, migrations and every SQL statement (portable SQLite/PostgreSQL).
-//! - [`agent`]: the ResponsesAgent client (one shared `reqwest::Client`).
+//! - [`agent`]: agent profiles and kinds, the ResponsesAgent client (one shared
+//!   `reqwest::Client`, breaker, retries, streaming), MLflow REST (aliases, assessments).
 //! - [`analyst_server`]: the built-in analyst's protocol handling (request in, reply out).
 //! - [`evidence`]: loads what an evidence pack needs and builds it.
+//! - [`ask`]: pack → agent → grounding check → lineage, shared by cards and questions.
 //! - [`kpis`]: the dashboard and KPI detail views.
 //! - [`insights`]: refreshing an insight on demand and card state (stale, error).
+//! - [`conversations`]: streamed "why is this down?" questions and follow-ups.
+//! - [`feedback`]: thumbs up/down, forwarded to MLflow as assessments.
+//! - [`settings`]: the agents' status for the settings page.
 //! - [`import`]: CSV import of order lines, all-or-nothing.
 //! - [`seed`]: the demo network generator.
 //! - [`state`]: `AppState`, what every request and server function gets.
 
 pub mod agent;
 pub mod analyst_server;
+pub mod ask;
+pub mod conversations;
 pub mod db;
 pub mod evidence;
+pub mod feedback;
 pub mod import;
 pub mod insights;
 pub mod kpis;
 pub mod seed;
+pub mod settings;
 pub mod state;
 
 use crate::error::AppError;

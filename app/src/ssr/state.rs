@@ -1,6 +1,7 @@
 //! What every request, server function and CLI command works with.
 
-use super::agent::AgentClient;
+use super::agent::Agents;
+use super::conversations::LiveTurns;
 use super::db::Db;
 use axum::extract::FromRef;
 use chrono::NaiveDate;
@@ -9,7 +10,9 @@ use leptos::config::LeptosOptions;
 #[derive(Clone, Debug)]
 pub struct AppState {
     pub db: Db,
-    pub agent: AgentClient,
+    pub agents: Agents,
+    /// Questions being answered by this process.
+    pub live: LiveTurns,
     /// Fixed reference date (`OPSIGHT_AS_OF`), or `None` for today (UTC).
     pub as_of: Option<NaiveDate>,
     pub leptos_options: LeptosOptions,

@@ -6,15 +6,28 @@
 //! - `POST /api/v1/insights/refresh` `{site, metric, question?}`: runs the agent now and
 //!   returns the new insight (502 with a safe message when the agent fails).
 //!
+//! - `POST /api/v1/conversations` `{site, metric, question}`: starts a drill-down; returns
+//!   `{conversation_id, turn_id}` (202) at once.
+//! - `POST /api/v1/conversations/{id}/turns` `{question}`: a follow-up question.
+//! - `GET  /api/v1/conversations/{id}`: the conversation and its turns.
+//! - `GET  /api/v1/turns/{id}/events`: SSE, `data: {"type":"delta","text":..}` as the
+//!   agent writes, then `data: {"type":"final","turn":{..}}`.
+//! - `GET  /api/v1/insights/{id}/lineage`: the agent call behind an insight or turn.
+//! - `GET|POST /api/v1/insights/{id}/feedback` `{helpful, reason?}`: thumbs up/down.
+//! - `GET  /api/v1/agents[?check=true]`: configured agents, health, breaker, model version.
+//!
 //! Errors are JSON `{"error": "..."}`; unknown sites or metrics are 404.
 
 use app::domain::evidence::NETWORK;
-use app::dto::{Dashboard, InsightView};
+use app::dto::{
+    AgentStatus, ConversationView, Dashboard, FeedbackView, InsightView, Lineage, TurnStarted,
+};
 use app::ssr::state::AppState;
-use app::ssr::{db, evidence, insights, kpis, ServiceError};
+use app::ssr::{conversations, db, evidence, feedback, insights, kpis, settings, ServiceError};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -26,6 +39,26 @@ pub fn router() -> Router<AppState> {
         .route("/dashboard", get(dashboard))
         .route("/insights", get(list_insights))
         .route("/insights/refresh", post(refresh))
+        .route("/insights/{id}/lineage", get(lineage))
+        .route(
+            "/insights/{id}/feedback",
+            get(list_feedback).post(give_feedback),
+        )
+        .route("/conversations", post(start_conversation))
+        .route("/conversations/{id}", get(conversation))
+        .route("/conversations/{id}/turns", post(follow_up))
+        .route("/turns/{id}/events", get(turn_events))
+        .route("/agents", get(agents))
+}
+
+/// Reads a JSON body or answers 400 saying what was expected.
+fn json_body<T>(body: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, ApiError> {
+    body.map(|Json(b)| b).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("expected JSON {expected}: {}", e.body_text()),
+        )
+    })
 }
 
 /// The API's error: a status and a safe message. Internal causes are logged once here.
@@ -125,4 +158,107 @@ async fn refresh(
     Ok(Json(
         insights::refresh(&state, &body.site, &body.metric, body.question.as_deref()).await?,
     ))
+}
+
+async fn lineage(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Lineage>, ApiError> {
+    db::lineage(&state.db, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no lineage for this id".into()))
+}
+
+#[derive(Deserialize)]
+struct FeedbackBody {
+    helpful: bool,
+    reason: Option<String>,
+}
+
+async fn give_feedback(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<FeedbackBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<FeedbackView>), ApiError> {
+    let body = json_body(body, "{helpful: bool, reason?}")?;
+    let view = feedback::give(&state, &id, body.helpful, body.reason.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn list_feedback(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<FeedbackView>>, ApiError> {
+    Ok(Json(feedback::of_insight(&state, &id).await?))
+}
+
+#[derive(Deserialize)]
+struct StartBody {
+    site: String,
+    metric: String,
+    question: String,
+}
+
+async fn start_conversation(
+    State(state): State<AppState>,
+    body: Result<Json<StartBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<TurnStarted>), ApiError> {
+    let body = json_body(body, "{site, metric, question}")?;
+    let started = conversations::start(&state, &body.site, &body.metric, &body.question).await?;
+    Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+#[derive(Deserialize)]
+struct TurnBody {
+    question: String,
+}
+
+async fn follow_up(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<TurnBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<TurnStarted>), ApiError> {
+    let body = json_body(body, "{question}")?;
+    let started = conversations::follow_up(&state, &id, &body.question).await?;
+    Ok((StatusCode::ACCEPTED, Json(started)))
+}
+
+async fn conversation(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ConversationView>, ApiError> {
+    Ok(Json(conversations::get(&state, &id).await?))
+}
+
+/// The turn's events as SSE. Each event is sent as soon as it exists (no buffering
+/// layer: compression is skipped for `text/event-stream`).
+async fn turn_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let rx = conversations::events(&state, &id).await?;
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        let event = rx.recv().await?;
+        let data = serde_json::to_string(&event).unwrap_or_default();
+        Some((
+            Ok::<_, std::convert::Infallible>(Event::default().data(data)),
+            rx,
+        ))
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct AgentsQuery {
+    check: Option<bool>,
+}
+
+async fn agents(
+    State(state): State<AppState>,
+    Query(q): Query<AgentsQuery>,
+) -> Json<Vec<AgentStatus>> {
+    Json(settings::agents(&state, q.check.unwrap_or(false)).await)
 }

@@ -2,7 +2,7 @@
 //! port, with the agent pointed at the built-in analyst or at a mock.
 #![allow(dead_code)] // each test file uses a different subset
 
-use app::ssr::agent::{AgentClient, AgentConfig, Secret};
+use app::ssr::agent::{AgentKind, AgentProfile, Agents, Secret};
 use app::ssr::db::{self, Db};
 use app::ssr::seed::{seed_demo, SeedOptions};
 use app::ssr::state::AppState;
@@ -61,14 +61,28 @@ pub async fn seed(db: &Db, lines: usize) {
     .expect("seed");
 }
 
-pub fn agent(url: &str, timeout: Duration, token: Option<&str>) -> AgentClient {
-    AgentClient::new(AgentConfig {
-        url: url.to_string(),
-        name: "test agent".into(),
-        token: token.map(Secret::new),
-        timeout,
-    })
-    .unwrap()
+/// A profile named "test agent" for a server of `kind` at `url`.
+pub fn profile(kind: AgentKind, url: &str, timeout: Duration, token: Option<&str>) -> AgentProfile {
+    let mut p = AgentProfile::new("test-agent", kind, url);
+    p.timeout = timeout;
+    p.token = token.map(Secret::new);
+    p
+}
+
+/// One agent of `kind` doing cards and questions.
+pub fn agents(kind: AgentKind, url: &str, timeout: Duration, token: Option<&str>) -> Agents {
+    Agents::single(profile(kind, url, timeout, token)).unwrap()
+}
+
+/// The client of an MLflow-serve style agent at `url` (tests of the client alone).
+pub fn agent(
+    url: &str,
+    timeout: Duration,
+    token: Option<&str>,
+) -> std::sync::Arc<app::ssr::agent::AgentClient> {
+    agents(AgentKind::MlflowServe, url, timeout, token)
+        .cards()
+        .clone()
 }
 
 /// The server, listening on 127.0.0.1:<ephemeral>, stopped on drop.
@@ -88,20 +102,43 @@ impl Drop for TestApp {
     }
 }
 
-/// Spawns the app. `agent_url = None` uses the app's own built-in analyst.
+/// Spawns the app. `agent_url = None` uses the app's own built-in analyst; a URL is an
+/// `mlflow-serve` agent there.
 pub async fn spawn_app(lines: usize, agent_url: Option<&str>) -> TestApp {
+    spawn_app_with(lines, |local| match agent_url {
+        Some(url) => vec![profile(
+            AgentKind::MlflowServe,
+            url,
+            Duration::from_secs(5),
+            None,
+        )],
+        None => vec![profile(
+            AgentKind::Builtin,
+            &format!("http://{local}"),
+            Duration::from_secs(5),
+            None,
+        )],
+    })
+    .await
+}
+
+/// Spawns the app with these agent profiles; the first does cards, the last questions.
+pub async fn spawn_app_with(
+    lines: usize,
+    profiles: impl FnOnce(std::net::SocketAddr) -> Vec<AgentProfile>,
+) -> TestApp {
     let tdb = test_db().await;
     if lines > 0 {
         seed(&tdb.db, lines).await;
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let local = listener.local_addr().unwrap();
-    let url = agent_url
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("http://{local}/agent/invocations"));
+    let profiles = profiles(local);
+    let cards = profiles.first().unwrap().name.clone();
+    let questions = profiles.last().unwrap().name.clone();
     let state = server::app_state(
         tdb.db.clone(),
-        agent(&url, Duration::from_secs(5), None),
+        Agents::new(profiles, &cards, &questions).unwrap(),
         Some(as_of()),
         server::leptos_options(),
     );
@@ -153,6 +190,57 @@ impl TestApp {
             .and_then(|s| s.card(metric))
             .cloned()
             .expect("card on the dashboard")
+    }
+
+    /// Starts a conversation (or a follow-up when `conversation` is given) and reads the
+    /// turn's SSE events to the end: (deltas in arrival order, the final turn).
+    pub async fn ask(
+        &self,
+        site: &str,
+        metric: &str,
+        conversation: Option<&str>,
+        question: &str,
+    ) -> (String, Vec<String>, app::dto::TurnView) {
+        let started = match conversation {
+            None => {
+                self.post_json(
+                    "/api/v1/conversations",
+                    &serde_json::json!({"site": site, "metric": metric, "question": question}),
+                )
+                .await
+            }
+            Some(id) => {
+                self.post_json(
+                    &format!("/api/v1/conversations/{id}/turns"),
+                    &serde_json::json!({"question": question}),
+                )
+                .await
+            }
+        };
+        assert_eq!(started.status(), 202, "question accepted");
+        let started: app::dto::TurnStarted = started.json().await.unwrap();
+        let (deltas, turn) = self.turn_events(&started.turn_id).await;
+        (started.conversation_id, deltas, turn)
+    }
+
+    /// Reads `/api/v1/turns/{id}/events` to its final event.
+    pub async fn turn_events(&self, turn_id: &str) -> (Vec<String>, app::dto::TurnView) {
+        use app::dto::TurnEvent;
+        let mut response = self.get(&format!("/api/v1/turns/{turn_id}/events")).await;
+        assert_eq!(response.status(), 200);
+        let mut decoder = app::domain::insight::SseDecoder::default();
+        let mut deltas = Vec::new();
+        while let Some(chunk) = response.chunk().await.unwrap() {
+            for data in decoder.push(&chunk) {
+                match serde_json::from_str::<TurnEvent>(&data) {
+                    Ok(TurnEvent::Snapshot { text }) if !text.is_empty() => deltas.push(text),
+                    Ok(TurnEvent::Delta { text }) => deltas.push(text),
+                    Ok(TurnEvent::Final { turn }) => return (deltas, turn),
+                    _ => {}
+                }
+            }
+        }
+        panic!("the event stream ended without a final event");
     }
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {

@@ -1,0 +1,266 @@
+//! The grounding check: every root cause an agent names is checked against the evidence
+//! pack it was given. A cause is supported when its dimension and member exist in the
+//! pack, its sign matches the data and its impact is within tolerance of the segment's
+//! contribution; a `data` cause is supported when the data checks flagged the data.
+//!
+//! Tolerance: |claimed − actual| ≤ max(0.5 points, 30% of |actual|), against the effect's
+//! own part (rate or mix) or the segment's total (agents often quote the total). Points are
+//! percentage points for ratio KPIs and lines for volume KPIs.
+
+use super::evidence::{EvidencePack, Segment};
+use super::insight::{Effect, Insight, RootCause};
+use serde::{Deserialize, Serialize};
+
+/// Absolute part of the tolerance, in points.
+pub const ABS_TOLERANCE: f64 = 0.5;
+/// Relative part of the tolerance, as a share of |actual|.
+pub const REL_TOLERANCE: f64 = 0.3;
+/// Below this size (points) a contribution has no meaningful sign.
+const SIGN_FLOOR: f64 = 0.05;
+
+/// The verdict on one root cause, in the order of the insight's causes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Grounding {
+    pub dimension: String,
+    pub member: String,
+    pub supported: bool,
+    /// What the data says, for the card: "data: rate −3.2 pp, total −3.4 pp" or why not.
+    pub note: String,
+    /// The matching contribution from the pack, when the member exists.
+    pub actual: Option<f64>,
+}
+
+/// Whether a reply may replace the last good insight: not when it names causes and none
+/// of them is supported by the data.
+pub fn all_unsupported(checks: &[Grounding]) -> bool {
+    !checks.is_empty() && checks.iter().all(|g| !g.supported)
+}
+
+/// Checks every cause of `insight` against `pack`.
+pub fn check(pack: &EvidencePack, insight: &Insight) -> Vec<Grounding> {
+    insight
+        .root_causes
+        .iter()
+        .map(|c| check_cause(pack, c))
+        .collect()
+}
+
+fn unit(pack: &EvidencePack) -> &'static str {
+    if pack.scope.metric.is_ratio() {
+        "pp"
+    } else {
+        "lines"
+    }
+}
+
+fn within(claimed: f64, actual: f64) -> bool {
+    (claimed - actual).abs() <= ABS_TOLERANCE.max(REL_TOLERANCE * actual.abs())
+}
+
+fn same_sign(claimed: f64, actual: f64) -> bool {
+    actual.abs() < SIGN_FLOOR || claimed.abs() < SIGN_FLOOR || claimed.signum() == actual.signum()
+}
+
+fn find<'a>(pack: &'a EvidencePack, dimension: &str, member: &str) -> Result<&'a Segment, String> {
+    let dim = pack
+        .contributions
+        .iter()
+        .find(|d| d.dimension.eq_ignore_ascii_case(dimension.trim()))
+        .ok_or_else(|| {
+            format!(
+                "not supported: the evidence has no dimension '{dimension}' (it has {})",
+                pack.contributions
+                    .iter()
+                    .map(|d| d.dimension.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
+    dim.segments
+        .iter()
+        .find(|s| s.member.eq_ignore_ascii_case(member.trim()))
+        .ok_or_else(|| format!("not supported: no {dimension} named '{member}' in the evidence"))
+}
+
+fn check_cause(pack: &EvidencePack, cause: &RootCause) -> Grounding {
+    let u = unit(pack);
+    let verdict = |supported: bool, note: String, actual: Option<f64>| Grounding {
+        dimension: cause.dimension.clone(),
+        member: cause.member.clone(),
+        supported,
+        note,
+        actual,
+    };
+    if cause.effect == Effect::Data || cause.dimension.eq_ignore_ascii_case("data") {
+        let checks = &pack.data_checks;
+        return if checks.suspect() {
+            verdict(
+                true,
+                format!(
+                    "supported: data checks flag {}",
+                    checks.suspect_reasons.join("; ")
+                ),
+                None,
+            )
+        } else {
+            verdict(
+                false,
+                format!(
+                    "not supported: the data checks found no problem ({} of {} lines due without a delivered date)",
+                    checks.past_due_open, checks.lines_due
+                ),
+                None,
+            )
+        };
+    }
+    let seg = match find(pack, &cause.dimension, &cause.member) {
+        Ok(s) => s,
+        Err(note) => return verdict(false, note, None),
+    };
+    let part = match cause.effect {
+        Effect::Mix => seg.mix,
+        _ => seg.rate,
+    };
+    let effect = if cause.effect == Effect::Mix {
+        "mix"
+    } else {
+        "rate"
+    };
+    let numbers = format!(
+        "data: {effect} {:+.2} {u}, total {:+.2} {u}; claimed {:+.2} {u}",
+        part, seg.total, cause.impact_pp
+    );
+    let claimed = cause.impact_pp;
+    if !same_sign(claimed, part) && !same_sign(claimed, seg.total) {
+        return verdict(
+            false,
+            format!("not supported, wrong sign ({numbers})"),
+            Some(part),
+        );
+    }
+    if within(claimed, part) {
+        return verdict(true, format!("supported ({numbers})"), Some(part));
+    }
+    if within(claimed, seg.total) {
+        return verdict(true, format!("supported ({numbers})"), Some(seg.total));
+    }
+    verdict(
+        false,
+        format!("not supported, impact off by more than the tolerance ({numbers})"),
+        Some(part),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::analyst::analyse;
+    use crate::domain::evidence::{build_evidence, EvidenceInput, LineFact, Scope};
+    use crate::domain::kpi::Metric;
+    use crate::domain::period::{parse_date, Week};
+    use crate::domain::rules::sample_rules;
+
+    /// DAL: RoadRunner goes from on time to mostly late; FastFreight stays on time.
+    fn pack() -> EvidencePack {
+        let rules = sample_rules();
+        let week = Week::latest_complete(parse_date("2026-11-21").unwrap());
+        let mut lines = Vec::new();
+        for (i, carrier) in ["RoadRunner", "FastFreight"].iter().enumerate() {
+            for n in 0..200 {
+                for (w, late) in [(week.previous(), false), (week, i == 0 && n % 2 == 0)] {
+                    let due = w.start + chrono::Days::new((n % 5) as u64);
+                    lines.push(LineFact {
+                        site: "DAL".into(),
+                        customer: format!("C{}", n % 3),
+                        carrier: carrier.to_string(),
+                        category: "Grocery".into(),
+                        ordered_qty: 10,
+                        delivered_qty: 10,
+                        due_date: due,
+                        delivered_date: Some(if late {
+                            due + chrono::Days::new(3)
+                        } else {
+                            due
+                        }),
+                        reason_code: late.then(|| "carrier_late".to_string()),
+                    });
+                }
+            }
+        }
+        build_evidence(EvidenceInput {
+            scope: Scope {
+                site: "DAL".into(),
+                site_name: "Dallas".into(),
+                metric: Metric::Otif,
+                metric_name: "OTIF".into(),
+                definition: String::new(),
+                unit: "%".into(),
+            },
+            week,
+            as_of: parse_date("2026-11-21").unwrap(),
+            lines: &lines,
+            weekly: &[],
+            latest_data_date: Some(parse_date("2026-11-20").unwrap()),
+            rules: &rules,
+        })
+    }
+
+    fn insight(causes: Vec<RootCause>) -> Insight {
+        Insight {
+            headline: "h".into(),
+            root_causes: causes,
+            next_actions: vec![],
+            confidence: 0.5,
+        }
+    }
+
+    fn cause(dimension: &str, member: &str, effect: Effect, impact_pp: f64) -> RootCause {
+        RootCause {
+            dimension: dimension.into(),
+            member: member.into(),
+            effect,
+            impact_pp,
+            evidence: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_builtin_analysts_causes_are_all_supported() {
+        let p = pack();
+        let (_, i) = analyse(&p, &sample_rules(), None);
+        assert!(!i.root_causes.is_empty());
+        let checks = check(&p, &i);
+        assert!(checks.iter().all(|g| g.supported), "{checks:?}");
+    }
+
+    #[test]
+    fn an_invented_carrier_wrong_sign_or_size_is_not_supported() {
+        let p = pack();
+        let rr = p.segment("carrier", "RoadRunner").unwrap().rate;
+        assert!(rr < -5.0, "RoadRunner's rate effect is large: {rr}");
+        let checks = check(
+            &p,
+            &insight(vec![
+                cause("carrier", "SpeedyCargo", Effect::Rate, -10.0),
+                cause("carrier", "roadrunner", Effect::Rate, -rr),
+                cause("carrier", "RoadRunner", Effect::Rate, rr * 3.0),
+                cause("warehouse", "A", Effect::Rate, -1.0),
+                cause("carrier", "RoadRunner", Effect::Rate, rr + 0.3),
+                cause("data", "missing delivered dates", Effect::Data, -2.0),
+            ]),
+        );
+        let supported: Vec<bool> = checks.iter().map(|g| g.supported).collect();
+        assert_eq!(supported, [false, false, false, false, true, false]);
+        assert!(checks[0].note.contains("no carrier named 'SpeedyCargo'"));
+        assert!(checks[1].note.contains("wrong sign"));
+        assert!(checks[2].note.contains("tolerance"));
+        assert!(checks[3].note.contains("no dimension 'warehouse'"));
+        assert!(checks[5].note.contains("no problem"));
+        assert!(!all_unsupported(&checks));
+        assert!(all_unsupported(&checks[..4]));
+        assert!(
+            !all_unsupported(&[]),
+            "no causes named is not a hallucination"
+        );
+    }
+}
