@@ -164,3 +164,139 @@ async fn agent_token_reaches_the_agent_but_never_the_output_or_logs() {
     );
     assert!(!all.contains(TOKEN), "the token leaked into output or logs");
 }
+
+/// `opsight serve` with a tokened agent: the token goes to the agent on every call and
+/// appears in no page, API response, lineage, event stream, wasm file or log line (logs at
+/// trace level, JSON format).
+#[tokio::test]
+async fn serve_never_shows_the_token() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+    use wiremock::matchers::{header, method};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    const TOKEN: &str = "dapi-SERVE-token-must-not-leak-77";
+    let mock = MockServer::start().await;
+    let sse = format!(
+        "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+        serde_json::json!({"type": "response.output_text.delta", "item_id": "m", "delta": "Carrier trouble."}),
+        serde_json::json!({"type": "response.output_item.done", "item": {"type": "message", "id": "m", "role": "assistant",
+            "content": [{"type": "output_text", "text": "Carrier trouble.", "annotations": []}]}}),
+    );
+    Mock::given(method("POST"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(sse, "text/event-stream"))
+        .mount(&mock)
+        .await;
+    let cli = Cli::new("serve-token");
+    assert!(cli.run(&["seed-demo", "--lines", "3000"]).status.success());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_opsight"))
+        .arg("serve")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite:{}/cli.db", cli.dir.display()),
+        )
+        .env("OPSIGHT_AS_OF", "2026-11-21")
+        .env("OPSIGHT_ADDR", "127.0.0.1:0")
+        .env("AGENT_URL", mock.uri())
+        .env("AGENT_KIND", "mlflow-agent-server")
+        .env("AGENT_TOKEN", TOKEN)
+        .env("RUST_LOG", "trace")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    for stream in [
+        Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stdout.take().unwrap()),
+    ] {
+        let log = log.clone();
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if let Some(i) = line.find("serving http://") {
+                    let url: String = line[i + 8..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace() && *c != '"')
+                        .collect();
+                    let _ = tx.send(url);
+                }
+                log.lock().unwrap().push_str(&line);
+                log.lock().unwrap().push('\n');
+            }
+        });
+    }
+    let base = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("the server says where it serves");
+    let http = reqwest::Client::new();
+    let mut bodies = Vec::new();
+    let refresh: serde_json::Value = http
+        .post(format!("{base}/api/v1/insights/refresh"))
+        .json(&serde_json::json!({"site": "DAL", "metric": "otif"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let insight = refresh["id"].as_str().expect("refreshed").to_string();
+    bodies.push(refresh.to_string());
+    let started: serde_json::Value = http
+        .post(format!("{base}/api/v1/conversations"))
+        .json(&serde_json::json!({"site": "DAL", "metric": "otif", "question": "Why?"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let turn = started["turn_id"].as_str().unwrap();
+    for path in [
+        "/".to_string(),
+        "/kpi/DAL/otif".into(),
+        "/settings".into(),
+        "/api/v1/agents?check=true".into(),
+        "/api/v1/dashboard".into(),
+        format!("/api/v1/insights/{insight}/lineage"),
+        format!("/insights/{insight}/lineage"),
+        format!("/api/v1/turns/{turn}/events"),
+        format!(
+            "/conversations/{}",
+            started["conversation_id"].as_str().unwrap()
+        ),
+        "/pkg/opsight.wasm".into(),
+        "/pkg/opsight.js".into(),
+    ] {
+        let r = http.get(format!("{base}{path}")).send().await.unwrap();
+        bodies.push(String::from_utf8_lossy(&r.bytes().await.unwrap()).into_owned());
+    }
+    assert!(
+        bodies.iter().any(|b| b.contains("Carrier trouble.")),
+        "the agent answered"
+    );
+    assert!(
+        bodies.iter().any(|b| b.contains("token set")),
+        "the settings page says a token is set"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let log = log.lock().unwrap().clone();
+    assert!(
+        log.contains("agent call") || log.contains("insight refreshed"),
+        "trace logs were captured"
+    );
+    for (i, b) in bodies.iter().enumerate() {
+        assert!(!b.contains(TOKEN), "the token leaked into response {i}");
+    }
+    assert!(!log.contains(TOKEN), "the token leaked into the logs");
+    let calls = mock.received_requests().await.unwrap();
+    assert!(
+        calls.len() >= 2,
+        "refresh and question reached the agent with the token"
+    );
+}

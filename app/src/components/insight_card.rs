@@ -54,8 +54,11 @@ pub fn CauseList(
                             <div class="evidence">{c.evidence}</div>
                             {check.map(|g| view! {
                                 <div class=if g.supported { "grounding ok" } else { "grounding bad" } data-supported=g.supported.to_string()>
-                                    {if g.supported { "✓ supported by the data: " } else { "✗ not supported by the data: " }}
-                                    {g.note}
+                                    {if g.supported {
+                                        format!("✓ supported by the data: {}", g.note)
+                                    } else {
+                                        format!("✗ not supported by the data: {}", g.note)
+                                    }}
                                 </div>
                             })}
                         </li>

@@ -24,7 +24,8 @@ pub struct Grounding {
     pub dimension: String,
     pub member: String,
     pub supported: bool,
-    /// What the data says, for the card: "data: rate −3.2 pp, total −3.4 pp" or why not.
+    /// What the data says, for the card: "data: rate −3.20 pp, total −3.40 pp; claimed
+    /// −3.10 pp", or why the cause is not supported.
     pub note: String,
     /// The matching contribution from the pack, when the member exists.
     pub actual: Option<f64>,
@@ -68,7 +69,7 @@ fn find<'a>(pack: &'a EvidencePack, dimension: &str, member: &str) -> Result<&'a
         .find(|d| d.dimension.eq_ignore_ascii_case(dimension.trim()))
         .ok_or_else(|| {
             format!(
-                "not supported: the evidence has no dimension '{dimension}' (it has {})",
+                "the evidence has no dimension '{dimension}' (it has {})",
                 pack.contributions
                     .iter()
                     .map(|d| d.dimension.as_str())
@@ -79,7 +80,7 @@ fn find<'a>(pack: &'a EvidencePack, dimension: &str, member: &str) -> Result<&'a
     dim.segments
         .iter()
         .find(|s| s.member.eq_ignore_ascii_case(member.trim()))
-        .ok_or_else(|| format!("not supported: no {dimension} named '{member}' in the evidence"))
+        .ok_or_else(|| format!("no {dimension} named '{member}' in the evidence"))
 }
 
 fn check_cause(pack: &EvidencePack, cause: &RootCause) -> Grounding {
@@ -96,17 +97,14 @@ fn check_cause(pack: &EvidencePack, cause: &RootCause) -> Grounding {
         return if checks.suspect() {
             verdict(
                 true,
-                format!(
-                    "supported: data checks flag {}",
-                    checks.suspect_reasons.join("; ")
-                ),
+                format!("data checks flag {}", checks.suspect_reasons.join("; ")),
                 None,
             )
         } else {
             verdict(
                 false,
                 format!(
-                    "not supported: the data checks found no problem ({} of {} lines due without a delivered date)",
+                    "the data checks found no problem ({} of {} lines due without a delivered date)",
                     checks.past_due_open, checks.lines_due
                 ),
                 None,
@@ -132,21 +130,17 @@ fn check_cause(pack: &EvidencePack, cause: &RootCause) -> Grounding {
     );
     let claimed = cause.impact_pp;
     if !same_sign(claimed, part) && !same_sign(claimed, seg.total) {
-        return verdict(
-            false,
-            format!("not supported, wrong sign ({numbers})"),
-            Some(part),
-        );
+        return verdict(false, format!("wrong sign ({numbers})"), Some(part));
     }
     if within(claimed, part) {
-        return verdict(true, format!("supported ({numbers})"), Some(part));
+        return verdict(true, numbers, Some(part));
     }
     if within(claimed, seg.total) {
-        return verdict(true, format!("supported ({numbers})"), Some(seg.total));
+        return verdict(true, numbers, Some(seg.total));
     }
     verdict(
         false,
-        format!("not supported, impact off by more than the tolerance ({numbers})"),
+        format!("impact off by more than the tolerance ({numbers})"),
         Some(part),
     )
 }
