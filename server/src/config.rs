@@ -32,6 +32,7 @@
 //! timeout_secs = 30
 //! max_concurrency = 6
 //! token_env = "ANALYST_TOKEN"
+//! alias_ttl_secs = 30          # how often the alias is re-resolved
 //! ```
 
 use anyhow::{bail, Context};
@@ -90,6 +91,7 @@ struct AgentEntry {
     timeout_secs: Option<u64>,
     max_concurrency: Option<usize>,
     token_env: Option<String>,
+    alias_ttl_secs: Option<u64>,
 }
 
 fn timeout(secs: Option<u64>, what: &str) -> anyhow::Result<Duration> {
@@ -188,6 +190,7 @@ impl Config {
                 timeout_secs: get("AGENT_TIMEOUT_SECS").map(|t| t.parse::<u64>().unwrap_or(0)),
                 max_concurrency: None,
                 token_env: Some("AGENT_TOKEN".into()),
+                alias_ttl_secs: None,
             };
             agents.push(profile_from_entry(entry, &get).map_err(|e| {
                 anyhow::anyhow!("{}", e.to_string().replace("agent 'default'", "AGENT_URL"))
@@ -262,6 +265,9 @@ fn profile_from_entry(
     p.model = model_ref(e.model, &name)?;
     p.tracking_uri = e.tracking_uri.map(|t| t.trim_end_matches('/').to_string());
     p.timeout = timeout(e.timeout_secs, &format!("agent '{name}': timeout_secs"))?;
+    if let Some(t) = e.alias_ttl_secs {
+        p.alias_ttl = Duration::from_secs(t);
+    }
     if let Some(c) = e.max_concurrency {
         p.max_concurrency = c;
     }

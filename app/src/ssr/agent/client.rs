@@ -15,8 +15,6 @@ use std::time::{Duration, Instant};
 /// Consecutive failures that open an agent's breaker, and how long it stays open.
 pub const BREAKER_FAILURES: u32 = 5;
 pub const BREAKER_COOL_DOWN: Duration = Duration::from_secs(30);
-/// How long a resolved alias → version is trusted before asking MLflow again.
-pub const VERSION_TTL: Duration = Duration::from_secs(30);
 
 /// Text deltas of a streamed reply, in order.
 pub type DeltaSink = tokio::sync::mpsc::UnboundedSender<String>;
@@ -368,7 +366,8 @@ impl AgentClient {
     }
 
     /// The model version behind this agent: a pinned version, or the alias resolved through
-    /// MLflow (cached for [`VERSION_TTL`]; the last known version when MLflow is down).
+    /// MLflow (cached for the profile's `alias_ttl`; the last known version when MLflow is
+    /// down).
     pub async fn model_version(&self) -> Option<String> {
         let model = self.profile.model.as_ref()?;
         if let Some(v) = &model.version {
@@ -377,7 +376,7 @@ impl AgentClient {
         let alias = model.alias.as_ref()?;
         let tracking = self.profile.tracking_uri.as_ref()?;
         if let Some((v, at)) = self.version.lock().ok()?.as_ref() {
-            if at.elapsed() < VERSION_TTL {
+            if at.elapsed() < self.profile.alias_ttl {
                 return Some(v.clone());
             }
         }

@@ -109,6 +109,8 @@ pub struct AgentProfile {
     pub model: Option<ModelRef>,
     /// MLflow tracking server, for alias resolution and feedback.
     pub tracking_uri: Option<String>,
+    /// How long a resolved alias → version is trusted before MLflow is asked again.
+    pub alias_ttl: Duration,
 }
 
 impl AgentProfile {
@@ -124,6 +126,7 @@ impl AgentProfile {
             max_concurrency: 4,
             model: None,
             tracking_uri: None,
+            alias_ttl: Duration::from_secs(30),
         }
     }
 
