@@ -13,8 +13,12 @@ export LEPTOS_OUTPUT_NAME=opsight
 export OPSIGHT_TOOLS="${OPSIGHT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/opsight/tools}"
 export PATH="$HOME/.cargo/bin:$OPSIGHT_TOOLS/node_modules/.bin:$PATH"
 
+# MLflow for the real-server tests and the reference agent (examples/mlflow-agent).
+export OPSIGHT_MLFLOW_VENV="${OPSIGHT_MLFLOW_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/opsight/mlflow-venv}"
+
 CARGO_LEPTOS_VERSION=0.3.10   # 0.3.11 needs rustc >= 1.96
 BINARYEN_VERSION=132
+MLFLOW_VERSION=3.17.2   # 3.18.0 does not install yet (its mlflow-skinny pin is missing)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # wasm-bindgen-cli must equal the wasm-bindgen library in Cargo.lock.

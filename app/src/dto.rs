@@ -193,7 +193,7 @@ pub enum TurnEvent {
     /// Text to append to the answer being written.
     Delta { text: String },
     /// The turn finished (ok or error); the final structured answer.
-    Final { turn: TurnView },
+    Final { turn: Box<TurnView> },
 }
 
 /// A thumbs up/down on an insight.

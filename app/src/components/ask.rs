@@ -100,10 +100,10 @@ pub fn AskBox(
             TurnEvent::Final { turn } => {
                 busy.set(false);
                 if let Some(cb) = on_final {
-                    cb.run(turn.clone());
+                    cb.run(*turn);
                     streaming.set(String::new());
                 } else {
-                    finished.set(Some(turn));
+                    finished.set(Some(*turn));
                 }
             }
         });

@@ -18,7 +18,7 @@ fn Turn(turn: TurnView, unit: &'static str) -> impl IntoView {
             follow_turn(&id, move |event| match event {
                 TurnEvent::Snapshot { text } => streaming.set(text),
                 TurnEvent::Delta { text } => streaming.update(|s| s.push_str(&text)),
-                TurnEvent::Final { turn } => state.set(turn),
+                TurnEvent::Final { turn } => state.set(*turn),
             });
         });
     }

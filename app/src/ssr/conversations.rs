@@ -52,7 +52,9 @@ impl LiveTurn {
 
     fn finish(&self, turn: TurnView) {
         let _guard = self.text.lock();
-        let _ = self.tx.send(TurnEvent::Final { turn });
+        let _ = self.tx.send(TurnEvent::Final {
+            turn: Box::new(turn),
+        });
     }
 }
 
@@ -306,7 +308,11 @@ pub async fn events(
                     Err(_) => {
                         if let Ok(Some((_, turn))) = db::turn(&db, &id).await {
                             if turn.status != "running" {
-                                let _ = tx.send(TurnEvent::Final { turn }).await;
+                                let _ = tx
+                                    .send(TurnEvent::Final {
+                                        turn: Box::new(turn),
+                                    })
+                                    .await;
                             }
                         }
                         return;
@@ -332,7 +338,11 @@ pub async fn events(
                 _ => return,
             }
         }
-        let _ = tx.send(TurnEvent::Final { turn }).await;
+        let _ = tx
+            .send(TurnEvent::Final {
+                turn: Box::new(turn),
+            })
+            .await;
     });
     Ok(rx)
 }

@@ -235,7 +235,7 @@ impl TestApp {
                 match serde_json::from_str::<TurnEvent>(&data) {
                     Ok(TurnEvent::Snapshot { text }) if !text.is_empty() => deltas.push(text),
                     Ok(TurnEvent::Delta { text }) => deltas.push(text),
-                    Ok(TurnEvent::Final { turn }) => return (deltas, turn),
+                    Ok(TurnEvent::Final { turn }) => return (deltas, *turn),
                     _ => {}
                 }
             }

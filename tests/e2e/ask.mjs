@@ -1,0 +1,96 @@
+// Browser test: ask "why is this down?" on a KPI page and watch the answer stream in.
+// The questions agent is the reference MLflow agent behind AgentServer, writing a word
+// every few tens of milliseconds; the test records the streamed text as it changes and
+// checks it grew in several pieces before the structured answer replaced it. Then it
+// opens the conversation by its URL and asks a follow-up.
+//
+// Usage: OPSIGHT_URL=http://127.0.0.1:3000 node ask.mjs
+import { chromium } from 'playwright-core';
+import { mkdtempSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const base = process.env.OPSIGHT_URL ?? 'http://127.0.0.1:3000';
+const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const out = join(dirname(fileURLToPath(import.meta.url)), 'output');
+mkdirSync(out, { recursive: true });
+
+let passed = 0;
+let failed = 0;
+function check(name, ok, detail = '') {
+  if (ok) { passed++; console.log(`ok   ${name}`); }
+  else { failed++; console.log(`FAIL ${name} ${detail}`); }
+}
+
+const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'opsight-e2e-')), {
+  executablePath,
+  headless: true,
+  viewport: { width: 1440, height: 1000 },
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+});
+try {
+  const page = await context.newPage();
+  const consoleErrors = [];
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  await page.goto(base + '/kpi/DAL/otif', { waitUntil: 'load' });
+  await page.waitForSelector('.app[data-hydrated="true"]', { timeout: 30000 });
+
+  // Record every distinct streamed text, with the time, until the answer appears.
+  await page.evaluate(() => {
+    window.__pieces = [];
+    window.__answerAt = null;
+    const seen = new Set();
+    const observer = new MutationObserver(() => {
+      const s = document.querySelector('[data-card="DAL:otif"] [data-streaming]');
+      if (s) {
+        const t = s.textContent.replace('▍', '');
+        if (t && !seen.has(t)) { seen.add(t); window.__pieces.push({ t, at: performance.now() }); }
+      }
+      if (!window.__answerAt && document.querySelector('[data-card="DAL:otif"] .turn-answer')) {
+        window.__answerAt = performance.now();
+      }
+    });
+    observer.observe(document.body, { subtree: true, childList: true, characterData: true });
+  });
+  const card = page.locator('[data-card="DAL:otif"]');
+  await card.locator('form.ask input.question').fill('Why is OTIF down at Dallas?');
+  await card.getByRole('button', { name: 'Ask' }).click();
+  await card.locator('.turn-answer').waitFor({ timeout: 60000 });
+  const { pieces, answerAt } = await page.evaluate(() => ({ pieces: window.__pieces, answerAt: window.__answerAt }));
+  const growing = pieces.every((p, i) => i === 0 || p.t.startsWith(pieces[i - 1].t));
+  check('text arrived in pieces before the answer completed',
+    pieces.length >= 3 && pieces.every((p) => p.at < answerAt) && growing,
+    `pieces=${pieces.length}`);
+  const answer = await card.locator('.turn-answer').innerText();
+  check('the final answer names causes checked against the data', /supported by the data/.test(answer), answer.slice(0, 200));
+  await card.screenshot({ path: join(out, 'ask.png') });
+
+  // The conversation has its own URL; a follow-up continues it.
+  const link = card.locator('.conversation-link a');
+  const href = await link.getAttribute('href');
+  check('conversation link', /^\/conversations\/cnv_/.test(href ?? ''), href);
+  await page.goto(base + href, { waitUntil: 'load' });
+  await page.waitForSelector('.app[data-hydrated="true"]', { timeout: 30000 });
+  check('conversation page shows the first turn', (await page.locator('article.turn').count()) === 1);
+  await page.locator('form.ask input.question').fill('What should we do first?');
+  await page.getByRole('button', { name: 'Ask' }).click();
+  await page.waitForFunction(() => document.querySelectorAll('article.turn .turn-answer').length === 2, null, { timeout: 60000 });
+  check('follow-up answered in the same conversation', true);
+  await page.reload({ waitUntil: 'load' });
+  check('both turns are saved', (await page.locator('article.turn').count()) === 2);
+  await page.screenshot({ path: join(out, 'conversation.png'), fullPage: true });
+
+  await page.goto(base + '/settings', { waitUntil: 'load' });
+  await page.waitForSelector('.app[data-hydrated="true"]', { timeout: 30000 });
+  await page.getByRole('button', { name: 'Check now' }).click();
+  await page.waitForSelector('tr[data-agent="reference-stream"].health-ok', { timeout: 30000 });
+  check('settings shows the agents and their health', (await page.locator('table.agents tbody tr').count()) === 2);
+  await page.screenshot({ path: join(out, 'settings.png'), fullPage: true });
+  check('no console errors', consoleErrors.length === 0, consoleErrors.join(' | '));
+} finally {
+  await context.close();
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed === 0 ? 0 : 1);
