@@ -225,6 +225,14 @@ class OpsightAnalyst(ResponsesAgent):
                 f"{_fmt(s.get('value'), unit)}, share {s['previous_share_pct']:.1f}% -> {s['share_pct']:.1f}%, "
                 f"rate {s['rate']:+.2f}, mix {s['mix']:+.2f}, total {s['total']:+.2f}. " + narrative
             )
+        elif earlier_turns > 0 and insight.get("next_actions"):
+            # A follow-up that names no segment: lead with what to do.
+            first, *rest = insight["next_actions"]
+            narrative = (
+                f"Start with: {first['action']} (owner: {first['owner']}, {first['priority']} priority)."
+                + (" Then: " + "; ".join(a["action"] for a in rest) + "." if rest else "")
+                + " Why: " + narrative
+            )
         narrative = _llm_phrase(narrative, question)
         custom_outputs = {
             "insight": insight,

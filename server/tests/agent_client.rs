@@ -276,3 +276,92 @@ async fn connection_refused_is_a_connect_error() {
     let e = client.call(&request(), None).await.unwrap_err();
     assert!(matches!(e, AgentError::Connect), "{e:?}");
 }
+
+/// Databricks Model Serving: the endpoint path, the bearer token, `return_trace`, and the
+/// trace id read from `databricks_output` (which Opsight does not show as text).
+#[tokio::test]
+async fn databricks_kind_posts_to_the_serving_endpoint_and_reads_its_trace() {
+    use app::ssr::agent::AgentKind;
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/serving-endpoints/opsight-analyst/invocations"))
+        .and(header("authorization", "Bearer dapi-db"))
+        .and(body_partial_json(json!({"databricks_options": {"return_trace": true}})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "object": "response", "output": [message("From Databricks.")],
+            "custom_outputs": {"insight": contract()},
+            "databricks_output": {"trace": {"info": {"trace_id": "tr-dbx-1", "state": "OK"}, "data": {"spans": []}}}})))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let mut p = common::profile(
+        AgentKind::Databricks,
+        &mock.uri(),
+        Duration::from_secs(2),
+        Some("dapi-db"),
+    );
+    p.endpoint = Some("opsight-analyst".into());
+    let agents = app::ssr::agent::Agents::single(p).unwrap();
+    let client = agents.cards();
+    let reply = client
+        .call(&client.wire_body(&request(), false), None)
+        .await
+        .unwrap();
+    assert_eq!(reply.answer.text, "From Databricks.");
+    assert_eq!(reply.answer.trace_id.as_deref(), Some("tr-dbx-1"));
+}
+
+/// An OpenAI Responses-compatible server: `/v1/responses`, a `model`, no `custom_inputs`
+/// (the evidence is in the system message), and an SSE stream that ends with
+/// `response.completed` (no `[DONE]`), carrying usage.
+#[tokio::test]
+async fn openai_responses_kind_sends_the_evidence_in_messages_and_reads_its_stream() {
+    use app::ssr::agent::AgentKind;
+    let mock = MockServer::start().await;
+    let text = format!("RoadRunner got late.\n```json\n{}\n```", contract());
+    let completed = json!({"type": "response.completed", "response": {"id": "resp_1", "status": "completed",
+        "output": [message(&text)], "usage": {"input_tokens": 1830, "output_tokens": 212, "total_tokens": 2042}}});
+    let body = format!(
+        "event: response.created\ndata: {}\n\nevent: response.output_text.delta\ndata: {}\n\nevent: response.completed\ndata: {completed}\n\n",
+        json!({"type": "response.created", "response": {"id": "resp_1"}}),
+        json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": "RoadRunner got late."}),
+    );
+    Mock::given(method("POST"))
+        .and(path("/v1/responses"))
+        .and(body_partial_json(
+            json!({"model": "gpt-test", "stream": true}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(body, "text/event-stream"))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let mut p = common::profile(
+        AgentKind::OpenaiResponses,
+        &mock.uri(),
+        Duration::from_secs(2),
+        None,
+    );
+    p.llm_model = Some("gpt-test".into());
+    let agents = app::ssr::agent::Agents::single(p).unwrap();
+    let client = agents.cards();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let reply = client
+        .call(&client.wire_body(&request(), true), Some(&tx))
+        .await
+        .unwrap();
+    assert_eq!(
+        rx.recv().await.as_deref(),
+        Some("RoadRunner got late."),
+        "the delta was forwarded"
+    );
+    assert_eq!(reply.answer.source, ContractSource::TextJson);
+    assert_eq!(reply.answer.usage.and_then(|u| u.output_tokens), Some(212));
+    let sent: serde_json::Value =
+        serde_json::from_slice(&mock.received_requests().await.unwrap()[0].body).unwrap();
+    assert!(sent.get("custom_inputs").is_none());
+    let system = sent["input"][0]["content"].as_str().unwrap_or_default();
+    assert!(
+        system.contains("Evidence pack (JSON):") && system.contains("{\"k\":1}"),
+        "{system}"
+    );
+}

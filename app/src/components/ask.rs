@@ -49,7 +49,7 @@ pub fn follow_turn(turn_id: &str, on_event: impl Fn(TurnEvent) + 'static) {
 
 /// A finished turn: the answer, its causes with their grounding, its next actions.
 #[component]
-pub fn TurnAnswer(turn: TurnView, unit: &'static str) -> impl IntoView {
+pub fn TurnAnswer(turn: TurnView, unit: &'static str) -> AnyView {
     let (causes, actions) = turn
         .insight
         .as_ref()
@@ -70,6 +70,7 @@ pub fn TurnAnswer(turn: TurnView, unit: &'static str) -> impl IntoView {
             })}
         </div>
     }
+    .into_any()
 }
 
 /// The question box. Without `conversation_id` it starts a conversation about
@@ -82,7 +83,7 @@ pub fn AskBox(
     unit: &'static str,
     #[prop(optional)] conversation_id: Option<String>,
     #[prop(optional, into)] on_final: Option<Callback<TurnView>>,
-) -> impl IntoView {
+) -> AnyView {
     let question = RwSignal::new(String::new());
     let streaming = RwSignal::new(String::new());
     let finished: RwSignal<Option<TurnView>> = RwSignal::new(None);
@@ -176,4 +177,5 @@ pub fn AskBox(
             <p class="conversation-link"><a href=format!("/conversations/{id}")>"Open the conversation to ask follow-ups"</a></p>
         })).flatten()}
     }
+    .into_any()
 }

@@ -30,11 +30,7 @@ fn when(ts: &str) -> String {
 
 /// Root causes, each marked with what the data says about it.
 #[component]
-pub fn CauseList(
-    causes: Vec<RootCause>,
-    grounding: Vec<Grounding>,
-    unit: &'static str,
-) -> impl IntoView {
+pub fn CauseList(causes: Vec<RootCause>, grounding: Vec<Grounding>, unit: &'static str) -> AnyView {
     view! {
         <div class="causes">
             <h4>"Root causes"</h4>
@@ -67,11 +63,12 @@ pub fn CauseList(
             </ul>
         </div>
     }
+    .into_any()
 }
 
 /// Thumbs up/down with an optional reason; says whether it reached MLflow.
 #[component]
-fn FeedbackButtons(insight_id: String) -> impl IntoView {
+fn FeedbackButtons(insight_id: String) -> AnyView {
     let send = ServerAction::<GiveFeedback>::new();
     let reason = RwSignal::new(String::new());
     let rate = move |helpful: bool| {
@@ -87,8 +84,8 @@ fn FeedbackButtons(insight_id: String) -> impl IntoView {
     };
     view! {
         <div class="feedback">
-            <button class="thumb up" title="Helpful" on:click=rate(true) disabled=move || send.pending().get()>"👍"</button>
-            <button class="thumb down" title="Not helpful" on:click=rate(false) disabled=move || send.pending().get()>"👎"</button>
+            <button class="thumb up" title="This insight helped" on:click=rate(true) disabled=move || send.pending().get()>"✓ Useful"</button>
+            <button class="thumb down" title="This insight was wrong or unhelpful" on:click=rate(false) disabled=move || send.pending().get()>"✗ Not useful"</button>
             <input class="reason" type="text" maxlength="1000" placeholder="Why? (optional)"
                 prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
             {move || send.value().get().map(|r| match r {
@@ -100,10 +97,11 @@ fn FeedbackButtons(insight_id: String) -> impl IntoView {
             })}
         </div>
     }
+    .into_any()
 }
 
 #[component]
-fn InsightBody(view: InsightView, unit: &'static str) -> impl IntoView {
+fn InsightBody(view: InsightView, unit: &'static str) -> AnyView {
     let causes = view
         .insight
         .as_ref()
@@ -150,11 +148,12 @@ fn InsightBody(view: InsightView, unit: &'static str) -> impl IntoView {
         </p>
         <FeedbackButtons insight_id=view.id.clone()/>
     }
+    .into_any()
 }
 
 /// One card. `compact` marks overview rows (styled tighter).
 #[component]
-pub fn InsightCard(card: Card, #[prop(optional)] compact: bool) -> impl IntoView {
+pub fn InsightCard(card: Card, #[prop(optional)] compact: bool) -> AnyView {
     let refresh = ServerAction::<RefreshInsight>::new();
     let state = RwSignal::new(card.clone());
     // Fold each finished refresh into the card: success replaces the insight, failure
@@ -223,4 +222,5 @@ pub fn InsightCard(card: Card, #[prop(optional)] compact: bool) -> impl IntoView
             <AskBox site=ask_site metric=metric.key().to_string() unit/>
         </section>
     }
+    .into_any()
 }

@@ -24,8 +24,8 @@ pub struct Grounding {
     pub dimension: String,
     pub member: String,
     pub supported: bool,
-    /// What the data says, for the card: "data: rate −3.20 pp, total −3.40 pp; claimed
-    /// −3.10 pp", or why the cause is not supported.
+    /// What the data says, for the card: "rate −3.20 pp, total −3.40 pp in the data;
+    /// claimed −3.10 pp", or why the cause is not supported.
     pub note: String,
     /// The matching contribution from the pack, when the member exists.
     pub actual: Option<f64>,
@@ -125,7 +125,7 @@ fn check_cause(pack: &EvidencePack, cause: &RootCause) -> Grounding {
         "rate"
     };
     let numbers = format!(
-        "data: {effect} {:+.2} {u}, total {:+.2} {u}; claimed {:+.2} {u}",
+        "{effect} {:+.2} {u}, total {:+.2} {u} in the data; claimed {:+.2} {u}",
         part, seg.total, cause.impact_pp
     );
     let claimed = cause.impact_pp;

@@ -49,7 +49,7 @@ fn Lineage(page: LineagePage) -> impl IntoView {
                 view! { <p class="empty">"None yet."</p> }.into_any()
             } else {
                 view! { <ul>{page.feedback.into_iter().map(|f| view! {
-                    <li>{format!("{} {} · {}{}", if f.helpful { "👍" } else { "👎" }, f.created_at.get(0..16).unwrap_or_default().replace('T', " "),
+                    <li>{format!("{} {} · {}{}", if f.helpful { "✓ useful" } else { "✗ not useful" }, f.created_at.get(0..16).unwrap_or_default().replace('T', " "),
                         f.mlflow_state, f.reason.map(|r| format!(" · {r}")).unwrap_or_default())}</li>
                 }).collect_view()}</ul> }.into_any()
             }}

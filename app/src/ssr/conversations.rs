@@ -135,7 +135,15 @@ pub async fn follow_up(
     let (conversation, _) = db::conversation(&state.db, conversation_id)
         .await?
         .ok_or_else(|| ServiceError::NotFound("no such conversation".into()))?;
-    if conversation.turns.iter().any(|t| t.status == "running") {
+    // A turn still running blocks the next one, unless it is so old that its process must
+    // have died mid-answer (timestamps are fixed-width, so text order is time order).
+    let abandoned_before =
+        timestamp(chrono::Utc::now() - chrono::Duration::from_std(REMOTE_WAIT).unwrap_or_default());
+    if conversation
+        .turns
+        .iter()
+        .any(|t| t.status == "running" && t.created_at > abandoned_before)
+    {
         return Err(ServiceError::BadRequest(
             "the previous question is still being answered".into(),
         ));
