@@ -365,3 +365,44 @@ async fn openai_responses_kind_sends_the_evidence_in_messages_and_reads_its_stre
         "{system}"
     );
 }
+
+/// Feedback waits for a trace that has not landed yet: 404s are retried, then the
+/// assessment's id is returned; the request is MLflow's HUMAN feedback shape.
+#[tokio::test]
+async fn feedback_retries_404_until_the_trace_lands() {
+    use app::ssr::agent::mlflow::{log_feedback, Feedback};
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/3.0/mlflow/traces/tr-late/assessments"))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_json(json!({"error_code": "RESOURCE_DOES_NOT_EXIST"})),
+        )
+        .up_to_n_times(2)
+        .mount(&mock)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/3.0/mlflow/traces/tr-late/assessments"))
+        .and(body_partial_json(json!({"assessment": {"assessment_name": "user_rating",
+            "source": {"source_type": "HUMAN"}, "feedback": {"value": false}, "rationale": "wrong carrier"}})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"assessment": {"assessment_id": "a-123", "valid": true}})))
+        .expect(1)
+        .mount(&mock)
+        .await;
+    let id = log_feedback(
+        &reqwest::Client::new(),
+        &mock.uri(),
+        None,
+        &Feedback {
+            trace_id: "tr-late",
+            helpful: false,
+            reason: Some("wrong carrier"),
+            user: "u",
+            insight_id: "ins_1",
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(id, "a-123");
+    assert_eq!(mock.received_requests().await.unwrap().len(), 3);
+}

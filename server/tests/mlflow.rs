@@ -27,10 +27,16 @@ struct Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        // uvicorn/gunicorn start workers: stop the whole group.
-        let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.child.id())])
-            .status();
+        // uvicorn/gunicorn start workers: stop the whole group (the child leads its own,
+        // see `spawn`). Not through `/usr/bin/kill -TERM -PID`: procps-ng 4.0.2 here takes
+        // that for "every process" and took the machine's services down with it.
+        let pgid = self.child.id() as libc::pid_t;
+        if pgid > 1 {
+            // SAFETY: killpg only sends a signal; the group is the one this test created.
+            unsafe {
+                libc::killpg(pgid, libc::SIGTERM);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -5,31 +5,10 @@
 // opens the conversation by its URL and asks a follow-up.
 //
 // Usage: OPSIGHT_URL=http://127.0.0.1:3000 node ask.mjs
-import { chromium } from 'playwright-core';
-import { mkdtempSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { base, out, check, launch, finish } from './lib.mjs';
 
-const base = process.env.OPSIGHT_URL ?? 'http://127.0.0.1:3000';
-const executablePath = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const out = join(dirname(fileURLToPath(import.meta.url)), 'output');
-mkdirSync(out, { recursive: true });
-
-let passed = 0;
-let failed = 0;
-function check(name, ok, detail = '') {
-  if (ok) { passed++; console.log(`ok   ${name}`); }
-  else { failed++; console.log(`FAIL ${name} ${detail}`); }
-}
-
-const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'opsight-e2e-')), {
-  executablePath,
-  headless: true,
-  viewport: { width: 1440, height: 1000 },
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
+const context = await launch();
 try {
   const page = await context.newPage();
   const consoleErrors = [];
@@ -92,5 +71,4 @@ try {
 } finally {
   await context.close();
 }
-console.log(`${passed} passed, ${failed} failed`);
-process.exit(failed === 0 ? 0 : 1);
+finish();
