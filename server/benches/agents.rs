@@ -251,6 +251,47 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         summary(refresh)
     );
 
+    // 1c. Opsight's own refresh ceiling: POST /api/v1/insights/refresh at concurrency 8
+    // with the instant agent, over HTTP like any client.
+    let url = format!("http://{local}/api/v1/insights/refresh");
+    let (wall, lat) = on_client(move || async move {
+        let http = reqwest::Client::new();
+        let started = Instant::now();
+        let per_task = 50;
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let http = http.clone();
+                let url = url.clone();
+                tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    for _ in 0..per_task {
+                        let t = Instant::now();
+                        let r = http
+                            .post(&url)
+                            .json(&json!({"site": "DAL", "metric": "otif"}))
+                            .send()
+                            .await
+                            .unwrap();
+                        assert!(r.status().is_success());
+                        let _ = r.bytes().await;
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        (started.elapsed(), all)
+    });
+    println!(
+        "refresh over HTTP, concurrency 8, instant agent: {:.0} refreshes/s; {}",
+        lat.len() as f64 / wall.as_secs_f64(),
+        summary(lat)
+    );
+
     // 2. Delta → browser latency while streaming: `concurrency` questions at once,
     // `rounds` times in a row.
     let base = format!("http://{local}");
