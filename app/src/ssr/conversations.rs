@@ -121,7 +121,8 @@ pub async fn start(
         },
     )
     .await?;
-    ask_turn(state, &id, &question).await
+    let (conversation, history) = load(state, &id).await?;
+    ask_turn(state, &conversation, history, &question).await
 }
 
 /// Adds a follow-up question to a conversation.
@@ -132,9 +133,7 @@ pub async fn follow_up(
 ) -> Result<TurnStarted, ServiceError> {
     let question = clean_question(Some(question))
         .ok_or_else(|| ServiceError::BadRequest("ask a question".into()))?;
-    let (conversation, _) = db::conversation(&state.db, conversation_id)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound("no such conversation".into()))?;
+    let (conversation, history) = load(state, conversation_id).await?;
     // A turn still running blocks the next one, unless it is so old that its process must
     // have died mid-answer (timestamps are fixed-width, so text order is time order).
     let abandoned_before =
@@ -148,25 +147,29 @@ pub async fn follow_up(
             "the previous question is still being answered".into(),
         ));
     }
-    ask_turn(state, conversation_id, &question).await
+    ask_turn(state, &conversation, history, &question).await
 }
 
 pub async fn get(state: &AppState, id: &str) -> Result<ConversationView, ServiceError> {
+    Ok(load(state, id).await?.0)
+}
+
+/// A conversation and the items of its answered turns, or `NotFound`.
+async fn load(state: &AppState, id: &str) -> Result<(ConversationView, Vec<Value>), ServiceError> {
     db::conversation(&state.db, id)
         .await?
-        .map(|(c, _)| c)
         .ok_or_else(|| ServiceError::NotFound("no such conversation".into()))
 }
 
-/// Stores the running turn and answers it in the background.
+/// Stores the running turn and answers it in the background. `history` is every item of
+/// the conversation's answered turns.
 async fn ask_turn(
     state: &AppState,
-    conversation_id: &str,
+    conversation: &ConversationView,
+    history: Vec<Value>,
     question: &str,
 ) -> Result<TurnStarted, ServiceError> {
-    let (conversation, history) = db::conversation(&state.db, conversation_id)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound("no such conversation".into()))?;
+    let conversation_id = conversation.id.as_str();
     let rules = db::rules(&state.db).await?;
     let pack = evidence::load(
         &state.db,
