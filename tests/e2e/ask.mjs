@@ -4,7 +4,8 @@
 // checks it grew in several pieces before the structured answer replaced it. Then it
 // opens the conversation by its URL and asks a follow-up.
 //
-// Usage: OPSIGHT_URL=http://127.0.0.1:3000 node ask.mjs
+// Usage: OPSIGHT_URL=http://127.0.0.1:3000 E2E_AGENT_TOKEN=<the questions agent token> node ask.mjs
+// (.ci/test sets both; the token check fails without the token, so it cannot pass vacuously).
 import { join } from 'node:path';
 import { base, out, check, launch, finish } from './lib.mjs';
 
@@ -13,6 +14,17 @@ try {
   const page = await context.newPage();
   const consoleErrors = [];
   page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  // Every body the browser receives (pages, server functions, the event stream, wasm).
+  const token = process.env.E2E_AGENT_TOKEN;
+  const leaks = [];
+  let bodies = 0;
+  page.on('response', async (r) => {
+    try {
+      const body = await r.body();
+      bodies++;
+      if (token && body.includes(token)) leaks.push(r.url());
+    } catch { /* redirects and aborted requests have no body */ }
+  });
   await page.goto(base + '/kpi/DAL/otif', { waitUntil: 'load' });
   await page.waitForSelector('.app[data-hydrated="true"]', { timeout: 30000 });
 
@@ -66,6 +78,11 @@ try {
   await page.getByRole('button', { name: 'Check now' }).click();
   await page.waitForSelector('tr[data-agent="reference-stream"].health-ok', { timeout: 30000 });
   check('settings shows the agents and their health', (await page.locator('table.agents tbody tr').count()) === 2);
+  const tokenCell = await page.locator('tr[data-agent="reference-stream"]').innerText();
+  check('the questions agent has a token configured', !token || /token set/.test(tokenCell), tokenCell);
+  await page.goto(base + '/api/v1/agents?check=true', { waitUntil: 'load' });
+  check('the agent token reached no response the browser got', Boolean(token) && bodies > 10 && leaks.length === 0,
+    `token=${Boolean(token)} bodies=${bodies} leaks=${leaks.join(' ')}`);
   await page.screenshot({ path: join(out, 'settings.png'), fullPage: true });
   check('no console errors', consoleErrors.length === 0, consoleErrors.join(' | '));
 } finally {
