@@ -2,7 +2,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `DATABASE_URL` | `sqlite:data/opsight.db` | SQLite file (created when missing) |
+//! | `DATABASE_URL` | `sqlite:data/opsight.db` | SQLite file (created when missing), or `postgres://…` shared by replicas |
 //! | `OPSIGHT_AGENTS_FILE` | `opsight-agents.toml` if present | named agent profiles (below) |
 //! | `AGENT_URL` | none | one agent without a file: its base or invocation URL |
 //! | `AGENT_KIND` | `mlflow-serve` | kind of that agent |
@@ -151,8 +151,11 @@ impl Config {
             None => None,
         };
         let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
-        if !database_url.starts_with("sqlite:") {
-            bail!("DATABASE_URL must be a sqlite: URL (PostgreSQL support is planned)");
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| database_url.starts_with(p))
+        {
+            bail!("DATABASE_URL must start with sqlite:, postgres:// or postgresql://");
         }
 
         let mut agents = vec![builtin_profile()];

@@ -1,4 +1,5 @@
-//! Database access: one `AnyPool` over SQLite (embedded default) or, later, PostgreSQL.
+//! Database access: one `AnyPool` over SQLite (embedded default) or PostgreSQL (shared by
+//! several replicas).
 //! SQL here is portable: `$n` placeholders, text dates, integer flags, and sums cast to
 //! BIGINT (PostgreSQL widens `SUM(bigint)` to numeric, which `Any` cannot decode).
 //! KPI scoring is not done in SQL: the roll-up is computed in Rust with
@@ -80,6 +81,16 @@ pub async fn connect(url: &str) -> anyhow::Result<Db> {
         .context("Failed to connect to the database (check DATABASE_URL)")?;
     migrate(&pool).await?;
     Ok(pool)
+}
+
+/// True when the pool talks to PostgreSQL. The only statements that differ by backend
+/// are job claims (`FOR UPDATE SKIP LOCKED` has no SQLite equivalent, and needs none: SQLite
+/// has one writer at a time).
+pub fn is_postgres(db: &Db) -> bool {
+    db.connect_options()
+        .database_url
+        .scheme()
+        .starts_with("postgres")
 }
 
 pub async fn migrate(pool: &Db) -> anyhow::Result<()> {

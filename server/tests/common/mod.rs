@@ -19,30 +19,108 @@ pub fn as_of() -> NaiveDate {
     app::domain::period::parse_date(AS_OF).unwrap()
 }
 
-/// A database file in its own temporary folder, removed on drop.
+/// A fresh database for one test, dropped (or deleted) when the test ends: a SQLite file in
+/// its own temporary folder by default, or a new PostgreSQL database when
+/// `OPSIGHT_TEST_DATABASE=postgres` (server: `OPSIGHT_TEST_PG_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/postgres`).
 pub struct TestDb {
     pub db: Db,
     pub dir: PathBuf,
+    /// The URL other processes (CLI, replicas) use to reach the same database.
+    pub url: String,
+    /// The PostgreSQL database to drop, when there is one.
+    pg_name: Option<String>,
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(name) = self.pg_name.take() {
+            // Drop runs inside the test's runtime: use a thread with a runtime of its own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(admin) = admin_pool().await {
+                        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&admin)
+                        .await;
+                    }
+                })
+            })
+            .join();
+        }
     }
+}
+
+/// True when this test run uses PostgreSQL.
+pub fn on_postgres() -> bool {
+    matches!(
+        std::env::var("OPSIGHT_TEST_DATABASE").as_deref(),
+        Ok("postgres") | Ok("postgresql") | Ok("pg")
+    )
+}
+
+fn pg_server_url() -> String {
+    std::env::var("OPSIGHT_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn admin_pool() -> Result<sqlx::AnyPool, sqlx::Error> {
+    sqlx::any::install_default_drivers();
+    sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&pg_server_url())
+        .await
 }
 
 pub async fn test_db() -> TestDb {
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "opsight-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("opsight-test-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    if on_postgres() {
+        let name = format!("opsight_test_{}_{n}", std::process::id());
+        let admin = admin_pool().await.unwrap_or_else(|e| {
+            panic!(
+                "OPSIGHT_TEST_DATABASE=postgres but PostgreSQL at {} is not reachable: {e}",
+                pg_server_url()
+            )
+        });
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await
+        .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .expect("create the test database");
+        let mut url = url::Url::parse(&pg_server_url()).unwrap();
+        url.set_path(&name);
+        let url = url.to_string();
+        let db = db::connect(&url).await.expect("test database");
+        return TestDb {
+            db,
+            dir,
+            url,
+            pg_name: Some(name),
+        };
+    }
     let url = format!("sqlite:{}/test.db", dir.display());
     let db = db::connect(&url).await.expect("test database");
-    TestDb { db, dir }
+    TestDb {
+        db,
+        dir,
+        url,
+        pg_name: None,
+    }
 }
 
 pub async fn seed(db: &Db, lines: usize) {
