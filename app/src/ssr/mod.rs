@@ -1,6 +1,7 @@
 //! Server-only code, compiled with the `ssr` feature (the one gate in this crate).
 //!
 //! - [`db`]: the pool, migrations and every SQL statement (portable SQLite/PostgreSQL).
+//! - [`crontab`]: crontab expressions (5 fields, Sunday 0/7) in a time zone, DST as cron does.
 //! - [`agent`]: agent profiles and kinds, the ResponsesAgent client (one shared
 //!   `reqwest::Client`, breaker, retries, streaming), MLflow REST (aliases, assessments).
 //! - [`analyst_server`]: the built-in analyst's protocol handling (request in, reply out).
@@ -19,6 +20,7 @@ pub mod agent;
 pub mod analyst_server;
 pub mod ask;
 pub mod conversations;
+pub mod crontab;
 pub mod db;
 pub mod evidence;
 pub mod feedback;
