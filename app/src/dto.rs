@@ -237,3 +237,119 @@ pub struct LineagePage {
     pub insight: Option<InsightView>,
     pub feedback: Vec<FeedbackView>,
 }
+
+/// A schedule as the operator edits it (create and update).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleInput {
+    pub name: String,
+    /// Crontab: 5 fields (Sunday = 0 or 7), 6 with seconds first, or `@daily` etc.
+    pub cron: String,
+    /// IANA time zone, e.g. `Europe/Berlin`.
+    pub timezone: String,
+    /// `all` | `site` | `metric` | `flagged`.
+    pub scope: String,
+    /// The site code or metric key for `site` and `metric` scopes.
+    #[serde(default)]
+    pub scope_value: Option<String>,
+    /// Ticks missed while no replica ran: `once` (run once on start-up) or `skip`.
+    #[serde(default = "default_catch_up")]
+    pub catch_up: String,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+fn default_catch_up() -> String {
+    "once".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// A stored schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleView {
+    pub id: String,
+    #[serde(flatten)]
+    pub input: ScheduleInput,
+    /// Human-readable scope, e.g. "site DAL" or "flagged cards".
+    pub scope_label: String,
+    /// The next tick, UTC (none when paused).
+    pub next_fire_at: Option<String>,
+    pub last_fire_at: Option<String>,
+    /// The next five ticks in the schedule's time zone, e.g. "Mon 2026-11-23 06:00 CST".
+    pub upcoming: Vec<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One refresh run with its job counts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunView {
+    pub id: String,
+    /// `schedule` | `manual` | `cli`.
+    pub origin: String,
+    pub schedule_id: Option<String>,
+    pub schedule_name: Option<String>,
+    pub scope: String,
+    pub scope_value: Option<String>,
+    pub scope_label: String,
+    pub scheduled_for: Option<String>,
+    pub force: bool,
+    /// `running` | `finished` | `skipped`.
+    pub status: String,
+    pub total: i64,
+    pub queued: i64,
+    pub running: i64,
+    pub done: i64,
+    pub unchanged: i64,
+    pub failed: i64,
+    pub note: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    /// Seconds from start to finish (or to now while running).
+    pub duration_secs: f64,
+    /// Estimated seconds left, from the pace so far (running runs with progress only).
+    pub eta_secs: Option<f64>,
+}
+
+impl RunView {
+    /// Jobs that reached an end state.
+    pub fn finished_jobs(&self) -> i64 {
+        self.done + self.unchanged + self.failed
+    }
+}
+
+/// One card of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    pub id: String,
+    pub site: String,
+    pub metric: Metric,
+    /// `queued` | `running` | `done` | `unchanged` | `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub claimed_by: Option<String>,
+    pub insight_id: Option<String>,
+    pub error: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+/// A run and its jobs.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunDetail {
+    pub run: RunView,
+    pub jobs: Vec<JobView>,
+}
+
+/// A request to refresh a scope now.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunRequest {
+    pub scope: String,
+    #[serde(default)]
+    pub scope_value: Option<String>,
+    /// Call the agent even for cards whose evidence, rules and agent version are unchanged.
+    #[serde(default)]
+    pub force: bool,
+}

@@ -2,10 +2,10 @@
 
 use crate::config::Config;
 use anyhow::Context;
-use app::domain::evidence::NETWORK;
-use app::domain::kpi::Metric;
+use crate::scheduler::{self, WorkerOptions};
+use app::ssr::runs::{self, Scope};
 use app::ssr::state::AppState;
-use app::ssr::{db, import, insights, seed};
+use app::ssr::{db, import, schedules, seed};
 use std::path::Path;
 
 /// Lines the demo network gets by default.
@@ -52,34 +52,54 @@ pub async fn import_orders(config: &Config, file: &Path) -> anyhow::Result<impor
         .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
-/// Refreshes the selected cards (every site plus the network, every metric by default)
-/// one at a time and returns the new insights; failures are reported per card.
+/// What `opsight refresh` covers.
+pub struct RefreshScope {
+    pub site: Option<String>,
+    pub metric: Option<String>,
+    pub flagged: bool,
+    pub schedule: Option<String>,
+}
+
+/// Runs a refresh of the scope as a run, executing its jobs here (serving replicas on the
+/// same database may take some), and returns the run, its jobs and the insights it made.
 pub async fn refresh(
     state: &AppState,
-    site: Option<&str>,
-    metric: Option<&str>,
-) -> anyhow::Result<Vec<serde_json::Value>> {
-    let sites: Vec<String> = match site {
-        Some(s) => vec![s.to_string()],
-        None => std::iter::once(NETWORK.to_string())
-            .chain(db::sites(&state.db).await?.into_iter().map(|s| s.code))
-            .collect(),
-    };
-    let metrics: Vec<String> = match metric {
-        Some(m) => vec![m.to_string()],
-        None => Metric::ALL.iter().map(|m| m.key().to_string()).collect(),
-    };
-    let mut out = Vec::new();
-    for s in &sites {
-        for m in &metrics {
-            match insights::refresh(state, s, m, None).await {
-                Ok(view) => out.push(serde_json::to_value(view)?),
-                Err(app::ssr::ServiceError::NotFound(msg)) => anyhow::bail!(msg),
-                Err(e) => {
-                    out.push(serde_json::json!({"site": s, "metric": m, "error": e.to_string()}))
-                }
-            }
+    opts: WorkerOptions,
+    scope: &RefreshScope,
+    force: bool,
+) -> anyhow::Result<serde_json::Value> {
+    let scope = match (scope, &scope.schedule) {
+        (_, Some(name)) => {
+            let s = schedules::list(&state.db)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .into_iter()
+                .find(|s| &s.input.name == name)
+                .with_context(|| format!("no schedule named '{name}'"))?;
+            Scope::parse(&s.input.scope, s.input.scope_value.as_deref())
+        }
+        (RefreshScope { flagged: true, .. }, _) => Ok(Scope::Flagged),
+        (RefreshScope { site: Some(s), metric: Some(m), .. }, _) => {
+            Scope::parse("card", Some(&format!("{s}/{m}")))
+        }
+        (RefreshScope { site: Some(s), .. }, _) => Scope::parse("site", Some(s)),
+        (RefreshScope { metric: Some(m), .. }, _) => Scope::parse("metric", Some(m)),
+        _ => Ok(Scope::All),
+    }
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let run = runs::start(state, "cli", &scope, force)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (_keep, never) = tokio::sync::watch::channel(false);
+    scheduler::work(state.clone(), opts, never, Some(run.id.clone())).await;
+    let detail = runs::detail(&state.db, &run.id)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut insights = Vec::new();
+    for job in detail.jobs.iter().filter(|j| j.status == "done") {
+        if let Some(i) = db::insight(&state.db, job.insight_id.as_deref().unwrap_or_default()).await? {
+            insights.push(i);
         }
     }
-    Ok(out)
+    Ok(serde_json::json!({"run": detail.run, "jobs": detail.jobs, "insights": insights}))
 }

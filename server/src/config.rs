@@ -13,6 +13,9 @@
 //! | `OPSIGHT_ADDR` | `127.0.0.1:3000` | listen address |
 //! | `OPSIGHT_AS_OF` | today (UTC) | reference date `YYYY-MM-DD` for demos, tests, replays |
 //! | `LOG_FORMAT` | `pretty` | `json` for structured logs |
+//! | `OPSIGHT_JOB_CONCURRENCY` | cards agent's `max_concurrency` | refresh jobs this replica runs at once |
+//! | `OPSIGHT_JOB_LEASE_SECS` | 30 | a claim's lease: a dead replica's jobs are taken over after it |
+//! | `OPSIGHT_SHUTDOWN_GRACE_SECS` | 10 | in-flight jobs may finish this long at shutdown, then are released |
 //!
 //! The built-in analyst is always configured, as agent `builtin`; with no other agent it
 //! answers cards and questions. The agents file (TOML) names several agents and their
@@ -59,6 +62,13 @@ pub struct Config {
     pub questions_agent: String,
     pub addr: SocketAddr,
     pub as_of: Option<NaiveDate>,
+    /// How long a replica's claim on a job lasts without renewal (a killed replica's jobs
+    /// are taken over after this).
+    pub job_lease: Duration,
+    /// How long in-flight jobs may finish at shutdown before they are released.
+    pub shutdown_grace: Duration,
+    /// Jobs this replica executes at once; the cards agent's `max_concurrency` by default.
+    pub job_concurrency: Option<usize>,
 }
 
 /// The agents file.
@@ -208,6 +218,26 @@ impl Config {
                 bail!("roles.{role} names agent '{name}', which is not configured");
             }
         }
+        let secs = |key: &str, default: u64, range: std::ops::RangeInclusive<u64>| match get(key) {
+            None => Ok(Duration::from_secs(default)),
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if range.contains(&n) => Ok(Duration::from_secs(n)),
+                _ => bail!(
+                    "{key} '{v}' must be a number of seconds from {} to {}",
+                    range.start(),
+                    range.end()
+                ),
+            },
+        };
+        let job_lease = secs("OPSIGHT_JOB_LEASE_SECS", 30, 2..=3600)?;
+        let shutdown_grace = secs("OPSIGHT_SHUTDOWN_GRACE_SECS", 10, 0..=600)?;
+        let job_concurrency = match get("OPSIGHT_JOB_CONCURRENCY") {
+            None => None,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=256).contains(&n) => Some(n),
+                _ => bail!("OPSIGHT_JOB_CONCURRENCY '{v}' must be 1 to 256"),
+            },
+        };
         Ok(Config {
             database_url,
             agents,
@@ -215,6 +245,9 @@ impl Config {
             questions_agent,
             addr,
             as_of,
+            job_lease,
+            shutdown_grace,
+            job_concurrency,
         })
     }
 

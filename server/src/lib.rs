@@ -7,11 +7,13 @@
 //! - [`routes`]: the JSON API (`/api/v1`), the built-in analyst (`/agent/invocations`),
 //!   `/healthz`.
 //! - [`router`]: all routes, Leptos pages and server functions, static files, layers.
+//! - [`scheduler`]: the schedule tick loop and the refresh job worker, on every replica.
 //! - [`commands`]: what `opsight <command>` runs (serve, migrate, seed-demo, import, refresh).
 
 pub mod commands;
 pub mod config;
 pub mod routes;
+pub mod scheduler;
 pub mod telemetry;
 
 use app::app::{shell, App};
@@ -59,6 +61,7 @@ pub fn app_state(
         db,
         agents,
         live: Default::default(),
+        jobs: Default::default(),
         as_of,
         leptos_options,
     }

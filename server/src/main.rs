@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use server::config::Config;
+use server::scheduler::{self, WorkerOptions};
 use server::{
     agents, app_state, commands, leptos_options, run, shutdown_signal, spawn_agent_checks,
     telemetry,
@@ -47,7 +48,8 @@ enum Command {
         #[command(subcommand)]
         what: ImportWhat,
     },
-    /// Refresh insights now and print them as JSON.
+    /// Refresh insights now, as a run (the same jobs a schedule makes), and print the run,
+    /// its jobs and the new insights as JSON. Serving replicas on the same database help.
     Refresh {
         /// A site code, or `network`; all sites and the network when omitted.
         #[arg(long)]
@@ -55,6 +57,15 @@ enum Command {
         /// otif, on_time, in_full, fill_rate or lines_due; all when omitted.
         #[arg(long)]
         metric: Option<String>,
+        /// Only the cards the rules flag (off target, or a trigger fired).
+        #[arg(long, conflicts_with_all = ["site", "metric"])]
+        flagged: bool,
+        /// The scope of this schedule (by name) instead.
+        #[arg(long, conflicts_with_all = ["site", "metric", "flagged"])]
+        schedule: Option<String>,
+        /// Call the agent even for cards whose evidence, rules and agent are unchanged.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -62,6 +73,15 @@ enum Command {
 enum ImportWhat {
     /// Order lines from a CSV file, in one transaction: a bad row imports nothing.
     Orders { file: PathBuf },
+}
+
+fn worker_options(config: &Config, state: &app::ssr::state::AppState) -> WorkerOptions {
+    let mut opts = WorkerOptions::for_state(state);
+    opts.grace = config.shutdown_grace;
+    if let Some(n) = config.job_concurrency {
+        opts.capacity = n;
+    }
+    opts
 }
 
 #[tokio::main]
@@ -90,9 +110,25 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 questions_agent = agents.questions().name(),
                 "Opsight is serving http://{local}"
             );
-            let state = app_state(pool, agents, config.as_of, leptos_options());
+            let mut state = app_state(pool, agents, config.as_of, leptos_options());
+            state.jobs.lease = config.job_lease;
             spawn_agent_checks(state.clone());
-            run(listener, state, shutdown_signal()).await
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            let background =
+                scheduler::spawn(state.clone(), worker_options(&config, &state), stopped.clone());
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop.send(true);
+            });
+            let mut http_stopped = stopped;
+            let served = run(listener, state, async move {
+                let _ = http_stopped.wait_for(|s| *s).await;
+            })
+            .await;
+            // The worker finishes or releases its jobs before the process ends.
+            let report = background.await?;
+            tracing::info!(?report, "background work stopped");
+            served
         }
         Command::Migrate => {
             commands::connect(&config).await?;
@@ -140,18 +176,25 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Refresh { site, metric } => {
+        Command::Refresh {
+            site,
+            metric,
+            flagged,
+            schedule,
+            force,
+        } => {
             let pool = commands::connect(&config).await?;
             // The built-in analyst needs a listener: serve only its route on an ephemeral
             // loopback port for the duration of the command.
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
             let local = listener.local_addr()?;
-            let state = app_state(
+            let mut state = app_state(
                 pool,
                 agents(&config, local)?,
                 config.as_of,
                 leptos_options(),
             );
+            state.jobs.lease = config.job_lease;
             let (tx, rx) = tokio::sync::oneshot::channel::<()>();
             let analyst = axum::Router::new().route(
                 "/agent/invocations",
@@ -164,7 +207,14 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                     })
                     .await
             });
-            let result = commands::refresh(&state, site.as_deref(), metric.as_deref()).await;
+            let scope = commands::RefreshScope {
+                site,
+                metric,
+                flagged,
+                schedule,
+            };
+            let result =
+                commands::refresh(&state, worker_options(&config, &state), &scope, force).await;
             let _ = tx.send(());
             let _ = serving.await;
             println!("{}", serde_json::to_string_pretty(&result?)?);

@@ -531,14 +531,20 @@ pub struct NewInsight<'a> {
     pub model_version: Option<String>,
     pub trace_id: Option<String>,
     pub grounding_json: Option<String>,
+    /// The run job that made it, for scheduled and batch refreshes.
+    pub job_id: Option<&'a str>,
 }
 
-pub async fn insert_insight(db: &Db, i: &NewInsight<'_>) -> anyhow::Result<()> {
+/// Stores an insight attempt, on the pool or inside a transaction.
+pub async fn insert_insight<'e, E>(ex: E, i: &NewInsight<'_>) -> anyhow::Result<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
     sqlx::query(
         "INSERT INTO insights (id, site, metric, period_start, created_at, status, agent, value, headline, \
          narrative, insight_json, evidence_hash, rules_version, error, latency_ms, agent_kind, \
-         model_version, trace_id, grounding_json) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+         model_version, trace_id, grounding_json, job_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
     )
     .bind(i.id.to_string())
     .bind(i.site.to_string())
@@ -559,7 +565,8 @@ pub async fn insert_insight(db: &Db, i: &NewInsight<'_>) -> anyhow::Result<()> {
     .bind(i.model_version.clone())
     .bind(i.trace_id.clone())
     .bind(i.grounding_json.clone())
-    .execute(db)
+    .bind(i.job_id.map(str::to_string))
+    .execute(ex)
     .await
     .context("Failed to store the insight")?;
     Ok(())
@@ -640,6 +647,27 @@ pub async fn insights(
         out.extend(insight_view(r)?);
     }
     Ok(out)
+}
+
+/// The latest good insight of one card.
+pub async fn latest_ok_insight(
+    db: &Db,
+    site: &str,
+    metric: Metric,
+) -> anyhow::Result<Option<InsightView>> {
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {INSIGHT_COLS} FROM insights WHERE site = $1 AND metric = $2 AND status = 'ok' \
+         ORDER BY created_at DESC, id DESC LIMIT 1"
+    )))
+    .bind(site.to_string())
+    .bind(metric.key())
+    .fetch_optional(db)
+    .await
+    .context("Failed to read the card's latest insight")?;
+    Ok(match row {
+        Some(r) => insight_view(&r)?,
+        None => None,
+    })
 }
 
 /// The latest insight of each status ('ok', 'error') for every card.

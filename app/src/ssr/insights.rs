@@ -4,11 +4,13 @@ use super::agent::{build_request, Agents};
 use super::ask::{ask, Subject};
 use super::db::{self, NewInsight};
 use super::evidence;
+use super::runs::{self, JobClaim};
 use super::state::AppState;
 use super::ServiceError;
 use crate::domain::kpi::Metric;
 use crate::domain::period::{fmt_date, Week};
 use crate::dto::{Card, InsightView};
+use anyhow::Context;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The question asked when a card is refreshed without one.
@@ -37,18 +39,58 @@ pub fn timestamp(now: chrono::DateTime<chrono::Utc>) -> String {
     now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-/// Refreshes one card: builds the evidence pack, asks the cards agent, checks the reply
-/// against the pack and stores the result with its lineage. A failed call (or a reply
-/// whose every root cause is unsupported by the data) is stored as an `error` attempt, so
-/// the card can say why it is stale, and returned as an error; the last good insight is
-/// untouched.
-#[tracing::instrument(skip_all, fields(site = %site, metric = %metric_key))]
+/// How a refresh is carried out.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RefreshOptions<'a> {
+    /// The user's question; the default question when `None`.
+    pub question: Option<&'a str>,
+    /// Make no agent call when the card's last good insight came from the same evidence
+    /// pack, rules version and agent (name and model version): runs use this.
+    pub skip_unchanged: bool,
+    /// The run job this refresh is for: its result is stored only while the claim still
+    /// holds the job, in the same transaction that finishes the job.
+    pub job: Option<&'a JobClaim>,
+}
+
+/// What a refresh did.
+#[derive(Debug)]
+pub enum Refreshed {
+    /// A new insight, stored.
+    Made(Box<InsightView>),
+    /// Nothing changed since this insight; the agent was not called.
+    Unchanged { insight_id: String },
+}
+
+/// Refreshes one card now, always calling the agent (the dashboard's refresh button and
+/// the API). See [`refresh_card`].
 pub async fn refresh(
     state: &AppState,
     site: &str,
     metric_key: &str,
     question: Option<&str>,
 ) -> Result<InsightView, ServiceError> {
+    let opts = RefreshOptions {
+        question,
+        ..Default::default()
+    };
+    match refresh_card(state, site, metric_key, opts).await? {
+        Refreshed::Made(view) => Ok(*view),
+        Refreshed::Unchanged { .. } => Err(anyhow::anyhow!("a forced refresh was skipped").into()),
+    }
+}
+
+/// Refreshes one card: builds the evidence pack, asks the cards agent, checks the reply
+/// against the pack and stores the result with its lineage. A failed call (or a reply
+/// whose every root cause is unsupported by the data) is stored as an `error` attempt, so
+/// the card can say why it is stale, and returned as an error; the last good insight is
+/// untouched.
+#[tracing::instrument(skip_all, fields(site = %site, metric = %metric_key))]
+pub async fn refresh_card(
+    state: &AppState,
+    site: &str,
+    metric_key: &str,
+    opts: RefreshOptions<'_>,
+) -> Result<Refreshed, ServiceError> {
     let metric = evidence::parse_metric(metric_key)?;
     let rules = db::rules(&state.db).await?;
     // One reference date for the whole refresh: the pack and the stored row must agree on
@@ -57,10 +99,24 @@ pub async fn refresh(
     let week = Week::latest_complete(as_of);
     let pack = evidence::load(&state.db, &rules, site, metric, as_of).await?;
     let hash = evidence::hash(&pack);
-    let question = clean_question(question)
+    let agent = state.agents.cards().clone();
+    if opts.skip_unchanged {
+        if let Some(last) = db::latest_ok_insight(&state.db, site, metric).await? {
+            if last.evidence_hash == hash
+                && last.rules_version == rules.version
+                && last.period_start == fmt_date(week.start)
+                && last.agent == agent.name()
+                && last.model_version == agent.model_version().await
+            {
+                return Ok(Refreshed::Unchanged {
+                    insight_id: last.id,
+                });
+            }
+        }
+    }
+    let question = clean_question(opts.question)
         .unwrap_or_else(|| default_question(metric, &pack.scope.site_name, &pack.period.label));
     let request = build_request(&pack, &rules, &question);
-    let agent = state.agents.cards().clone();
     let id = new_id(chrono::Utc::now(), "ins");
     let asked = ask(
         state,
@@ -101,6 +157,7 @@ pub async fn refresh(
         model_version: asked.model_version.clone(),
         trace_id: trace_id.clone(),
         grounding_json,
+        job_id: opts.job.map(|j| j.id.as_str()),
     };
     match asked.outcome {
         Ok(reply) => {
@@ -125,9 +182,9 @@ pub async fn refresh(
                 .insight
                 .as_ref()
                 .and_then(|i| serde_json::to_string(i).ok());
-            db::insert_insight(&state.db, &row).await?;
+            store(state, &row, opts.job).await?;
             tracing::info!(latency_ms = row.latency_ms, source = ?answer.source, attempts = reply.attempts, "insight refreshed");
-            Ok(InsightView {
+            Ok(Refreshed::Made(Box::new(InsightView {
                 id: id.clone(),
                 site: site.to_string(),
                 metric,
@@ -148,7 +205,7 @@ pub async fn refresh(
                 model_version: asked.model_version,
                 trace_id,
                 grounding: asked.grounding,
-            })
+            })))
         }
         Err(e) => {
             let message = e.to_string();
@@ -157,10 +214,37 @@ pub async fn refresh(
             row.status = "error";
             row.headline = "Refresh failed";
             row.error = Some(&message);
-            db::insert_insight(&state.db, &row).await?;
+            store(state, &row, opts.job).await?;
             Err(ServiceError::Agent(e))
         }
     }
+}
+
+/// Stores an attempt; for a job, only if its claim still holds, together with finishing
+/// the job (`done` or `failed`), so a job taken over by another replica never yields a
+/// second insight.
+async fn store(
+    state: &AppState,
+    row: &NewInsight<'_>,
+    job: Option<&JobClaim>,
+) -> Result<(), ServiceError> {
+    let Some(claim) = job else {
+        db::insert_insight(&state.db, row).await?;
+        return Ok(());
+    };
+    let mut tx = state
+        .db
+        .begin()
+        .await
+        .context("Failed to start a transaction")?;
+    let status = if row.status == "ok" { "done" } else { "failed" };
+    if !runs::finish_job(&mut *tx, claim, status, Some(row.id), row.error).await? {
+        let _ = tx.rollback().await;
+        return Err(ServiceError::Superseded);
+    }
+    db::insert_insight(&mut *tx, row).await?;
+    tx.commit().await.context("Failed to store the insight")?;
+    Ok(())
 }
 
 /// A user's question, trimmed and capped at 2,000 characters; `None` when blank.

@@ -10,6 +10,10 @@
 //! - [`kpis`]: the dashboard and KPI detail views.
 //! - [`insights`]: refreshing an insight on demand and card state (stale, error).
 //! - [`conversations`]: streamed "why is this down?" questions and follow-ups.
+//! - [`runs`]: refresh runs: a scope becomes one job per card, claimed under leases by
+//!   any replica, unchanged cards skipped, results fenced so a job yields one insight.
+//! - [`schedules`]: cron schedules in the database and their ticks (exactly once across
+//!   replicas; catch-up or skip after downtime).
 //! - [`feedback`]: thumbs up/down, forwarded to MLflow as assessments.
 //! - [`settings`]: the agents' status for the settings page.
 //! - [`import`]: CSV import of order lines, all-or-nothing.
@@ -27,6 +31,8 @@ pub mod feedback;
 pub mod import;
 pub mod insights;
 pub mod kpis;
+pub mod runs;
+pub mod schedules;
 pub mod seed;
 pub mod settings;
 pub mod state;
@@ -42,6 +48,10 @@ pub enum ServiceError {
     BadRequest(String),
     #[error("the insight could not be refreshed: {0}")]
     Agent(#[from] agent::AgentError),
+    /// A run job's lease expired and another replica took it over; this result was
+    /// discarded so the job yields one insight.
+    #[error("the job was taken over by another replica; this result was discarded")]
+    Superseded,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -53,6 +63,7 @@ impl ServiceError {
             ServiceError::NotFound(m) => AppError::NotFound(m),
             ServiceError::BadRequest(m) => AppError::BadRequest(m),
             e @ ServiceError::Agent(_) => AppError::Agent(e.to_string()),
+            e @ ServiceError::Superseded => AppError::BadRequest(e.to_string()),
             ServiceError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 AppError::Internal

@@ -3,6 +3,7 @@
 use super::agent::Agents;
 use super::conversations::LiveTurns;
 use super::db::Db;
+use super::runs::JobQueue;
 use axum::extract::FromRef;
 use chrono::NaiveDate;
 use leptos::config::LeptosOptions;
@@ -13,6 +14,8 @@ pub struct AppState {
     pub agents: Agents,
     /// Questions being answered by this process.
     pub live: LiveTurns,
+    /// This replica's identity in job claims, and its worker's wake-up.
+    pub jobs: JobQueue,
     /// Fixed reference date (`OPSIGHT_AS_OF`), or `None` for today (UTC).
     pub as_of: Option<NaiveDate>,
     pub leptos_options: LeptosOptions,

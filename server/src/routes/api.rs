@@ -16,6 +16,14 @@
 //! - `GET|POST /api/v1/insights/{id}/feedback` `{helpful, reason?}`: thumbs up/down.
 //! - `GET  /api/v1/agents[?check=true]`: configured agents, health, breaker, model version.
 //!
+//! - `GET|POST /api/v1/schedules`, `GET|PUT|DELETE /api/v1/schedules/{id}`: cron schedules
+//!   (`{name, cron, timezone, scope, scope_value?, catch_up, enabled}`).
+//! - `POST /api/v1/schedules/preview` `{cron, timezone}`: the next five ticks, or 400.
+//! - `POST /api/v1/schedules/{id}/run`: run the schedule's scope now (202, the run).
+//! - `GET  /api/v1/runs[?active=true&limit=]`: runs with counts, latest first.
+//! - `POST /api/v1/runs` `{scope, scope_value?, force?}`: start a run (202).
+//! - `GET  /api/v1/runs/{id}`: a run and its jobs.
+//!
 //! Errors are JSON `{"error": "..."}`; unknown sites or metrics are 404.
 
 use app::domain::evidence::NETWORK;
@@ -23,7 +31,11 @@ use app::dto::{
     AgentStatus, ConversationView, Dashboard, FeedbackView, InsightView, Lineage, TurnStarted,
 };
 use app::ssr::state::AppState;
-use app::ssr::{conversations, db, evidence, feedback, insights, kpis, settings, ServiceError};
+use app::dto::{RunDetail, RunRequest, RunView, ScheduleInput, ScheduleView};
+use app::ssr::runs::{self, Scope};
+use app::ssr::{
+    conversations, db, evidence, feedback, insights, kpis, schedules, settings, ServiceError,
+};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -49,6 +61,15 @@ pub fn router() -> Router<AppState> {
         .route("/conversations/{id}/turns", post(follow_up))
         .route("/turns/{id}/events", get(turn_events))
         .route("/agents", get(agents))
+        .route("/schedules", get(list_schedules).post(create_schedule))
+        .route("/schedules/preview", post(preview_schedule))
+        .route(
+            "/schedules/{id}",
+            get(get_schedule).put(update_schedule).delete(delete_schedule),
+        )
+        .route("/schedules/{id}/run", post(run_schedule))
+        .route("/runs", get(list_runs).post(start_run))
+        .route("/runs/{id}", get(run_detail))
 }
 
 /// Reads a JSON body or answers 400 saying what was expected.
@@ -70,6 +91,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(m) => ApiError(StatusCode::NOT_FOUND, m),
             ServiceError::BadRequest(m) => ApiError(StatusCode::BAD_REQUEST, m),
             e @ ServiceError::Agent(_) => ApiError(StatusCode::BAD_GATEWAY, e.to_string()),
+            e @ ServiceError::Superseded => ApiError(StatusCode::CONFLICT, e.to_string()),
             ServiceError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 ApiError(
@@ -261,4 +283,107 @@ async fn agents(
     Query(q): Query<AgentsQuery>,
 ) -> Json<Vec<AgentStatus>> {
     Json(settings::agents(&state, q.check.unwrap_or(false)).await)
+}
+
+async fn list_schedules(State(state): State<AppState>) -> Result<Json<Vec<ScheduleView>>, ApiError> {
+    Ok(Json(schedules::list(&state.db).await?))
+}
+
+async fn get_schedule(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ScheduleView>, ApiError> {
+    Ok(Json(schedules::get(&state.db, &id).await?))
+}
+
+const SCHEDULE_SHAPE: &str =
+    "{name, cron, timezone, scope: all|site|metric|flagged, scope_value?, catch_up: once|skip, enabled}";
+
+async fn create_schedule(
+    State(state): State<AppState>,
+    body: Result<Json<ScheduleInput>, JsonRejection>,
+) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
+    let input = json_body(body, SCHEDULE_SHAPE)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(schedules::create(&state, &input).await?),
+    ))
+}
+
+async fn update_schedule(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<ScheduleInput>, JsonRejection>,
+) -> Result<Json<ScheduleView>, ApiError> {
+    let input = json_body(body, SCHEDULE_SHAPE)?;
+    Ok(Json(schedules::update(&state, &id, &input).await?))
+}
+
+async fn delete_schedule(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    schedules::delete(&state, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct PreviewBody {
+    cron: String,
+    #[serde(default)]
+    timezone: String,
+}
+
+async fn preview_schedule(
+    body: Result<Json<PreviewBody>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let b = json_body(body, "{cron, timezone}")?;
+    Ok(Json(
+        json!({"upcoming": schedules::preview(&b.cron, &b.timezone)?}),
+    ))
+}
+
+async fn run_schedule(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(schedules::run_now(&state, &id).await?),
+    ))
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    limit: Option<i64>,
+    active: Option<bool>,
+}
+
+async fn list_runs(
+    State(state): State<AppState>,
+    query: Result<Query<RunsQuery>, QueryRejection>,
+) -> Result<Json<Vec<RunView>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let active = q.active.unwrap_or(false).then_some(10);
+    Ok(Json(runs::runs(&state.db, limit, active).await?))
+}
+
+async fn start_run(
+    State(state): State<AppState>,
+    body: Result<Json<RunRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<RunView>), ApiError> {
+    let r = json_body(body, "{scope: all|site|metric|flagged, scope_value?, force?}")?;
+    let scope = Scope::parse(&r.scope, r.scope_value.as_deref())?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(runs::start(&state, "manual", &scope, r.force).await?),
+    ))
+}
+
+async fn run_detail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RunDetail>, ApiError> {
+    Ok(Json(runs::detail(&state.db, &id).await?))
 }

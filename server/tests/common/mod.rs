@@ -2,6 +2,8 @@
 //! port, with the agent pointed at the built-in analyst or at a mock.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod stub;
+
 use app::ssr::agent::{AgentKind, AgentProfile, Agents, Secret};
 use app::ssr::db::{self, Db};
 use app::ssr::seed::{seed_demo, SeedOptions};
@@ -170,6 +172,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub _db: TestDb,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Stops the schedule tick loop and the job worker.
+    stop_background: tokio::sync::watch::Sender<bool>,
 }
 
 impl Drop for TestApp {
@@ -177,6 +181,7 @@ impl Drop for TestApp {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
+        let _ = self.stop_background.send(true);
     }
 }
 
@@ -220,6 +225,16 @@ pub async fn spawn_app_with(
         Some(as_of()),
         server::leptos_options(),
     );
+    let (stop_background, background) = tokio::sync::watch::channel(false);
+    server::scheduler::spawn(
+        state.clone(),
+        server::scheduler::WorkerOptions {
+            capacity: 4,
+            poll: Duration::from_millis(100),
+            grace: Duration::from_secs(1),
+        },
+        background,
+    );
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let s = state.clone();
     tokio::spawn(async move {
@@ -238,6 +253,7 @@ pub async fn spawn_app_with(
             .unwrap(),
         _db: tdb,
         stop: Some(tx),
+        stop_background,
     }
 }
 
@@ -319,6 +335,41 @@ impl TestApp {
             }
         }
         panic!("the event stream ended without a final event");
+    }
+
+    /// Starts a run and waits (up to 60 s) until it has finished.
+    pub async fn run(&self, scope: &str, value: Option<&str>) -> app::dto::RunDetail {
+        let r = self
+            .post_json(
+                "/api/v1/runs",
+                &serde_json::json!({"scope": scope, "scope_value": value}),
+            )
+            .await;
+        assert_eq!(r.status(), 202, "run accepted");
+        let run: app::dto::RunView = r.json().await.unwrap();
+        self.wait_run(&run.id).await
+    }
+
+    /// Polls a run until it is no longer running.
+    pub async fn wait_run(&self, id: &str) -> app::dto::RunDetail {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let d: app::dto::RunDetail = self
+                .get(&format!("/api/v1/runs/{id}"))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if d.run.status != "running" {
+                return d;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {id} did not finish: {:?}",
+                d.run
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {

@@ -1,0 +1,497 @@
+//! Cron schedules stored in the database, and their ticks.
+//!
+//! Every replica runs the same tick loop (`server/src/scheduler.rs`). A tick is claimed
+//! with a compare-and-set on the schedule's `next_fire_at`, in the transaction that also
+//! creates the run, so each tick becomes exactly one run whichever replica sees it first;
+//! the `(schedule_id, scheduled_for)` unique key backs that up.
+//!
+//! Ticks missed while no replica was running (the due tick is more than
+//! [`ON_TIME_GRACE`] late, or more than one tick is due) follow the schedule's catch-up
+//! choice: `once` runs the latest missed tick once, `skip` records it as skipped.
+
+use super::crontab::Crontab;
+use super::db::Db;
+use super::insights::{new_id, timestamp};
+use super::runs::{self, NewRun, Scope};
+use super::state::AppState;
+use super::ServiceError;
+use crate::dto::{ScheduleInput, ScheduleView};
+use anyhow::Context;
+use chrono::{DateTime, Duration, Utc};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+/// A tick fired within this long after its time is on time; later means every replica
+/// was down (or stalled) when it was due.
+pub const ON_TIME_GRACE: Duration = Duration::seconds(60);
+
+/// How far back missed ticks are counted (the note says "at least" beyond it).
+const MISSED_LOOKBACK: Duration = Duration::days(31);
+
+/// What to do with a schedule whose tick is due.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tick {
+    /// Run for the tick `at`; `missed` ticks before it were not run (catch-up).
+    Fire { at: DateTime<Utc>, missed: usize },
+    /// Do not run; `missed` ticks up to `at` were missed and are skipped.
+    Skip { at: DateTime<Utc>, missed: usize },
+}
+
+/// Decides a due schedule's tick at `now` (pure: the tick loop and its tests use it).
+/// `due` is the stored next tick (≤ now). Returns the decision and the next tick after now.
+pub fn decide(
+    crontab: &Crontab,
+    due: DateTime<Utc>,
+    now: DateTime<Utc>,
+    catch_up: &str,
+) -> (Tick, Option<DateTime<Utc>>) {
+    let next = crontab.next_after(now);
+    // Every tick in [due, now].
+    let mut ticks = 1usize;
+    let mut latest = due;
+    let mut t = due;
+    while let Some(n) = crontab.next_after(t) {
+        if n > now || n - due > MISSED_LOOKBACK {
+            break;
+        }
+        ticks += 1;
+        latest = n;
+        t = n;
+    }
+    let on_time = ticks == 1 && now - due <= ON_TIME_GRACE;
+    let tick = if on_time {
+        Tick::Fire { at: due, missed: 0 }
+    } else if catch_up == "skip" {
+        Tick::Skip {
+            at: latest,
+            missed: ticks,
+        }
+    } else {
+        Tick::Fire {
+            at: latest,
+            missed: ticks - 1,
+        }
+    };
+    (tick, next)
+}
+
+fn validate(input: &ScheduleInput) -> Result<(ScheduleInput, Crontab, Scope), ServiceError> {
+    let name = input.name.trim();
+    if name.is_empty() || name.chars().count() > 80 {
+        return Err(ServiceError::BadRequest(
+            "a schedule needs a name of 1 to 80 characters".into(),
+        ));
+    }
+    let timezone = if input.timezone.trim().is_empty() {
+        "UTC"
+    } else {
+        input.timezone.trim()
+    };
+    let crontab = Crontab::parse(&input.cron, timezone)
+        .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+    let scope = Scope::parse(&input.scope, input.scope_value.as_deref())?;
+    if !matches!(input.catch_up.as_str(), "once" | "skip") {
+        return Err(ServiceError::BadRequest(
+            "catch_up is 'once' (run once after missed ticks) or 'skip'".into(),
+        ));
+    }
+    let clean = ScheduleInput {
+        name: name.to_string(),
+        cron: crontab.source.clone(),
+        timezone: timezone.to_string(),
+        scope: scope.key().to_string(),
+        scope_value: scope.value(),
+        catch_up: input.catch_up.clone(),
+        enabled: input.enabled,
+    };
+    Ok((clean, crontab, scope))
+}
+
+/// The next five ticks of an expression, shown in its time zone (the editor's preview).
+pub fn preview(cron: &str, timezone: &str) -> Result<Vec<String>, ServiceError> {
+    let tz = if timezone.trim().is_empty() {
+        "UTC"
+    } else {
+        timezone
+    };
+    let crontab = Crontab::parse(cron, tz).map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+    Ok(upcoming(&crontab, Utc::now()))
+}
+
+fn upcoming(crontab: &Crontab, now: DateTime<Utc>) -> Vec<String> {
+    crontab
+        .upcoming(now, 5)
+        .into_iter()
+        .map(|t| {
+            t.with_timezone(&crontab.tz)
+                .format("%a %Y-%m-%d %H:%M:%S %Z")
+                .to_string()
+        })
+        .collect()
+}
+
+const COLS: &str = "id, name, cron, timezone, scope, scope_value, catch_up, enabled, next_fire_at, \
+     last_fire_at, created_at, updated_at";
+
+fn view(r: &AnyRow, now: DateTime<Utc>) -> anyhow::Result<ScheduleView> {
+    let input = ScheduleInput {
+        name: r.try_get("name")?,
+        cron: r.try_get("cron")?,
+        timezone: r.try_get("timezone")?,
+        scope: r.try_get("scope")?,
+        scope_value: r.try_get("scope_value")?,
+        catch_up: r.try_get("catch_up")?,
+        enabled: r.try_get::<i64, _>("enabled")? != 0,
+    };
+    let upcoming = match Crontab::parse(&input.cron, &input.timezone) {
+        Ok(c) if input.enabled => upcoming(&c, now),
+        _ => vec![],
+    };
+    Ok(ScheduleView {
+        id: r.try_get("id")?,
+        scope_label: runs::label(&input.scope, input.scope_value.as_deref()),
+        input,
+        next_fire_at: r.try_get("next_fire_at")?,
+        last_fire_at: r.try_get("last_fire_at")?,
+        upcoming,
+        created_at: r.try_get("created_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
+}
+
+pub async fn list(db: &Db) -> Result<Vec<ScheduleView>, ServiceError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLS} FROM schedules ORDER BY name"
+    )))
+    .fetch_all(db)
+    .await
+    .context("Failed to read schedules")?;
+    let now = Utc::now();
+    Ok(rows
+        .iter()
+        .map(|r| view(r, now))
+        .collect::<anyhow::Result<_>>()?)
+}
+
+pub async fn get(db: &Db, id: &str) -> Result<ScheduleView, ServiceError> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLS} FROM schedules WHERE id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(db)
+    .await
+    .context("Failed to read the schedule")?
+    .ok_or_else(|| ServiceError::NotFound(format!("no schedule '{id}'")))?;
+    Ok(view(&row, Utc::now())?)
+}
+
+async fn name_taken(db: &Db, name: &str, except: &str) -> Result<bool, ServiceError> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM schedules WHERE name = $1 AND id <> $2",
+    )
+    .bind(name.to_string())
+    .bind(except.to_string())
+    .fetch_one(db)
+    .await
+    .context("Failed to check the schedule name")?;
+    Ok(n > 0)
+}
+
+pub async fn create(state: &AppState, input: &ScheduleInput) -> Result<ScheduleView, ServiceError> {
+    let (input, crontab, scope) = validate(input)?;
+    check_scope(state, &scope).await?;
+    if name_taken(&state.db, &input.name, "").await? {
+        return Err(ServiceError::BadRequest(format!(
+            "a schedule named '{}' exists already",
+            input.name
+        )));
+    }
+    let now = Utc::now();
+    let id = new_id(now, "sch");
+    let next = input
+        .enabled
+        .then(|| crontab.next_after(now))
+        .flatten()
+        .map(timestamp);
+    sqlx::query(
+        "INSERT INTO schedules (id, name, cron, timezone, scope, scope_value, catch_up, enabled, \
+         next_fire_at, last_fire_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $10)",
+    )
+    .bind(id.clone())
+    .bind(input.name.clone())
+    .bind(input.cron.clone())
+    .bind(input.timezone.clone())
+    .bind(input.scope.clone())
+    .bind(input.scope_value.clone())
+    .bind(input.catch_up.clone())
+    .bind(i64::from(input.enabled))
+    .bind(next)
+    .bind(timestamp(now))
+    .execute(&state.db)
+    .await
+    .context("Failed to store the schedule")?;
+    tracing::info!(schedule = %input.name, cron = %input.cron, tz = %input.timezone, "schedule created");
+    get(&state.db, &id).await
+}
+
+/// Replaces a schedule's settings; its next tick is recomputed from now.
+pub async fn update(
+    state: &AppState,
+    id: &str,
+    input: &ScheduleInput,
+) -> Result<ScheduleView, ServiceError> {
+    get(&state.db, id).await?;
+    let (input, crontab, scope) = validate(input)?;
+    check_scope(state, &scope).await?;
+    if name_taken(&state.db, &input.name, id).await? {
+        return Err(ServiceError::BadRequest(format!(
+            "a schedule named '{}' exists already",
+            input.name
+        )));
+    }
+    let now = Utc::now();
+    let next = input
+        .enabled
+        .then(|| crontab.next_after(now))
+        .flatten()
+        .map(timestamp);
+    sqlx::query(
+        "UPDATE schedules SET name = $2, cron = $3, timezone = $4, scope = $5, scope_value = $6, \
+         catch_up = $7, enabled = $8, next_fire_at = $9, updated_at = $10 WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .bind(input.name.clone())
+    .bind(input.cron.clone())
+    .bind(input.timezone.clone())
+    .bind(input.scope.clone())
+    .bind(input.scope_value.clone())
+    .bind(input.catch_up.clone())
+    .bind(i64::from(input.enabled))
+    .bind(next)
+    .bind(timestamp(now))
+    .execute(&state.db)
+    .await
+    .context("Failed to update the schedule")?;
+    get(&state.db, id).await
+}
+
+/// Pauses or resumes; resuming starts from the next tick after now (nothing is caught up).
+pub async fn set_enabled(
+    state: &AppState,
+    id: &str,
+    enabled: bool,
+) -> Result<ScheduleView, ServiceError> {
+    let mut input = get(&state.db, id).await?.input;
+    input.enabled = enabled;
+    update(state, id, &input).await
+}
+
+/// Deletes a schedule; its past runs stay in the history.
+pub async fn delete(state: &AppState, id: &str) -> Result<(), ServiceError> {
+    let r = sqlx::query("DELETE FROM schedules WHERE id = $1")
+        .bind(id.to_string())
+        .execute(&state.db)
+        .await
+        .context("Failed to delete the schedule")?;
+    if r.rows_affected() == 0 {
+        return Err(ServiceError::NotFound(format!("no schedule '{id}'")));
+    }
+    Ok(())
+}
+
+/// Starts a run of the schedule's scope now (not a tick: it does not move the schedule).
+pub async fn run_now(state: &AppState, id: &str) -> Result<crate::dto::RunView, ServiceError> {
+    let s = get(&state.db, id).await?;
+    let scope = Scope::parse(&s.input.scope, s.input.scope_value.as_deref())?;
+    runs::start(state, "manual", &scope, false).await
+}
+
+async fn check_scope(state: &AppState, scope: &Scope) -> Result<(), ServiceError> {
+    if let Scope::Site(site) | Scope::Card(site, _) = scope {
+        if site != crate::domain::evidence::NETWORK
+            && !super::db::sites(&state.db)
+                .await?
+                .iter()
+                .any(|s| &s.code == site)
+        {
+            return Err(ServiceError::BadRequest(format!("no site '{site}'")));
+        }
+    }
+    Ok(())
+}
+
+/// What one pass over the due schedules did.
+#[derive(Debug, Default)]
+pub struct FireReport {
+    /// Runs this replica created (ticks it won).
+    pub runs: Vec<String>,
+    /// Ticks recorded as skipped.
+    pub skipped: usize,
+    /// Ticks another replica claimed first.
+    pub lost: usize,
+    /// The earliest next tick of any enabled schedule.
+    pub next_wake: Option<DateTime<Utc>>,
+}
+
+/// Claims and runs every due tick at `now`.
+pub async fn fire_due(state: &AppState, now: DateTime<Utc>) -> Result<FireReport, ServiceError> {
+    let mut report = FireReport::default();
+    let due = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLS} FROM schedules WHERE enabled = 1 AND next_fire_at IS NOT NULL \
+         AND next_fire_at <= $1 ORDER BY next_fire_at"
+    )))
+    .bind(timestamp(now))
+    .fetch_all(&state.db)
+    .await
+    .context("Failed to read due schedules")?;
+    for row in &due {
+        let s = view(row, now)?;
+        let Some(due_at) = s
+            .next_fire_at
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+        else {
+            continue;
+        };
+        let crontab = match Crontab::parse(&s.input.cron, &s.input.timezone) {
+            Ok(c) => c,
+            Err(e) => {
+                // Stored before a rule change made it invalid: pause it rather than spin.
+                tracing::error!(schedule = %s.input.name, error = %e, "invalid stored schedule; pausing it");
+                let _ = sqlx::query("UPDATE schedules SET enabled = 0, next_fire_at = NULL WHERE id = $1")
+                    .bind(s.id.clone())
+                    .execute(&state.db)
+                    .await;
+                continue;
+            }
+        };
+        let (tick, next) = decide(&crontab, due_at, now, &s.input.catch_up);
+        let scope = Scope::parse(&s.input.scope, s.input.scope_value.as_deref())?;
+        let (at, missed, skipped) = match tick {
+            Tick::Fire { at, missed } => (at, missed, false),
+            Tick::Skip { at, missed } => (at, missed, true),
+        };
+        let cards = if skipped {
+            vec![]
+        } else {
+            match runs::cards_in_scope(state, &scope).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(schedule = %s.input.name, error = %e, "schedule scope has no cards");
+                    vec![]
+                }
+            }
+        };
+        let note = match (skipped, missed) {
+            (true, n) => Some(format!(
+                "{n} tick(s) missed while no replica was running; skipped (catch-up: skip)"
+            )),
+            (false, 0) => None,
+            (false, n) => Some(format!(
+                "catch-up: {n} earlier tick(s) missed while no replica was running; ran once"
+            )),
+        };
+        let mut tx = state
+            .db
+            .begin()
+            .await
+            .context("Failed to start a transaction")?;
+        let claimed = sqlx::query(
+            "UPDATE schedules SET next_fire_at = $3, last_fire_at = $4 \
+             WHERE id = $1 AND next_fire_at = $2 AND enabled = 1",
+        )
+        .bind(s.id.clone())
+        .bind(s.next_fire_at.clone())
+        .bind(next.map(timestamp))
+        .bind(timestamp(at))
+        .execute(&mut *tx)
+        .await
+        .context("Failed to claim the tick")?
+        .rows_affected()
+            == 1;
+        if !claimed {
+            let _ = tx.rollback().await;
+            report.lost += 1;
+            continue;
+        }
+        let run = runs::insert_run(
+            &mut tx,
+            &NewRun {
+                origin: "schedule",
+                scope: &scope,
+                force: false,
+                schedule: Some((&s.id, &s.input.name)),
+                scheduled_for: Some(timestamp(at)),
+                note,
+                skipped,
+            },
+            &cards,
+        )
+        .await?;
+        tx.commit().await.context("Failed to commit the tick")?;
+        if skipped {
+            report.skipped += 1;
+            tracing::info!(schedule = %s.input.name, tick = %timestamp(at), missed, "missed ticks skipped");
+        } else {
+            tracing::info!(schedule = %s.input.name, tick = %timestamp(at), run = %run, jobs = cards.len(), "schedule fired");
+            report.runs.push(run);
+        }
+    }
+    if !report.runs.is_empty() {
+        state.jobs.notify.notify_one();
+    }
+    let next: Option<String> = sqlx::query_scalar(
+        "SELECT MIN(next_fire_at) FROM schedules WHERE enabled = 1 AND next_fire_at IS NOT NULL",
+    )
+    .fetch_one(&state.db)
+    .await
+    .context("Failed to read the next tick")?;
+    report.next_wake = next
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn on_time_ticks_fire_and_missed_ticks_follow_the_catch_up_choice() {
+        let hourly = Crontab::parse("0 * * * *", "UTC").unwrap();
+        let due = utc("2026-11-21T10:00:00Z");
+        // On time (a second late).
+        let (tick, next) = decide(&hourly, due, utc("2026-11-21T10:00:01Z"), "skip");
+        assert_eq!(tick, Tick::Fire { at: due, missed: 0 });
+        assert_eq!(next, Some(utc("2026-11-21T11:00:00Z")));
+        // Down from 09:30 to 13:10: ticks 10, 11, 12, 13 were missed.
+        let now = utc("2026-11-21T13:10:00Z");
+        let (tick, next) = decide(&hourly, due, now, "once");
+        assert_eq!(
+            tick,
+            Tick::Fire {
+                at: utc("2026-11-21T13:00:00Z"),
+                missed: 3
+            }
+        );
+        assert_eq!(next, Some(utc("2026-11-21T14:00:00Z")));
+        let (tick, _) = decide(&hourly, due, now, "skip");
+        assert_eq!(
+            tick,
+            Tick::Skip {
+                at: utc("2026-11-21T13:00:00Z"),
+                missed: 4
+            }
+        );
+        // One tick, but far too late: also a catch-up.
+        let (tick, _) = decide(&hourly, due, utc("2026-11-21T10:30:00Z"), "skip");
+        assert_eq!(tick, Tick::Skip { at: due, missed: 1 });
+    }
+}
