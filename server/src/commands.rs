@@ -1,8 +1,8 @@
 //! The CLI commands. Each returns what it did so `main` can print it.
 
 use crate::config::Config;
-use anyhow::Context;
 use crate::scheduler::{self, WorkerOptions};
+use anyhow::Context;
 use app::ssr::runs::{self, Scope};
 use app::ssr::state::AppState;
 use app::ssr::{db, import, schedules, seed};
@@ -79,11 +79,21 @@ pub async fn refresh(
             Scope::parse(&s.input.scope, s.input.scope_value.as_deref())
         }
         (RefreshScope { flagged: true, .. }, _) => Ok(Scope::Flagged),
-        (RefreshScope { site: Some(s), metric: Some(m), .. }, _) => {
-            Scope::parse("card", Some(&format!("{s}/{m}")))
-        }
+        (
+            RefreshScope {
+                site: Some(s),
+                metric: Some(m),
+                ..
+            },
+            _,
+        ) => Scope::parse("card", Some(&format!("{s}/{m}"))),
         (RefreshScope { site: Some(s), .. }, _) => Scope::parse("site", Some(s)),
-        (RefreshScope { metric: Some(m), .. }, _) => Scope::parse("metric", Some(m)),
+        (
+            RefreshScope {
+                metric: Some(m), ..
+            },
+            _,
+        ) => Scope::parse("metric", Some(m)),
         _ => Ok(Scope::All),
     }
     .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -97,7 +107,9 @@ pub async fn refresh(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut insights = Vec::new();
     for job in detail.jobs.iter().filter(|j| j.status == "done") {
-        if let Some(i) = db::insight(&state.db, job.insight_id.as_deref().unwrap_or_default()).await? {
+        if let Some(i) =
+            db::insight(&state.db, job.insight_id.as_deref().unwrap_or_default()).await?
+        {
             insights.push(i);
         }
     }

@@ -114,8 +114,11 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             state.jobs.lease = config.job_lease;
             spawn_agent_checks(state.clone());
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let background =
-                scheduler::spawn(state.clone(), worker_options(&config, &state), stopped.clone());
+            let background = scheduler::spawn(
+                state.clone(),
+                worker_options(&config, &state),
+                stopped.clone(),
+            );
             tokio::spawn(async move {
                 shutdown_signal().await;
                 let _ = stop.send(true);

@@ -50,10 +50,14 @@ impl Clock {
 }
 
 /// Calls `fire(now)` whenever a tick may be due and sleeps until the next one it reports
-/// (at most [`TICK_POLL`]), until `shutdown` turns true. `fire` returns the next tick, or
-/// `None` when no schedule is active.
-pub async fn tick_loop<F, Fut>(clock: Clock, mut fire: F, mut shutdown: watch::Receiver<bool>)
-where
+/// (at most `max_sleep`, so changes made elsewhere are seen), until `shutdown` turns true.
+/// `fire` returns the next tick, or `None` when no schedule is active.
+pub async fn tick_loop<F, Fut>(
+    clock: Clock,
+    max_sleep: Duration,
+    mut fire: F,
+    mut shutdown: watch::Receiver<bool>,
+) where
     F: FnMut(DateTime<Utc>) -> Fut,
     Fut: Future<Output = Option<DateTime<Utc>>>,
 {
@@ -63,8 +67,8 @@ where
         let now = clock.now();
         let wait = next
             .map(|n| (n - now).to_std().unwrap_or(Duration::ZERO))
-            .unwrap_or(TICK_POLL)
-            .min(TICK_POLL);
+            .unwrap_or(max_sleep)
+            .min(max_sleep);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => {}
@@ -185,7 +189,11 @@ pub async fn work(
         }
     }
     if !inflight.is_empty() {
-        tracing::info!(jobs = inflight.len(), grace_secs = opts.grace.as_secs_f64(), "finishing in-flight jobs before shutdown");
+        tracing::info!(
+            jobs = inflight.len(),
+            grace_secs = opts.grace.as_secs_f64(),
+            "finishing in-flight jobs before shutdown"
+        );
         let _ = runs::renew(&state.db, &replica, lease).await;
         let deadline = tokio::time::sleep(opts.grace);
         tokio::pin!(deadline);
@@ -208,7 +216,9 @@ pub async fn work(
                 tracing::info!(jobs = n, "released unfinished jobs to other replicas");
             }
         }
-        Err(e) => tracing::error!(error = %e, "could not release jobs; they return after their lease"),
+        Err(e) => {
+            tracing::error!(error = %e, "could not release jobs; they return after their lease")
+        }
     }
     let _ = runs::close_finished(&state.db).await;
     report
@@ -224,6 +234,7 @@ pub fn spawn(
     let ticks = state.clone();
     tokio::spawn(tick_loop(
         Clock::System,
+        TICK_POLL,
         move |now| {
             let state = ticks.clone();
             async move { fire_due(&state, now).await }

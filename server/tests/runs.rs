@@ -182,7 +182,11 @@ async fn bad_run_requests_get_clear_errors() {
     let stub = StubAgent::default();
     let app = app_with_stub(&stub).await;
     for (body, status, says) in [
-        (serde_json::json!({"scope": "everything"}), 400, "unknown scope"),
+        (
+            serde_json::json!({"scope": "everything"}),
+            400,
+            "unknown scope",
+        ),
         (serde_json::json!({"scope": "site"}), 400, "needs a value"),
         (
             serde_json::json!({"scope": "site", "scope_value": "XXX"}),

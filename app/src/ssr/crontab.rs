@@ -75,7 +75,8 @@ impl Crontab {
                 )))
             }
         };
-        let [minute, hour, dom, month, dow] = [fields[0], fields[1], fields[2], fields[3], fields[4]];
+        let [minute, hour, dom, month, dow] =
+            [fields[0], fields[1], fields[2], fields[3], fields[4]];
         let days = translate_day_of_week(dow)?;
         let build = |dom: &str, dow: &str| -> Result<cron::Schedule, CronError> {
             let six = format!("{seconds} {minute} {hour} {dom} {month} {dow}");
@@ -243,7 +244,9 @@ fn translate_day_of_week(field: &str) -> Result<String, CronError> {
             },
         };
         if from > to {
-            return Err(bad("a range goes from low to high (e.g. 1-5, or 5-7 for Fri-Sun)"));
+            return Err(bad(
+                "a range goes from low to high (e.g. 1-5, or 5-7 for Fri-Sun)",
+            ));
         }
         for d in (from..=to).step_by(step as usize) {
             days[(d % 7) as usize] = true;
@@ -284,7 +287,10 @@ mod tests {
         assert_eq!(translate_day_of_week("5-7").unwrap(), "Sun,Fri,Sat");
         assert_eq!(translate_day_of_week("0,6").unwrap(), "Sun,Sat");
         assert_eq!(translate_day_of_week("*/2").unwrap(), "Sun,Tue,Thu,Sat");
-        assert_eq!(translate_day_of_week("mon-fri").unwrap(), "Mon,Tue,Wed,Thu,Fri");
+        assert_eq!(
+            translate_day_of_week("mon-fri").unwrap(),
+            "Mon,Tue,Wed,Thu,Fri"
+        );
         assert_eq!(translate_day_of_week("1-5/2").unwrap(), "Mon,Wed,Fri");
         assert!(translate_day_of_week("8").is_err());
         assert!(translate_day_of_week("5-1").is_err());
@@ -373,7 +379,12 @@ mod tests {
         );
         // Every 15 minutes: 01:45 EST, then 03:00 EDT once, then 03:15.
         assert_eq!(
-            next("*/15 * * * *", "America/New_York", "2026-03-08T06:40:00Z", 3),
+            next(
+                "*/15 * * * *",
+                "America/New_York",
+                "2026-03-08T06:40:00Z",
+                3
+            ),
             [
                 "2026-03-08T06:45:00+00:00",
                 "2026-03-08T07:00:00+00:00",

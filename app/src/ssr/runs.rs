@@ -90,10 +90,12 @@ impl Scope {
                     "unknown metric '{m}'; use otif, on_time, in_full, fill_rate or lines_due"
                 ))
             }),
-            ("site", None) | ("metric", None) | ("card", None) => Err(ServiceError::BadRequest(format!(
-                "a '{}' scope needs a value (a site code, or a metric key)",
-                kind.trim()
-            ))),
+            ("site", None) | ("metric", None) | ("card", None) => {
+                Err(ServiceError::BadRequest(format!(
+                    "a '{}' scope needs a value (a site code, or a metric key)",
+                    kind.trim()
+                )))
+            }
             (other, _) => Err(ServiceError::BadRequest(format!(
                 "unknown scope '{other}'; use all, site, metric or flagged"
             ))),
@@ -232,7 +234,13 @@ pub async fn insert_run(
         let rows: Vec<String> = (0..chunk.len())
             .map(|i| {
                 let p = i * 4;
-                format!("(${}, ${}, ${}, ${}, 'queued', 0)", p + 1, p + 2, p + 3, p + 4)
+                format!(
+                    "(${}, ${}, ${}, ${}, 'queued', 0)",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4
+                )
             })
             .collect();
         sql.push_str(&rows.join(","));
@@ -444,7 +452,15 @@ pub async fn execute(state: &AppState, claim: &JobClaim) -> JobOutcome {
         job: Some(claim),
     };
     let finish = |status: &'static str, insight: Option<String>, error: Option<String>| async move {
-        match finish_job(&state.db, claim, status, insight.as_deref(), error.as_deref()).await {
+        match finish_job(
+            &state.db,
+            claim,
+            status,
+            insight.as_deref(),
+            error.as_deref(),
+        )
+        .await
+        {
             Ok(true) => match status {
                 "unchanged" => JobOutcome::Unchanged,
                 _ => JobOutcome::Failed(error.unwrap_or_default()),
@@ -501,7 +517,8 @@ const RUN_COLS: &str = "r.id, r.origin, r.schedule_id, r.schedule_name, r.scope,
      CAST(COALESCE(SUM(CASE WHEN j.status = 'done' THEN 1 ELSE 0 END), 0) AS BIGINT) AS done, \
      CAST(COALESCE(SUM(CASE WHEN j.status = 'unchanged' THEN 1 ELSE 0 END), 0) AS BIGINT) AS unchanged, \
      CAST(COALESCE(SUM(CASE WHEN j.status = 'failed' THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed";
-const RUN_GROUP: &str = "GROUP BY r.id, r.origin, r.schedule_id, r.schedule_name, r.scope, r.scope_value, \
+const RUN_GROUP: &str =
+    "GROUP BY r.id, r.origin, r.schedule_id, r.schedule_name, r.scope, r.scope_value, \
      r.scheduled_for, r.force, r.status, r.total, r.note, r.created_at, r.finished_at";
 
 fn run_view(r: &AnyRow, now: DateTime<Utc>) -> Result<RunView, sqlx::Error> {
@@ -509,7 +526,11 @@ fn run_view(r: &AnyRow, now: DateTime<Utc>) -> Result<RunView, sqlx::Error> {
     let scope_value: Option<String> = r.try_get("scope_value")?;
     let created_at: String = r.try_get("created_at")?;
     let finished_at: Option<String> = r.try_get("finished_at")?;
-    let parse = |s: &str| DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc));
+    let parse = |s: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    };
     let start = parse(&created_at).unwrap_or(now);
     let end = finished_at.as_deref().and_then(parse).unwrap_or(now);
     let duration_secs = ((end - start).num_milliseconds().max(0)) as f64 / 1000.0;

@@ -130,7 +130,8 @@ fn upcoming(crontab: &Crontab, now: DateTime<Utc>) -> Vec<String> {
         .collect()
 }
 
-const COLS: &str = "id, name, cron, timezone, scope, scope_value, catch_up, enabled, next_fire_at, \
+const COLS: &str =
+    "id, name, cron, timezone, scope, scope_value, catch_up, enabled, next_fire_at, \
      last_fire_at, created_at, updated_at";
 
 fn view(r: &AnyRow, now: DateTime<Utc>) -> anyhow::Result<ScheduleView> {
@@ -360,10 +361,12 @@ pub async fn fire_due(state: &AppState, now: DateTime<Utc>) -> Result<FireReport
             Err(e) => {
                 // Stored before a rule change made it invalid: pause it rather than spin.
                 tracing::error!(schedule = %s.input.name, error = %e, "invalid stored schedule; pausing it");
-                let _ = sqlx::query("UPDATE schedules SET enabled = 0, next_fire_at = NULL WHERE id = $1")
-                    .bind(s.id.clone())
-                    .execute(&state.db)
-                    .await;
+                let _ = sqlx::query(
+                    "UPDATE schedules SET enabled = 0, next_fire_at = NULL WHERE id = $1",
+                )
+                .bind(s.id.clone())
+                .execute(&state.db)
+                .await;
                 continue;
             }
         };

@@ -30,9 +30,9 @@ use app::domain::evidence::NETWORK;
 use app::dto::{
     AgentStatus, ConversationView, Dashboard, FeedbackView, InsightView, Lineage, TurnStarted,
 };
-use app::ssr::state::AppState;
 use app::dto::{RunDetail, RunRequest, RunView, ScheduleInput, ScheduleView};
 use app::ssr::runs::{self, Scope};
+use app::ssr::state::AppState;
 use app::ssr::{
     conversations, db, evidence, feedback, insights, kpis, schedules, settings, ServiceError,
 };
@@ -65,7 +65,9 @@ pub fn router() -> Router<AppState> {
         .route("/schedules/preview", post(preview_schedule))
         .route(
             "/schedules/{id}",
-            get(get_schedule).put(update_schedule).delete(delete_schedule),
+            get(get_schedule)
+                .put(update_schedule)
+                .delete(delete_schedule),
         )
         .route("/schedules/{id}/run", post(run_schedule))
         .route("/runs", get(list_runs).post(start_run))
@@ -285,7 +287,9 @@ async fn agents(
     Json(settings::agents(&state, q.check.unwrap_or(false)).await)
 }
 
-async fn list_schedules(State(state): State<AppState>) -> Result<Json<Vec<ScheduleView>>, ApiError> {
+async fn list_schedules(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ScheduleView>>, ApiError> {
     Ok(Json(schedules::list(&state.db).await?))
 }
 
@@ -373,7 +377,10 @@ async fn start_run(
     State(state): State<AppState>,
     body: Result<Json<RunRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<RunView>), ApiError> {
-    let r = json_body(body, "{scope: all|site|metric|flagged, scope_value?, force?}")?;
+    let r = json_body(
+        body,
+        "{scope: all|site|metric|flagged, scope_value?, force?}",
+    )?;
     let scope = Scope::parse(&r.scope, r.scope_value.as_deref())?;
     Ok((
         StatusCode::ACCEPTED,

@@ -55,7 +55,10 @@ async fn invocations(
     let scope = &body["custom_inputs"]["evidence"]["scope"];
     let site = scope["site"].as_str().unwrap_or_default().to_string();
     let metric = scope["metric"].as_str().unwrap_or_default().to_string();
-    stub.calls.lock().unwrap().push((site.clone(), metric.clone()));
+    stub.calls
+        .lock()
+        .unwrap()
+        .push((site.clone(), metric.clone()));
     tokio::time::sleep(stub.latency).await;
     if stub.fail_sites.lock().unwrap().contains(&site) {
         return (
@@ -66,7 +69,9 @@ async fn invocations(
     let text = format!("{metric} at {site}: steady; nothing to add.");
     (
         StatusCode::OK,
-        Json(json!({"output": [{"type": "message", "id": "m", "role": "assistant",
-            "content": [{"type": "output_text", "text": text}]}]})),
+        Json(
+            json!({"output": [{"type": "message", "id": "m", "role": "assistant",
+            "content": [{"type": "output_text", "text": text}]}]}),
+        ),
     )
 }
