@@ -81,16 +81,31 @@ async fn admin_pool() -> Result<sqlx::AnyPool, sqlx::Error> {
 }
 
 pub async fn test_db() -> TestDb {
+    if on_postgres() {
+        pg_test_db().await
+    } else {
+        sqlite_test_db().await
+    }
+}
+
+fn test_dir() -> (u32, PathBuf) {
     static N: AtomicU32 = AtomicU32::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("opsight-test-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    if on_postgres() {
+    (n, dir)
+}
+
+/// A fresh PostgreSQL database whatever `OPSIGHT_TEST_DATABASE` says (replica tests).
+pub async fn pg_test_db() -> TestDb {
+    let (n, dir) = test_dir();
+    {
         let name = format!("opsight_test_{}_{n}", std::process::id());
         let admin = admin_pool().await.unwrap_or_else(|e| {
             panic!(
-                "OPSIGHT_TEST_DATABASE=postgres but PostgreSQL at {} is not reachable: {e}",
+                "this test needs PostgreSQL at {} (OPSIGHT_TEST_PG_URL), which is not reachable: {e}. \
+                 See README, Tests, for how to run without it.",
                 pg_server_url()
             )
         });
@@ -108,13 +123,17 @@ pub async fn test_db() -> TestDb {
         url.set_path(&name);
         let url = url.to_string();
         let db = db::connect(&url).await.expect("test database");
-        return TestDb {
+        TestDb {
             db,
             dir,
             url,
             pg_name: Some(name),
-        };
+        }
     }
+}
+
+async fn sqlite_test_db() -> TestDb {
+    let (_, dir) = test_dir();
     let url = format!("sqlite:{}/test.db", dir.display());
     let db = db::connect(&url).await.expect("test database");
     TestDb {

@@ -1,0 +1,403 @@
+//! Several `opsight serve` processes on one PostgreSQL database (always PostgreSQL: this
+//! is what replicas share), with a stub agent in the test process counting calls:
+//!
+//! - one schedule ticking every 2 s, two replicas: every tick makes exactly one run, and
+//!   every job one insight;
+//! - `kill -9` of a replica mid-run: its claimed jobs are taken over after the lease and
+//!   every job completes exactly once;
+//! - SIGTERM with no grace: the replica releases its jobs, which the other replica finishes
+//!   long before their lease would have expired.
+//!
+//! Opt out on a machine without PostgreSQL with OPSIGHT_SKIP_REPLICAS=1 (README, Tests).
+
+mod common;
+
+use app::dto::{RunDetail, RunView, ScheduleView};
+use chrono::{DateTime, Utc};
+use common::stub::StubAgent;
+use common::{pg_test_db, seed, TestDb};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn skipped() -> bool {
+    if std::env::var("OPSIGHT_SKIP_REPLICAS").as_deref() == Ok("1") {
+        eprintln!("OPSIGHT_SKIP_REPLICAS=1: multi-replica tests not run");
+        return true;
+    }
+    false
+}
+
+/// One `opsight serve` process.
+struct Replica {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Replica {
+    fn spawn(db_url: &str, agent_url: &str, env: &[(&str, &str)]) -> Replica {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsight"));
+        cmd.arg("serve")
+            .env("DATABASE_URL", db_url)
+            .env("OPSIGHT_AS_OF", common::AS_OF)
+            .env("OPSIGHT_ADDR", "127.0.0.1:0")
+            .env("AGENT_URL", agent_url)
+            .env("AGENT_KIND", "mlflow-serve")
+            .env("AGENT_TIMEOUT_SECS", "10")
+            .env("RUST_LOG", "info")
+            .env_remove("OPSIGHT_AGENTS_FILE")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start opsight serve");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        for stream in [
+            Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stdout.take().unwrap()),
+        ] {
+            let (log, tx) = (log.clone(), tx.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Some(i) = line.find("serving http://") {
+                        let url: String = line[i + 8..]
+                            .chars()
+                            .take_while(|c| !c.is_whitespace() && *c != '"')
+                            .collect();
+                        let _ = tx.send(url);
+                    }
+                    let mut l = log.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let base = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the replica says where it serves");
+        Replica { child, base, log }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether a job's `claimed_by` names this process.
+    fn holds(&self, claimed_by: Option<&str>) -> bool {
+        claimed_by.is_some_and(|c| c.contains(&format!("-{}-", self.pid())))
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn seeded_db() -> TestDb {
+    let tdb = pg_test_db().await;
+    seed(&tdb.db, 3000).await;
+    tdb
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+async fn detail(http: &reqwest::Client, base: &str, id: &str) -> RunDetail {
+    http.get(format!("{base}/api/v1/runs/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn wait_finished(
+    http: &reqwest::Client,
+    base: &str,
+    id: &str,
+    within: Duration,
+) -> RunDetail {
+    let deadline = Instant::now() + within;
+    loop {
+        let d = detail(http, base, id).await;
+        if d.run.status != "running" {
+            return d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run not finished in {within:?}: {:?}",
+            d.run
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every job has exactly one insight, and only jobs that made one point at theirs.
+async fn assert_one_insight_per_job(tdb: &TestDb, done_jobs: usize) {
+    let with_job: i64 = sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM insights WHERE job_id IS NOT NULL",
+    )
+    .fetch_one(&tdb.db)
+    .await
+    .unwrap();
+    assert_eq!(with_job as usize, done_jobs, "one insight per executed job");
+    let doubles: i64 = sqlx::query_scalar(
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM (SELECT job_id FROM insights WHERE job_id IS NOT NULL \
+         GROUP BY job_id HAVING COUNT(*) > 1) d",
+    )
+    .fetch_one(&tdb.db)
+    .await
+    .unwrap();
+    assert_eq!(doubles, 0, "no job produced two insights");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_one_schedule_every_tick_runs_exactly_once() {
+    if skipped() {
+        return;
+    }
+    let tdb = seeded_db().await;
+    let stub = StubAgent::with_latency(Duration::from_millis(50));
+    let agent = stub.serve().await;
+    let a = Replica::spawn(&tdb.url, &agent, &[]);
+    let b = Replica::spawn(&tdb.url, &agent, &[]);
+    let http = client();
+    // Every 2 seconds (6 fields: seconds first), Dallas' 5 cards.
+    let r = http
+        .post(format!("{}/api/v1/schedules", a.base))
+        .json(
+            &serde_json::json!({"name": "fast", "cron": "*/2 * * * * *", "timezone": "UTC",
+                                  "scope": "site", "scope_value": "DAL", "catch_up": "once"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let s: ScheduleView = r.json().await.unwrap();
+    let created: DateTime<Utc> = s.created_at.parse().unwrap();
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    // Pause through the other replica.
+    let mut input = s.input.clone();
+    input.enabled = false;
+    let r = http
+        .put(format!("{}/api/v1/schedules/{}", b.base, s.id))
+        .json(&input)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let paused_at = Utc::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let runs: Vec<RunView> = http
+        .get(format!("{}/api/v1/runs?limit=500", b.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut ticks: Vec<DateTime<Utc>> = runs
+        .iter()
+        .map(|r| r.scheduled_for.as_deref().unwrap().parse().unwrap())
+        .collect();
+    ticks.sort();
+    let crontab = app::ssr::crontab::Crontab::parse("*/2 * * * * *", "UTC").unwrap();
+    let expected: Vec<DateTime<Utc>> = crontab
+        .upcoming(created, 100)
+        .into_iter()
+        .take_while(|t| *t <= *ticks.last().unwrap())
+        .collect();
+    assert!(ticks.len() >= 4, "{ticks:?}");
+    assert_eq!(
+        ticks, expected,
+        "every tick from creation on, once, no gaps"
+    );
+    assert!(
+        paused_at - *ticks.last().unwrap() <= chrono::Duration::seconds(3),
+        "ticks kept coming until the pause: last {:?}, paused {paused_at}",
+        ticks.last()
+    );
+    assert!(runs
+        .iter()
+        .all(|r| r.note.is_none() && r.origin == "schedule"));
+
+    let mut done = 0;
+    let mut claimed_by = std::collections::BTreeSet::new();
+    for run in &runs {
+        let d = wait_finished(&http, &a.base, &run.id, Duration::from_secs(30)).await;
+        assert_eq!(d.run.total, 5);
+        assert_eq!(d.run.done + d.run.unchanged, 5, "{:?}", d.run);
+        done += d.run.done as usize;
+        claimed_by.extend(d.jobs.iter().filter_map(|j| j.claimed_by.clone()));
+    }
+    assert_eq!(
+        done, 5,
+        "the first run refreshed the 5 cards, the rest were unchanged"
+    );
+    assert_eq!(stub.call_count(), 5, "no agent call for unchanged cards");
+    assert_one_insight_per_job(&tdb, done).await;
+    // Both processes took part (ticks or jobs), and neither logged an error.
+    for r in [&a, &b] {
+        let log = r.log.lock().unwrap();
+        assert!(!log.contains("ERROR"), "{log}");
+    }
+    eprintln!(
+        "{} ticks, {} runs, jobs claimed by {:?}",
+        ticks.len(),
+        runs.len(),
+        claimed_by
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_mid_run_loses_nothing_and_no_job_runs_twice() {
+    if skipped() {
+        return;
+    }
+    let tdb = seeded_db().await;
+    let stub = StubAgent::with_latency(Duration::from_millis(300));
+    let agent = stub.serve().await;
+    let env = [
+        ("OPSIGHT_JOB_LEASE_SECS", "3"),
+        ("OPSIGHT_JOB_CONCURRENCY", "4"),
+    ];
+    let mut a = Replica::spawn(&tdb.url, &agent, &env);
+    let b = Replica::spawn(&tdb.url, &agent, &env);
+    let http = client();
+    let run: RunView = http
+        .post(format!("{}/api/v1/runs", a.base))
+        .json(&serde_json::json!({"scope": "all"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(run.total, 65);
+    // Wait until A is mid-run: it holds running jobs and some jobs are done.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = detail(&http, &b.base, &run.id).await;
+        let a_running = d
+            .jobs
+            .iter()
+            .filter(|j| j.status == "running" && a.holds(j.claimed_by.as_deref()))
+            .count();
+        if a_running > 0 && d.run.finished_jobs() >= 8 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A never got mid-run: {:?}",
+            d.run
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.child.kill().unwrap(); // SIGKILL
+    a.child.wait().unwrap();
+    let killed_at = Instant::now();
+    let at_kill = detail(&http, &b.base, &run.id).await;
+    let orphaned: Vec<String> = at_kill
+        .jobs
+        .iter()
+        .filter(|j| j.status == "running" && a.holds(j.claimed_by.as_deref()))
+        .map(|j| j.id.clone())
+        .collect();
+    assert!(!orphaned.is_empty());
+
+    let d = wait_finished(&http, &b.base, &run.id, Duration::from_secs(60)).await;
+    let took = killed_at.elapsed();
+    assert_eq!(
+        (d.run.done, d.run.failed, d.run.unchanged),
+        (65, 0, 0),
+        "{:?}",
+        d.run
+    );
+    for id in &orphaned {
+        let j = d.jobs.iter().find(|j| &j.id == id).unwrap();
+        assert_eq!(j.attempts, 2, "taken over once: {j:?}");
+        assert!(
+            !a.holds(j.claimed_by.as_deref()),
+            "finished by the survivor: {j:?}"
+        );
+    }
+    assert_one_insight_per_job(&tdb, 65).await;
+    let calls = stub.call_count();
+    assert!(
+        (65..=65 + orphaned.len()).contains(&calls),
+        "each card called once, plus at most the calls lost with A: {calls}"
+    );
+    eprintln!(
+        "killed A holding {} jobs; B finished the run {:.1} s later; {calls} agent calls",
+        orphaned.len(),
+        took.as_secs_f64()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_releases_claimed_jobs_to_the_other_replica_at_once() {
+    if skipped() {
+        return;
+    }
+    let tdb = seeded_db().await;
+    let stub = StubAgent::with_latency(Duration::from_millis(500));
+    let agent = stub.serve().await;
+    // A lease far longer than the test: only a release explains a quick takeover.
+    let env = [
+        ("OPSIGHT_JOB_LEASE_SECS", "300"),
+        ("OPSIGHT_JOB_CONCURRENCY", "4"),
+        ("OPSIGHT_SHUTDOWN_GRACE_SECS", "0"),
+    ];
+    let mut a = Replica::spawn(&tdb.url, &agent, &env);
+    let b = Replica::spawn(&tdb.url, &agent, &env);
+    let http = client();
+    let run: RunView = http
+        .post(format!("{}/api/v1/runs", a.base))
+        .json(&serde_json::json!({"scope": "all"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = detail(&http, &b.base, &run.id).await;
+        if d.jobs
+            .iter()
+            .any(|j| j.status == "running" && a.holds(j.claimed_by.as_deref()))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "A never claimed a job");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SAFETY: signalling our own child process by pid.
+    assert_eq!(unsafe { libc::kill(a.pid() as i32, libc::SIGTERM) }, 0);
+    let status = a.child.wait().unwrap();
+    assert!(status.success(), "A shut down cleanly: {status:?}");
+    assert!(a.log.lock().unwrap().contains("released unfinished jobs"));
+    let d = wait_finished(&http, &b.base, &run.id, Duration::from_secs(60)).await;
+    assert_eq!((d.run.done, d.run.failed), (65, 0), "{:?}", d.run);
+    assert!(
+        d.jobs.iter().any(|j| j.attempts == 2),
+        "some jobs were released by A and finished by B"
+    );
+    assert!(d
+        .jobs
+        .iter()
+        .all(|j| !a.holds(j.claimed_by.as_deref()) || j.attempts == 1));
+    assert_one_insight_per_job(&tdb, 65).await;
+}
