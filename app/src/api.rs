@@ -3,7 +3,7 @@
 
 use crate::dto::{
     AgentStatus, ConversationView, Dashboard, FeedbackView, InsightView, KpiDetail, LineagePage,
-    RulesView, TurnStarted,
+    RulesView, RunDetail, RunView, ScheduleInput, ScheduleView, TurnStarted,
 };
 use crate::error::AppError;
 use leptos::prelude::*;
@@ -107,4 +107,80 @@ pub async fn give_feedback(
 pub async fn get_agents(check: bool) -> Result<Vec<AgentStatus>, AppError> {
     let state = crate::ssr::state::from_context()?;
     Ok(crate::ssr::settings::agents(&state, check).await)
+}
+
+#[server(endpoint = "schedules")]
+pub async fn list_schedules() -> Result<Vec<ScheduleView>, AppError> {
+    let state = crate::ssr::state::from_context()?;
+    Ok(crate::ssr::schedules::list(&state.db).await?)
+}
+
+/// Creates a schedule (`id` = None) or replaces one.
+#[server(endpoint = "save_schedule")]
+pub async fn save_schedule(
+    id: Option<String>,
+    input: ScheduleInput,
+) -> Result<ScheduleView, AppError> {
+    let state = crate::ssr::state::from_context()?;
+    Ok(match id.filter(|i| !i.is_empty()) {
+        Some(id) => crate::ssr::schedules::update(&state, &id, &input).await?,
+        None => crate::ssr::schedules::create(&state, &input).await?,
+    })
+}
+
+#[server(endpoint = "pause_schedule")]
+pub async fn set_schedule_enabled(id: String, enabled: bool) -> Result<ScheduleView, AppError> {
+    let state = crate::ssr::state::from_context()?;
+    Ok(crate::ssr::schedules::set_enabled(&state, &id, enabled).await?)
+}
+
+#[server(endpoint = "delete_schedule")]
+pub async fn delete_schedule(id: String) -> Result<(), AppError> {
+    let state = crate::ssr::state::from_context()?;
+    Ok(crate::ssr::schedules::delete(&state, &id).await?)
+}
+
+/// The next five ticks of an expression in a time zone, or why it is invalid.
+#[server(endpoint = "preview_schedule")]
+pub async fn preview_schedule(cron: String, timezone: String) -> Result<Vec<String>, AppError> {
+    Ok(crate::ssr::schedules::preview(&cron, &timezone)?)
+}
+
+#[server(endpoint = "run_schedule")]
+pub async fn run_schedule_now(id: String) -> Result<RunView, AppError> {
+    let state = crate::ssr::state::from_context()?;
+    Ok(crate::ssr::schedules::run_now(&state, &id).await?)
+}
+
+/// Starts a run of a scope (`all`, `site`, `metric`, `flagged`) now.
+#[server(endpoint = "start_run")]
+pub async fn start_run(
+    scope: String,
+    scope_value: Option<String>,
+    force: bool,
+) -> Result<RunView, AppError> {
+    let state = crate::ssr::state::from_context()?;
+    let scope = crate::ssr::runs::Scope::parse(&scope, scope_value.as_deref())?;
+    Ok(crate::ssr::runs::start(&state, "manual", &scope, force).await?)
+}
+
+/// Runs, latest first; `active` only those running or finished in the last 10 seconds
+/// (the dashboard's progress bars).
+#[server(endpoint = "runs")]
+pub async fn list_runs(active: bool) -> Result<Vec<RunView>, AppError> {
+    let state = crate::ssr::state::from_context()?;
+    let runs = crate::ssr::runs::runs(
+        &state.db,
+        if active { 10 } else { 200 },
+        active.then_some(10),
+    )
+    .await
+    .map_err(crate::ssr::ServiceError::from)?;
+    Ok(runs)
+}
+
+#[server(endpoint = "run_detail")]
+pub async fn get_run(id: String) -> Result<RunDetail, AppError> {
+    let state = crate::ssr::state::from_context()?;
+    Ok(crate::ssr::runs::detail(&state.db, &id).await?)
 }

@@ -2,7 +2,8 @@
 
 use crate::pages::{
     conversation::ConversationPage, kpi_detail::KpiDetailPage, lineage::LineagePage,
-    overview::OverviewPage, rules::RulesPage, settings::SettingsPage,
+    overview::OverviewPage, rules::RulesPage, runs::RunDetailPage, runs::RunsPage,
+    schedules::SchedulesPage, settings::SettingsPage,
 };
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -46,6 +47,8 @@ pub fn App() -> impl IntoView {
                     <nav>
                         <A href="/">"Overview"</A>
                         <A href="/rules">"Rules"</A>
+                        <A href="/schedules">"Schedules"</A>
+                        <A href="/runs">"Runs"</A>
                         <A href="/settings">"Agents"</A>
                     </nav>
                 </header>
@@ -57,6 +60,9 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/conversations/:id") view=ConversationPage/>
                         <Route path=path!("/insights/:id/lineage") view=LineagePage/>
                         <Route path=path!("/settings") view=SettingsPage/>
+                        <Route path=path!("/schedules") view=SchedulesPage/>
+                        <Route path=path!("/runs") view=RunsPage/>
+                        <Route path=path!("/runs/:id") view=RunDetailPage/>
                     </Routes>
                 </main>
             </div>

@@ -1,38 +1,46 @@
-//! The `opsight` binary end to end: migrate, seed-demo, import, refresh, --help.
+//! The `opsight` binary end to end: migrate, seed-demo, import, refresh, --help. The
+//! database follows OPSIGHT_TEST_DATABASE like every other test.
+
+mod common;
 
 use std::process::{Command, Output};
 
 struct Cli {
     dir: std::path::PathBuf,
+    url: String,
+    _db: common::TestDb,
 }
 
 impl Cli {
-    fn new(name: &str) -> Cli {
-        let dir = std::env::temp_dir().join(format!("opsight-cli-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Cli { dir }
+    fn new(_name: &str) -> Cli {
+        // A fresh (empty) test database, made on a runtime of its own: the tests here are
+        // both sync and async.
+        let db = std::thread::spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(common::test_db())
+        })
+        .join()
+        .unwrap();
+        Cli {
+            dir: db.dir.clone(),
+            url: db.url.clone(),
+            _db: db,
+        }
     }
 
     fn run(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_opsight"))
             .args(args)
-            .env(
-                "DATABASE_URL",
-                format!("sqlite:{}/cli.db", self.dir.display()),
-            )
+            .env("DATABASE_URL", &self.url)
             .env("OPSIGHT_AS_OF", "2026-11-21")
             // The default log level: logs must stay off stdout (refresh prints JSON there).
             .env_remove("RUST_LOG")
             .env_remove("AGENT_URL")
             .output()
             .expect("run opsight")
-    }
-}
-
-impl Drop for Cli {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -90,19 +98,47 @@ fn seed_import_and_refresh_from_the_command_line() {
         text(&o)
     );
 
+    // A refresh is a run with one job per card, like a schedule's.
     let o = cli.run(&["refresh", "--site", "DAL", "--metric", "otif"]);
     assert!(o.status.success(), "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
-    assert_eq!(v.as_array().unwrap().len(), 1);
-    assert_eq!(v[0]["agent"], "builtin");
-    assert!(v[0]["insight"]["headline"]
+    assert_eq!(v["run"]["origin"], "cli");
+    assert_eq!(
+        (v["run"]["total"].as_i64(), v["run"]["done"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(v["insights"].as_array().unwrap().len(), 1);
+    assert_eq!(v["insights"][0]["agent"], "builtin");
+    assert!(v["insights"][0]["insight"]["headline"]
         .as_str()
         .unwrap()
         .contains("Dallas DC"));
+    // Nothing changed: no new insight unless forced.
+    let o = cli.run(&["refresh", "--site", "DAL", "--metric", "otif"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    assert_eq!(v["run"]["unchanged"].as_i64(), Some(1), "{v}");
+    assert!(v["insights"].as_array().unwrap().is_empty());
+    let o = cli.run(&["refresh", "--site", "DAL", "--metric", "otif", "--force"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    assert_eq!(v["run"]["done"].as_i64(), Some(1), "{v}");
+    // Every card of a site.
+    let o = cli.run(&["refresh", "--site", "ATL"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
+    assert_eq!(
+        (v["run"]["total"].as_i64(), v["run"]["done"].as_i64()),
+        (Some(5), Some(5)),
+        "{v}"
+    );
 
     let o = cli.run(&["refresh", "--site", "NOPE"]);
     assert!(
-        !o.status.success() && text(&o).contains("unknown site 'NOPE'"),
+        !o.status.success() && text(&o).contains("no site 'NOPE'"),
+        "{}",
+        text(&o)
+    );
+    let o = cli.run(&["refresh", "--schedule", "nightly"]);
+    assert!(
+        !o.status.success() && text(&o).contains("no schedule named 'nightly'"),
         "{}",
         text(&o)
     );
@@ -142,7 +178,7 @@ async fn agent_token_reaches_the_agent_but_never_the_output_or_logs() {
     let cli = Cli::new("token");
     assert!(cli.run(&["seed-demo", "--lines", "3000"]).status.success());
     let url = format!("{}/invocations", mock.uri());
-    let db = format!("sqlite:{}/cli.db", cli.dir.display());
+    let db = cli.url.clone();
     let o = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_opsight"))
             .args(["refresh", "--site", "DAL", "--metric", "otif"])
@@ -192,10 +228,7 @@ async fn serve_never_shows_the_token() {
     assert!(cli.run(&["seed-demo", "--lines", "3000"]).status.success());
     let mut child = Command::new(env!("CARGO_BIN_EXE_opsight"))
         .arg("serve")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite:{}/cli.db", cli.dir.display()),
-        )
+        .env("DATABASE_URL", &cli.url)
         .env("OPSIGHT_AS_OF", "2026-11-21")
         .env("OPSIGHT_ADDR", "127.0.0.1:0")
         .env("AGENT_URL", mock.uri())

@@ -1,5 +1,7 @@
-//! Reusable view pieces: KPI tiles, charts, the insight card and the streamed question box.
+//! Reusable view pieces: KPI tiles, charts, the insight card, the streamed question box
+//! and live run progress.
 pub mod ask;
 pub mod charts;
 pub mod insight_card;
+pub mod runs;
 pub mod tile;

@@ -4,4 +4,6 @@ pub mod kpi_detail;
 pub mod lineage;
 pub mod overview;
 pub mod rules;
+pub mod runs;
+pub mod schedules;
 pub mod settings;

@@ -1,8 +1,9 @@
-//! Overview: the network summary, then one row per DC with KPI tiles and the OTIF insight
-//! card next to them.
+//! Overview: live refresh runs, the network summary, then one row per DC with KPI tiles
+//! and the OTIF insight card next to them.
 
 use crate::api::get_dashboard;
 use crate::components::insight_card::InsightCard;
+use crate::components::runs::RunProgress;
 use crate::components::tile::KpiTile;
 use crate::domain::kpi::Metric;
 use crate::dto::SiteRow;
@@ -36,7 +37,10 @@ fn Row(row: SiteRow, network: bool) -> impl IntoView {
 pub fn OverviewPage() -> impl IntoView {
     let dashboard = Resource::new(|| (), |_| get_dashboard());
     view! {
-        <Suspense fallback=|| view! { <p class="loading">"Loading KPIs…"</p> }>
+        // Cards update in place as run jobs finish: the page keeps showing the current
+        // dashboard while the next one loads (Transition, not Suspense).
+        <RunProgress on_jobs_finished=move |_| dashboard.refetch()/>
+        <Transition fallback=|| view! { <p class="loading">"Loading KPIs…"</p> }>
             {move || Suspend::new(async move {
                 match dashboard.await {
                     Ok(d) => view! {
@@ -53,6 +57,6 @@ pub fn OverviewPage() -> impl IntoView {
                     Err(e) => view! { <p class="badge error-badge">{format!("The dashboard could not be loaded: {e}")}</p> }.into_any(),
                 }
             })}
-        </Suspense>
+        </Transition>
     }
 }
