@@ -8,7 +8,9 @@
 //! - SIGTERM with no grace: the replica releases its jobs, which the other replica finishes
 //!   long before their lease would have expired.
 //!
-//! Opt out on a machine without PostgreSQL with OPSIGHT_SKIP_REPLICAS=1 (README, Tests).
+//! Opt out on a machine without PostgreSQL with OPSIGHT_SKIP_POSTGRES=1 (README, Tests).
+//! The test names start with `multi_process_` so `.ci/test` can leave them out of its
+//! SQLite pass (they run in its PostgreSQL pass).
 
 mod common;
 
@@ -22,8 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn skipped() -> bool {
-    if std::env::var("OPSIGHT_SKIP_REPLICAS").as_deref() == Ok("1") {
-        eprintln!("OPSIGHT_SKIP_REPLICAS=1: multi-replica tests not run");
+    if std::env::var("OPSIGHT_SKIP_POSTGRES").as_deref() == Ok("1") {
+        eprintln!("OPSIGHT_SKIP_POSTGRES=1: MULTI-REPLICA TEST NOT RUN");
         return true;
     }
     false
@@ -163,7 +165,7 @@ async fn assert_one_insight_per_job(tdb: &TestDb, done_jobs: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_replicas_one_schedule_every_tick_runs_exactly_once() {
+async fn multi_process_two_replicas_one_schedule_every_tick_runs_exactly_once() {
     if skipped() {
         return;
     }
@@ -262,7 +264,7 @@ async fn two_replicas_one_schedule_every_tick_runs_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_replica_killed_mid_run_loses_nothing_and_no_job_runs_twice() {
+async fn multi_process_a_replica_killed_mid_run_loses_nothing_and_no_job_runs_twice() {
     if skipped() {
         return;
     }
@@ -347,7 +349,7 @@ async fn a_replica_killed_mid_run_loses_nothing_and_no_job_runs_twice() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_releases_claimed_jobs_to_the_other_replica_at_once() {
+async fn multi_process_sigterm_releases_claimed_jobs_to_the_other_replica_at_once() {
     if skipped() {
         return;
     }
