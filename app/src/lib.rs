@@ -8,7 +8,8 @@
 //! - [`api`]: server functions (`/api/<name>`), thin wrappers over `ssr` services.
 //! - [`app`], [`pages`], [`components`]: the Leptos UI (SSR + hydration).
 //! - [`error`]: `AppError`, the safe error the UI shows.
-//! - `ssr` (feature `ssr` only): database, agent client, services, import, demo seed.
+//! - `ssr` (feature `ssr` only): database (SQLite or PostgreSQL), agent client, services,
+//!   cron schedules, refresh runs and their jobs, import, demo seed.
 //!
 //! A page request: `server` router → [`app::App`] → a page → `Resource` → a server fn in
 //! [`api`] (in-process during SSR, `POST /api/..` after hydration) → `ssr` service →

@@ -25,7 +25,7 @@ use std::time::Duration;
 /// What this process calls itself in job claims, and how its workers are woken.
 #[derive(Clone, Debug)]
 pub struct JobQueue {
-    /// Unique per process: host, pid and start time.
+    /// Unique per process: host, pid, start time and a counter.
     pub replica: Arc<str>,
     /// Wakes this process's worker when a run is created here (others poll).
     pub notify: Arc<tokio::sync::Notify>,
@@ -41,9 +41,12 @@ impl Default for JobQueue {
             .map(|h| h.trim().to_string())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "host".into());
+        // Several queues in one process (tests, benchmarks) differ by the counter.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         JobQueue {
             replica: format!(
-                "{host}-{}-{:x}",
+                "{host}-{}-{:x}{n}",
                 std::process::id(),
                 Utc::now().timestamp_micros() & 0xff_ffff
             )
