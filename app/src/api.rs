@@ -3,7 +3,7 @@
 
 use crate::dto::{
     AgentStatus, ConversationView, Dashboard, FeedbackView, InsightView, KpiDetail, LineagePage,
-    RulesView, RunDetail, RunView, ScheduleInput, ScheduleView, TurnStarted,
+    RulesView, RunDetail, RunView, ScheduleInput, SchedulePreview, ScheduleView, TurnStarted,
 };
 use crate::error::AppError;
 use leptos::prelude::*;
@@ -140,10 +140,20 @@ pub async fn delete_schedule(id: String) -> Result<(), AppError> {
     Ok(crate::ssr::schedules::delete(&state, &id).await?)
 }
 
-/// The next five ticks of an expression in a time zone, or why it is invalid.
+/// The next five ticks of an expression in a time zone, or why it is invalid (a verdict,
+/// not an error: the editor asks on every keystroke).
 #[server(endpoint = "preview_schedule")]
-pub async fn preview_schedule(cron: String, timezone: String) -> Result<Vec<String>, AppError> {
-    Ok(crate::ssr::schedules::preview(&cron, &timezone)?)
+pub async fn preview_schedule(cron: String, timezone: String) -> Result<SchedulePreview, AppError> {
+    Ok(match crate::ssr::schedules::preview(&cron, &timezone) {
+        Ok(upcoming) => SchedulePreview {
+            upcoming,
+            error: None,
+        },
+        Err(e) => SchedulePreview {
+            upcoming: vec![],
+            error: Some(e.to_string()),
+        },
+    })
 }
 
 #[server(endpoint = "run_schedule")]

@@ -283,6 +283,13 @@ pub struct ScheduleView {
     pub updated_at: String,
 }
 
+/// The editor's check of a cron expression: the next five ticks, or why it is invalid.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SchedulePreview {
+    pub upcoming: Vec<String>,
+    pub error: Option<String>,
+}
+
 /// One refresh run with its job counts.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunView {

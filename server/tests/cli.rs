@@ -206,9 +206,6 @@ async fn agent_token_reaches_the_agent_but_never_the_output_or_logs() {
 /// trace level, JSON format).
 #[tokio::test]
 async fn serve_never_shows_the_token() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-    use std::sync::{Arc, Mutex};
     use wiremock::matchers::{header, method};
     use wiremock::{Mock, MockServer, ResponseTemplate};
     const TOKEN: &str = "dapi-SERVE-token-must-not-leak-77";
@@ -226,45 +223,18 @@ async fn serve_never_shows_the_token() {
         .await;
     let cli = Cli::new("serve-token");
     assert!(cli.run(&["seed-demo", "--lines", "3000"]).status.success());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_opsight"))
-        .arg("serve")
-        .env("DATABASE_URL", &cli.url)
-        .env("OPSIGHT_AS_OF", "2026-11-21")
-        .env("OPSIGHT_ADDR", "127.0.0.1:0")
-        .env("AGENT_URL", mock.uri())
-        .env("AGENT_KIND", "mlflow-agent-server")
-        .env("AGENT_TOKEN", TOKEN)
-        .env("RUST_LOG", "trace")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    for stream in [
-        Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stdout.take().unwrap()),
-    ] {
-        let log = log.clone();
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if let Some(i) = line.find("serving http://") {
-                    let url: String = line[i + 8..]
-                        .chars()
-                        .take_while(|c| !c.is_whitespace() && *c != '"')
-                        .collect();
-                    let _ = tx.send(url);
-                }
-                log.lock().unwrap().push_str(&line);
-                log.lock().unwrap().push('\n');
-            }
-        });
-    }
-    let base = rx
-        .recv_timeout(std::time::Duration::from_secs(30))
-        .expect("the server says where it serves");
+    let uri = mock.uri();
+    let serve = common::serve::Serve::spawn(
+        &cli.url,
+        &[
+            ("AGENT_URL", uri.as_str()),
+            ("AGENT_KIND", "mlflow-agent-server"),
+            ("AGENT_TOKEN", TOKEN),
+            ("RUST_LOG", "trace"),
+            ("LOG_FORMAT", "json"),
+        ],
+    );
+    let base = serve.base.clone();
     let http = reqwest::Client::new();
     let mut bodies = Vec::new();
     let refresh: serde_json::Value = http
@@ -315,10 +285,13 @@ async fn serve_never_shows_the_token() {
         bodies.iter().any(|b| b.contains("token set")),
         "the settings page says a token is set"
     );
-    let _ = child.kill();
-    let _ = child.wait();
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    let log = log.lock().unwrap().clone();
+    let log = {
+        let mut serve = serve;
+        let _ = serve.child.kill();
+        let _ = serve.child.wait();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        serve.log()
+    };
     assert!(
         log.contains("agent call") || log.contains("insight refreshed"),
         "trace logs were captured"

@@ -16,11 +16,9 @@ mod common;
 
 use app::dto::{RunDetail, RunView, ScheduleView};
 use chrono::{DateTime, Utc};
+use common::serve::Serve;
 use common::stub::StubAgent;
 use common::{pg_test_db, seed, TestDb};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn skipped() -> bool {
@@ -31,74 +29,15 @@ fn skipped() -> bool {
     false
 }
 
-/// One `opsight serve` process.
-struct Replica {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Replica {
-    fn spawn(db_url: &str, agent_url: &str, env: &[(&str, &str)]) -> Replica {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsight"));
-        cmd.arg("serve")
-            .env("DATABASE_URL", db_url)
-            .env("OPSIGHT_AS_OF", common::AS_OF)
-            .env("OPSIGHT_ADDR", "127.0.0.1:0")
-            .env("AGENT_URL", agent_url)
-            .env("AGENT_KIND", "mlflow-serve")
-            .env("AGENT_TIMEOUT_SECS", "10")
-            .env("RUST_LOG", "info")
-            .env_remove("OPSIGHT_AGENTS_FILE")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start opsight serve");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        for stream in [
-            Box::new(child.stderr.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stdout.take().unwrap()),
-        ] {
-            let (log, tx) = (log.clone(), tx.clone());
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Some(i) = line.find("serving http://") {
-                        let url: String = line[i + 8..]
-                            .chars()
-                            .take_while(|c| !c.is_whitespace() && *c != '"')
-                            .collect();
-                        let _ = tx.send(url);
-                    }
-                    let mut l = log.lock().unwrap();
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            });
-        }
-        let base = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the replica says where it serves");
-        Replica { child, base, log }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Whether a job's `claimed_by` names this process.
-    fn holds(&self, claimed_by: Option<&str>) -> bool {
-        claimed_by.is_some_and(|c| c.contains(&format!("-{}-", self.pid())))
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// An `opsight serve` replica on `db_url` whose cards agent is the stub at `agent_url`.
+fn replica(db_url: &str, agent_url: &str, env: &[(&str, &str)]) -> Serve {
+    let mut all = vec![
+        ("AGENT_URL", agent_url),
+        ("AGENT_KIND", "mlflow-serve"),
+        ("AGENT_TIMEOUT_SECS", "10"),
+    ];
+    all.extend_from_slice(env);
+    Serve::spawn(db_url, &all)
 }
 
 async fn seeded_db() -> TestDb {
@@ -145,6 +84,42 @@ async fn wait_finished(
     }
 }
 
+/// Starts a run of every card (65) through `base`.
+async fn run_all(http: &reqwest::Client, base: &str) -> RunView {
+    let run: RunView = http
+        .post(format!("{base}/api/v1/runs"))
+        .json(&serde_json::json!({"scope": "all"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(run.total, 65);
+    run
+}
+
+/// Waits until `a` holds running jobs of the run and at least `finished` jobs have ended.
+async fn wait_mid_run(http: &reqwest::Client, base: &str, run: &str, a: &Serve, finished: i64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = detail(http, base, run).await;
+        let holding = d
+            .jobs
+            .iter()
+            .any(|j| j.status == "running" && a.holds(j.claimed_by.as_deref()));
+        if holding && d.run.finished_jobs() >= finished {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "A never got mid-run: {:?}",
+            d.run
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Every job has exactly one insight, and only jobs that made one point at theirs.
 async fn assert_one_insight_per_job(tdb: &TestDb, done_jobs: usize) {
     let with_job: i64 = sqlx::query_scalar(
@@ -172,8 +147,8 @@ async fn multi_process_two_replicas_one_schedule_every_tick_runs_exactly_once() 
     let tdb = seeded_db().await;
     let stub = StubAgent::with_latency(Duration::from_millis(50));
     let agent = stub.serve().await;
-    let a = Replica::spawn(&tdb.url, &agent, &[]);
-    let b = Replica::spawn(&tdb.url, &agent, &[]);
+    let a = replica(&tdb.url, &agent, &[]);
+    let b = replica(&tdb.url, &agent, &[]);
     let http = client();
     // Every 2 seconds (6 fields: seconds first), Dallas' 5 cards.
     let r = http
@@ -252,7 +227,7 @@ async fn multi_process_two_replicas_one_schedule_every_tick_runs_exactly_once() 
     assert_one_insight_per_job(&tdb, done).await;
     // Both processes took part (ticks or jobs), and neither logged an error.
     for r in [&a, &b] {
-        let log = r.log.lock().unwrap();
+        let log = r.log();
         assert!(!log.contains("ERROR"), "{log}");
     }
     eprintln!(
@@ -275,38 +250,12 @@ async fn multi_process_a_replica_killed_mid_run_loses_nothing_and_no_job_runs_tw
         ("OPSIGHT_JOB_LEASE_SECS", "3"),
         ("OPSIGHT_JOB_CONCURRENCY", "4"),
     ];
-    let mut a = Replica::spawn(&tdb.url, &agent, &env);
-    let b = Replica::spawn(&tdb.url, &agent, &env);
+    let mut a = replica(&tdb.url, &agent, &env);
+    let b = replica(&tdb.url, &agent, &env);
     let http = client();
-    let run: RunView = http
-        .post(format!("{}/api/v1/runs", a.base))
-        .json(&serde_json::json!({"scope": "all"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(run.total, 65);
+    let run = run_all(&http, &a.base).await;
     // Wait until A is mid-run: it holds running jobs and some jobs are done.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let d = detail(&http, &b.base, &run.id).await;
-        let a_running = d
-            .jobs
-            .iter()
-            .filter(|j| j.status == "running" && a.holds(j.claimed_by.as_deref()))
-            .count();
-        if a_running > 0 && d.run.finished_jobs() >= 8 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "A never got mid-run: {:?}",
-            d.run
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_mid_run(&http, &b.base, &run.id, &a, 8).await;
     a.child.kill().unwrap(); // SIGKILL
     a.child.wait().unwrap();
     let killed_at = Instant::now();
@@ -362,35 +311,16 @@ async fn multi_process_sigterm_releases_claimed_jobs_to_the_other_replica_at_onc
         ("OPSIGHT_JOB_CONCURRENCY", "4"),
         ("OPSIGHT_SHUTDOWN_GRACE_SECS", "0"),
     ];
-    let mut a = Replica::spawn(&tdb.url, &agent, &env);
-    let b = Replica::spawn(&tdb.url, &agent, &env);
+    let mut a = replica(&tdb.url, &agent, &env);
+    let b = replica(&tdb.url, &agent, &env);
     let http = client();
-    let run: RunView = http
-        .post(format!("{}/api/v1/runs", a.base))
-        .json(&serde_json::json!({"scope": "all"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let d = detail(&http, &b.base, &run.id).await;
-        if d.jobs
-            .iter()
-            .any(|j| j.status == "running" && a.holds(j.claimed_by.as_deref()))
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "A never claimed a job");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let run = run_all(&http, &a.base).await;
+    wait_mid_run(&http, &b.base, &run.id, &a, 0).await;
     // SAFETY: signalling our own child process by pid.
     assert_eq!(unsafe { libc::kill(a.pid() as i32, libc::SIGTERM) }, 0);
     let status = a.child.wait().unwrap();
     assert!(status.success(), "A shut down cleanly: {status:?}");
-    assert!(a.log.lock().unwrap().contains("released unfinished jobs"));
+    assert!(a.log().contains("released unfinished jobs"));
     let d = wait_finished(&http, &b.base, &run.id, Duration::from_secs(60)).await;
     assert_eq!((d.run.done, d.run.failed), (65, 0), "{:?}", d.run);
     assert!(

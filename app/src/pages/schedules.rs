@@ -107,12 +107,15 @@ fn Editor(editing: RwSignal<(Option<String>, ScheduleInput)>, saved: Callback<()
             </label>
             <div class="preview">
                 <Transition fallback=|| ()>
-                    {move || preview.get().map(|p| match p {
+                    {move || preview.get().map(|p| match p.map_err(|e| e.to_string()).and_then(|p| match p.error {
+                        Some(e) => Err(e),
+                        None => Ok(p.upcoming),
+                    }) {
                         Ok(times) => view! {
                             <div class="next-runs"><h3>"Next runs"</h3>
                                 <ol>{times.into_iter().map(|t| view! { <li>{t}</li> }).collect_view()}</ol></div>
                         }.into_any(),
-                        Err(e) => view! { <p class="badge error-badge cron-error">{e.to_string()}</p> }.into_any(),
+                        Err(e) => view! { <p class="badge error-badge cron-error">{e}</p> }.into_any(),
                     })}
                 </Transition>
             </div>

@@ -199,41 +199,9 @@ async fn name_taken(db: &Db, name: &str, except: &str) -> Result<bool, ServiceEr
 }
 
 pub async fn create(state: &AppState, input: &ScheduleInput) -> Result<ScheduleView, ServiceError> {
-    let (input, crontab, scope) = validate(input)?;
-    check_scope(state, &scope).await?;
-    if name_taken(&state.db, &input.name, "").await? {
-        return Err(ServiceError::BadRequest(format!(
-            "a schedule named '{}' exists already",
-            input.name
-        )));
-    }
-    let now = Utc::now();
-    let id = new_id(now, "sch");
-    let next = input
-        .enabled
-        .then(|| crontab.next_after(now))
-        .flatten()
-        .map(timestamp);
-    sqlx::query(
-        "INSERT INTO schedules (id, name, cron, timezone, scope, scope_value, catch_up, enabled, \
-         next_fire_at, last_fire_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $10)",
-    )
-    .bind(id.clone())
-    .bind(input.name.clone())
-    .bind(input.cron.clone())
-    .bind(input.timezone.clone())
-    .bind(input.scope.clone())
-    .bind(input.scope_value.clone())
-    .bind(input.catch_up.clone())
-    .bind(i64::from(input.enabled))
-    .bind(next)
-    .bind(timestamp(now))
-    .execute(&state.db)
-    .await
-    .context("Failed to store the schedule")?;
-    tracing::info!(schedule = %input.name, cron = %input.cron, tz = %input.timezone, "schedule created");
-    get(&state.db, &id).await
+    let view = save(state, None, input).await?;
+    tracing::info!(schedule = %view.input.name, cron = %view.input.cron, tz = %view.input.timezone, "schedule created");
+    Ok(view)
 }
 
 /// Replaces a schedule's settings; its next tick is recomputed from now.
@@ -243,9 +211,19 @@ pub async fn update(
     input: &ScheduleInput,
 ) -> Result<ScheduleView, ServiceError> {
     get(&state.db, id).await?;
+    save(state, Some(id), input).await
+}
+
+/// Validates and stores a new (`id` = None) or existing schedule, with its next tick
+/// from now (none while paused).
+async fn save(
+    state: &AppState,
+    id: Option<&str>,
+    input: &ScheduleInput,
+) -> Result<ScheduleView, ServiceError> {
     let (input, crontab, scope) = validate(input)?;
     check_scope(state, &scope).await?;
-    if name_taken(&state.db, &input.name, id).await? {
+    if name_taken(&state.db, &input.name, id.unwrap_or_default()).await? {
         return Err(ServiceError::BadRequest(format!(
             "a schedule named '{}' exists already",
             input.name
@@ -257,24 +235,34 @@ pub async fn update(
         .then(|| crontab.next_after(now))
         .flatten()
         .map(timestamp);
-    sqlx::query(
-        "UPDATE schedules SET name = $2, cron = $3, timezone = $4, scope = $5, scope_value = $6, \
-         catch_up = $7, enabled = $8, next_fire_at = $9, updated_at = $10 WHERE id = $1",
-    )
-    .bind(id.to_string())
-    .bind(input.name.clone())
-    .bind(input.cron.clone())
-    .bind(input.timezone.clone())
-    .bind(input.scope.clone())
-    .bind(input.scope_value.clone())
-    .bind(input.catch_up.clone())
-    .bind(i64::from(input.enabled))
-    .bind(next)
-    .bind(timestamp(now))
-    .execute(&state.db)
-    .await
-    .context("Failed to update the schedule")?;
-    get(&state.db, id).await
+    let (id, sql) = match id {
+        None => (
+            new_id(now, "sch"),
+            "INSERT INTO schedules (id, name, cron, timezone, scope, scope_value, catch_up, enabled, \
+             next_fire_at, last_fire_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $10)",
+        ),
+        Some(id) => (
+            id.to_string(),
+            "UPDATE schedules SET name = $2, cron = $3, timezone = $4, scope = $5, scope_value = $6, \
+             catch_up = $7, enabled = $8, next_fire_at = $9, updated_at = $10 WHERE id = $1",
+        ),
+    };
+    sqlx::query(sql)
+        .bind(id.clone())
+        .bind(input.name.clone())
+        .bind(input.cron.clone())
+        .bind(input.timezone.clone())
+        .bind(input.scope.clone())
+        .bind(input.scope_value.clone())
+        .bind(input.catch_up.clone())
+        .bind(i64::from(input.enabled))
+        .bind(next)
+        .bind(timestamp(now))
+        .execute(&state.db)
+        .await
+        .context("Failed to store the schedule")?;
+    get(&state.db, &id).await
 }
 
 /// Pauses or resumes; resuming starts from the next tick after now (nothing is caught up).

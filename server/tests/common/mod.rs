@@ -2,6 +2,7 @@
 //! port, with the agent pointed at the built-in analyst or at a mock.
 #![allow(dead_code)] // each test file uses a different subset
 
+pub mod serve;
 pub mod stub;
 
 use app::ssr::agent::{AgentKind, AgentProfile, Agents, Secret};
