@@ -1,7 +1,8 @@
 //! Refresh runs through the API against a stub agent that counts calls: every card in
 //! scope becomes one job and one insight; unchanged cards make no agent call; changed data
 //! for one site calls the agent only for the cards that data feeds; one failing card does
-//! not stop the run. Runs on SQLite and, with OPSIGHT_TEST_DATABASE=postgres, PostgreSQL.
+//! not stop the run; a replica that lost its lease cannot store a second insight. Runs on
+//! SQLite and, with OPSIGHT_TEST_DATABASE=postgres, PostgreSQL.
 
 mod common;
 
@@ -15,9 +16,9 @@ async fn app_with_stub(stub: &StubAgent) -> TestApp {
     spawn_app(3000, Some(&url)).await
 }
 
-async fn insights_with_job(app: &TestApp) -> i64 {
+async fn insights_with_job(state: &app::ssr::state::AppState) -> i64 {
     sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM insights WHERE job_id IS NOT NULL")
-        .fetch_one(&app.state.db)
+        .fetch_one(&state.db)
         .await
         .unwrap()
 }
@@ -41,7 +42,11 @@ async fn unchanged_cards_make_no_agent_call_and_changed_data_only_calls_its_card
         .jobs
         .iter()
         .all(|j| j.status == "done" && j.insight_id.is_some() && j.attempts == 1));
-    assert_eq!(insights_with_job(&app).await, 65, "one insight per job");
+    assert_eq!(
+        insights_with_job(&app.state).await,
+        65,
+        "one insight per job"
+    );
     // The cards show the new insights.
     let card = app.card("DAL", app::domain::kpi::Metric::Otif).await;
     assert!(card
@@ -208,4 +213,66 @@ async fn bad_run_requests_get_clear_errors() {
     assert_eq!(app.get("/api/v1/runs/run_nope").await.status(), 404);
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(stub.call_count(), 0);
+}
+
+/// A replica that stalls past its lease loses the job: its late result is discarded and the
+/// replica that took over stores the job's one insight.
+#[tokio::test]
+async fn a_replica_that_lost_its_lease_cannot_store_a_second_insight() {
+    use app::ssr::runs::{self, JobOutcome, Scope};
+    let stub = StubAgent::default();
+    let url = stub.serve().await;
+    let tdb = common::test_db().await;
+    common::seed(&tdb.db, 3000).await;
+    // Two replicas without background workers: the test hands out the claims.
+    let a = server::app_state(
+        tdb.db.clone(),
+        common::agents(
+            app::ssr::agent::AgentKind::MlflowServe,
+            &url,
+            Duration::from_secs(5),
+            None,
+        ),
+        Some(common::as_of()),
+        server::leptos_options(),
+    );
+    let b = app::ssr::state::AppState {
+        jobs: Default::default(),
+        ..a.clone()
+    };
+    let run = runs::start(
+        &a,
+        "manual",
+        &Scope::Card("DAL".into(), app::domain::kpi::Metric::Otif),
+        false,
+    )
+    .await
+    .unwrap();
+    // A claims with a lease that expires at once; B takes the job over.
+    let claim_a = runs::claim(&a.db, &a.jobs.replica, 5, Duration::from_millis(1), None)
+        .await
+        .unwrap();
+    assert_eq!(claim_a.len(), 1);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let claim_b = runs::claim(&b.db, &b.jobs.replica, 5, Duration::from_secs(30), None)
+        .await
+        .unwrap();
+    assert_eq!(claim_b.len(), 1);
+    assert_eq!(
+        (claim_b[0].id.as_str(), claim_b[0].attempts),
+        (claim_a[0].id.as_str(), 2)
+    );
+    // A wakes up and finishes its work: the agent is called, nothing is stored.
+    assert_eq!(runs::execute(&a, &claim_a[0]).await, JobOutcome::Superseded);
+    assert_eq!(insights_with_job(&a).await, 0);
+    assert_eq!(runs::execute(&b, &claim_b[0]).await, JobOutcome::Done);
+    assert_eq!(insights_with_job(&a).await, 1);
+    assert_eq!(stub.call_count(), 2);
+    assert!(!runs::finish_job(&a.db, &claim_a[0], "done", None, None)
+        .await
+        .unwrap());
+    runs::close_finished(&a.db).await.unwrap();
+    let d = runs::detail(&a.db, &run.id).await.unwrap();
+    assert_eq!((d.run.status.as_str(), d.run.done), ("finished", 1));
+    assert_eq!(d.jobs[0].claimed_by.as_deref(), Some(&*b.jobs.replica));
 }
