@@ -114,24 +114,25 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             state.jobs.lease = config.job_lease;
             spawn_agent_checks(state.clone());
             let (stop, stopped) = tokio::sync::watch::channel(false);
-            let background = scheduler::spawn(
-                state.clone(),
-                worker_options(&config, &state),
-                stopped.clone(),
-            );
+            let background =
+                scheduler::spawn(state.clone(), worker_options(&config, &state), stopped);
+            // On the signal the worker stops first (finishing or releasing its jobs) while
+            // HTTP still serves: its in-flight jobs may be calling this process's built-in
+            // analyst. Then HTTP shuts down gracefully.
+            let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
             tokio::spawn(async move {
                 shutdown_signal().await;
                 let _ = stop.send(true);
+                match background.await {
+                    Ok(report) => tracing::info!(?report, "background work stopped"),
+                    Err(e) => tracing::error!(error = %e, "background work ended abnormally"),
+                }
+                let _ = http_stop.send(());
             });
-            let mut http_stopped = stopped;
-            let served = run(listener, state, async move {
-                let _ = http_stopped.wait_for(|s| *s).await;
+            run(listener, state, async move {
+                let _ = http_stopped.await;
             })
-            .await;
-            // The worker finishes or releases its jobs before the process ends.
-            let report = background.await?;
-            tracing::info!(?report, "background work stopped");
-            served
+            .await
         }
         Command::Migrate => {
             commands::connect(&config).await?;

@@ -320,7 +320,11 @@ async fn multi_process_sigterm_releases_claimed_jobs_to_the_other_replica_at_onc
     assert_eq!(unsafe { libc::kill(a.pid() as i32, libc::SIGTERM) }, 0);
     let status = a.child.wait().unwrap();
     assert!(status.success(), "A shut down cleanly: {status:?}");
-    assert!(a.log().contains("released unfinished jobs"));
+    assert!(
+        a.log_shows("released unfinished jobs", Duration::from_secs(5)),
+        "{}",
+        a.log()
+    );
     let d = wait_finished(&http, &b.base, &run.id, Duration::from_secs(60)).await;
     assert_eq!((d.run.done, d.run.failed), (65, 0), "{:?}", d.run);
     assert!(

@@ -73,6 +73,21 @@ impl Serve {
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// Whether `needle` shows up in the log within `within` (the reader threads may lag
+    /// behind the process, even after it exited).
+    pub fn log_shows(&self, needle: &str, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Serve {
