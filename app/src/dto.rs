@@ -25,6 +25,9 @@ pub struct Tile {
     pub denominator: i64,
     /// The last 12 weeks, oldest first.
     pub spark: Vec<Option<f64>>,
+    /// Whether this week's move is unusual (seasonality-aware), beyond its status.
+    #[serde(default)]
+    pub anomaly: Option<crate::domain::anomaly::Anomaly>,
 }
 
 /// One stored insight, as shown on a card.

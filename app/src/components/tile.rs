@@ -1,4 +1,5 @@
-//! A KPI tile: value, target, change with a direction-aware colour, sparkline, status.
+//! A KPI tile: value, target, change with a direction-aware colour, sparkline, status,
+//! and an "unusual" badge when the move is unusual for the season (hover: why).
 
 use super::charts::Sparkline;
 use crate::domain::kpi::{format_change, format_value};
@@ -39,6 +40,9 @@ pub fn KpiTile(tile: Tile, site: String) -> impl IntoView {
             </div>
             <Sparkline values=tile.spark.clone()/>
             {tile.trigger.is_some().then(|| view! { <span class="trigger">"needs insight"</span> })}
+            {tile.anomaly.filter(|a| a.unusual).map(|a| view! {
+                <span class="unusual" title=a.summary.clone() data-unusual="true">"unusual"</span>
+            })}
         </a>
     }
 }

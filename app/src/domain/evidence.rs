@@ -187,6 +187,10 @@ pub struct EvidencePack {
     pub data_checks: DataChecks,
     pub noise: Noise,
     pub rules_version: i64,
+    /// Whether the week (or one of its days) is unusual against the same weekday and the
+    /// previous weeks; set by the loader, which has the daily roll-up.
+    #[serde(default)]
+    pub anomaly: Option<crate::domain::anomaly::Anomaly>,
 }
 
 /// Everything [`build_evidence`] reads. The caller loads it; the function does no I/O.
@@ -369,6 +373,7 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
         data_checks,
         noise,
         rules_version: rules.version,
+        anomaly: None,
         scope,
     }
 }

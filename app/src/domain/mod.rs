@@ -2,6 +2,7 @@
 //!
 //! - [`period`]: ISO weeks and "the latest complete week" relative to a reference date.
 //! - [`kpi`]: the KPI catalogue, line-level scoring and exact numerator/denominator counts.
+//! - [`anomaly`]: "unusual" moves: robust z against the same weekday and recent weeks.
 //! - [`rules`]: business rules (parameters, thresholds, triggers, playbooks) and KPI status.
 //! - [`evidence`]: the evidence pack: one deterministic analysis per (site, metric, period).
 //! - [`insight`]: the insight contract agents return, and its parsing from agent replies.
@@ -9,6 +10,7 @@
 //! - [`analyst`]: the built-in analyst, the reference implementation of the contract.
 
 pub mod analyst;
+pub mod anomaly;
 pub mod evidence;
 pub mod grounding;
 pub mod insight;

@@ -90,6 +90,25 @@ impl Rules {
         }
     }
 
+    /// A parameter for one metric: the row with that metric, else the row for all metrics
+    /// (metric NULL), else `default`. Rows are keyed `name` (all) and `name.metric`.
+    pub fn per_metric(&self, name: &str, metric: Metric, default: f64) -> f64 {
+        let specific = format!("{name}.{}", metric.key());
+        self.entries
+            .iter()
+            .find(|e| e.key == specific)
+            .or_else(|| self.entries.iter().find(|e| e.key == name))
+            .map_or(default, |e| e.value)
+    }
+
+    /// How sensitive "unusual" is for a metric (`anomaly_z`, `anomaly_two_sided`).
+    pub fn anomaly_sensitivity(&self, metric: Metric) -> crate::domain::anomaly::Sensitivity {
+        crate::domain::anomaly::Sensitivity {
+            z: self.per_metric("anomaly_z", metric, 3.5).max(0.5),
+            two_sided: self.per_metric("anomaly_two_sided", metric, 0.0) != 0.0,
+        }
+    }
+
     /// Changes below this many points (or two standard errors) are treated as noise.
     pub fn noise_min_pp(&self) -> f64 {
         self.value("noise_min_pp", 0.5)

@@ -423,6 +423,45 @@ pub async fn weekly_counts(
     Ok(out)
 }
 
+/// Daily counts per site between two days (inclusive), from the roll-up; one site or all.
+pub async fn daily_counts(
+    db: &Db,
+    site: Option<&str>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> anyhow::Result<Vec<(String, NaiveDate, KpiCounts)>> {
+    let rows = sqlx::query(
+        "SELECT site, day, lines, otif_lines, on_time_lines, in_full_lines, units_ordered, units_delivered \
+         FROM kpi_daily WHERE day >= $1 AND day <= $2 AND ($3 = '' OR site = $3)",
+    )
+    .bind(fmt_date(from))
+    .bind(fmt_date(to))
+    .bind(site.unwrap_or_default().to_string())
+    .fetch_all(db)
+    .await
+    .context("Failed to read the daily roll-up")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let day: String = r.try_get(1)?;
+        let Some(day) = parse_date(&day) else {
+            continue;
+        };
+        out.push((
+            r.try_get(0)?,
+            day,
+            KpiCounts {
+                lines: r.try_get(2)?,
+                otif_lines: r.try_get(3)?,
+                on_time_lines: r.try_get(4)?,
+                in_full_lines: r.try_get(5)?,
+                units_ordered: r.try_get(6)?,
+                units_delivered: r.try_get(7)?,
+            },
+        ));
+    }
+    Ok(out)
+}
+
 fn line_fact(r: &AnyRow) -> Result<Option<LineFact>, sqlx::Error> {
     let due: String = r.try_get("due_date")?;
     let delivered: Option<String> = r.try_get("delivered_date")?;

@@ -3,7 +3,7 @@
 use super::db::{self, Db};
 use super::ServiceError;
 use crate::domain::evidence::{build_evidence, EvidenceInput, EvidencePack, Scope, NETWORK};
-use crate::domain::kpi::Metric;
+use crate::domain::kpi::{KpiCounts, Metric};
 use crate::domain::period::Week;
 use crate::domain::rules::Rules;
 use chrono::{Duration, NaiveDate};
@@ -54,7 +54,12 @@ pub async fn load(
             .find(|d| d.metric == metric.key())
             .map_or("", |d| d.definition.as_str()),
     );
-    Ok(build_evidence(EvidenceInput {
+    let (from, to) = super::kpis::anomaly_span(week);
+    let mut daily = super::kpis::Daily::new();
+    for (_, day, c) in db::daily_counts(db, site_filter, from, to).await? {
+        daily.entry(day).or_default().add(&c);
+    }
+    let mut pack = build_evidence(EvidenceInput {
         scope: Scope {
             site: site.to_string(),
             site_name,
@@ -69,7 +74,29 @@ pub async fn load(
         weekly: &weekly,
         latest_data_date: latest,
         rules,
-    }))
+    });
+    // The series' counts, as the tiles have them (numerator and denominator per week).
+    let weekly_counts: Vec<KpiCounts> = week
+        .trailing(12)
+        .iter()
+        .map(|w| {
+            weekly
+                .iter()
+                .filter(|(x, _)| x == w)
+                .fold(KpiCounts::default(), |mut acc, (_, c)| {
+                    acc.add(c);
+                    acc
+                })
+        })
+        .collect();
+    pack.anomaly = Some(super::kpis::anomaly_of(
+        metric,
+        week,
+        &weekly_counts,
+        &daily,
+        rules,
+    ));
+    Ok(pack)
 }
 
 /// SHA-256 of the pack's JSON: equal evidence, equal hash (the pack is deterministic).

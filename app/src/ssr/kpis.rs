@@ -5,12 +5,56 @@ use super::evidence;
 use super::insights::{card, mark_model_moved};
 use super::state::AppState;
 use super::ServiceError;
+use crate::domain::anomaly;
 use crate::domain::evidence::{EvidencePack, PeriodRef, NETWORK};
 use crate::domain::kpi::{KpiCounts, Metric};
 use crate::domain::period::Week;
 use crate::domain::rules::Rules;
 use crate::dto::{Dashboard, InsightView, KpiDetail, MetricDefinition, SiteRow, Tile};
-use std::collections::HashMap;
+use chrono::NaiveDate;
+use std::collections::{BTreeMap, HashMap};
+
+/// Daily counts of one scope, for anomaly detection.
+pub type Daily = BTreeMap<NaiveDate, KpiCounts>;
+
+/// Days of the roll-up anomaly detection reads: the reported week and the weeks it is
+/// compared with.
+pub fn anomaly_span(week: Week) -> (NaiveDate, NaiveDate) {
+    (
+        week.start - chrono::Duration::weeks(anomaly::BASELINE_WEEKS as i64),
+        week.end(),
+    )
+}
+
+fn point(metric: Metric, c: &KpiCounts) -> Option<anomaly::Point> {
+    c.value(metric).map(|value| anomaly::Point {
+        value,
+        n: c.fraction(metric).1,
+    })
+}
+
+/// Whether the reported week is unusual for `metric` (weekly counts oldest first, ending
+/// with the reported week).
+pub fn anomaly_of(
+    metric: Metric,
+    week: Week,
+    weekly: &[KpiCounts],
+    daily: &Daily,
+    rules: &Rules,
+) -> anomaly::Anomaly {
+    let weekly: Vec<Option<anomaly::Point>> = weekly.iter().map(|c| point(metric, c)).collect();
+    let days: Vec<(NaiveDate, anomaly::Point)> = daily
+        .iter()
+        .filter_map(|(d, c)| point(metric, c).map(|p| (*d, p)))
+        .collect();
+    anomaly::detect(
+        metric,
+        week,
+        &weekly,
+        &days,
+        rules.anomaly_sensitivity(metric),
+    )
+}
 
 /// Builds a tile from 12 weeks of counts (oldest first, the last is the reported week).
 fn tile(
@@ -18,8 +62,11 @@ fn tile(
     defs: &[MetricDefinition],
     site: &str,
     weeks: &[KpiCounts],
+    daily: &Daily,
+    week: Week,
     rules: &Rules,
 ) -> Tile {
+    let spark: Vec<Option<f64>> = weeks.iter().map(|c| c.value(metric)).collect();
     let current = weeks.last().copied().unwrap_or_default();
     let previous = weeks
         .len()
@@ -48,16 +95,19 @@ fn tile(
         trigger: rules.trigger(metric, change).map(|t| t.key.clone()),
         numerator,
         denominator,
-        spark: weeks.iter().map(|c| c.value(metric)).collect(),
+        anomaly: Some(anomaly_of(metric, week, weeks, daily, rules)),
+        spark,
     }
 }
 
 type LatestByCard = HashMap<(String, Metric), (Option<InsightView>, Option<InsightView>)>;
 
+#[allow(clippy::too_many_arguments)] // one call per row; a struct would only rename them
 fn row(
     site: &str,
     name: &str,
     weeks: &[KpiCounts],
+    daily: &Daily,
     defs: &[MetricDefinition],
     rules: &Rules,
     week: Week,
@@ -65,7 +115,7 @@ fn row(
 ) -> SiteRow {
     let tiles: Vec<Tile> = Metric::ALL
         .iter()
-        .map(|m| tile(*m, defs, site, weeks, rules))
+        .map(|m| tile(*m, defs, site, weeks, daily, week, rules))
         .collect();
     let cards = tiles
         .iter()
@@ -132,6 +182,19 @@ pub async fn dashboard(state: &AppState) -> Result<Dashboard, ServiceError> {
         }
     }
     let empty = vec![KpiCounts::default(); span.len()];
+    let (from, to) = anomaly_span(week);
+    let mut per_site_daily: HashMap<String, Daily> = HashMap::new();
+    let mut network_daily = Daily::new();
+    for (site, day, c) in db::daily_counts(&state.db, None, from, to).await? {
+        per_site_daily
+            .entry(site)
+            .or_default()
+            .entry(day)
+            .or_default()
+            .add(&c);
+        network_daily.entry(day).or_default().add(&c);
+    }
+    let no_days = Daily::new();
     let site_rows = sites
         .iter()
         .map(|s| {
@@ -139,6 +202,7 @@ pub async fn dashboard(state: &AppState) -> Result<Dashboard, ServiceError> {
                 &s.code,
                 &s.name,
                 per_site.get(&s.code).unwrap_or(&empty),
+                per_site_daily.get(&s.code).unwrap_or(&no_days),
                 &defs,
                 &rules,
                 week,
@@ -154,6 +218,7 @@ pub async fn dashboard(state: &AppState) -> Result<Dashboard, ServiceError> {
             NETWORK,
             "Network",
             &network,
+            &network_daily,
             &defs,
             &rules,
             week,
@@ -179,6 +244,7 @@ fn tile_from_pack(pack: &EvidencePack) -> Tile {
         numerator: pack.numerator,
         denominator: pack.denominator,
         spark: pack.series.iter().map(|p| p.value).collect(),
+        anomaly: pack.anomaly.clone(),
     }
 }
 
