@@ -107,6 +107,9 @@ pub struct KpiDetail {
     pub evidence: EvidencePack,
     pub card: Card,
     pub history: Vec<InsightView>,
+    /// The current, incomplete week: so far, pace needed, forecast.
+    #[serde(default)]
+    pub pace: Option<crate::domain::forecast::Pace>,
 }
 
 /// The rules page.

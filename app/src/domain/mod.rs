@@ -5,6 +5,7 @@
 //! - [`anomaly`]: "unusual" moves: robust z against the same weekday and recent weeks.
 //! - [`rules`]: business rules (parameters, thresholds, triggers, playbooks) and KPI status.
 //! - [`evidence`]: the evidence pack: one deterministic analysis per (site, metric, period).
+//! - [`forecast`]: pace and forecast of the current, incomplete week.
 //! - [`insight`]: the insight contract agents return, and its parsing from agent replies.
 //! - [`grounding`]: checks every root cause an agent names against the evidence pack.
 //! - [`analyst`]: the built-in analyst, the reference implementation of the contract.
@@ -12,6 +13,7 @@
 pub mod analyst;
 pub mod anomaly;
 pub mod evidence;
+pub mod forecast;
 pub mod grounding;
 pub mod insight;
 pub mod kpi;

@@ -106,6 +106,20 @@ fn Detail(d: KpiDetail) -> impl IntoView {
             </div>
             <InsightCard card=d.card/>
         </div>
+        {d.pace.map(|p| view! {
+            <section class="pace" data-week=p.week_start.clone()>
+                <h2>{format!("This week so far ({})", p.week_label)}</h2>
+                <p class="pace-summary">{p.summary.clone()}</p>
+                <ul>
+                    <li>{format!("So far: {} after {} of 7 days ({} of {})",
+                        format_value(metric, p.value_so_far), p.days_elapsed, p.numerator_so_far, p.denominator_so_far)}</li>
+                    <li>{format!("Expected in the days left: {:.0} (median of the same weekdays in the previous weeks)", p.expected_remaining)}</li>
+                    {p.needed_rate.map(|r| view! { <li class="needed">{format!("Pace needed to reach target: {r:.1} %")}</li> })}
+                    {p.forecast.map(|f| view! { <li class="forecast">{format!("Forecast: {} (80 % interval {} to {})",
+                        format_value(metric, Some(f)), format_value(metric, p.low), format_value(metric, p.high))}</li> })}
+                </ul>
+            </section>
+        })}
         <section class="checks">
             <h2>"Data checks"</h2>
             <ul>

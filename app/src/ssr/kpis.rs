@@ -260,10 +260,20 @@ pub async fn detail(state: &AppState, site: &str, metric: &str) -> Result<KpiDet
     refresh_model_versions(state).await;
     let mut card = card(site, metric, pack.value, week, rules.version, ok, failed);
     mark_model_moved(&mut card, &state.agents);
+    // The current week and the weeks its forecast learns from.
+    let this_week = Week::containing(as_of);
+    let mut daily = Daily::new();
+    let from = this_week.start - chrono::Duration::weeks(crate::domain::forecast::BASELINE_WEEKS);
+    let site_filter = (site != NETWORK).then_some(site);
+    for (_, day, c) in db::daily_counts(&state.db, site_filter, from, this_week.end()).await? {
+        daily.entry(day).or_default().add(&c);
+    }
+    let pace = crate::domain::forecast::pace(metric, as_of, &daily, rules.target(site, metric));
     Ok(KpiDetail {
         tile: tile_from_pack(&pack),
         card,
         evidence: pack,
         history,
+        pace: Some(pace),
     })
 }

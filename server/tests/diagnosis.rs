@@ -1,5 +1,6 @@
-//! "Unusual" on the demo network: the planted problems are flagged, ordinary cards are not,
-//! and the evidence pack sent to the agent carries the verdict.
+//! Deeper diagnosis on the demo network: "unusual" flags the planted problems and no
+//! ordinary card, the evidence pack carries the verdict; the KPI page shows the current
+//! week's pace and forecast.
 
 mod common;
 
@@ -60,4 +61,41 @@ async fn the_planted_problems_are_unusual_and_ordinary_weeks_are_not() {
             .await
             .unwrap();
     assert!(!pack.anomaly.unwrap().unusual);
+}
+
+#[tokio::test]
+async fn the_kpi_page_shows_this_weeks_pace_and_forecast() {
+    let app = spawn_app(60_000, None).await;
+    // As of Saturday 2026-11-21: five days of 2026-W47 have passed.
+    let d = app::ssr::kpis::detail(&app.state, "DAL", "otif")
+        .await
+        .unwrap();
+    let p = d.pace.expect("pace");
+    assert_eq!((p.week_label.as_str(), p.days_elapsed), ("2026-W47", 5));
+    assert!(
+        p.denominator_so_far > 0 && p.expected_remaining > 0.0,
+        "{p:?}"
+    );
+    let (f, lo, hi) = (p.forecast.unwrap(), p.low.unwrap(), p.high.unwrap());
+    assert!(lo <= f && f <= hi && (0.0..=100.0).contains(&f), "{p:?}");
+    // The needed pace follows from the counts: target × (so far + expected) − OTIF so far.
+    let target = p.target.unwrap();
+    let needed = (target / 100.0 * (p.denominator_so_far as f64 + p.expected_remaining)
+        - p.numerator_so_far as f64)
+        / p.expected_remaining
+        * 100.0;
+    assert!((p.needed_rate.unwrap() - needed).abs() < 1e-9);
+    let page = app.get("/kpi/DAL/otif").await.text().await.unwrap();
+    assert!(
+        page.contains("This week so far (2026-W47)"),
+        "pace section rendered"
+    );
+    assert!(page.contains("Forecast:"));
+    // Volumes forecast a count.
+    let v = app::ssr::kpis::detail(&app.state, "PHX", "lines_due")
+        .await
+        .unwrap()
+        .pace
+        .unwrap();
+    assert!(v.forecast.unwrap() >= v.numerator_so_far as f64 && v.needed_rate.is_none());
 }
