@@ -140,6 +140,9 @@ pub struct DataChecks {
     pub failures: i64,
     pub failures_without_reason: i64,
     pub failures_without_reason_share_pct: f64,
+    /// Median lines due per week over the previous 8 weeks (None without history).
+    #[serde(default)]
+    pub usual_lines_due: Option<f64>,
     /// Human-readable reasons the data is suspect, from the rules' thresholds.
     pub suspect_reasons: Vec<String>,
 }
@@ -339,6 +342,26 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
         failures: tree.failures,
         failures_without_reason,
         failures_without_reason_share_pct: share(failures_without_reason, tree.failures),
+        usual_lines_due: {
+            // The previous 8 weeks of the series (the last point is the reported week).
+            let mut previous: Vec<f64> = series
+                .iter()
+                .rev()
+                .skip(1)
+                .take(8)
+                .filter(|p| p.denominator > 0)
+                .map(|p| {
+                    if metric.is_ratio() {
+                        p.denominator as f64
+                    } else {
+                        p.numerator as f64
+                    }
+                })
+                .collect();
+            previous.sort_by(f64::total_cmp);
+            (previous.len() >= 4 && metric != Metric::FillRate)
+                .then(|| previous[previous.len() / 2])
+        },
         suspect_reasons: Vec::new(),
     };
     data_checks.suspect_reasons = suspect_reasons(&data_checks, rules);
@@ -430,6 +453,28 @@ fn suspect_reasons(checks: &DataChecks, rules: &Rules) -> Vec<String> {
             "{} of {} lines due ({:.1}%) have no delivered date (limit {:.1}%)",
             checks.past_due_open, checks.lines_due, checks.past_due_open_share_pct, open_limit
         ));
+    }
+    // Freshness: deliveries are recorded daily; a gap means a feed stopped.
+    let max_age = rules.value("data_max_age_days", 3.0);
+    if let (Some(days), Some(latest)) = (checks.days_since_latest_data, &checks.latest_data_date) {
+        if days as f64 > max_age {
+            out.push(format!(
+                "no delivery recorded for {days} days (latest {latest}; limit {max_age:.0}): the data may be stale"
+            ));
+        }
+    }
+    // Volume far below the usual: more likely a partial load than a quiet week. (Surges
+    // are left to the analysis: they are usually real.)
+    let low = rules.value("data_volume_low_share", 0.5);
+    if let Some(usual) = checks.usual_lines_due.filter(|u| *u >= 20.0) {
+        if (checks.lines_due as f64) < low * usual {
+            out.push(format!(
+                "only {} lines due vs about {usual:.0} in a usual week ({:.0}%; limit {:.0}%): a partial data load?",
+                checks.lines_due,
+                100.0 * checks.lines_due as f64 / usual,
+                100.0 * low
+            ));
+        }
     }
     let reason_limit = 100.0 * rules.value("data_unreasoned_failure_share", 0.5);
     // Only meaningful once there are enough failures to judge coding discipline.
@@ -834,6 +879,26 @@ mod tests {
             // outside both weeks: ignored
             line("Y", "2026-10-01", None, 10, 0, None),
         ];
+        // Eight earlier weeks of 100 lines each: a usual week, against this week's 4.
+        let usual_weeks: Vec<(Week, KpiCounts)> = (2..10)
+            .map(|n| {
+                let mut w = week;
+                for _ in 0..n {
+                    w = w.previous();
+                }
+                (
+                    w,
+                    KpiCounts {
+                        lines: 100,
+                        otif_lines: 95,
+                        on_time_lines: 96,
+                        in_full_lines: 98,
+                        units_ordered: 1000,
+                        units_delivered: 990,
+                    },
+                )
+            })
+            .collect();
         let pack = build_evidence(EvidenceInput {
             scope: Scope {
                 site: "DAL".into(),
@@ -846,7 +911,7 @@ mod tests {
             week,
             as_of: parse_date("2026-11-20").unwrap(),
             lines: &lines,
-            weekly: &[],
+            weekly: &usual_weeks,
             latest_data_date: parse_date("2026-11-12"),
             rules: &rules,
         });
@@ -866,6 +931,17 @@ mod tests {
         assert_eq!(pack.data_checks.past_due_open, 1);
         assert_eq!(pack.data_checks.failures_without_reason, 1);
         assert_eq!(pack.data_checks.days_since_latest_data, Some(8));
+        // The data-quality guard: a stopped feed and a partial load are both named.
+        let reasons = pack.data_checks.suspect_reasons.join(" | ");
+        assert!(
+            reasons.contains("no delivery recorded for 8 days (latest 2026-11-12"),
+            "{reasons}"
+        );
+        assert_eq!(pack.data_checks.usual_lines_due, Some(100.0));
+        assert!(
+            reasons.contains("only 4 lines due vs about 100 in a usual week"),
+            "{reasons}"
+        );
         assert_eq!(pack.series.len(), 12);
         for dim in &pack.contributions {
             let sum: f64 = dim.segments.iter().map(|s| s.total).sum();
