@@ -194,3 +194,25 @@ pub async fn get_run(id: String) -> Result<RunDetail, AppError> {
     let state = crate::ssr::state::from_context()?;
     Ok(crate::ssr::runs::detail(&state.db, &id).await?)
 }
+
+/// Acknowledge, assign (with `assignee`), mark done, or dismiss (with `reason`) next action
+/// `position` of an insight.
+#[server(endpoint = "update_action")]
+pub async fn update_action(
+    insight_id: String,
+    position: i64,
+    state: String,
+    assignee: Option<String>,
+    reason: Option<String>,
+) -> Result<crate::domain::actions::ActionView, AppError> {
+    let app = crate::ssr::state::from_context()?;
+    Ok(crate::ssr::actions::update(
+        &app,
+        &insight_id,
+        position,
+        &state,
+        assignee.as_deref(),
+        reason.as_deref(),
+    )
+    .await?)
+}

@@ -58,6 +58,10 @@ pub struct InsightView {
     pub trace_id: Option<String>,
     /// One verdict per root cause, in order.
     pub grounding: Vec<Grounding>,
+    /// What people did with its next actions (only those someone acted on), with the
+    /// KPI's recovery for done ones.
+    #[serde(default)]
+    pub actions: Vec<crate::domain::actions::ActionView>,
 }
 
 /// The state of one (site, metric) insight card.

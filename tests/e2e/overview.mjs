@@ -1,6 +1,6 @@
 // Browser test: load the overview in headless Chromium, wait for hydration, click
 // "Refresh insight" on one card and check that only that card updates, without a page
-// reload. Saves a screenshot to output/.
+// reload; acknowledge and dismiss its next actions. Saves a screenshot to output/.
 //
 // Usage: OPSIGHT_URL=http://127.0.0.1:3000 node overview.mjs
 // Needs Debian's chromium (CHROMIUM_PATH, default /usr/bin/chromium) and playwright-core.
@@ -50,6 +50,18 @@ try {
     `navigations=${navigations}`);
   check('no console errors', consoleErrors.length === 0, consoleErrors.join(' | '));
   check('no failed requests', badResponses.length === 0, badResponses.join(' | '));
+  // Next actions: acknowledge the first, dismiss the second with a reason; both stick.
+  const first = card.locator('li[data-action="0"]');
+  await first.getByRole('button', { name: 'Acknowledge' }).click();
+  await first.locator('.action-state[data-state="acknowledged"]').waitFor({ timeout: 10000 });
+  check('an action can be acknowledged in place', true);
+  const second = card.locator('li[data-action="1"]');
+  await second.getByRole('button', { name: 'Dismiss…' }).click();
+  await second.locator('input.action-text').fill('Handled by the carrier review already');
+  await second.locator('form.action-form button').click();
+  await second.locator('.action-state[data-state="dismissed"]').waitFor({ timeout: 10000 });
+  check('a dismissed action shows its reason',
+    (await second.innerText()).includes('dismissed: Handled by the carrier review already'));
   await page.screenshot({ path: join(out, 'overview.png'), fullPage: false });
   await card.screenshot({ path: join(out, 'card.png') });
 

@@ -1,11 +1,13 @@
 //! The insight card: headline, root causes with their numbers and whether the data
-//! supports them, next actions, provenance (agent, model version, lineage link), feedback,
+//! supports them, next actions (acknowledge, assign, done, dismiss; recovery after done),
+//! provenance (agent, model version, lineage link), feedback,
 //! and its stale or error state. "Refresh insight" runs the agent now and updates the card
 //! in place (a server action; no page reload); the question box below streams a
 //! drill-down answer.
 
-use crate::api::{GiveFeedback, RefreshInsight};
+use crate::api::{GiveFeedback, RefreshInsight, UpdateAction};
 use crate::components::ask::AskBox;
+use crate::domain::actions::ActionView;
 use crate::domain::grounding::Grounding;
 use crate::domain::insight::{Effect as CauseEffect, RootCause};
 use crate::domain::kpi::signed;
@@ -100,6 +102,84 @@ fn FeedbackButtons(insight_id: String) -> AnyView {
     .into_any()
 }
 
+/// What happened to one next action, and the buttons to move it on: acknowledge, assign
+/// (to a name), done, dismiss (with a reason, which the agent gets next time). A done
+/// action shows whether the KPI recovered afterwards.
+#[component]
+fn ActionControls(insight_id: String, position: i64, acted: Option<ActionView>) -> AnyView {
+    let update = ServerAction::<UpdateAction>::new();
+    let current = RwSignal::new(acted);
+    let asking: RwSignal<Option<&'static str>> = RwSignal::new(None);
+    let text = RwSignal::new(String::new());
+    Effect::new(move |_| {
+        if let Some(Ok(v)) = update.value().get() {
+            current.set(Some(v));
+            asking.set(None);
+            text.set(String::new());
+        }
+    });
+    let send = {
+        let insight_id = insight_id.clone();
+        move |state: &'static str, value: Option<String>| {
+            update.dispatch(UpdateAction {
+                insight_id: insight_id.clone(),
+                position,
+                state: state.to_string(),
+                assignee: (state == "assigned").then(|| value.clone()).flatten(),
+                reason: (state == "dismissed").then_some(value).flatten(),
+            });
+        }
+    };
+    let (s1, s2, s3) = (send.clone(), send.clone(), send);
+    view! {
+        <div class="action-state" data-state=move || current.get().map(|a| a.state).unwrap_or_else(|| "open".into())>
+            {move || current.get().map(|a| {
+                let detail = match a.state.as_str() {
+                    "assigned" => format!("assigned to {}", a.assignee.clone().unwrap_or_default()),
+                    "dismissed" => format!("dismissed: {}", a.reason.clone().unwrap_or_default()),
+                    "done" => format!("done {}", a.done_on.clone().unwrap_or_default()),
+                    s => s.to_string(),
+                };
+                view! {
+                    <span class="state">{detail}</span>
+                    {a.outcome.map(|o| view! {
+                        <span class=format!("outcome {}", match o.recovered { Some(true) => "recovered", Some(false) => "not-recovered", None => "pending" })>
+                            {o.summary}
+                        </span>
+                    })}
+                }
+            })}
+            {move || {
+                let final_state = current.get().is_some_and(|a| a.state == "done" || a.state == "dismissed");
+                (!final_state).then(|| view! {
+                    <span class="action-buttons">
+                        <button class="ack" on:click={let s = s1.clone(); move |_| s("acknowledged", None)}>"Acknowledge"</button>
+                        <button class="assign" on:click=move |_| asking.set(Some("assigned"))>"Assign…"</button>
+                        <button class="done" on:click={let s = s2.clone(); move |_| s("done", None)}>"Done"</button>
+                        <button class="dismiss" on:click=move |_| asking.set(Some("dismissed"))>"Dismiss…"</button>
+                    </span>
+                })
+            }}
+            {move || asking.get().map(|what| {
+                let s = s3.clone();
+                view! {
+                    <form class="action-form" on:submit=move |ev: leptos::ev::SubmitEvent| {
+                        ev.prevent_default();
+                        s(what, Some(text.get_untracked()));
+                    }>
+                        <input class="action-text" required maxlength="500"
+                            placeholder=if what == "assigned" { "Who?" } else { "Why is it not the right action?" }
+                            prop:value=move || text.get() on:input=move |ev| text.set(event_target_value(&ev))/>
+                        <button type="submit">{if what == "assigned" { "Assign" } else { "Dismiss" }}</button>
+                    </form>
+                }
+            })}
+            {move || update.value().get().and_then(|r| r.err()).map(|e| view! { <span class="badge error-badge">{e.to_string()}</span> })}
+        </div>
+    }
+    .into_any()
+}
+
 #[component]
 fn InsightBody(view: InsightView, unit: &'static str) -> AnyView {
     let causes = view
@@ -129,12 +209,16 @@ fn InsightBody(view: InsightView, unit: &'static str) -> AnyView {
             <div class="actions">
                 <h4>"Next actions"</h4>
                 <ol>
-                    {actions.into_iter().map(|a| view! {
-                        <li>
-                            <span class=format!("priority {}", a.priority)>{a.priority.clone()}</span>
-                            {a.action}
-                            <span class="owner">{format!(" — {}", a.owner)}</span>
-                        </li>
+                    {actions.into_iter().enumerate().map(|(i, a)| {
+                        let acted = view.actions.iter().find(|x| x.position == i as i64).cloned();
+                        view! {
+                            <li data-action=i>
+                                <span class=format!("priority {}", a.priority)>{a.priority.clone()}</span>
+                                {a.action}
+                                <span class="owner">{format!(" — {}", a.owner)}</span>
+                                <ActionControls insight_id=view.id.clone() position=i as i64 acted/>
+                            </li>
+                        }
                     }).collect_view()}
                 </ol>
             </div>

@@ -2,6 +2,7 @@
 //!
 //! - [`period`]: ISO weeks and "the latest complete week" relative to a reference date.
 //! - [`kpi`]: the KPI catalogue, line-level scoring and exact numerator/denominator counts.
+//! - [`actions`]: next actions' lifecycle and whether the KPI recovered after one.
 //! - [`anomaly`]: "unusual" moves: robust z against the same weekday and recent weeks.
 //! - [`rules`]: business rules (parameters, thresholds, triggers, playbooks) and KPI status.
 //! - [`evidence`]: the evidence pack: one deterministic analysis per (site, metric, period).
@@ -10,6 +11,7 @@
 //! - [`grounding`]: checks every root cause an agent names against the evidence pack.
 //! - [`analyst`]: the built-in analyst, the reference implementation of the contract.
 
+pub mod actions;
 pub mod analyst;
 pub mod anomaly;
 pub mod evidence;

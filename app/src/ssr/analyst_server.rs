@@ -43,7 +43,34 @@ pub fn answer(request: &Value) -> Result<AnalystReply, BadRequest> {
         None => Rules::default(),
     };
     let question = custom.get("question").and_then(Value::as_str);
-    let (narrative, insight) = analyse(&pack, &rules, question);
+    let (mut narrative, mut insight) = analyse(&pack, &rules, question);
+    // Actions the team dismissed for this card are not suggested again.
+    let dismissed: Vec<(String, String)> = custom
+        .pointer("/feedback/dismissed_actions")
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(|d| {
+                    Some((
+                        d.get("action")?.as_str()?.to_string(),
+                        d.get("reason")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for (action, reason) in &dismissed {
+        let before = insight.next_actions.len();
+        insight.next_actions.retain(|a| &a.action != action);
+        if insight.next_actions.len() < before {
+            narrative.push_str(&format!(
+                "Not suggested again: \"{action}\" (dismissed: {reason}).\n"
+            ));
+        }
+    }
     let response = json!({
         "object": "response",
         "output": [{

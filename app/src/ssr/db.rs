@@ -628,6 +628,7 @@ fn insight_view(r: &AnyRow) -> Result<Option<InsightView>, sqlx::Error> {
         period_label: parse_date(&period_start)
             .map(|d| Week::containing(d).label())
             .unwrap_or_default(),
+        actions: vec![],
         period_start,
         created_at: r.try_get("created_at")?,
         agent: r.try_get("agent")?,

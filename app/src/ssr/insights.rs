@@ -116,7 +116,11 @@ pub async fn refresh_card(
     }
     let question = clean_question(opts.question)
         .unwrap_or_else(|| default_question(metric, &pack.scope.site_name, &pack.period.label));
-    let request = build_request(&pack, &rules, &question);
+    let mut request = build_request(&pack, &rules, &question);
+    // What people said about this card before (dismissed actions, "not useful" reasons).
+    super::actions::card_feedback(&state.db, site, metric)
+        .await?
+        .apply(&mut request);
     let id = new_id(chrono::Utc::now(), "ins");
     let asked = ask(
         state,
@@ -205,6 +209,7 @@ pub async fn refresh_card(
                 model_version: asked.model_version,
                 trace_id,
                 grounding: asked.grounding,
+                actions: vec![],
             })))
         }
         Err(e) => {
@@ -356,6 +361,7 @@ mod tests {
             model_version: None,
             trace_id: None,
             grounding: vec![],
+            actions: vec![],
         }
     }
 

@@ -272,6 +272,15 @@ pub async fn dashboard(state: &AppState) -> Result<Dashboard, ServiceError> {
         sites: site_rows,
         rules_version: rules.version,
     };
+    let mut dashboard = dashboard;
+    {
+        let mut insights: Vec<&mut InsightView> = std::iter::once(&mut dashboard.network)
+            .chain(dashboard.sites.iter_mut())
+            .flat_map(|row| row.cards.iter_mut())
+            .filter_map(|c| c.insight.as_mut())
+            .collect();
+        super::actions::attach(state, &mut insights).await?;
+    }
     Ok(mark_models(dashboard, state))
 }
 
@@ -305,6 +314,9 @@ pub async fn detail(state: &AppState, site: &str, metric: &str) -> Result<KpiDet
     refresh_model_versions(state).await;
     let mut card = card(site, metric, pack.value, week, rules.version, ok, failed);
     mark_model_moved(&mut card, &state.agents);
+    if let Some(i) = card.insight.as_mut() {
+        super::actions::attach(state, &mut [i]).await?;
+    }
     // The current week and the weeks its forecast learns from.
     let this_week = Week::containing(as_of);
     let mut daily = Daily::new();

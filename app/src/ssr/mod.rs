@@ -14,12 +14,15 @@
 //!   any replica, unchanged cards skipped, results fenced so a job yields one insight.
 //! - [`schedules`]: cron schedules in the database and their ticks (exactly once across
 //!   replicas; catch-up or skip after downtime).
+//! - [`actions`]: next actions acknowledged/assigned/done/dismissed, recovery after done,
+//!   and the card feedback sent with its next agent request.
 //! - [`feedback`]: thumbs up/down, forwarded to MLflow as assessments.
 //! - [`settings`]: the agents' status for the settings page.
 //! - [`import`]: CSV import of order lines, all-or-nothing.
 //! - [`seed`]: the demo network generator.
 //! - [`state`]: `AppState`, what every request and server function gets.
 
+pub mod actions;
 pub mod agent;
 pub mod analyst_server;
 pub mod ask;

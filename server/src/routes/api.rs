@@ -23,6 +23,8 @@
 //! - `GET  /api/v1/runs[?active=true&limit=]`: runs with counts, latest first.
 //! - `POST /api/v1/runs` `{scope, scope_value?, force?}`: start a run (202).
 //! - `GET  /api/v1/runs/{id}`: a run and its jobs.
+//! - `POST /api/v1/insights/{id}/actions/{position}` `{state, assignee?, reason?}`: a next
+//!   action acknowledged, assigned, done or dismissed (reasons go to the agent next time).
 //!
 //! Errors are JSON `{"error": "..."}`; unknown sites or metrics are 404.
 
@@ -72,6 +74,7 @@ pub fn router() -> Router<AppState> {
         .route("/schedules/{id}/run", post(run_schedule))
         .route("/runs", get(list_runs).post(start_run))
         .route("/runs/{id}", get(run_detail))
+        .route("/insights/{id}/actions/{position}", post(update_action))
 }
 
 /// Reads a JSON body or answers 400 saying what was expected.
@@ -393,4 +396,33 @@ async fn run_detail(
     Path(id): Path<String>,
 ) -> Result<Json<RunDetail>, ApiError> {
     Ok(Json(runs::detail(&state.db, &id).await?))
+}
+
+#[derive(Deserialize)]
+struct ActionBody {
+    state: String,
+    assignee: Option<String>,
+    reason: Option<String>,
+}
+
+async fn update_action(
+    State(state): State<AppState>,
+    Path((id, position)): Path<(String, i64)>,
+    body: Result<Json<ActionBody>, JsonRejection>,
+) -> Result<Json<app::domain::actions::ActionView>, ApiError> {
+    let b = json_body(
+        body,
+        "{state: acknowledged|assigned|done|dismissed, assignee?, reason?}",
+    )?;
+    Ok(Json(
+        app::ssr::actions::update(
+            &state,
+            &id,
+            position,
+            &b.state,
+            b.assignee.as_deref(),
+            b.reason.as_deref(),
+        )
+        .await?,
+    ))
 }
