@@ -139,6 +139,37 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         );
     }
 
+    // 3a. What issue 5 added to each pack, measured in the same run as the packs above
+    // (figures vary between runs on a shared machine): the site's daily roll-up and the
+    // anomaly verdict. The data-quality checks are arithmetic on counts the pack has anyway.
+    for site in ["DAL", "network"] {
+        let week = app::domain::period::Week::latest_complete(as_of);
+        let filter = (site != "network").then_some(site);
+        let mut times = Vec::new();
+        for _ in 0..21 {
+            let started = Instant::now();
+            let (from, to) = app::ssr::kpis::anomaly_span(week);
+            let mut daily = app::ssr::kpis::Daily::new();
+            for (_, day, c) in db::daily_counts(&pool, filter, from, to).await? {
+                daily.entry(day).or_default().add(&c);
+            }
+            let weekly = vec![app::domain::kpi::KpiCounts::default(); 12];
+            std::hint::black_box(app::ssr::kpis::anomaly_of(
+                Metric::Otif,
+                week,
+                &weekly,
+                &daily,
+                &rules,
+            ));
+            times.push(started.elapsed());
+        }
+        times.sort();
+        println!(
+            "  of which the anomaly verdict ({site}: daily roll-up + robust z): median {}",
+            ms(percentile(&times, 0.5))
+        );
+    }
+
     // 3b. Anomaly detection over every series of the demo network (sites + network × 5
     // KPIs): the daily roll-up read once, then the robust z for each week and day.
     {
