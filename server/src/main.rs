@@ -73,6 +73,8 @@ enum Command {
 enum ImportWhat {
     /// Order lines from a CSV file, in one transaction: a bad row imports nothing.
     Orders { file: PathBuf },
+    /// Unit costs (`sku` or `category`, `unit_cost`) for money at stake; all or nothing.
+    Costs { file: PathBuf },
 }
 
 fn worker_options(config: &Config, state: &app::ssr::state::AppState) -> WorkerOptions {
@@ -157,6 +159,18 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 ),
                 None => println!("database already has order lines; not seeding"),
             }
+            Ok(())
+        }
+        Command::Import {
+            what: ImportWhat::Costs { file },
+        } => {
+            let pool = commands::connect(&config).await?;
+            let reader = std::fs::File::open(&file)
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let n = app::ssr::costs::import_csv(&pool, std::io::BufReader::new(reader))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("imported {n} unit costs");
             Ok(())
         }
         Command::Import {

@@ -374,6 +374,7 @@ mod tests {
                 site: site.into(),
                 customer: "C".into(),
                 carrier: carrier.into(),
+                sku: "SKU-1".into(),
                 category: "Food".into(),
                 ordered_qty: 10,
                 delivered_qty: 10,

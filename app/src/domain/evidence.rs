@@ -33,6 +33,7 @@ pub struct LineFact {
     pub site: String,
     pub customer: String,
     pub carrier: String,
+    pub sku: String,
     pub category: String,
     pub ordered_qty: i64,
     pub delivered_qty: i64,
@@ -194,6 +195,10 @@ pub struct EvidencePack {
     /// previous weeks; set by the loader, which has the daily roll-up.
     #[serde(default)]
     pub anomaly: Option<crate::domain::anomaly::Anomaly>,
+    /// Money at stake on the week's failed lines, when unit costs are configured; set by
+    /// the loader.
+    #[serde(default)]
+    pub materiality: Option<crate::domain::materiality::Materiality>,
 }
 
 /// Everything [`build_evidence`] reads. The caller loads it; the function does no I/O.
@@ -397,6 +402,7 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
         noise,
         rules_version: rules.version,
         anomaly: None,
+        materiality: None,
         scope,
     }
 }
@@ -840,6 +846,7 @@ mod tests {
             site: "DAL".into(),
             customer: "Cust".into(),
             carrier: carrier.into(),
+            sku: "SKU-1".into(),
             category: "Food".into(),
             ordered_qty: ordered,
             delivered_qty: got,

@@ -167,6 +167,7 @@ mod tests {
                         site: "DAL".into(),
                         customer: format!("C{}", n % 3),
                         carrier: carrier.to_string(),
+                        sku: "SKU-1".into(),
                         category: "Grocery".into(),
                         ordered_qty: 10,
                         delivered_qty: 10,

@@ -1,5 +1,6 @@
 //! Pure domain logic, shared by the server and the browser (it compiles to wasm).
 //!
+//! - [`materiality`]: money at stake on failed lines (unit costs × the penalty rule).
 //! - [`period`]: ISO weeks and "the latest complete week" relative to a reference date.
 //! - [`kpi`]: the KPI catalogue, line-level scoring and exact numerator/denominator counts.
 //! - [`actions`]: next actions' lifecycle and whether the KPI recovered after one.
@@ -19,5 +20,6 @@ pub mod forecast;
 pub mod grounding;
 pub mod insight;
 pub mod kpi;
+pub mod materiality;
 pub mod period;
 pub mod rules;

@@ -106,6 +106,19 @@ fn Detail(d: KpiDetail) -> impl IntoView {
             </div>
             <InsightCard card=d.card/>
         </div>
+        {e.materiality.clone().map(|m| view! {
+            <section class="materiality">
+                <h2>"Money at stake"</h2>
+                <p class="at-stake">{m.summary.clone()}</p>
+                <ul>
+                    {m.by_segment.iter().take(5).map(|s| view! {
+                        <li>{format!("{} {}: {} ({} failed line{})", s.dimension, s.member,
+                            crate::domain::materiality::money(s.at_stake), s.failed_lines,
+                            if s.failed_lines == 1 { "" } else { "s" })}</li>
+                    }).collect_view()}
+                </ul>
+            </section>
+        })}
         {d.pace.map(|p| view! {
             <section class="pace" data-week=p.week_start.clone()>
                 <h2>{format!("This week so far ({})", p.week_label)}</h2>

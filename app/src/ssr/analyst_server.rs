@@ -44,6 +44,22 @@ pub fn answer(request: &Value) -> Result<AnalystReply, BadRequest> {
     };
     let question = custom.get("question").and_then(Value::as_str);
     let (mut narrative, mut insight) = analyse(&pack, &rules, question);
+    // With unit costs, causes are ranked by money at stake and say how much.
+    if let Some(m) = &pack.materiality {
+        let at = |c: &crate::domain::insight::RootCause| m.of(&c.dimension, &c.member);
+        insight
+            .root_causes
+            .sort_by(|a, b| at(b).unwrap_or(-1.0).total_cmp(&at(a).unwrap_or(-1.0)));
+        for c in &mut insight.root_causes {
+            if let Some(money) = m.of(&c.dimension, &c.member) {
+                c.evidence.push_str(&format!(
+                    " · {} at stake",
+                    crate::domain::materiality::money(money)
+                ));
+            }
+        }
+        narrative.push_str(&format!("Money at stake: {}.\n", m.summary));
+    }
     // Actions the team dismissed for this card are not suggested again.
     let dismissed: Vec<(String, String)> = custom
         .pointer("/feedback/dismissed_actions")

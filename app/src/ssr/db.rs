@@ -472,6 +472,7 @@ fn line_fact(r: &AnyRow) -> Result<Option<LineFact>, sqlx::Error> {
         site: r.try_get("site")?,
         customer: r.try_get("customer")?,
         carrier: r.try_get("carrier")?,
+        sku: r.try_get("sku")?,
         category: r.try_get("category")?,
         ordered_qty: r.try_get("ordered_qty")?,
         delivered_qty: r.try_get("delivered_qty")?,
@@ -488,7 +489,7 @@ pub async fn line_facts(
     from: NaiveDate,
     to: NaiveDate,
 ) -> anyhow::Result<Vec<LineFact>> {
-    const COLS: &str = "site, customer, carrier, category, ordered_qty, delivered_qty, due_date, delivered_date, reason_code";
+    const COLS: &str = "site, customer, carrier, sku, category, ordered_qty, delivered_qty, due_date, delivered_date, reason_code";
     let rows = match site {
         Some(site) => {
             sqlx::query(AssertSqlSafe(format!(
@@ -687,6 +688,25 @@ pub async fn insights(
         out.extend(insight_view(r)?);
     }
     Ok(out)
+}
+
+/// Unit costs: per SKU, and per category as the fallback.
+pub async fn cost_book(db: &Db) -> anyhow::Result<crate::domain::materiality::CostBook> {
+    let mut book = crate::domain::materiality::CostBook::default();
+    for r in sqlx::query("SELECT kind, item, unit_cost FROM unit_costs")
+        .fetch_all(db)
+        .await
+        .context("Failed to read unit costs")?
+    {
+        let kind: String = r.try_get(0)?;
+        let item: String = r.try_get(1)?;
+        let cost: f64 = r.try_get(2)?;
+        match kind.as_str() {
+            "sku" => book.by_sku.insert(item, cost),
+            _ => book.by_category.insert(item, cost),
+        };
+    }
+    Ok(book)
 }
 
 /// The latest good insight of one card.

@@ -89,6 +89,17 @@ pub async fn load(
                 })
         })
         .collect();
+    let costs = db::cost_book(db).await?;
+    if !costs.is_empty() {
+        pack.materiality = Some(crate::domain::materiality::materiality(
+            &lines,
+            week,
+            rules.scoring(),
+            &costs,
+            rules.value("penalty_share_of_cost", 0.03).clamp(0.0, 1.0),
+            site == NETWORK,
+        ));
+    }
     pack.anomaly = Some(super::kpis::anomaly_of(
         metric,
         week,

@@ -18,6 +18,7 @@
 //!   and the card feedback sent with its next agent request.
 //! - [`feedback`]: thumbs up/down, forwarded to MLflow as assessments.
 //! - [`settings`]: the agents' status for the settings page.
+//! - [`costs`]: unit costs for materiality (CSV import and API), all or nothing.
 //! - [`import`]: CSV import of order lines, all-or-nothing.
 //! - [`seed`]: the demo network generator.
 //! - [`state`]: `AppState`, what every request and server function gets.
@@ -27,6 +28,7 @@ pub mod agent;
 pub mod analyst_server;
 pub mod ask;
 pub mod conversations;
+pub mod costs;
 pub mod crontab;
 pub mod db;
 pub mod evidence;

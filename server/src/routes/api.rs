@@ -23,6 +23,8 @@
 //! - `GET  /api/v1/runs[?active=true&limit=]`: runs with counts, latest first.
 //! - `POST /api/v1/runs` `{scope, scope_value?, force?}`: start a run (202).
 //! - `GET  /api/v1/runs/{id}`: a run and its jobs.
+//! - `GET|PUT /api/v1/unit-costs` `[{sku | category, unit_cost}]`: unit costs for money at
+//!   stake (all or nothing).
 //! - `POST /api/v1/insights/{id}/actions/{position}` `{state, assignee?, reason?}`: a next
 //!   action acknowledged, assigned, done or dismissed (reasons go to the agent next time).
 //!
@@ -75,6 +77,7 @@ pub fn router() -> Router<AppState> {
         .route("/runs", get(list_runs).post(start_run))
         .route("/runs/{id}", get(run_detail))
         .route("/insights/{id}/actions/{position}", post(update_action))
+        .route("/unit-costs", get(list_costs).put(save_costs))
 }
 
 /// Reads a JSON body or answers 400 saying what was expected.
@@ -425,4 +428,19 @@ async fn update_action(
         )
         .await?,
     ))
+}
+
+async fn list_costs(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<app::ssr::costs::UnitCost>>, ApiError> {
+    Ok(Json(app::ssr::costs::list(&state.db).await?))
+}
+
+async fn save_costs(
+    State(state): State<AppState>,
+    body: Result<Json<Vec<app::ssr::costs::UnitCost>>, JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let costs = json_body(body, "[{sku | category, unit_cost}]")?;
+    let n = app::ssr::costs::save(&state.db, &costs, |i| format!("entry {i}")).await?;
+    Ok(Json(json!({"saved": n})))
 }
