@@ -197,12 +197,18 @@ pub async fn work(
         let _ = runs::renew(&state.db, &replica, lease).await;
         let deadline = tokio::time::sleep(opts.grace);
         tokio::pin!(deadline);
+        // Keep the leases alive however long the grace is.
+        let mut renew = tokio::time::interval(lease / 3);
+        renew.tick().await;
         loop {
             tokio::select! {
                 done = inflight.join_next() => match done {
                     Some(done) => tally(&mut report, done),
                     None => break,
                 },
+                _ = renew.tick() => {
+                    let _ = runs::renew(&state.db, &replica, lease).await;
+                }
                 _ = &mut deadline => break,
             }
         }

@@ -276,3 +276,56 @@ async fn a_replica_that_lost_its_lease_cannot_store_a_second_insight() {
     assert_eq!((d.run.status.as_str(), d.run.done), ("finished", 1));
     assert_eq!(d.jobs[0].claimed_by.as_deref(), Some(&*b.jobs.replica));
 }
+
+/// "Unchanged" survives the reference date moving within the week (a daily schedule does
+/// not call the agent again for the same evidence), and new feedback on the card counts as
+/// a change.
+#[tokio::test]
+async fn unchanged_across_days_of_the_week_but_not_after_new_feedback() {
+    use app::ssr::insights::{refresh_card, RefreshOptions, Refreshed};
+    let stub = StubAgent::default();
+    let url = stub.serve().await;
+    let tdb = common::test_db().await;
+    common::seed(&tdb.db, 3000).await;
+    let saturday = server::app_state(
+        tdb.db.clone(),
+        common::agents(
+            app::ssr::agent::AgentKind::MlflowServe,
+            &url,
+            Duration::from_secs(5),
+            None,
+        ),
+        Some(common::as_of()),
+        server::leptos_options(),
+    );
+    // Sunday: the same latest complete week, one day later.
+    let sunday = app::ssr::state::AppState {
+        as_of: Some(common::as_of() + chrono::Duration::days(1)),
+        ..saturday.clone()
+    };
+    let skip = RefreshOptions {
+        skip_unchanged: true,
+        ..Default::default()
+    };
+    let first = match refresh_card(&saturday, "DAL", "otif", skip).await.unwrap() {
+        Refreshed::Made(v) => v,
+        other => panic!("a first refresh calls the agent: {other:?}"),
+    };
+    assert!(matches!(
+        refresh_card(&sunday, "DAL", "otif", skip).await.unwrap(),
+        Refreshed::Unchanged { .. }
+    ));
+    assert_eq!(stub.call_count(), 1);
+    app::ssr::feedback::give(&sunday, &first.id, false, Some("Names the wrong carrier"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        refresh_card(&sunday, "DAL", "otif", skip).await.unwrap(),
+        Refreshed::Made(_)
+    ));
+    assert_eq!(
+        stub.call_count(),
+        2,
+        "new feedback: the agent is asked again"
+    );
+}

@@ -153,9 +153,9 @@ fn ActionControls(insight_id: String, position: i64, acted: Option<ActionView>) 
                 let final_state = current.get().is_some_and(|a| a.state == "done" || a.state == "dismissed");
                 (!final_state).then(|| view! {
                     <span class="action-buttons">
-                        <button class="ack" on:click={let s = s1.clone(); move |_| s("acknowledged", None)}>"Acknowledge"</button>
+                        <button class="ack" disabled=move || update.pending().get() on:click={let s = s1.clone(); move |_| s("acknowledged", None)}>"Acknowledge"</button>
                         <button class="assign" on:click=move |_| asking.set(Some("assigned"))>"Assign…"</button>
-                        <button class="done" on:click={let s = s2.clone(); move |_| s("done", None)}>"Done"</button>
+                        <button class="done" disabled=move || update.pending().get() on:click={let s = s2.clone(); move |_| s("done", None)}>"Done"</button>
                         <button class="dismiss" on:click=move |_| asking.set(Some("dismissed"))>"Dismiss…"</button>
                     </span>
                 })

@@ -71,8 +71,8 @@ pub fn RunBar(run: RunView) -> AnyView {
     .into_any()
 }
 
-/// The progress bars of active runs and the run buttons. `on_jobs_finished` runs when the
-/// number of finished jobs changes (the page refetches its cards).
+/// The progress bars of active runs and the run buttons. `on_jobs_finished` runs when jobs
+/// made new insights (the page refetches its cards).
 #[component]
 pub fn RunProgress(#[prop(into)] on_jobs_finished: Callback<()>) -> AnyView {
     let tick = RwSignal::new(0u64);
@@ -87,13 +87,23 @@ pub fn RunProgress(#[prop(into)] on_jobs_finished: Callback<()>) -> AnyView {
     });
     let runs = Resource::new(move || tick.get(), |_| list_runs(true));
     let start = ServerAction::<StartRun>::new();
-    let seen = StoredValue::new(None::<i64>);
+    // Refetch the cards only when jobs made new insights (not for unchanged or failed
+    // jobs, nor when a finished run leaves the list), so open forms and streamed answers
+    // on the page survive while a run goes on. Keyed by run, as runs come and go.
+    let seen = StoredValue::new(None::<std::collections::HashMap<String, i64>>);
     Effect::new(move |_| {
         if let Some(Ok(list)) = runs.get() {
-            let finished: i64 = list.iter().map(RunView::finished_jobs).sum();
-            let before = seen.get_value();
-            seen.set_value(Some(finished));
-            if before.is_some_and(|b| b != finished) {
+            let mut changed = false;
+            seen.update_value(|seen| {
+                // The first answer is what the page was rendered with: nothing to refetch.
+                let first = seen.is_none();
+                let seen = seen.get_or_insert_with(Default::default);
+                for run in &list {
+                    let before = seen.insert(run.id.clone(), run.done);
+                    changed |= !first && run.done > before.unwrap_or(0);
+                }
+            });
+            if changed {
                 on_jobs_finished.run(());
             }
         }

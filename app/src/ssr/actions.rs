@@ -80,13 +80,14 @@ pub async fn update(
     .map_err(ServiceError::BadRequest)?;
     let now = chrono::Utc::now();
     let done_on = (to == "done").then(|| fmt_date(state.today()));
-    sqlx::query(
+    let stored = sqlx::query(
         "INSERT INTO action_items (id, insight_id, site, metric, period_start, position, action, owner, \
          state, assignee, reason, done_on, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) \
          ON CONFLICT (insight_id, position) DO UPDATE SET state = excluded.state, \
          assignee = COALESCE(excluded.assignee, action_items.assignee), reason = excluded.reason, \
-         done_on = excluded.done_on, updated_at = excluded.updated_at",
+         done_on = excluded.done_on, updated_at = excluded.updated_at \
+         WHERE action_items.state NOT IN ('done', 'dismissed')",
     )
     .bind(super::insights::new_id(now, "act"))
     .bind(insight_id.to_string())
@@ -104,6 +105,12 @@ pub async fn update(
     .execute(&state.db)
     .await
     .context("Failed to store the action")?;
+    // A concurrent change made it final between the check and the write.
+    if stored.rows_affected() == 0 {
+        return Err(ServiceError::BadRequest(
+            "the action was closed (done or dismissed) meanwhile".into(),
+        ));
+    }
     tracing::info!(insight = %insight_id, position, state = %to, "next action updated");
     let mut views = for_insights(&state.db, &[insight_id.to_string()]).await?;
     let mut v = views
@@ -333,4 +340,27 @@ pub async fn card_feedback(db: &Db, site: &str, metric: Metric) -> anyhow::Resul
         dismissed_actions: dismissed,
         not_useful,
     })
+}
+
+/// Whether a card got new feedback (a dismissed action, a "not useful" with a reason)
+/// after `since`: its next answer may differ even on the same evidence.
+pub async fn feedback_since(
+    db: &Db,
+    site: &str,
+    metric: Metric,
+    since: &str,
+) -> anyhow::Result<bool> {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT CAST((SELECT COUNT(*) FROM action_items WHERE site = $1 AND metric = $2 \
+           AND state = 'dismissed' AND updated_at > $3) + \
+         (SELECT COUNT(*) FROM feedback f JOIN insights i ON i.id = f.insight_id WHERE i.site = $1 \
+           AND i.metric = $2 AND f.helpful = 0 AND f.reason IS NOT NULL AND f.created_at > $3) AS BIGINT)",
+    )
+    .bind(site.to_string())
+    .bind(metric.key())
+    .bind(since.to_string())
+    .fetch_one(db)
+    .await
+    .context("Failed to check for new feedback")?;
+    Ok(n > 0)
 }

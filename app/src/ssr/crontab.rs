@@ -14,7 +14,7 @@
 //!   the fall-back change it runs once (the first time). Jobs with `*` in the minute or
 //!   hour field follow real time and run in the repeated hour too.
 
-use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use std::str::FromStr;
 
@@ -87,7 +87,9 @@ impl Crontab {
                 ))
             })
         };
-        let schedules = if !dom.starts_with('*') && !dow.starts_with('*') {
+        // `?` means "any" like `*` (the crate accepts it in the day fields).
+        let restricted = |f: &str| !f.starts_with('*') && !f.starts_with('?');
+        let schedules = if restricted(dom) && restricted(dow) {
             vec![build(dom, "*")?, build("*", &days)?]
         } else {
             vec![build(dom, &days)?]
@@ -131,28 +133,58 @@ impl Crontab {
         out
     }
 
-    /// The latest fire time at or before `at`, looking back at most `within`.
+    /// The latest fire time at or before `at`, looking back at most `within`. Searches
+    /// growing windows (a minute, an hour, a day, ...), so a per-second schedule costs a
+    /// minute's ticks, not `within`'s.
     pub fn latest_at_or_before(
         &self,
         at: DateTime<Utc>,
         within: Duration,
     ) -> Option<DateTime<Utc>> {
-        let mut t = at - within;
-        let mut last = None;
-        while let Some(next) = self.next_after(t) {
-            if next > at {
-                break;
+        let windows = [
+            Duration::minutes(1),
+            Duration::hours(1),
+            Duration::days(1),
+            Duration::days(31),
+            Duration::days(366),
+        ];
+        for window in windows.into_iter().map(|w| w.min(within)) {
+            let mut t = at - window;
+            let mut last = None;
+            while let Some(next) = self.next_after(t) {
+                if next > at {
+                    break;
+                }
+                last = Some(next);
+                t = next;
             }
-            last = Some(next);
-            t = next;
+            if last.is_some() || window >= within {
+                return last;
+            }
         }
-        last
+        None
     }
 
     /// Walks the schedule over local wall-clock times (the crate evaluated on naive time,
     /// through UTC) and maps each to real instants by the DST rules above.
     fn next_of(&self, schedule: &cron::Schedule, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         let local = after.with_timezone(&self.tz).naive_local();
+        // Fast path: no offset change within 3 hours either side, so wall-clock time and
+        // real time move together and the first wall-clock candidate after `local` is the
+        // answer (unless it lies past the window, which the slow path handles).
+        let offset = |t: DateTime<Utc>| self.tz.offset_from_utc_datetime(&t.naive_utc()).fix();
+        if offset(after - Duration::hours(3)) == offset(after + Duration::hours(3)) {
+            let start = Utc.from_utc_datetime(&local);
+            if let Some(candidate) = schedule.after(&start).next() {
+                if let LocalResult::Single(t) = self.tz.from_local_datetime(&candidate.naive_utc())
+                {
+                    let t = t.with_timezone(&Utc);
+                    if t > after && t <= after + Duration::hours(3) {
+                        return Some(t);
+                    }
+                }
+            }
+        }
         // Start early enough to see local times that map to instants after `after` through
         // a DST shift (offsets change by at most 2 hours, anywhere).
         let start = Utc.from_utc_datetime(&(local - Duration::hours(3)));
@@ -185,7 +217,9 @@ impl Crontab {
                     vec![first.with_timezone(&Utc), second.with_timezone(&Utc)]
                 }
             }
-            // In the spring-forward gap: the first wall-clock minute after it.
+            // In the spring-forward gap: a fixed-time job runs once at the first wall-clock
+            // minute after it; interval jobs follow real time (the slot does not exist).
+            LocalResult::None if !self.fixed_time => vec![],
             LocalResult::None => (1..=240)
                 .find_map(|m| {
                     self.tz
@@ -377,7 +411,7 @@ mod tests {
                 "2026-03-10T06:30:00+00:00",
             ]
         );
-        // Every 15 minutes: 01:45 EST, then 03:00 EDT once, then 03:15.
+        // Every 15 minutes: 01:45 EST, then 03:00 EDT (its own slot), then 03:15.
         assert_eq!(
             next(
                 "*/15 * * * *",
@@ -413,6 +447,21 @@ mod tests {
                 "2026-11-01T06:30:00+00:00",
                 "2026-11-01T07:30:00+00:00",
             ]
+        );
+    }
+
+    #[test]
+    fn question_mark_is_any_and_interval_jobs_skip_the_gap() {
+        // `?` is "any": Mondays only, not every day.
+        assert_eq!(
+            next("0 9 ? * 1", "UTC", "2026-11-24T00:00:00Z", 2),
+            ["2026-11-30T09:00:00+00:00", "2026-12-07T09:00:00+00:00"]
+        );
+        // Hourly at :30 in New York on spring-forward day: 01:30 EST, then 03:30 EDT
+        // (02:30 does not exist and is not moved).
+        assert_eq!(
+            next("30 * * * *", "America/New_York", "2026-03-08T06:00:00Z", 2),
+            ["2026-03-08T06:30:00+00:00", "2026-03-08T07:30:00+00:00"]
         );
     }
 

@@ -111,8 +111,15 @@ pub async fn load(
 }
 
 /// SHA-256 of the pack's JSON: equal evidence, equal hash (the pack is deterministic).
+///
+/// What only the reference date changes is left out (`as_of`, days since the latest data),
+/// so a card whose evidence is the same on Tuesday as on Monday hashes the same and a daily
+/// schedule does not call the agent again for it. The request sent still carries them.
 pub fn hash(pack: &EvidencePack) -> String {
-    let json = serde_json::to_vec(pack).unwrap_or_default();
+    let mut content = pack.clone();
+    content.as_of = String::new();
+    content.data_checks.days_since_latest_data = None;
+    let json = serde_json::to_vec(&content).unwrap_or_default();
     Sha256::digest(&json)
         .iter()
         .map(|b| format!("{b:02x}"))

@@ -45,7 +45,8 @@ pub struct RefreshOptions<'a> {
     /// The user's question; the default question when `None`.
     pub question: Option<&'a str>,
     /// Make no agent call when the card's last good insight came from the same evidence
-    /// pack, rules version and agent (name and model version): runs use this.
+    /// pack, rules version and agent (name and model version) and nobody has given the
+    /// card new feedback since: runs use this.
     pub skip_unchanged: bool,
     /// The run job this refresh is for: its result is stored only while the claim still
     /// holds the job, in the same transaction that finishes the job.
@@ -107,6 +108,8 @@ pub async fn refresh_card(
                 && last.period_start == fmt_date(week.start)
                 && last.agent == agent.name()
                 && last.model_version == agent.model_version().await
+                && !super::actions::feedback_since(&state.db, site, metric, &last.created_at)
+                    .await?
             {
                 return Ok(Refreshed::Unchanged {
                     insight_id: last.id,

@@ -27,6 +27,11 @@ pub fn anomaly_span(week: Week) -> (NaiveDate, NaiveDate) {
 }
 
 fn point(metric: Metric, c: &KpiCounts) -> Option<anomaly::Point> {
+    // A week or day without lines has no value, for volumes too: 0 lines is "no data",
+    // not a quiet period to compare with.
+    if c.lines == 0 {
+        return None;
+    }
     c.value(metric).map(|value| anomaly::Point {
         value,
         n: c.fraction(metric).1,

@@ -25,8 +25,10 @@ use sqlx::Row;
 /// was down (or stalled) when it was due.
 pub const ON_TIME_GRACE: Duration = Duration::seconds(60);
 
-/// How far back missed ticks are counted (the note says "at least" beyond it).
+/// How far back the latest missed tick is looked for when too many were missed to count.
 const MISSED_LOOKBACK: Duration = Duration::days(31);
+/// Missed ticks counted one by one at most (the note then says "at least").
+const MAX_COUNTED: usize = 1000;
 
 /// What to do with a schedule whose tick is due.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,12 +48,20 @@ pub fn decide(
     catch_up: &str,
 ) -> (Tick, Option<DateTime<Utc>>) {
     let next = crontab.next_after(now);
-    // Every tick in [due, now].
+    // Ticks in [due, now], counted up to MAX_COUNTED (a per-second schedule after a long
+    // outage would otherwise cost millions of steps); the latest is then found from now.
     let mut ticks = 1usize;
     let mut latest = due;
     let mut t = due;
     while let Some(n) = crontab.next_after(t) {
-        if n > now || n - due > MISSED_LOOKBACK {
+        if n > now {
+            break;
+        }
+        if ticks >= MAX_COUNTED {
+            latest = crontab
+                .latest_at_or_before(now, Duration::days(2))
+                .or_else(|| crontab.latest_at_or_before(now, MISSED_LOOKBACK))
+                .unwrap_or(n);
             break;
         }
         ticks += 1;
@@ -266,14 +276,31 @@ async fn save(
 }
 
 /// Pauses or resumes; resuming starts from the next tick after now (nothing is caught up).
+/// Only `enabled` and the next tick change: a schedule whose site has gone can still be
+/// paused.
 pub async fn set_enabled(
     state: &AppState,
     id: &str,
     enabled: bool,
 ) -> Result<ScheduleView, ServiceError> {
-    let mut input = get(&state.db, id).await?.input;
-    input.enabled = enabled;
-    update(state, id, &input).await
+    let s = get(&state.db, id).await?;
+    let now = Utc::now();
+    let next = match (enabled, Crontab::parse(&s.input.cron, &s.input.timezone)) {
+        (false, _) => None,
+        (true, Ok(c)) => c.next_after(now).map(timestamp),
+        (true, Err(e)) => return Err(ServiceError::BadRequest(e.to_string())),
+    };
+    sqlx::query(
+        "UPDATE schedules SET enabled = $2, next_fire_at = $3, updated_at = $4 WHERE id = $1",
+    )
+    .bind(id.to_string())
+    .bind(i64::from(enabled))
+    .bind(next)
+    .bind(timestamp(now))
+    .execute(&state.db)
+    .await
+    .context("Failed to pause or resume the schedule")?;
+    get(&state.db, id).await
 }
 
 /// Deletes a schedule; its past runs stay in the history.
@@ -335,14 +362,50 @@ pub async fn fire_due(state: &AppState, now: DateTime<Utc>) -> Result<FireReport
     .await
     .context("Failed to read due schedules")?;
     for row in &due {
-        let s = view(row, now)?;
+        // One schedule's failure (a bad scope, a database error) is logged and does not
+        // stop the others; its tick stays due and is tried again on the next pass.
+        let s = match view(row, now) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = ?e, "unreadable schedule row");
+                continue;
+            }
+        };
+        if let Err(e) = fire_one(state, &s, now, &mut report).await {
+            tracing::error!(schedule = %s.input.name, error = %e, "schedule tick failed");
+        }
+    }
+    if !report.runs.is_empty() {
+        state.jobs.notify.notify_one();
+    }
+    let next: Option<String> = sqlx::query_scalar(
+        "SELECT MIN(next_fire_at) FROM schedules WHERE enabled = 1 AND next_fire_at IS NOT NULL",
+    )
+    .fetch_one(&state.db)
+    .await
+    .context("Failed to read the next tick")?;
+    report.next_wake = next
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc));
+    Ok(report)
+}
+
+/// Claims and runs one due schedule's tick (see [`fire_due`]).
+async fn fire_one(
+    state: &AppState,
+    s: &ScheduleView,
+    now: DateTime<Utc>,
+    report: &mut FireReport,
+) -> Result<(), ServiceError> {
+    {
         let Some(due_at) = s
             .next_fire_at
             .as_deref()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map(|t| t.with_timezone(&Utc))
         else {
-            continue;
+            return Ok(());
         };
         let crontab = match Crontab::parse(&s.input.cron, &s.input.timezone) {
             Ok(c) => c,
@@ -355,7 +418,7 @@ pub async fn fire_due(state: &AppState, now: DateTime<Utc>) -> Result<FireReport
                 .bind(s.id.clone())
                 .execute(&state.db)
                 .await;
-                continue;
+                return Ok(());
             }
         };
         let (tick, next) = decide(&crontab, due_at, now, &s.input.catch_up);
@@ -375,15 +438,20 @@ pub async fn fire_due(state: &AppState, now: DateTime<Utc>) -> Result<FireReport
                 }
             }
         };
-        let note = match (skipped, missed) {
-            (true, n) => Some(format!(
-                "{n} tick(s) missed while no replica was running; skipped (catch-up: skip)"
-            )),
-            (false, 0) => None,
-            (false, n) => Some(format!(
-                "catch-up: {n} earlier tick(s) missed while no replica was running; ran once"
-            )),
-        };
+        let note =
+            match (skipped, missed) {
+                (true, n) => Some(format!(
+                    "{}{n} tick(s) missed while no replica was running; skipped (catch-up: skip)",
+                    if n >= MAX_COUNTED { "at least " } else { "" }
+                )),
+                (false, 0) => None,
+                (false, n) => {
+                    Some(format!(
+                "catch-up: {}{n} earlier tick(s) missed while no replica was running; ran once",
+                if n + 1 >= MAX_COUNTED { "at least " } else { "" }
+            ))
+                }
+            };
         let mut tx = state
             .db
             .begin()
@@ -405,7 +473,7 @@ pub async fn fire_due(state: &AppState, now: DateTime<Utc>) -> Result<FireReport
         if !claimed {
             let _ = tx.rollback().await;
             report.lost += 1;
-            continue;
+            return Ok(());
         }
         let run = runs::insert_run(
             &mut tx,
@@ -430,20 +498,7 @@ pub async fn fire_due(state: &AppState, now: DateTime<Utc>) -> Result<FireReport
             report.runs.push(run);
         }
     }
-    if !report.runs.is_empty() {
-        state.jobs.notify.notify_one();
-    }
-    let next: Option<String> = sqlx::query_scalar(
-        "SELECT MIN(next_fire_at) FROM schedules WHERE enabled = 1 AND next_fire_at IS NOT NULL",
-    )
-    .fetch_one(&state.db)
-    .await
-    .context("Failed to read the next tick")?;
-    report.next_wake = next
-        .as_deref()
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.with_timezone(&Utc));
-    Ok(report)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -484,5 +539,18 @@ mod tests {
         // One tick, but far too late: also a catch-up.
         let (tick, _) = decide(&hourly, due, utc("2026-11-21T10:30:00Z"), "skip");
         assert_eq!(tick, Tick::Skip { at: due, missed: 1 });
+        // A per-second schedule down for a week: counting stops at MAX_COUNTED and the latest
+        // tick is still the last second before now.
+        let every_second = Crontab::parse("* * * * * *", "UTC").unwrap();
+        let now = utc("2026-11-28T10:00:00.5Z");
+        let (tick, next) = decide(&every_second, due, now, "once");
+        assert_eq!(
+            tick,
+            Tick::Fire {
+                at: utc("2026-11-28T10:00:00Z"),
+                missed: MAX_COUNTED - 1
+            }
+        );
+        assert_eq!(next, Some(utc("2026-11-28T10:00:01Z")));
     }
 }
