@@ -16,6 +16,25 @@ async fn app_with_stub(stub: &StubAgent) -> TestApp {
     spawn_app(3000, Some(&url)).await
 }
 
+/// A state on a fresh seeded database whose cards agent is the stub at `url`, with no
+/// background worker: the test hands out claims and refreshes itself.
+async fn quiet_state(url: &str) -> (common::TestDb, app::ssr::state::AppState) {
+    let tdb = common::test_db().await;
+    common::seed(&tdb.db, 3000).await;
+    let state = server::app_state(
+        tdb.db.clone(),
+        common::agents(
+            app::ssr::agent::AgentKind::MlflowServe,
+            url,
+            Duration::from_secs(5),
+            None,
+        ),
+        Some(common::as_of()),
+        server::leptos_options(),
+    );
+    (tdb, state)
+}
+
 async fn insights_with_job(state: &app::ssr::state::AppState) -> i64 {
     sqlx::query_scalar("SELECT CAST(COUNT(*) AS BIGINT) FROM insights WHERE job_id IS NOT NULL")
         .fetch_one(&state.db)
@@ -222,20 +241,8 @@ async fn a_replica_that_lost_its_lease_cannot_store_a_second_insight() {
     use app::ssr::runs::{self, JobOutcome, Scope};
     let stub = StubAgent::default();
     let url = stub.serve().await;
-    let tdb = common::test_db().await;
-    common::seed(&tdb.db, 3000).await;
     // Two replicas without background workers: the test hands out the claims.
-    let a = server::app_state(
-        tdb.db.clone(),
-        common::agents(
-            app::ssr::agent::AgentKind::MlflowServe,
-            &url,
-            Duration::from_secs(5),
-            None,
-        ),
-        Some(common::as_of()),
-        server::leptos_options(),
-    );
+    let (_tdb, a) = quiet_state(&url).await;
     let b = app::ssr::state::AppState {
         jobs: Default::default(),
         ..a.clone()
@@ -285,19 +292,7 @@ async fn unchanged_across_days_of_the_week_but_not_after_new_feedback() {
     use app::ssr::insights::{refresh_card, RefreshOptions, Refreshed};
     let stub = StubAgent::default();
     let url = stub.serve().await;
-    let tdb = common::test_db().await;
-    common::seed(&tdb.db, 3000).await;
-    let saturday = server::app_state(
-        tdb.db.clone(),
-        common::agents(
-            app::ssr::agent::AgentKind::MlflowServe,
-            &url,
-            Duration::from_secs(5),
-            None,
-        ),
-        Some(common::as_of()),
-        server::leptos_options(),
-    );
+    let (_tdb, saturday) = quiet_state(&url).await;
     // Sunday: the same latest complete week, one day later.
     let sunday = app::ssr::state::AppState {
         as_of: Some(common::as_of() + chrono::Duration::days(1)),

@@ -382,6 +382,18 @@ pub async fn rebuild_rollup(
     Ok(())
 }
 
+/// The six roll-up counts, in `kpi_daily` column order, starting at column `first`.
+fn counts_at(r: &AnyRow, first: usize) -> Result<KpiCounts, sqlx::Error> {
+    Ok(KpiCounts {
+        lines: r.try_get(first)?,
+        otif_lines: r.try_get(first + 1)?,
+        on_time_lines: r.try_get(first + 2)?,
+        in_full_lines: r.try_get(first + 3)?,
+        units_ordered: r.try_get(first + 4)?,
+        units_delivered: r.try_get(first + 5)?,
+    })
+}
+
 /// Weekly counts per site between two weeks (inclusive), summed by the database from the
 /// roll-up; one site or all of them.
 pub async fn weekly_counts(
@@ -410,15 +422,7 @@ pub async fn weekly_counts(
         let Some(week) = parse_date(&week) else {
             continue;
         };
-        let c = KpiCounts {
-            lines: r.try_get(2)?,
-            otif_lines: r.try_get(3)?,
-            on_time_lines: r.try_get(4)?,
-            in_full_lines: r.try_get(5)?,
-            units_ordered: r.try_get(6)?,
-            units_delivered: r.try_get(7)?,
-        };
-        out.push((site, Week::containing(week), c));
+        out.push((site, Week::containing(week), counts_at(r, 2)?));
     }
     Ok(out)
 }
@@ -446,18 +450,7 @@ pub async fn daily_counts(
         let Some(day) = parse_date(&day) else {
             continue;
         };
-        out.push((
-            r.try_get(0)?,
-            day,
-            KpiCounts {
-                lines: r.try_get(2)?,
-                otif_lines: r.try_get(3)?,
-                on_time_lines: r.try_get(4)?,
-                in_full_lines: r.try_get(5)?,
-                units_ordered: r.try_get(6)?,
-                units_delivered: r.try_get(7)?,
-            },
-        ));
+        out.push((r.try_get(0)?, day, counts_at(r, 2)?));
     }
     Ok(out)
 }
