@@ -398,105 +398,104 @@ async fn fire_one(
     now: DateTime<Utc>,
     report: &mut FireReport,
 ) -> Result<(), ServiceError> {
-    {
-        let Some(due_at) = s
-            .next_fire_at
-            .as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
-        else {
+    let Some(due_at) = s
+        .next_fire_at
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+    else {
+        return Ok(());
+    };
+    let crontab = match Crontab::parse(&s.input.cron, &s.input.timezone) {
+        Ok(c) => c,
+        Err(e) => {
+            // Stored before a rule change made it invalid: pause it rather than spin.
+            tracing::error!(schedule = %s.input.name, error = %e, "invalid stored schedule; pausing it");
+            let _ =
+                sqlx::query("UPDATE schedules SET enabled = 0, next_fire_at = NULL WHERE id = $1")
+                    .bind(s.id.clone())
+                    .execute(&state.db)
+                    .await;
             return Ok(());
-        };
-        let crontab = match Crontab::parse(&s.input.cron, &s.input.timezone) {
+        }
+    };
+    let (tick, next) = decide(&crontab, due_at, now, &s.input.catch_up);
+    let scope = Scope::parse(&s.input.scope, s.input.scope_value.as_deref())?;
+    let (at, missed, skipped) = match tick {
+        Tick::Fire { at, missed } => (at, missed, false),
+        Tick::Skip { at, missed } => (at, missed, true),
+    };
+    let cards = if skipped {
+        vec![]
+    } else {
+        match runs::cards_in_scope(state, &scope).await {
             Ok(c) => c,
             Err(e) => {
-                // Stored before a rule change made it invalid: pause it rather than spin.
-                tracing::error!(schedule = %s.input.name, error = %e, "invalid stored schedule; pausing it");
-                let _ = sqlx::query(
-                    "UPDATE schedules SET enabled = 0, next_fire_at = NULL WHERE id = $1",
-                )
-                .bind(s.id.clone())
-                .execute(&state.db)
-                .await;
-                return Ok(());
+                tracing::warn!(schedule = %s.input.name, error = %e, "schedule scope has no cards");
+                vec![]
             }
-        };
-        let (tick, next) = decide(&crontab, due_at, now, &s.input.catch_up);
-        let scope = Scope::parse(&s.input.scope, s.input.scope_value.as_deref())?;
-        let (at, missed, skipped) = match tick {
-            Tick::Fire { at, missed } => (at, missed, false),
-            Tick::Skip { at, missed } => (at, missed, true),
-        };
-        let cards = if skipped {
-            vec![]
-        } else {
-            match runs::cards_in_scope(state, &scope).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(schedule = %s.input.name, error = %e, "schedule scope has no cards");
-                    vec![]
-                }
-            }
-        };
-        let note =
-            match (skipped, missed) {
-                (true, n) => Some(format!(
-                    "{}{n} tick(s) missed while no replica was running; skipped (catch-up: skip)",
-                    if n >= MAX_COUNTED { "at least " } else { "" }
-                )),
-                (false, 0) => None,
-                (false, n) => {
-                    Some(format!(
-                "catch-up: {}{n} earlier tick(s) missed while no replica was running; ran once",
-                if n + 1 >= MAX_COUNTED { "at least " } else { "" }
-            ))
-                }
-            };
-        let mut tx = state
-            .db
-            .begin()
-            .await
-            .context("Failed to start a transaction")?;
-        let claimed = sqlx::query(
-            "UPDATE schedules SET next_fire_at = $3, last_fire_at = $4 \
-             WHERE id = $1 AND next_fire_at = $2 AND enabled = 1",
-        )
-        .bind(s.id.clone())
-        .bind(s.next_fire_at.clone())
-        .bind(next.map(timestamp))
-        .bind(timestamp(at))
-        .execute(&mut *tx)
+        }
+    };
+    // Ticks counted (the fired one included): at the cap there may have been more.
+    let counted = missed + usize::from(!skipped);
+    let at_least = if counted >= MAX_COUNTED {
+        "at least "
+    } else {
+        ""
+    };
+    let note = match (skipped, missed) {
+        (true, n) => Some(format!(
+            "{at_least}{n} tick(s) missed while no replica was running; skipped"
+        )),
+        (false, 0) => None,
+        (false, n) => Some(format!(
+            "catch-up: {at_least}{n} earlier tick(s) missed while no replica ran; ran once"
+        )),
+    };
+    let mut tx = state
+        .db
+        .begin()
         .await
-        .context("Failed to claim the tick")?
-        .rows_affected()
-            == 1;
-        if !claimed {
-            let _ = tx.rollback().await;
-            report.lost += 1;
-            return Ok(());
-        }
-        let run = runs::insert_run(
-            &mut tx,
-            &NewRun {
-                origin: "schedule",
-                scope: &scope,
-                force: false,
-                schedule: Some((&s.id, &s.input.name)),
-                scheduled_for: Some(timestamp(at)),
-                note,
-                skipped,
-            },
-            &cards,
-        )
-        .await?;
-        tx.commit().await.context("Failed to commit the tick")?;
-        if skipped {
-            report.skipped += 1;
-            tracing::info!(schedule = %s.input.name, tick = %timestamp(at), missed, "missed ticks skipped");
-        } else {
-            tracing::info!(schedule = %s.input.name, tick = %timestamp(at), run = %run, jobs = cards.len(), "schedule fired");
-            report.runs.push(run);
-        }
+        .context("Failed to start a transaction")?;
+    let claimed = sqlx::query(
+        "UPDATE schedules SET next_fire_at = $3, last_fire_at = $4 \
+             WHERE id = $1 AND next_fire_at = $2 AND enabled = 1",
+    )
+    .bind(s.id.clone())
+    .bind(s.next_fire_at.clone())
+    .bind(next.map(timestamp))
+    .bind(timestamp(at))
+    .execute(&mut *tx)
+    .await
+    .context("Failed to claim the tick")?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        let _ = tx.rollback().await;
+        report.lost += 1;
+        return Ok(());
+    }
+    let run = runs::insert_run(
+        &mut tx,
+        &NewRun {
+            origin: "schedule",
+            scope: &scope,
+            force: false,
+            schedule: Some((&s.id, &s.input.name)),
+            scheduled_for: Some(timestamp(at)),
+            note,
+            skipped,
+        },
+        &cards,
+    )
+    .await?;
+    tx.commit().await.context("Failed to commit the tick")?;
+    if skipped {
+        report.skipped += 1;
+        tracing::info!(schedule = %s.input.name, tick = %timestamp(at), missed, "missed ticks skipped");
+    } else {
+        tracing::info!(schedule = %s.input.name, tick = %timestamp(at), run = %run, jobs = cards.len(), "schedule fired");
+        report.runs.push(run);
     }
     Ok(())
 }
