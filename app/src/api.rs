@@ -34,13 +34,15 @@ pub async fn refresh_insight(
 #[server(endpoint = "rules")]
 pub async fn get_rules() -> Result<RulesView, AppError> {
     let state = crate::ssr::state::from_context()?;
-    let rules = crate::ssr::db::rules(&state.db)
-        .await
-        .map_err(crate::ssr::ServiceError::from)?;
-    let metrics = crate::ssr::db::metric_definitions(&state.db)
-        .await
-        .map_err(crate::ssr::ServiceError::from)?;
-    Ok(RulesView { rules, metrics })
+    Ok(crate::ssr::rulebook::view(&state.db).await?)
+}
+
+/// Saves one rule-book edit (a new rules version) and returns the rules page afresh.
+#[server(endpoint = "edit_rules")]
+pub async fn edit_rules(edit: crate::domain::rulebook::RuleEdit) -> Result<RulesView, AppError> {
+    let state = crate::ssr::state::from_context()?;
+    crate::ssr::rulebook::save(&state.db, &edit, None).await?;
+    Ok(crate::ssr::rulebook::view(&state.db).await?)
 }
 
 /// Starts a "why is this down?" conversation; the answer streams from
@@ -215,4 +217,25 @@ pub async fn update_action(
         reason.as_deref(),
     )
     .await?)
+}
+
+/// The notifications page: channels (names and kinds only) and recent digests and alerts.
+#[server(endpoint = "notifications")]
+pub async fn get_notifications() -> Result<crate::dto::NotificationsView, AppError> {
+    let state = crate::ssr::state::from_context()?;
+    Ok(crate::ssr::notify::page(&state).await?)
+}
+
+/// Builds the digest now and queues it to every digest channel; returns its id.
+#[server(endpoint = "send_digest")]
+pub async fn send_digest() -> Result<String, AppError> {
+    let state = crate::ssr::state::from_context()?;
+    Ok(crate::ssr::digests::send(&state, None).await?)
+}
+
+/// Observes every card's trigger state now; returns how many alerts were queued.
+#[server(endpoint = "check_alerts")]
+pub async fn check_alerts() -> Result<usize, AppError> {
+    let state = crate::ssr::state::from_context()?;
+    Ok(crate::ssr::alerts::evaluate(&state).await?.len())
 }

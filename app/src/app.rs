@@ -2,6 +2,7 @@
 
 use crate::pages::{
     conversation::ConversationPage, kpi_detail::KpiDetailPage, lineage::LineagePage,
+    notifications::NotificationsPage,
     overview::OverviewPage, rules::RulesPage, runs::RunDetailPage, runs::RunsPage,
     schedules::SchedulesPage, settings::SettingsPage,
 };
@@ -49,6 +50,7 @@ pub fn App() -> impl IntoView {
                         <A href="/rules">"Rules"</A>
                         <A href="/schedules">"Schedules"</A>
                         <A href="/runs">"Runs"</A>
+                        <A href="/notifications">"Digests & alerts"</A>
                         <A href="/settings">"Agents"</A>
                     </nav>
                 </header>
@@ -63,6 +65,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/schedules") view=SchedulesPage/>
                         <Route path=path!("/runs") view=RunsPage/>
                         <Route path=path!("/runs/:id") view=RunDetailPage/>
+                        <Route path=path!("/notifications") view=NotificationsPage/>
                     </Routes>
                 </main>
             </div>

@@ -121,6 +121,19 @@ pub struct KpiDetail {
 pub struct RulesView {
     pub rules: Rules,
     pub metrics: Vec<MetricDefinition>,
+    /// Site codes, for targets.
+    pub sites: Vec<String>,
+    /// The latest rules versions, newest first.
+    pub history: Vec<RuleChange>,
+}
+
+/// One rules version: what changed, when, by whom.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleChange {
+    pub version: i64,
+    pub changed_at: String,
+    pub changed_by: Option<String>,
+    pub summary: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -369,4 +382,49 @@ pub struct RunRequest {
     /// Call the agent even for cards whose evidence, rules and agent version are unchanged.
     #[serde(default)]
     pub force: bool,
+}
+
+/// A digest or alert as listed on the notifications page and in the API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NotificationView {
+    pub id: String,
+    pub kind: String,
+    /// Alerts: the card and the notice (`fired`, `resolved`, `flapping`).
+    pub site: Option<String>,
+    pub metric: Option<String>,
+    pub notice: Option<String>,
+    pub created_at: String,
+    pub title: String,
+    pub items: i64,
+    pub generation_ms: Option<f64>,
+    pub deliveries: Vec<DeliveryView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryView {
+    pub id: String,
+    pub channel: String,
+    pub format: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: String,
+    pub http_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub sent_at: Option<String>,
+}
+
+/// A configured channel, as the notifications page shows it (never its address).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChannelView {
+    pub name: String,
+    pub kind: String,
+    pub digests: bool,
+    pub alerts: bool,
+}
+
+/// The notifications page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NotificationsView {
+    pub channels: Vec<ChannelView>,
+    pub notifications: Vec<NotificationView>,
 }

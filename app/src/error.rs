@@ -11,6 +11,9 @@ pub enum AppError {
     NotFound(String),
     #[error("{0}")]
     BadRequest(String),
+    /// Someone else changed it first; reload and try again.
+    #[error("{0}")]
+    Conflict(String),
     /// The agent could not produce an insight; the message is safe to show.
     #[error("{0}")]
     Agent(String),
@@ -25,6 +28,7 @@ impl AppError {
         match self {
             AppError::NotFound(_) => 404,
             AppError::BadRequest(_) => 400,
+            AppError::Conflict(_) => 409,
             AppError::Agent(_) => 502,
             AppError::Internal | AppError::Transport(_) => 500,
         }

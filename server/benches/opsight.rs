@@ -215,7 +215,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
                 for m in Metric::ALL {
                     let a = anomaly_of(m, week, weeks, &daily[site], &rules);
                     series += 1;
-                    flagged += usize::from(a.unusual);
+                    flagged += usize::from(a.is_some_and(|a| a.unusual));
                 }
             }
             detect_times.push(started.elapsed());

@@ -16,6 +16,11 @@
 //! | `OPSIGHT_JOB_CONCURRENCY` | cards agent's `max_concurrency` | refresh jobs this replica runs at once |
 //! | `OPSIGHT_JOB_LEASE_SECS` | 30 | a claim's lease: a dead replica's jobs are taken over after it |
 //! | `OPSIGHT_SHUTDOWN_GRACE_SECS` | 10 | in-flight jobs may finish this long at shutdown, then are released |
+//! | `OPSIGHT_NOTIFY_FILE` | `opsight-notify.toml` if present | digest and alert channels, SMTP (below) |
+//! | `OPSIGHT_SLACK_WEBHOOK_URL` | none | one Slack-compatible channel `slack` without a file |
+//! | `OPSIGHT_WEBHOOK_URL` | none | one generic JSON channel `webhook` without a file |
+//! | `OPSIGHT_BASE_URL` | none | the dashboard's public address, for links in messages |
+//! | `OPSIGHT_ALERT_CHECK_SECS` | 60 | how often alerts are observed (0: only on `POST /api/v1/alerts/check`) |
 //!
 //! The built-in analyst is always configured, as agent `builtin`; with no other agent it
 //! answers cards and questions. The agents file (TOML) names several agents and their
@@ -37,10 +42,43 @@
 //! token_env = "ANALYST_TOKEN"
 //! alias_ttl_secs = 30          # how often the alias is re-resolved
 //! ```
+//!
+//! The notifications file: where digests and alerts go. Webhook URLs are credentials
+//! (Slack's is): `url_env` names the variable holding one; `url` is for unauthenticated
+//! receivers. E-mail is optional and needs `[smtp]`.
+//!
+//! ```toml
+//! base_url = "https://ops.example.com"
+//!
+//! [[channel]]
+//! name = "ops-slack"
+//! kind = "slack"               # slack | json | email
+//! url_env = "OPS_SLACK_WEBHOOK"
+//! digests = true               # default true
+//! alerts = true                # default true
+//!
+//! [[channel]]
+//! name = "ops-mail"
+//! kind = "email"
+//! to = ["dc-managers@example.com"]
+//!
+//! [smtp]
+//! host = "smtp.example.com"
+//! port = 587
+//! security = "starttls"        # starttls | tls | none
+//! username = "opsight"
+//! password_env = "SMTP_PASSWORD"
+//! from = "opsight@example.com"
+//!
+//! [retry]
+//! max_attempts = 5             # then the delivery is marked failed
+//! base_secs = 30               # wait after the first failure; ×4 each time, at most 1 h
+//! ```
 
 use anyhow::{bail, Context};
 use app::domain::period::parse_date;
 use app::ssr::agent::{AgentKind, AgentProfile, ModelRef, Secret};
+use app::ssr::notify::{Channel, ChannelKind, Notifier, RetryPolicy, Smtp};
 use chrono::NaiveDate;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -49,6 +87,7 @@ use std::time::Duration;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/opsight.db";
 pub const DEFAULT_AGENTS_FILE: &str = "opsight-agents.toml";
+pub const DEFAULT_NOTIFY_FILE: &str = "opsight-notify.toml";
 /// The built-in analyst's agent name.
 pub const BUILTIN: &str = "builtin";
 
@@ -69,6 +108,165 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Jobs this replica executes at once; the cards agent's `max_concurrency` by default.
     pub job_concurrency: Option<usize>,
+    /// Digest and alert channels (none by default).
+    pub notifier: Notifier,
+}
+
+/// The notifications file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyFile {
+    base_url: Option<String>,
+    #[serde(default, rename = "channel")]
+    channels: Vec<ChannelEntry>,
+    smtp: Option<SmtpEntry>,
+    retry: Option<RetryEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelEntry {
+    name: String,
+    kind: String,
+    url: Option<String>,
+    url_env: Option<String>,
+    #[serde(default)]
+    to: Vec<String>,
+    digests: Option<bool>,
+    alerts: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmtpEntry {
+    host: String,
+    port: Option<u16>,
+    security: Option<String>,
+    username: Option<String>,
+    password_env: Option<String>,
+    from: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetryEntry {
+    max_attempts: Option<i64>,
+    base_secs: Option<f64>,
+}
+
+/// Channels and SMTP from the notifications file and the environment shortcuts.
+fn notifier(
+    get: &impl Fn(&str) -> Option<String>,
+    read: &impl Fn(&Path) -> Option<String>,
+) -> anyhow::Result<Notifier> {
+    let file = get("OPSIGHT_NOTIFY_FILE").map(PathBuf::from);
+    let text = match &file {
+        Some(path) => Some(read(path).with_context(|| {
+            format!("OPSIGHT_NOTIFY_FILE '{}' cannot be read", path.display())
+        })?),
+        None => read(Path::new(DEFAULT_NOTIFY_FILE)),
+    };
+    let shown = file
+        .as_deref()
+        .unwrap_or(Path::new(DEFAULT_NOTIFY_FILE))
+        .display()
+        .to_string();
+    let parsed: NotifyFile = match text {
+        Some(t) => toml::from_str(&t)
+            .with_context(|| format!("notifications file '{shown}' is not valid"))?,
+        None => NotifyFile::default(),
+    };
+    let mut n = Notifier {
+        base_url: get("OPSIGHT_BASE_URL").or(parsed.base_url),
+        ..Notifier::default()
+    };
+    for c in parsed.channels {
+        let kind = match c.kind.as_str() {
+            "slack" => ChannelKind::Slack,
+            "json" => ChannelKind::Json,
+            "email" => ChannelKind::Email,
+            other => bail!(
+                "notification channel '{}': kind '{other}' is slack, json or email",
+                c.name
+            ),
+        };
+        let url = match (&c.url, &c.url_env) {
+            (Some(_), Some(_)) => bail!(
+                "notification channel '{}': give url or url_env, not both",
+                c.name
+            ),
+            (Some(u), None) => Some(Secret::new(u.clone())),
+            (None, Some(var)) => Some(Secret::new(get(var).with_context(|| {
+                format!(
+                    "notification channel '{}': url_env names {var}, which is not set",
+                    c.name
+                )
+            })?)),
+            (None, None) => None,
+        };
+        n.channels.push(Channel {
+            name: c.name,
+            kind,
+            url,
+            to: c.to,
+            digests: c.digests.unwrap_or(true),
+            alerts: c.alerts.unwrap_or(true),
+        });
+    }
+    for (var, name, kind) in [
+        ("OPSIGHT_SLACK_WEBHOOK_URL", "slack", ChannelKind::Slack),
+        ("OPSIGHT_WEBHOOK_URL", "webhook", ChannelKind::Json),
+    ] {
+        if let Some(url) = get(var) {
+            n.channels.push(Channel {
+                name: name.into(),
+                kind,
+                url: Some(Secret::new(url)),
+                to: vec![],
+                digests: true,
+                alerts: true,
+            });
+        }
+    }
+    if let Some(s) = parsed.smtp {
+        let password = match &s.password_env {
+            Some(var) => Some(Secret::new(get(var).with_context(|| {
+                format!("smtp.password_env names {var}, which is not set")
+            })?)),
+            None => None,
+        };
+        n.smtp = Some(Smtp {
+            port: s.port.unwrap_or(587),
+            security: s.security.unwrap_or_else(|| "starttls".into()),
+            host: s.host,
+            username: s.username,
+            password,
+            from: s.from,
+        });
+    }
+    if let Some(r) = parsed.retry {
+        let d = RetryPolicy::default();
+        let attempts = r.max_attempts.unwrap_or(d.max_attempts);
+        let base = r.base_secs.unwrap_or(d.base.as_secs_f64());
+        if !(1..=20).contains(&attempts) || !(0.01..=3600.0).contains(&base) {
+            bail!("retry.max_attempts is 1 to 20 and retry.base_secs 0.01 to 3600");
+        }
+        n.retry = RetryPolicy {
+            max_attempts: attempts,
+            base: Duration::from_secs_f64(base),
+            cap: d.cap,
+        };
+    }
+    n.alert_every = match get("OPSIGHT_ALERT_CHECK_SECS") {
+        None => Some(Duration::from_secs(60)),
+        Some(v) => match v.parse::<u64>() {
+            Ok(0) => None,
+            Ok(s) if s <= 86_400 => Some(Duration::from_secs(s)),
+            _ => bail!("OPSIGHT_ALERT_CHECK_SECS '{v}' must be 0 (off) to 86400 seconds"),
+        },
+    };
+    n.validate().map_err(anyhow::Error::msg)?;
+    Ok(n)
 }
 
 /// The agents file.
@@ -238,7 +436,9 @@ impl Config {
                 _ => bail!("OPSIGHT_JOB_CONCURRENCY '{v}' must be 1 to 256"),
             },
         };
+        let notifier = notifier(&get, &read)?;
         Ok(Config {
+            notifier,
             database_url,
             agents,
             cards_agent,
@@ -333,7 +533,79 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let file = file.to_string();
-        Config::from_lookup(|k| map.get(k).cloned(), move |_| Some(file.clone()))
+        // The agents file only: the notifications file is absent.
+        Config::from_lookup(
+            |k| map.get(k).cloned(),
+            move |p| (!p.ends_with(DEFAULT_NOTIFY_FILE)).then(|| file.clone()),
+        )
+    }
+
+    fn with_notify_file(pairs: &[(&str, &str)], file: &str) -> anyhow::Result<Config> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let file = file.to_string();
+        Config::from_lookup(
+            |k| map.get(k).cloned(),
+            move |p| p.ends_with(DEFAULT_NOTIFY_FILE).then(|| file.clone()),
+        )
+    }
+
+    #[test]
+    fn a_notifications_file_names_channels_without_writing_secrets_in_it() {
+        let file = r#"
+            base_url = "https://ops.example.com"
+            [[channel]]
+            name = "ops-slack"
+            kind = "slack"
+            url_env = "OPS_SLACK"
+            alerts = false
+            [[channel]]
+            name = "mail"
+            kind = "email"
+            to = ["dc@example.com"]
+            [smtp]
+            host = "smtp.example.com"
+            password_env = "SMTP_PW"
+            username = "opsight"
+            from = "opsight@example.com"
+            [retry]
+            max_attempts = 3
+            base_secs = 0.5
+        "#;
+        let c = with_notify_file(
+            &[
+                ("OPS_SLACK", "https://hooks.slack.com/services/T/B/secret"),
+                ("SMTP_PW", "pw-secret"),
+                ("OPSIGHT_WEBHOOK_URL", "http://127.0.0.1:9/hook"),
+            ],
+            file,
+        )
+        .unwrap();
+        let n = &c.notifier;
+        let names: Vec<&str> = n.channels.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["ops-slack", "mail", "webhook"]);
+        assert!(!n.channels[0].alerts && n.channels[0].digests);
+        assert_eq!(n.retry.max_attempts, 3);
+        assert_eq!(n.alert_every, Some(Duration::from_secs(60)));
+        assert_eq!(n.link("/kpi/DAL/otif").as_deref(), Some("https://ops.example.com/kpi/DAL/otif"));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("secret"), "secrets in Debug: {shown}");
+        // A missing variable, an unknown kind and e-mail without SMTP are refused.
+        let err = with_notify_file(&[], file).unwrap_err().to_string();
+        assert!(err.contains("url_env names OPS_SLACK, which is not set"), "{err}");
+        let err = with_notify_file(&[], "[[channel]]\nname = \"x\"\nkind = \"teams\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("kind 'teams' is slack, json or email"), "{err}");
+        let err = with_notify_file(&[], "[[channel]]\nname = \"m\"\nkind = \"email\"\nto = [\"a@b.c\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("configure [smtp]"), "{err}");
+        let err = cfg(&[("OPSIGHT_ALERT_CHECK_SECS", "soon")]).unwrap_err().to_string();
+        assert!(err.contains("OPSIGHT_ALERT_CHECK_SECS"), "{err}");
+        assert_eq!(cfg(&[("OPSIGHT_ALERT_CHECK_SECS", "0")]).unwrap().notifier.alert_every, None);
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub fn app_state(
         agents,
         live: Default::default(),
         jobs: Default::default(),
+        notifier: Default::default(),
         as_of,
         leptos_options,
     }

@@ -114,6 +114,11 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             );
             let mut state = app_state(pool, agents, config.as_of, leptos_options());
             state.jobs.lease = config.job_lease;
+            state.notifier = std::sync::Arc::new(config.notifier.clone());
+            tracing::info!(
+                channels = config.notifier.channels.len(),
+                "notification channels configured"
+            );
             spawn_agent_checks(state.clone());
             let (stop, stopped) = tokio::sync::watch::channel(false);
             let background =

@@ -1,12 +1,14 @@
-//! The process's background work: the schedule tick loop and the job worker. Every
-//! replica runs both; the database decides who does what (see `app::ssr::schedules` and
-//! `app::ssr::runs`).
+//! The process's background work: the schedule tick loop, the job worker, and the
+//! notification loop (deliveries and alert checks). Every replica runs all three; the
+//! database decides who does what (see `app::ssr::schedules`, `app::ssr::runs` and
+//! `app::ssr::notify`).
 //!
 //! Shutdown: on the signal both loops stop taking work; in-flight jobs get
 //! [`WorkerOptions::grace`] to finish, and whatever is still running is released back to
 //! the queue so another replica picks it up at once instead of waiting for the lease.
 
 use app::ssr::runs::{self, JobOutcome};
+use app::ssr::{alerts, notify};
 use app::ssr::schedules;
 use app::ssr::state::AppState;
 use chrono::{DateTime, Utc};
@@ -247,5 +249,40 @@ pub fn spawn(
         },
         shutdown.clone(),
     ));
+    tokio::spawn(notifications(state.clone(), shutdown.clone()));
     tokio::spawn(work(state, opts, shutdown, None))
+}
+
+/// How often due deliveries are looked for when nothing wakes the loop (deliveries queued
+/// by other replicas, retries coming due).
+pub const DELIVERY_POLL: Duration = Duration::from_secs(1);
+
+/// Sends due deliveries (at once when this replica queues one) and observes alerts every
+/// `notifier.alert_every`, until shutdown. Errors are logged and the loop goes on.
+pub async fn notifications(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    let mut last_check = tokio::time::Instant::now();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if let Some(every) = state.notifier.alert_every {
+            if last_check.elapsed() >= every {
+                last_check = tokio::time::Instant::now();
+                if let Err(e) = alerts::evaluate(&state).await {
+                    tracing::error!(error = ?e, "alert check failed");
+                }
+            }
+        }
+        match notify::deliver_due(&state, 20).await {
+            // More may be due: go round again at once.
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = ?e, "delivery pass failed"),
+        }
+        tokio::select! {
+            _ = state.notifier.wake.notified() => {}
+            _ = tokio::time::sleep(DELIVERY_POLL) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }

@@ -389,7 +389,9 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
         target_gap,
         status: rules.status(metric, value, target),
         higher_is_better: true,
-        trigger: rules.trigger(metric, change).map(|t| t.key.clone()),
+        trigger: rules
+            .trigger(metric, &trend(&series, previous_value, value), target)
+            .map(|t| t.key.clone()),
         numerator: num,
         denominator: den,
         previous_numerator: pnum,
@@ -428,6 +430,20 @@ fn reason_counts(reasons: BTreeMap<String, i64>, failures: i64) -> Vec<ReasonCou
     out
 }
 
+/// Weekly values for triggers: the series, with the reported and previous weeks taken
+/// from the pack's own exact figures.
+fn trend(series: &[SeriesPoint], previous: Option<f64>, current: Option<f64>) -> Vec<Option<f64>> {
+    let mut t: Vec<Option<f64>> = series.iter().map(|p| p.value).collect();
+    let n = t.len();
+    if n >= 2 {
+        t[n - 2] = previous;
+    }
+    if let Some(last) = t.last_mut() {
+        *last = current;
+    }
+    t
+}
+
 fn series_points(metric: Metric, week: Week, weekly: &[(Week, KpiCounts)]) -> Vec<SeriesPoint> {
     week.trailing(12)
         .into_iter()
@@ -453,16 +469,22 @@ fn series_points(metric: Metric, week: Week, weekly: &[(Week, KpiCounts)]) -> Ve
 
 fn suspect_reasons(checks: &DataChecks, rules: &Rules) -> Vec<String> {
     let mut out = Vec::new();
-    let open_limit = 100.0 * rules.value("data_past_due_open_share", 0.05);
-    if checks.lines_due > 0 && checks.past_due_open_share_pct > open_limit {
+    // A disabled threshold switches its check off.
+    let open_limit = rules
+        .threshold("data_past_due_open_share", 0.05)
+        .map(|v| 100.0 * v);
+    if let Some(open_limit) = open_limit.filter(|l| checks.lines_due > 0 && checks.past_due_open_share_pct > *l) {
         out.push(format!(
             "{} of {} lines due ({:.1}%) have no delivered date (limit {:.1}%)",
             checks.past_due_open, checks.lines_due, checks.past_due_open_share_pct, open_limit
         ));
     }
     // Freshness: deliveries are recorded daily; a gap means a feed stopped.
-    let max_age = rules.value("data_max_age_days", 3.0);
-    if let (Some(days), Some(latest)) = (checks.days_since_latest_data, &checks.latest_data_date) {
+    if let (Some(max_age), Some(days), Some(latest)) = (
+        rules.threshold("data_max_age_days", 3.0),
+        checks.days_since_latest_data,
+        &checks.latest_data_date,
+    ) {
         if days as f64 > max_age {
             out.push(format!(
                 "no delivery recorded for {days} days (latest {latest}; limit {max_age:.0}): the data may be stale"
@@ -471,8 +493,10 @@ fn suspect_reasons(checks: &DataChecks, rules: &Rules) -> Vec<String> {
     }
     // Volume far below the usual: more likely a partial load than a quiet week. (Surges
     // are left to the analysis: they are usually real.)
-    let low = rules.value("data_volume_low_share", 0.5);
-    if let Some(usual) = checks.usual_lines_due.filter(|u| *u >= 20.0) {
+    if let (Some(low), Some(usual)) = (
+        rules.threshold("data_volume_low_share", 0.5),
+        checks.usual_lines_due.filter(|u| *u >= 20.0),
+    ) {
         if (checks.lines_due as f64) < low * usual {
             out.push(format!(
                 "only {} lines due vs about {usual:.0} in a usual week ({:.0}%; limit {:.0}%): a partial data load?",
@@ -482,9 +506,13 @@ fn suspect_reasons(checks: &DataChecks, rules: &Rules) -> Vec<String> {
             ));
         }
     }
-    let reason_limit = 100.0 * rules.value("data_unreasoned_failure_share", 0.5);
+    let reason_limit = rules
+        .threshold("data_unreasoned_failure_share", 0.5)
+        .map(|v| 100.0 * v);
     // Only meaningful once there are enough failures to judge coding discipline.
-    if checks.failures >= 20 && checks.failures_without_reason_share_pct > reason_limit {
+    if let Some(reason_limit) = reason_limit
+        .filter(|l| checks.failures >= 20 && checks.failures_without_reason_share_pct > *l)
+    {
         out.push(format!(
             "{:.0}% of failures have no reason code (limit {:.0}%)",
             checks.failures_without_reason_share_pct, reason_limit

@@ -6,15 +6,20 @@
 //! - [`actions`]: next actions' lifecycle and whether the KPI recovered after one.
 //! - [`anomaly`]: "unusual" moves: robust z against the same weekday and recent weeks.
 //! - [`rules`]: business rules (parameters, thresholds, triggers, playbooks) and KPI status.
+//! - [`rulebook`]: editing the rules: one validated edit at a time, each a new version.
 //! - [`evidence`]: the evidence pack: one deterministic analysis per (site, metric, period).
 //! - [`forecast`]: pace and forecast of the current, incomplete week.
 //! - [`insight`]: the insight contract agents return, and its parsing from agent replies.
 //! - [`grounding`]: checks every root cause an agent names against the evidence pack.
+//! - [`digest`]: the digest of cards needing attention and its Slack, JSON and e-mail forms.
+//! - [`alerts`]: alerts on trigger state changes, with flap suppression.
 //! - [`analyst`]: the built-in analyst, the reference implementation of the contract.
 
 pub mod actions;
+pub mod alerts;
 pub mod analyst;
 pub mod anomaly;
+pub mod digest;
 pub mod evidence;
 pub mod forecast;
 pub mod grounding;
@@ -22,4 +27,5 @@ pub mod insight;
 pub mod kpi;
 pub mod materiality;
 pub mod period;
+pub mod rulebook;
 pub mod rules;

@@ -2,6 +2,7 @@
 pub mod conversation;
 pub mod kpi_detail;
 pub mod lineage;
+pub mod notifications;
 pub mod overview;
 pub mod rules;
 pub mod runs;

@@ -83,12 +83,13 @@ fn Editor(editing: RwSignal<(Option<String>, ScheduleInput)>, saved: Callback<()
                     on:input=field(|i, v| i.timezone = v)/>
                 <datalist id="zones">{ZONES.iter().map(|z| view! { <option value=*z/> }).collect_view()}</datalist>
             </label>
-            <label>"Cards"
+            <label>"What"
                 <select name="scope" prop:value=move || editing.get().1.scope on:change=field(|i, v| i.scope = v)>
                     <option value="flagged">"Flagged cards (off target or triggered)"</option>
                     <option value="all">"All cards"</option>
                     <option value="site">"One site"</option>
                     <option value="metric">"One metric"</option>
+                    <option value="digest">"Send the digest (no refresh)"</option>
                 </select>
             </label>
             <Show when=scope_needs_value>
@@ -164,7 +165,9 @@ fn Row(
                 <button class="toggle" on:click=move |_| { toggle.dispatch(SetScheduleEnabled { id: id.clone(), enabled: !enabled }); }>
                     {if enabled { "Pause" } else { "Resume" }}
                 </button>
-                <button class="run-now" on:click=move |_| { run_now.dispatch(RunScheduleNow { id: id2.clone() }); }>"Run now"</button>
+                {(s.input.scope != "digest").then(|| view! {
+                    <button class="run-now" on:click=move |_| { run_now.dispatch(RunScheduleNow { id: id2.clone() }); }>"Run now"</button>
+                })}
                 <button class="edit" on:click=move |_| editing.set((Some(id3.clone()), input.clone()))>"Edit"</button>
                 <button class="delete" on:click=move |_| { delete.dispatch(DeleteSchedule { id: id4.clone() }); }>"Delete"</button>
                 {move || run_now.value().get().map(|r| match r {

@@ -8,7 +8,7 @@
 use crate::domain::evidence::LineFact;
 use crate::domain::kpi::{score_line, KpiCounts, Metric, ScoringParams};
 use crate::domain::period::{fmt_date, parse_date, Week};
-use crate::domain::rules::{Playbook, RuleEntry, Rules, Target};
+use crate::domain::rules::{Condition, Playbook, RuleEntry, Rules, Target, Trigger};
 use crate::dto::{
     ConversationView, FeedbackView, InsightView, Lineage, MetricDefinition, TurnView,
 };
@@ -131,46 +131,76 @@ pub async fn count_lines(db: &Db) -> anyhow::Result<i64> {
     Ok(n)
 }
 
-/// The full rule set, with targets converted to display units (percent for ratios).
+/// The full rule book, disabled rows included (lookups skip them; agents get
+/// [`Rules::in_force`]), with targets converted to display units (percent for ratios).
 pub async fn rules(db: &Db) -> anyhow::Result<Rules> {
     let version: String =
         sqlx::query_scalar("SELECT value FROM settings WHERE key = 'rules_version'")
             .fetch_one(db)
             .await
             .context("Failed to read the rules version")?;
-    let entries = sqlx::query("SELECT rule_key, kind, metric, value, description FROM business_rules ORDER BY kind, rule_key")
-        .fetch_all(db)
-        .await
-        .context("Failed to read business rules")?
-        .iter()
-        .map(|r| {
-            Ok(RuleEntry {
-                key: r.try_get(0)?,
-                kind: r.try_get(1)?,
-                metric: r.try_get(2)?,
-                value: r.try_get(3)?,
-                description: r.try_get(4)?,
-            })
+    let entries = sqlx::query(
+        "SELECT rule_key, kind, metric, value, description, enabled FROM business_rules \
+         ORDER BY kind, rule_key",
+    )
+    .fetch_all(db)
+    .await
+    .context("Failed to read business rules")?
+    .iter()
+    .map(|r| {
+        Ok(RuleEntry {
+            key: r.try_get(0)?,
+            kind: r.try_get(1)?,
+            metric: r.try_get(2)?,
+            value: r.try_get(3)?,
+            description: r.try_get(4)?,
+            enabled: r.try_get::<i64, _>(5)? != 0,
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    let targets = sqlx::query("SELECT metric, site, target FROM targets ORDER BY metric, site")
-        .fetch_all(db)
-        .await
-        .context("Failed to read targets")?
-        .iter()
-        .map(|r| {
-            let metric: String = r.try_get(0)?;
-            let raw: f64 = r.try_get(2)?;
-            let ratio = Metric::parse(&metric).is_none_or(Metric::is_ratio);
-            Ok(Target {
-                site: r.try_get(1)?,
-                target: if ratio { raw * 100.0 } else { raw },
-                metric,
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let targets =
+        sqlx::query("SELECT metric, site, target, enabled FROM targets ORDER BY metric, site")
+            .fetch_all(db)
+            .await
+            .context("Failed to read targets")?
+            .iter()
+            .map(|r| {
+                let metric: String = r.try_get(0)?;
+                let raw: f64 = r.try_get(2)?;
+                Ok(Target {
+                    site: r.try_get(1)?,
+                    target: display_target(&metric, raw),
+                    metric,
+                    enabled: r.try_get::<i64, _>(3)? != 0,
+                })
             })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let triggers = sqlx::query(
+        "SELECT trigger_key, metric, condition, value, periods, description, enabled \
+         FROM triggers ORDER BY metric, trigger_key",
+    )
+    .fetch_all(db)
+    .await
+    .context("Failed to read triggers")?
+    .iter()
+    .map(|r| {
+        let condition: String = r.try_get(2)?;
+        Ok(Trigger {
+            key: r.try_get(0)?,
+            metric: r.try_get(1)?,
+            // Only the editor writes this column, and it validates; an unknown value from
+            // a newer Opsight is read as the safest condition rather than failing the page.
+            condition: Condition::parse(&condition).unwrap_or(Condition::Drop),
+            value: r.try_get(3)?,
+            periods: r.try_get::<i64, _>(4)?.clamp(1, 52) as u32,
+            description: r.try_get(5)?,
+            enabled: r.try_get::<i64, _>(6)? != 0,
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    })
+    .collect::<Result<Vec<_>, sqlx::Error>>()?;
     let playbooks = sqlx::query(
-        "SELECT playbook_key, cause, action, owner, priority FROM playbooks ORDER BY playbook_key",
+        "SELECT playbook_key, cause, action, owner, priority, enabled FROM playbooks \
+         ORDER BY playbook_key",
     )
     .fetch_all(db)
     .await
@@ -183,6 +213,7 @@ pub async fn rules(db: &Db) -> anyhow::Result<Rules> {
             action: r.try_get(2)?,
             owner: r.try_get(3)?,
             priority: r.try_get(4)?,
+            enabled: r.try_get::<i64, _>(5)? != 0,
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;
@@ -190,8 +221,27 @@ pub async fn rules(db: &Db) -> anyhow::Result<Rules> {
         version: version.trim().parse().unwrap_or(1),
         entries,
         targets,
+        triggers,
         playbooks,
     })
+}
+
+/// Targets are stored as ratios (0..1) for ratio metrics and shown in percent.
+fn display_target(metric: &str, stored: f64) -> f64 {
+    if Metric::parse(metric).is_none_or(Metric::is_ratio) {
+        stored * 100.0
+    } else {
+        stored
+    }
+}
+
+/// The inverse of [`display_target`].
+pub fn stored_target(metric: &str, display: f64) -> f64 {
+    if Metric::parse(metric).is_none_or(Metric::is_ratio) {
+        display / 100.0
+    } else {
+        display
+    }
 }
 
 pub async fn metric_definitions(db: &Db) -> anyhow::Result<Vec<MetricDefinition>> {

@@ -100,13 +100,7 @@ pub async fn load(
             site == NETWORK,
         ));
     }
-    pack.anomaly = Some(super::kpis::anomaly_of(
-        metric,
-        week,
-        &weekly_counts,
-        &daily,
-        rules,
-    ));
+    pack.anomaly = super::kpis::anomaly_of(metric, week, &weekly_counts, &daily, rules);
     Ok(pack)
 }
 

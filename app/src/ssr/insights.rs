@@ -315,7 +315,10 @@ pub fn card(
         } {
             reasons.push("the data changed since it was generated".to_string());
         } else if o.rules_version != rules_version {
-            reasons.push("the business rules changed since it was generated".to_string());
+            reasons.push(format!(
+                "the business rules changed since it was generated (version {} → {rules_version})",
+                o.rules_version
+            ));
         }
         if let Some(e) = &error {
             reasons.push(format!("the last refresh failed: {e}"));

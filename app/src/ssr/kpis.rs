@@ -46,19 +46,14 @@ pub fn anomaly_of(
     weekly: &[KpiCounts],
     daily: &Daily,
     rules: &Rules,
-) -> anomaly::Anomaly {
+) -> Option<anomaly::Anomaly> {
+    let sensitivity = rules.anomaly_sensitivity(metric)?;
     let weekly: Vec<Option<anomaly::Point>> = weekly.iter().map(|c| point(metric, c)).collect();
     let days: Vec<(NaiveDate, anomaly::Point)> = daily
         .iter()
         .filter_map(|(d, c)| point(metric, c).map(|p| (*d, p)))
         .collect();
-    anomaly::detect(
-        metric,
-        week,
-        &weekly,
-        &days,
-        rules.anomaly_sensitivity(metric),
-    )
+    Some(anomaly::detect(metric, week, &weekly, &days, sensitivity))
 }
 
 /// Builds a tile from 12 weeks of counts (oldest first, the last is the reported week).
@@ -97,10 +92,10 @@ fn tile(
         change,
         target,
         status: rules.status(metric, value, target),
-        trigger: rules.trigger(metric, change).map(|t| t.key.clone()),
+        trigger: rules.trigger(metric, &spark, target).map(|t| t.key.clone()),
         numerator,
         denominator,
-        anomaly: Some(anomaly_of(metric, week, weeks, daily, rules)),
+        anomaly: anomaly_of(metric, week, weeks, daily, rules),
         spark,
     }
 }

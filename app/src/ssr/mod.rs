@@ -18,24 +18,34 @@
 //!   and the card feedback sent with its next agent request.
 //! - [`feedback`]: thumbs up/down, forwarded to MLflow as assessments.
 //! - [`settings`]: the agents' status for the settings page.
+//! - [`rulebook`]: stores rule-book edits: validated, one version each (compare-and-set).
+//! - [`digests`]: the digest of cards needing attention, ranked by money at stake.
+//! - [`alerts`]: trigger state observed per card; notices on change, flap suppression.
+//! - [`notify`]: channels, notifications and their deliveries (claimed, retried).
+//! - [`mail`]: optional e-mail over SMTP.
 //! - [`costs`]: unit costs for materiality (CSV import and API), all or nothing.
 //! - [`import`]: CSV import of order lines, all-or-nothing.
 //! - [`seed`]: the demo network generator.
 //! - [`state`]: `AppState`, what every request and server function gets.
 
 pub mod actions;
+pub mod alerts;
 pub mod agent;
 pub mod analyst_server;
 pub mod ask;
 pub mod conversations;
 pub mod costs;
 pub mod crontab;
+pub mod digests;
 pub mod db;
 pub mod evidence;
 pub mod feedback;
 pub mod import;
 pub mod insights;
 pub mod kpis;
+pub mod mail;
+pub mod notify;
+pub mod rulebook;
 pub mod runs;
 pub mod schedules;
 pub mod seed;
@@ -57,6 +67,9 @@ pub enum ServiceError {
     /// discarded so the job yields one insight.
     #[error("the job was taken over by another replica; this result was discarded")]
     Superseded,
+    /// Someone else changed the thing first (e.g. the rules version moved on).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -69,6 +82,7 @@ impl ServiceError {
             ServiceError::BadRequest(m) => AppError::BadRequest(m),
             e @ ServiceError::Agent(_) => AppError::Agent(e.to_string()),
             e @ ServiceError::Superseded => AppError::BadRequest(e.to_string()),
+            ServiceError::Conflict(m) => AppError::Conflict(m),
             ServiceError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 AppError::Internal

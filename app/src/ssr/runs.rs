@@ -70,6 +70,8 @@ pub enum Scope {
     Flagged,
     /// One card (the command line's `--site X --metric Y`).
     Card(String, Metric),
+    /// Not a refresh: a schedule that sends the digest to the notification channels.
+    Digest,
 }
 
 impl Scope {
@@ -77,6 +79,7 @@ impl Scope {
         let value = value.map(str::trim).filter(|v| !v.is_empty());
         match (kind.trim(), value) {
             ("all", _) => Ok(Scope::All),
+            ("digest", _) => Ok(Scope::Digest),
             ("flagged", _) => Ok(Scope::Flagged),
             ("site", Some(site)) => Ok(Scope::Site(site.to_string())),
             ("card", Some(card)) => {
@@ -100,7 +103,7 @@ impl Scope {
                 )))
             }
             (other, _) => Err(ServiceError::BadRequest(format!(
-                "unknown scope '{other}'; use all, site, metric or flagged"
+                "unknown scope '{other}'; use all, site, metric, flagged or digest"
             ))),
         }
     }
@@ -112,6 +115,7 @@ impl Scope {
             Scope::Metric(_) => "metric",
             Scope::Flagged => "flagged",
             Scope::Card(..) => "card",
+            Scope::Digest => "digest",
         }
     }
 
@@ -134,6 +138,7 @@ pub fn label(scope: &str, value: Option<&str>) -> String {
     match (scope, value) {
         ("all", _) => "all cards".into(),
         ("flagged", _) => "flagged cards (off target or triggered)".into(),
+        ("digest", _) => "digest to the notification channels".into(),
         ("site", Some(v)) => format!("site {v}"),
         ("card", Some(v)) => format!("card {v}"),
         ("metric", Some(v)) => format!(
@@ -162,6 +167,11 @@ pub async fn cards_in_scope(
         Scope::Site(site) => Metric::ALL.iter().map(|m| (site.clone(), *m)).collect(),
         Scope::Card(site, m) => vec![(site.clone(), *m)],
         Scope::Metric(m) => sites.iter().map(|s| (s.clone(), *m)).collect(),
+        Scope::Digest => {
+            return Err(ServiceError::BadRequest(
+                "a digest refreshes no cards: send it with POST /api/v1/digests".into(),
+            ))
+        }
         Scope::Flagged => {
             let dashboard = super::kpis::dashboard(state).await?;
             std::iter::once(&dashboard.network)

@@ -320,6 +320,12 @@ pub async fn delete(state: &AppState, id: &str) -> Result<(), ServiceError> {
 pub async fn run_now(state: &AppState, id: &str) -> Result<crate::dto::RunView, ServiceError> {
     let s = get(&state.db, id).await?;
     let scope = Scope::parse(&s.input.scope, s.input.scope_value.as_deref())?;
+    if scope == Scope::Digest {
+        return Err(ServiceError::BadRequest(format!(
+            "'{}' sends the digest: use Send digest now (POST /api/v1/digests)",
+            s.input.name
+        )));
+    }
     runs::start(state, "manual", &scope, false).await
 }
 
@@ -342,6 +348,8 @@ async fn check_scope(state: &AppState, scope: &Scope) -> Result<(), ServiceError
 pub struct FireReport {
     /// Runs this replica created (ticks it won).
     pub runs: Vec<String>,
+    /// Digests this replica queued (ticks of digest schedules it won).
+    pub digests: Vec<String>,
     /// Ticks recorded as skipped.
     pub skipped: usize,
     /// Ticks another replica claimed first.
@@ -421,11 +429,12 @@ async fn fire_one(
     };
     let (tick, next) = decide(&crontab, due_at, now, &s.input.catch_up);
     let scope = Scope::parse(&s.input.scope, s.input.scope_value.as_deref())?;
+    let digest = scope == Scope::Digest;
     let (at, missed, skipped) = match tick {
         Tick::Fire { at, missed } => (at, missed, false),
         Tick::Skip { at, missed } => (at, missed, true),
     };
-    let cards = if skipped {
+    let cards = if skipped || digest {
         vec![]
     } else {
         match runs::cards_in_scope(state, &scope).await {
@@ -473,6 +482,19 @@ async fn fire_one(
     if !claimed {
         let _ = tx.rollback().await;
         report.lost += 1;
+        return Ok(());
+    }
+    if digest {
+        // The tick is claimed; the digest is built after the claim commits, so a slow
+        // build never holds the schedule row.
+        tx.commit().await.context("Failed to commit the tick")?;
+        if skipped {
+            report.skipped += 1;
+        } else {
+            let id = super::digests::send(state, Some(&s.id)).await?;
+            tracing::info!(schedule = %s.input.name, tick = %timestamp(at), notification = %id, "digest schedule fired");
+            report.digests.push(id);
+        }
         return Ok(());
     }
     let run = runs::insert_run(

@@ -16,6 +16,8 @@ pub struct AppState {
     pub live: LiveTurns,
     /// This replica's identity in job claims, and its worker's wake-up.
     pub jobs: JobQueue,
+    /// Where digests and alerts go (no channels: nothing is sent).
+    pub notifier: std::sync::Arc<super::notify::Notifier>,
     /// Fixed reference date (`OPSIGHT_AS_OF`), or `None` for today (UTC).
     pub as_of: Option<NaiveDate>,
     pub leptos_options: LeptosOptions,

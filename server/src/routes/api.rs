@@ -28,6 +28,22 @@
 //! - `POST /api/v1/insights/{id}/actions/{position}` `{state, assignee?, reason?}`: a next
 //!   action acknowledged, assigned, done or dismissed (reasons go to the agent next time).
 //!
+//! - `GET  /api/v1/rules`: the rule book (disabled rows included), KPI definitions, sites
+//!   and the latest rules versions.
+//! - `POST /api/v1/rules/edits` `{op, item: {type, ..}, expected_version}`: one edit (op
+//!   `create|update|delete|enable|disable`, type `rule|target|trigger|playbook`); 200 with
+//!   the new version, 400 naming every problem, 409 when the rules moved on meanwhile.
+//!
+//! - `POST /api/v1/digests`: build the digest now and queue it to every digest channel
+//!   (202, `{notification_id}`).
+//! - `GET  /api/v1/digests/preview?format=slack|json|email`: the digest as of now, rendered
+//!   as a channel would get it (nothing stored or sent).
+//! - `POST /api/v1/alerts/check`: observe every card's trigger state now; returns the alert
+//!   notifications queued (`{queued: [...]}`).
+//! - `GET  /api/v1/notifications[?limit=]`: digests and alerts, newest first, with each
+//!   delivery's status, attempts and last error.
+//! - `GET  /api/v1/notifications/{id}/email`: a notification's HTML e-mail body.
+//!
 //! Errors are JSON `{"error": "..."}`; unknown sites or metrics are 404.
 
 use app::domain::evidence::NETWORK;
@@ -78,6 +94,13 @@ pub fn router() -> Router<AppState> {
         .route("/runs/{id}", get(run_detail))
         .route("/insights/{id}/actions/{position}", post(update_action))
         .route("/unit-costs", get(list_costs).put(save_costs))
+        .route("/rules", get(rules))
+        .route("/rules/edits", post(edit_rules))
+        .route("/digests", post(send_digest))
+        .route("/digests/preview", get(preview_digest))
+        .route("/alerts/check", post(check_alerts))
+        .route("/notifications", get(list_notifications))
+        .route("/notifications/{id}/email", get(notification_email))
 }
 
 /// Reads a JSON body or answers 400 saying what was expected.
@@ -100,6 +123,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::BadRequest(m) => ApiError(StatusCode::BAD_REQUEST, m),
             e @ ServiceError::Agent(_) => ApiError(StatusCode::BAD_GATEWAY, e.to_string()),
             e @ ServiceError::Superseded => ApiError(StatusCode::CONFLICT, e.to_string()),
+            ServiceError::Conflict(m) => ApiError(StatusCode::CONFLICT, m),
             ServiceError::Internal(e) => {
                 tracing::error!(error = ?e, "internal error");
                 ApiError(
@@ -443,4 +467,86 @@ async fn save_costs(
     let costs = json_body(body, "[{sku | category, unit_cost}]")?;
     let n = app::ssr::costs::save(&state.db, &costs, |i| format!("entry {i}")).await?;
     Ok(Json(json!({"saved": n})))
+}
+
+async fn rules(State(state): State<AppState>) -> Result<Json<app::dto::RulesView>, ApiError> {
+    Ok(Json(app::ssr::rulebook::view(&state.db).await?))
+}
+
+async fn edit_rules(
+    State(state): State<AppState>,
+    body: Result<Json<app::domain::rulebook::RuleEdit>, JsonRejection>,
+) -> Result<Json<app::dto::RuleChange>, ApiError> {
+    let edit = json_body(
+        body,
+        "{op: create|update|delete|enable|disable, item: {type: rule|target|trigger|playbook, ..}, expected_version}",
+    )?;
+    let (_, change) = app::ssr::rulebook::save(&state.db, &edit, None).await?;
+    Ok(Json(change))
+}
+
+async fn send_digest(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let id = app::ssr::digests::send(&state, None).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"notification_id": id}))).into_response())
+}
+
+#[derive(Deserialize)]
+struct PreviewQuery {
+    format: Option<String>,
+}
+
+async fn preview_digest(
+    State(state): State<AppState>,
+    query: Result<Query<PreviewQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    use app::ssr::notify::{render, ChannelKind};
+    let Query(q) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let kind = match q.format.as_deref().unwrap_or("json") {
+        "slack" => ChannelKind::Slack,
+        "json" => ChannelKind::Json,
+        "email" => ChannelKind::Email,
+        other => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("format '{other}' is slack, json or email"),
+            ))
+        }
+    };
+    let (digest, _) = app::ssr::digests::build(&state).await?;
+    let (content_type, body) = render(kind, &digest);
+    Ok(([(axum::http::header::CONTENT_TYPE, content_type)], body).into_response())
+}
+
+async fn check_alerts(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let queued = app::ssr::alerts::evaluate(&state).await?;
+    Ok(Json(json!({"queued": queued})))
+}
+
+#[derive(Deserialize)]
+struct LimitQuery {
+    limit: Option<i64>,
+}
+
+async fn list_notifications(
+    State(state): State<AppState>,
+    query: Result<Query<LimitQuery>, QueryRejection>,
+) -> Result<Json<Vec<app::ssr::notify::NotificationView>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    Ok(Json(app::ssr::notify::list(&state.db, limit).await?))
+}
+
+async fn notification_email(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let d = app::ssr::notify::digest_of(&state.db, &id).await?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/html; charset=utf-8",
+        )],
+        app::domain::digest::html(&d),
+    )
+        .into_response())
 }

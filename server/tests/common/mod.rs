@@ -230,6 +230,35 @@ pub async fn spawn_app_with(
     lines: usize,
     profiles: impl FnOnce(std::net::SocketAddr) -> Vec<AgentProfile>,
 ) -> TestApp {
+    spawn_app_full(lines, profiles, Default::default()).await
+}
+
+/// The built-in analyst's app with notification channels.
+#[allow(dead_code)] // not every test binary sends notifications
+pub async fn spawn_app_notifying(
+    lines: usize,
+    notifier: app::ssr::notify::Notifier,
+) -> TestApp {
+    spawn_app_full(
+        lines,
+        |local| {
+            vec![profile(
+                AgentKind::Builtin,
+                &format!("http://{local}"),
+                Duration::from_secs(5),
+                None,
+            )]
+        },
+        notifier,
+    )
+    .await
+}
+
+pub async fn spawn_app_full(
+    lines: usize,
+    profiles: impl FnOnce(std::net::SocketAddr) -> Vec<AgentProfile>,
+    notifier: app::ssr::notify::Notifier,
+) -> TestApp {
     let tdb = test_db().await;
     if lines > 0 {
         seed(&tdb.db, lines).await;
@@ -239,12 +268,13 @@ pub async fn spawn_app_with(
     let profiles = profiles(local);
     let cards = profiles.first().unwrap().name.clone();
     let questions = profiles.last().unwrap().name.clone();
-    let state = server::app_state(
+    let mut state = server::app_state(
         tdb.db.clone(),
         Agents::new(profiles, &cards, &questions).unwrap(),
         Some(as_of()),
         server::leptos_options(),
     );
+    state.notifier = std::sync::Arc::new(notifier);
     let (stop_background, background) = tokio::sync::watch::channel(false);
     server::scheduler::spawn(
         state.clone(),

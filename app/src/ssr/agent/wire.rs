@@ -21,7 +21,8 @@ narrative and put the insight contract in custom_outputs.insight (or a ```json b
 /// The opening items of a conversation: the system message (instructions and rules) and
 /// the first question with the pack's summary.
 pub fn opening_items(pack: &EvidencePack, rules: &Rules, question: &str) -> Vec<Value> {
-    let rules_json = serde_json::to_string(rules).unwrap_or_default();
+    // Agents see only the rules in force; disabled rows stay in the editor.
+    let rules_json = serde_json::to_string(&rules.in_force()).unwrap_or_default();
     vec![
         json!({"role": "system", "content": format!("{INSTRUCTIONS}\n\nBusiness rules (version {}):\n{rules_json}", rules.version)}),
         json!({"role": "user", "content": format!("{question}\n\n{}", pack.summary())}),
@@ -44,7 +45,7 @@ pub fn request_for(
 ) -> Value {
     json!({
         "input": input,
-        "custom_inputs": {"evidence": pack, "rules": rules, "question": question},
+        "custom_inputs": {"evidence": pack, "rules": rules.in_force(), "question": question},
         "context": {"conversation_id": conversation_id},
     })
 }

@@ -1,0 +1,130 @@
+//! Building and sending digests: the dashboard's cards that are off target or unusual,
+//! with their latest insights, ranked by money at stake (from each card's evidence pack
+//! when unit costs are known), queued to every channel that takes digests.
+
+use super::notify::{self, NewNotification};
+use super::state::AppState;
+use super::{db, evidence, kpis, ServiceError};
+use crate::domain::digest::{self, Digest, DigestItem};
+use crate::domain::rules::Status;
+use crate::dto::{Card, Dashboard, SiteRow, Tile};
+use anyhow::Context;
+use std::time::Instant;
+
+/// Whether a card belongs in a digest.
+pub fn needs_attention(t: &Tile) -> bool {
+    t.status == Status::OffTarget || t.anomaly.as_ref().is_some_and(|a| a.unusual)
+}
+
+/// One digest line from a tile, its card and its row.
+pub fn item(state: &AppState, row: &SiteRow, tile: &Tile, card: Option<&Card>) -> DigestItem {
+    let insight = card.and_then(|c| c.insight.as_ref());
+    let contract = insight.and_then(|i| i.insight.as_ref());
+    DigestItem {
+        site: row.site.clone(),
+        site_name: row.name.clone(),
+        metric: tile.metric.key().to_string(),
+        metric_name: tile.name.clone(),
+        unit: if tile.metric.is_ratio() { "%" } else { "lines" }.to_string(),
+        value: tile.value,
+        target: tile.target,
+        change: tile.change,
+        status: tile.status,
+        unusual: tile.anomaly.as_ref().is_some_and(|a| a.unusual),
+        anomaly: tile
+            .anomaly
+            .as_ref()
+            .filter(|a| a.unusual)
+            .map(|a| a.summary.clone()),
+        trigger: tile.trigger.clone(),
+        money_at_stake: None,
+        headline: contract
+            .map(|c| c.headline.clone())
+            .or_else(|| insight.map(|i| i.headline.clone())),
+        root_cause: contract.and_then(|c| c.root_causes.first()).map(|r| {
+            format!(
+                "{} {}: {:+.1} pts ({})",
+                r.dimension, r.member, r.impact_pp, r.evidence
+            )
+        }),
+        next_action: contract
+            .and_then(|c| c.next_actions.first())
+            .map(|a| format!("{} ({}, {})", a.action, a.owner, a.priority)),
+        stale: card.and_then(|c| c.stale.clone()),
+        link: state
+            .notifier
+            .link(&format!("/kpi/{}/{}", row.site, tile.metric.key())),
+    }
+}
+
+fn rows(d: &Dashboard) -> impl Iterator<Item = &SiteRow> {
+    std::iter::once(&d.network).chain(&d.sites)
+}
+
+/// The digest as of now (and how long it took to build, in ms).
+pub async fn build(state: &AppState) -> Result<(Digest, f64), ServiceError> {
+    let started = Instant::now();
+    let dashboard = kpis::dashboard(state).await?;
+    let mut items = Vec::new();
+    let mut fine = 0;
+    for row in rows(&dashboard) {
+        for tile in &row.tiles {
+            if needs_attention(tile) {
+                items.push(item(state, row, tile, row.card(tile.metric)));
+            } else {
+                fine += 1;
+            }
+        }
+    }
+    // Money needs each card's failed lines: only worth reading when costs are known.
+    if !items.is_empty() && !db::cost_book(&state.db).await?.is_empty() {
+        let rules = db::rules(&state.db).await?;
+        let as_of = state.today();
+        for i in &mut items {
+            let Some(metric) = crate::domain::kpi::Metric::parse(&i.metric) else {
+                continue;
+            };
+            let pack = evidence::load(&state.db, &rules, &i.site, metric, as_of).await?;
+            i.money_at_stake = pack.materiality.map(|m| m.at_stake);
+        }
+    }
+    digest::rank(&mut items);
+    let mut d = Digest {
+        title: format!("Opsight digest {}", dashboard.period.label),
+        generated_at: super::insights::timestamp(chrono::Utc::now()),
+        as_of: dashboard.as_of.clone(),
+        period: dashboard.period.label.clone(),
+        items,
+        more: 0,
+        fine,
+        link: state.notifier.link("/"),
+    };
+    digest::truncate(&mut d);
+    Ok((d, started.elapsed().as_secs_f64() * 1000.0))
+}
+
+/// Builds a digest and queues it to every digest channel; returns the notification id.
+pub async fn send(state: &AppState, schedule_id: Option<&str>) -> Result<String, ServiceError> {
+    let (d, ms) = build(state).await?;
+    let mut tx = state
+        .db
+        .begin()
+        .await
+        .context("Failed to start a transaction")?;
+    let id = notify::enqueue(
+        &mut tx,
+        &state.notifier,
+        &NewNotification {
+            kind: "digest",
+            digest: &d,
+            schedule_id,
+            generation_ms: Some(ms),
+            alert: None,
+        },
+    )
+    .await?;
+    tx.commit().await.context("Failed to store the digest")?;
+    tracing::info!(notification = %id, items = d.items.len() + d.more, generation_ms = ms, "digest queued");
+    state.notifier.wake.notify_one();
+    Ok(id)
+}
