@@ -38,7 +38,8 @@ pub async fn get_rules() -> Result<RulesView, AppError> {
 }
 
 /// Saves one rule-book edit (a new rules version) and returns the rules page afresh.
-#[server(endpoint = "edit_rules")]
+/// JSON in: the edit holds a tagged enum, which form encoding cannot carry.
+#[server(endpoint = "edit_rules", input = leptos::server_fn::codec::Json)]
 pub async fn edit_rules(edit: crate::domain::rulebook::RuleEdit) -> Result<RulesView, AppError> {
     let state = crate::ssr::state::from_context()?;
     crate::ssr::rulebook::save(&state.db, &edit, None).await?;
@@ -230,7 +231,7 @@ pub async fn get_notifications() -> Result<crate::dto::NotificationsView, AppErr
 #[server(endpoint = "send_digest")]
 pub async fn send_digest() -> Result<String, AppError> {
     let state = crate::ssr::state::from_context()?;
-    Ok(crate::ssr::digests::send(&state, None).await?)
+    Ok(crate::ssr::digests::send(&state).await?)
 }
 
 /// Observes every card's trigger state now; returns how many alerts were queued.

@@ -2,9 +2,8 @@
 
 use crate::pages::{
     conversation::ConversationPage, kpi_detail::KpiDetailPage, lineage::LineagePage,
-    notifications::NotificationsPage,
-    overview::OverviewPage, rules::RulesPage, runs::RunDetailPage, runs::RunsPage,
-    schedules::SchedulesPage, settings::SettingsPage,
+    notifications::NotificationsPage, overview::OverviewPage, rules::RulesPage,
+    runs::RunDetailPage, runs::RunsPage, schedules::SchedulesPage, settings::SettingsPage,
 };
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

@@ -256,7 +256,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../public"))
         .build();
     let state = server::app_state(pool.clone(), agent, Some(as_of), options);
-    tokio::spawn(server::run(listener, state, std::future::pending()));
+    tokio::spawn(server::run(listener, state.clone(), std::future::pending()));
     for path in ["/api/v1/dashboard", "/", "/favicon.svg"] {
         let url = format!("http://{local}{path}");
         // The client gets its own thread and runtime, apart from the server's.
@@ -272,6 +272,46 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
             "GET {path:<18} p50 {}  p99 {}  ({rps:.0} req/s, 500 requests, concurrency 8)",
             ms(p50),
             ms(p99)
+        );
+    }
+
+    // 5. Digest generation: the dashboard, then (with unit costs) each listed card's
+    // evidence pack for its money at stake, ranking and rendering.
+    for with_costs in [false, true] {
+        if with_costs {
+            let costs: Vec<app::ssr::costs::UnitCost> = seed::CATEGORIES
+                .iter()
+                .enumerate()
+                .map(|(i, c)| app::ssr::costs::UnitCost {
+                    sku: None,
+                    category: Some(c.to_string()),
+                    unit_cost: 5.0 + 10.0 * i as f64,
+                })
+                .collect();
+            app::ssr::costs::save(&pool, &costs, |i| format!("entry {i}"))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let mut times = Vec::new();
+        let (mut listed, mut total) = (0, 0);
+        for _ in 0..5 {
+            let started = Instant::now();
+            let (digest, _) = app::ssr::digests::build(&state)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            std::hint::black_box(app::domain::digest::slack(&digest));
+            std::hint::black_box(app::domain::digest::html(&digest));
+            listed = digest.items.len() + digest.more;
+            total = listed + digest.fine;
+            times.push(started.elapsed());
+        }
+        times.sort();
+        println!(
+            "digest {}: {listed} cards listed of {total}, build + render median {} (min {}, max {})",
+            if with_costs { "with unit costs (money per card)" } else { "without unit costs" },
+            ms(percentile(&times, 0.5)),
+            ms(times[0]),
+            ms(times[times.len() - 1])
         );
     }
     Ok(())

@@ -160,12 +160,13 @@ fn notifier(
     read: &impl Fn(&Path) -> Option<String>,
 ) -> anyhow::Result<Notifier> {
     let file = get("OPSIGHT_NOTIFY_FILE").map(PathBuf::from);
-    let text = match &file {
-        Some(path) => Some(read(path).with_context(|| {
-            format!("OPSIGHT_NOTIFY_FILE '{}' cannot be read", path.display())
-        })?),
-        None => read(Path::new(DEFAULT_NOTIFY_FILE)),
-    };
+    let text =
+        match &file {
+            Some(path) => Some(read(path).with_context(|| {
+                format!("OPSIGHT_NOTIFY_FILE '{}' cannot be read", path.display())
+            })?),
+            None => read(Path::new(DEFAULT_NOTIFY_FILE)),
+        };
     let shown = file
         .as_deref()
         .unwrap_or(Path::new(DEFAULT_NOTIFY_FILE))
@@ -589,23 +590,43 @@ mod tests {
         assert!(!n.channels[0].alerts && n.channels[0].digests);
         assert_eq!(n.retry.max_attempts, 3);
         assert_eq!(n.alert_every, Some(Duration::from_secs(60)));
-        assert_eq!(n.link("/kpi/DAL/otif").as_deref(), Some("https://ops.example.com/kpi/DAL/otif"));
+        assert_eq!(
+            n.link("/kpi/DAL/otif").as_deref(),
+            Some("https://ops.example.com/kpi/DAL/otif")
+        );
         let shown = format!("{c:?}");
         assert!(!shown.contains("secret"), "secrets in Debug: {shown}");
         // A missing variable, an unknown kind and e-mail without SMTP are refused.
         let err = with_notify_file(&[], file).unwrap_err().to_string();
-        assert!(err.contains("url_env names OPS_SLACK, which is not set"), "{err}");
+        assert!(
+            err.contains("url_env names OPS_SLACK, which is not set"),
+            "{err}"
+        );
         let err = with_notify_file(&[], "[[channel]]\nname = \"x\"\nkind = \"teams\"\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("kind 'teams' is slack, json or email"), "{err}");
-        let err = with_notify_file(&[], "[[channel]]\nname = \"m\"\nkind = \"email\"\nto = [\"a@b.c\"]\n")
+        assert!(
+            err.contains("kind 'teams' is slack, json or email"),
+            "{err}"
+        );
+        let err = with_notify_file(
+            &[],
+            "[[channel]]\nname = \"m\"\nkind = \"email\"\nto = [\"a@b.c\"]\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("configure [smtp]"), "{err}");
+        let err = cfg(&[("OPSIGHT_ALERT_CHECK_SECS", "soon")])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("configure [smtp]"), "{err}");
-        let err = cfg(&[("OPSIGHT_ALERT_CHECK_SECS", "soon")]).unwrap_err().to_string();
         assert!(err.contains("OPSIGHT_ALERT_CHECK_SECS"), "{err}");
-        assert_eq!(cfg(&[("OPSIGHT_ALERT_CHECK_SECS", "0")]).unwrap().notifier.alert_every, None);
+        assert_eq!(
+            cfg(&[("OPSIGHT_ALERT_CHECK_SECS", "0")])
+                .unwrap()
+                .notifier
+                .alert_every,
+            None
+        );
     }
 
     #[test]

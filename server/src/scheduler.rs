@@ -8,9 +8,9 @@
 //! the queue so another replica picks it up at once instead of waiting for the lease.
 
 use app::ssr::runs::{self, JobOutcome};
-use app::ssr::{alerts, notify};
 use app::ssr::schedules;
 use app::ssr::state::AppState;
+use app::ssr::{alerts, notify};
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::time::Duration;

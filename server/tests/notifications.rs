@@ -55,7 +55,12 @@ impl Receiver {
     }
 
     fn bodies(&self, name: &str) -> Vec<String> {
-        self.bodies.lock().unwrap().get(name).cloned().unwrap_or_default()
+        self.bodies
+            .lock()
+            .unwrap()
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
     }
 
     fn hits(&self, name: &str) -> usize {
@@ -155,7 +160,10 @@ async fn settled(app: &TestApp) -> Vec<NotificationView> {
         if !busy {
             return list;
         }
-        assert!(std::time::Instant::now() < deadline, "deliveries did not settle: {list:#?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "deliveries did not settle: {list:#?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -216,7 +224,10 @@ async fn a_digest_reaches_every_channel_ranked_by_money_with_retries_recorded() 
         .unwrap()
         .to_string();
     let list = settled(&app).await;
-    let n = list.iter().find(|n| n.id == id).expect("the digest is listed");
+    let n = list
+        .iter()
+        .find(|n| n.id == id)
+        .expect("the digest is listed");
     assert_eq!(n.kind, "digest");
     assert!(n.generation_ms.is_some_and(|ms| ms > 0.0));
     let by_channel: HashMap<&str, _> = n
@@ -226,7 +237,10 @@ async fn a_digest_reaches_every_channel_ranked_by_money_with_retries_recorded() 
         .collect();
     assert_eq!(by_channel.len(), 4);
     let slack = by_channel["slack"];
-    assert_eq!((slack.status.as_str(), slack.attempts, slack.http_status), ("sent", 1, Some(200)));
+    assert_eq!(
+        (slack.status.as_str(), slack.attempts, slack.http_status),
+        ("sent", 1, Some(200))
+    );
     // Failed twice, then delivered: three attempts, no error left.
     let generic = by_channel["generic"];
     assert_eq!((generic.status.as_str(), generic.attempts), ("sent", 3));
@@ -234,11 +248,21 @@ async fn a_digest_reaches_every_channel_ranked_by_money_with_retries_recorded() 
     assert_eq!(receiver.hits("generic"), 3);
     // Never succeeds: given up after the policy's three attempts, with the reason.
     let broken = by_channel["broken"];
-    assert_eq!((broken.status.as_str(), broken.attempts, broken.http_status), ("failed", 3, Some(500)));
-    assert_eq!(broken.last_error.as_deref(), Some("the webhook answered HTTP 500: boom"));
+    assert_eq!(
+        (broken.status.as_str(), broken.attempts, broken.http_status),
+        ("failed", 3, Some(500))
+    );
+    assert_eq!(
+        broken.last_error.as_deref(),
+        Some("the webhook answered HTTP 500: boom")
+    );
     assert_eq!(receiver.hits("broken"), 3);
     let managers = by_channel["managers"];
-    assert_eq!((managers.status.as_str(), managers.attempts), ("sent", 1), "{managers:?}");
+    assert_eq!(
+        (managers.status.as_str(), managers.attempts),
+        ("sent", 1),
+        "{managers:?}"
+    );
 
     // What the digest should hold: every off-target or unusual card on the dashboard.
     let dashboard: Dashboard = app.get("/api/v1/dashboard").await.json().await.unwrap();
@@ -261,7 +285,10 @@ async fn a_digest_reaches_every_channel_ranked_by_money_with_retries_recorded() 
         .map(|i| i.money_at_stake.unwrap_or(-1.0))
         .collect();
     assert!(money[0] > 0.0, "money at stake with unit costs: {money:?}");
-    assert!(money.windows(2).all(|w| w[0] >= w[1]), "ranked by money: {money:?}");
+    assert!(
+        money.windows(2).all(|w| w[0] >= w[1]),
+        "ranked by money: {money:?}"
+    );
     assert!(digest.items.iter().all(|i| i
         .link
         .as_deref()
@@ -277,13 +304,20 @@ async fn a_digest_reaches_every_channel_ranked_by_money_with_retries_recorded() 
     // The e-mail went through SMTP as HTML, to the channel's recipients.
     let mails = mail.lock().unwrap().clone();
     assert_eq!(mails.len(), 1);
-    assert!(mails[0].contains("Content-Type: text/html"), "{}", &mails[0][..400.min(mails[0].len())]);
+    assert!(
+        mails[0].contains("Content-Type: text/html"),
+        "{}",
+        &mails[0][..400.min(mails[0].len())]
+    );
     assert!(mails[0].contains("dc-managers@example.com"));
     assert!(mails[0].contains(&format!("Subject: {}", digest.title)));
     // The stored e-mail body is served for preview.
     let html = app.get(&format!("/api/v1/notifications/{id}/email")).await;
     assert_eq!(html.status(), 200);
-    assert_eq!(html.text().await.unwrap(), app::domain::digest::html(&digest));
+    assert_eq!(
+        html.text().await.unwrap(),
+        app::domain::digest::html(&digest)
+    );
 
     // Webhook addresses never leave the server.
     let page = app.get("/notifications").await.text().await.unwrap();
@@ -325,7 +359,10 @@ async fn alerts_go_out_on_state_change_only_and_pause_while_a_trigger_flaps() {
     digests_only.alerts = false;
     let app = spawn_app_notifying(
         20_000,
-        notifier(vec![hook("alerts", ChannelKind::Json, &base), digests_only], None),
+        notifier(
+            vec![hook("alerts", ChannelKind::Json, &base), digests_only],
+            None,
+        ),
     )
     .await;
     let mut version = 1;
@@ -343,11 +380,19 @@ async fn alerts_go_out_on_state_change_only_and_pause_while_a_trigger_flaps() {
 
     // Baseline: whatever fires now (other KPIs' triggers) is told once, then nothing.
     check(&app).await;
-    assert_eq!(check(&app).await, 0, "unchanged inputs are not an observation");
+    assert_eq!(
+        check(&app).await,
+        0,
+        "unchanged inputs are not an observation"
+    );
     let network_otif = |list: &[NotificationView]| -> Vec<String> {
         let mut v: Vec<(String, String)> = list
             .iter()
-            .filter(|n| n.kind == "alert" && n.site.as_deref() == Some("network") && n.metric.as_deref() == Some("otif"))
+            .filter(|n| {
+                n.kind == "alert"
+                    && n.site.as_deref() == Some("network")
+                    && n.metric.as_deref() == Some("otif")
+            })
             .map(|n| (n.created_at.clone(), n.notice.clone().unwrap_or_default()))
             .collect();
         v.sort();
@@ -370,7 +415,11 @@ async fn alerts_go_out_on_state_change_only_and_pause_while_a_trigger_flaps() {
         }
         told = network_otif(&settled(&app).await);
     }
-    assert_eq!(told, ["fired", "resolved", "fired", "flapping"], "oscillating trigger");
+    assert_eq!(
+        told,
+        ["fired", "resolved", "fired", "flapping"],
+        "oscillating trigger"
+    );
 
     let list = settled(&app).await;
     let alerts: Vec<&NotificationView> = list.iter().filter(|n| n.kind == "alert").collect();
@@ -378,9 +427,15 @@ async fn alerts_go_out_on_state_change_only_and_pause_while_a_trigger_flaps() {
         .iter()
         .find(|n| n.site.as_deref() == Some("network") && n.notice.as_deref() == Some("fired"))
         .unwrap();
-    assert!(fired.title.contains("trigger otif_level fired"), "{}", fired.title);
+    assert!(
+        fired.title.contains("trigger otif_level fired"),
+        "{}",
+        fired.title
+    );
     // Alerts go to the alert channel only, and every one arrived.
-    assert!(alerts.iter().all(|n| n.deliveries.len() == 1 && n.deliveries[0].channel == "alerts"));
+    assert!(alerts
+        .iter()
+        .all(|n| n.deliveries.len() == 1 && n.deliveries[0].channel == "alerts"));
     assert!(alerts.iter().all(|n| n.deliveries[0].status == "sent"));
     assert_eq!(receiver.bodies("alerts").len(), alerts.len());
     assert!(receiver.bodies("digests").is_empty());

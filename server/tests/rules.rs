@@ -51,7 +51,11 @@ async fn edits_are_validated_versioned_and_make_insights_stale() {
     assert_eq!(book.rules.version, 1);
     assert!(book.history.is_empty());
     assert!(book.sites.contains(&"DAL".to_string()));
-    assert!(book.rules.triggers.iter().any(|t| t.key == "otif_drop_trigger_pp"));
+    assert!(book
+        .rules
+        .triggers
+        .iter()
+        .any(|t| t.key == "otif_drop_trigger_pp"));
     assert!(book
         .rules
         .entries
@@ -62,7 +66,10 @@ async fn edits_are_validated_versioned_and_make_insights_stale() {
     let (status, body) = edit(&app, band(80.0, 1)).await;
     assert_eq!(status, 400, "{body}");
     let msg = body["error"].as_str().unwrap();
-    assert!(msg.contains("value: at_risk_band_pp is from 0.1 to 50 (points)"), "{msg}");
+    assert!(
+        msg.contains("value: at_risk_band_pp is from 0.1 to 50 (points)"),
+        "{msg}"
+    );
     assert_eq!(rules(&app).await.rules.version, 1);
     // Malformed JSON: 400 with the expected shape.
     let (status, body) = edit(&app, json!({"op": "rename"})).await;
@@ -74,8 +81,15 @@ async fn edits_are_validated_versioned_and_make_insights_stale() {
     let change: RuleChange = serde_json::from_value(change).unwrap();
     assert_eq!(change.version, 2);
     assert_eq!(change.summary, "changed rule at_risk_band_pp: 2 → 3");
-    let stale = app.card("DAL", Metric::Otif).await.stale.unwrap_or_default();
-    assert!(stale.contains("business rules changed") && stale.contains("version 1 → 2"), "{stale}");
+    let stale = app
+        .card("DAL", Metric::Otif)
+        .await
+        .stale
+        .unwrap_or_default();
+    assert!(
+        stale.contains("business rules changed") && stale.contains("version 1 → 2"),
+        "{stale}"
+    );
 
     // An edit made against version 1 is refused: someone else saved first.
     let (status, body) = edit(&app, band(4.0, 1)).await;
@@ -127,15 +141,24 @@ async fn triggers_over_consecutive_weeks_and_disabled_rows() {
     };
     let (s, b) = save(trigger(3, version, "create")).await;
     assert_eq!(s, 200, "{b}");
-    assert_eq!(b["summary"], "created trigger otif_imperfect (otif below 100%, 3 weeks in a row)");
+    assert_eq!(
+        b["summary"],
+        "created trigger otif_imperfect (otif below 100%, 3 weeks in a row)"
+    );
     version += 1;
     // It fires exactly where the last three weeks all have data below 100 %.
     let streak = |spark: &[Option<f64>], n: usize| {
-        spark.len() >= n && spark[spark.len() - n..].iter().all(|v| v.is_some_and(|v| v < 100.0))
+        spark.len() >= n
+            && spark[spark.len() - n..]
+                .iter()
+                .all(|v| v.is_some_and(|v| v < 100.0))
     };
     let tiles = otif_tiles(&app).await;
     let fired = tiles.iter().filter(|(_, t, _)| t.is_some()).count();
-    assert!(fired >= 3, "most demo DCs miss some lines every week: {tiles:?}");
+    assert!(
+        fired >= 3,
+        "most demo DCs miss some lines every week: {tiles:?}"
+    );
     for (site, t, spark) in &tiles {
         let expected = streak(spark, 3).then_some("otif_imperfect");
         assert_eq!(t.as_deref(), expected, "{site}: {spark:?}");
@@ -173,7 +196,10 @@ async fn triggers_over_consecutive_weeks_and_disabled_rows() {
         .iter()
         .map(|p| p["key"].as_str().unwrap())
         .collect();
-    assert!(!keys.contains(&"carrier_late") && keys.contains(&"stockout"), "{keys:?}");
+    assert!(
+        !keys.contains(&"carrier_late") && keys.contains(&"stockout"),
+        "{keys:?}"
+    );
     assert!(sent["triggers"]
         .as_array()
         .unwrap()
@@ -182,9 +208,35 @@ async fn triggers_over_consecutive_weeks_and_disabled_rows() {
     assert!(!insight
         .insight
         .as_ref()
-        .map(|i| i.next_actions.iter().any(|a| a.action.starts_with("Review the carrier scorecard")))
+        .map(|i| i
+            .next_actions
+            .iter()
+            .any(|a| a.action.starts_with("Review the carrier scorecard")))
         .unwrap_or(false));
     assert_eq!(rules(&app).await.history.len(), 4);
+}
+
+#[tokio::test]
+async fn two_edits_checked_against_one_version_cannot_both_be_stored() {
+    // Both pass their checks against version 1 before either is stored: only the version
+    // compare-and-set can stop the second.
+    use app::domain::rulebook::RuleEdit;
+    use app::ssr::rulebook::{commit, prepare};
+    let app = spawn_app(0, None).await;
+    let db = &app.state.db;
+    let a: RuleEdit = serde_json::from_value(band(3.0, 1)).unwrap();
+    let b: RuleEdit = serde_json::from_value(band(4.0, 1)).unwrap();
+    let (pa, pb) = (
+        prepare(db, &a).await.unwrap(),
+        prepare(db, &b).await.unwrap(),
+    );
+    let (_, change) = commit(db, pa, None).await.unwrap();
+    assert_eq!(change.version, 2);
+    let err = commit(db, pb, None).await.unwrap_err();
+    assert!(matches!(err, app::ssr::ServiceError::Conflict(_)), "{err}");
+    let book = rules(&app).await;
+    assert_eq!(book.rules.value("at_risk_band_pp", 0.0), 3.0);
+    assert_eq!(book.history.len(), 1);
 }
 
 #[tokio::test]

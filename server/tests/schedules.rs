@@ -237,6 +237,41 @@ async fn a_tick_becomes_exactly_one_run_when_replicas_race_for_it() {
 }
 
 #[tokio::test]
+async fn a_digest_schedule_queues_one_digest_per_tick_and_refreshes_nothing() {
+    let tdb = test_db().await;
+    let a = quiet_state(&tdb).await;
+    let b = AppState {
+        jobs: Default::default(),
+        ..a.clone()
+    };
+    let s = schedules::create(
+        &a,
+        &ScheduleInput {
+            scope: "digest".into(),
+            scope_value: None,
+            ..input("morning digest", "0 7 * * 1-5", "once")
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(s.scope_label, "digest to the notification channels");
+    // "Run now" is for refreshes; a digest is sent with POST /api/v1/digests.
+    let err = schedules::run_now(&a, &s.id).await.unwrap_err().to_string();
+    assert!(err.contains("sends the digest"), "{err}");
+    let due = utc(s.next_fire_at.as_deref().unwrap());
+    let now = due + Span::milliseconds(200);
+    let (ra, rb) = tokio::join!(schedules::fire_due(&a, now), schedules::fire_due(&b, now));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.digests.len() + rb.digests.len(), 1, "{ra:?} {rb:?}");
+    assert!(ra.runs.is_empty() && rb.runs.is_empty(), "a digest refreshes no card");
+    let listed = app::ssr::notify::list(&a.db, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].kind, "digest");
+    assert!(listed[0].title.starts_with("Opsight digest "));
+    assert!(runs_of(&a).await.is_empty());
+}
+
+#[tokio::test]
 async fn missed_ticks_run_once_or_are_skipped_as_chosen() {
     let tdb = test_db().await;
     let state = quiet_state(&tdb).await;

@@ -178,7 +178,14 @@ mod tests {
         assert_eq!(state.notified, Some(false));
         // Calm enough happens only when at most one change is left in the window.
         let settle_at = notices.iter().rposition(Option::is_some).unwrap();
-        assert!(changes(&seq[settle_at + 1 - 8..=settle_at].iter().map(|f| if *f { '1' } else { '0' }).collect::<String>()) <= 1);
+        assert!(
+            changes(
+                &seq[settle_at + 1 - 8..=settle_at]
+                    .iter()
+                    .map(|f| if *f { '1' } else { '0' })
+                    .collect::<String>()
+            ) <= 1
+        );
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct DigestItem {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Digest {
+    /// The stored notification's id once queued: receivers can use it to drop a
+    /// redelivery (deliveries are at least once).
+    #[serde(default)]
+    pub id: Option<String>,
     pub title: String,
     /// RFC 3339, UTC.
     pub generated_at: String,
@@ -113,7 +117,7 @@ pub fn fmt_money(v: f64) -> String {
     let digits = whole.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -152,6 +156,24 @@ impl DigestItem {
     }
 }
 
+/// Slack's limits: a header's plain text and a section's text.
+const SLACK_HEADER_MAX: usize = 150;
+const SLACK_SECTION_MAX: usize = 3000;
+/// Each free-text field (headline, cause, action…) is cut to this many characters, so a
+/// card's section stays under Slack's limit.
+const FIELD_MAX: usize = 400;
+
+/// At most `max` characters, with an ellipsis when cut.
+pub fn clip(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
 /// Slack mrkdwn escaping: the three characters Slack reserves.
 fn slack_escape(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -160,6 +182,7 @@ fn slack_escape(s: &str) -> String {
 }
 
 fn slack_item(i: &DigestItem) -> String {
+    let text = |s: &str| slack_escape(&clip(s, FIELD_MAX));
     let place = format!("{} ({})", i.site_name, i.site);
     let title = match &i.link {
         Some(l) => format!("<{}|{}>", slack_escape(l), slack_escape(&place)),
@@ -174,27 +197,28 @@ fn slack_item(i: &DigestItem) -> String {
         lines.push(format!("Money at stake: *{}*", fmt_money(m)));
     }
     if let Some(a) = &i.anomaly {
-        lines.push(format!("_{}_", slack_escape(a)));
+        lines.push(format!("_{}_", text(a)));
     }
     if let Some(h) = &i.headline {
-        lines.push(format!(">{}", slack_escape(h)));
+        lines.push(format!(">{}", text(h)));
     }
     if let Some(c) = &i.root_cause {
-        lines.push(format!("Why: {}", slack_escape(c)));
+        lines.push(format!("Why: {}", text(c)));
     }
     if let Some(a) = &i.next_action {
-        lines.push(format!("Next: {}", slack_escape(a)));
+        lines.push(format!("Next: {}", text(a)));
     }
     if let Some(s) = &i.stale {
-        lines.push(format!("_Insight may be out of date: {}_", slack_escape(s)));
+        lines.push(format!("_Insight may be out of date: {}_", text(s)));
     }
-    lines.join("\n")
+    clip(&lines.join("\n"), SLACK_SECTION_MAX)
 }
 
 /// The Slack-compatible payload (incoming webhooks, and tools that accept the same shape):
 /// `text` is the notification fallback, `blocks` the message.
 pub fn slack(d: &Digest) -> Value {
-    let mut blocks = vec![json!({"type": "header", "text": {"type": "plain_text", "text": d.title}})];
+    let mut blocks =
+        vec![json!({"type": "header", "text": {"type": "plain_text", "text": d.title}})];
     if d.items.is_empty() {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": "Every KPI is on target and nothing is unusual."}}));
     }
@@ -216,7 +240,12 @@ pub fn slack(d: &Digest) -> Value {
     }
     blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": context}]}));
     json!({
-        "text": format!("{}: {} KPI(s) need attention", d.title, d.items.len() + d.more),
+        // The notification text is mrkdwn too: a site name cannot ping `<!channel>`.
+        "text": format!(
+            "{}: {} KPI(s) need attention",
+            slack_escape(&clip(&d.title, SLACK_HEADER_MAX)),
+            d.items.len() + d.more
+        ),
         "blocks": blocks,
     })
 }
@@ -314,27 +343,29 @@ pub fn html(d: &Digest) -> String {
 
 #[cfg(test)]
 pub(crate) fn sample_digest() -> Digest {
-    let item = |site: &str, metric: &str, money: Option<f64>, status: Status, unusual: bool| DigestItem {
-        site: site.into(),
-        site_name: format!("{site} DC"),
-        metric: metric.into(),
-        metric_name: metric.to_uppercase(),
-        unit: "%".into(),
-        value: Some(88.25),
-        target: Some(95.0),
-        change: Some(-3.5),
-        status,
-        unusual,
-        anomaly: unusual.then(|| "unusual: 88.2 % vs 94.0 % expected (z −5.1)".to_string()),
-        trigger: Some("otif_drop_trigger_pp".into()),
-        money_at_stake: money,
-        headline: Some(format!("{site} {metric} fell: Carrier <B> & late")),
-        root_cause: Some("carrier CarrierB: −2.9 pts (late deliveries)".into()),
-        next_action: Some("Review the carrier scorecard (Transport manager, high)".into()),
-        stale: None,
-        link: Some(format!("https://ops.example.com/kpi/{site}/{metric}")),
-    };
+    let item =
+        |site: &str, metric: &str, money: Option<f64>, status: Status, unusual: bool| DigestItem {
+            site: site.into(),
+            site_name: format!("{site} DC"),
+            metric: metric.into(),
+            metric_name: metric.to_uppercase(),
+            unit: "%".into(),
+            value: Some(88.25),
+            target: Some(95.0),
+            change: Some(-3.5),
+            status,
+            unusual,
+            anomaly: unusual.then(|| "unusual: 88.2 % vs 94.0 % expected (z −5.1)".to_string()),
+            trigger: Some("otif_drop_trigger_pp".into()),
+            money_at_stake: money,
+            headline: Some(format!("{site} {metric} fell: Carrier <B> & late")),
+            root_cause: Some("carrier CarrierB: −2.9 pts (late deliveries)".into()),
+            next_action: Some("Review the carrier scorecard (Transport manager, high)".into()),
+            stale: None,
+            link: Some(format!("https://ops.example.com/kpi/{site}/{metric}")),
+        };
     Digest {
+        id: Some("dig-20261116070000-0001".into()),
         title: "Opsight digest 2026-W46".into(),
         generated_at: "2026-11-16T07:00:00Z".into(),
         as_of: "2026-11-16".into(),
@@ -362,8 +393,12 @@ mod tests {
         if std::env::var("OPSIGHT_UPDATE_GOLDEN").is_ok_and(|v| v == "1") {
             std::fs::write(&path, actual).unwrap();
         }
-        let expected = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e} (OPSIGHT_UPDATE_GOLDEN=1 writes it)", path.display()));
+        let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (OPSIGHT_UPDATE_GOLDEN=1 writes it)",
+                path.display()
+            )
+        });
         assert_eq!(actual, expected, "{name} differs from its golden file");
     }
 
@@ -390,16 +425,62 @@ mod tests {
     #[test]
     fn slack_payload_matches_golden() {
         let v = slack(&ranked());
-        golden("digest_slack.json", &(serde_json::to_string_pretty(&v).unwrap() + "\n"));
+        golden(
+            "digest_slack.json",
+            &(serde_json::to_string_pretty(&v).unwrap() + "\n"),
+        );
         // Agent text cannot open a link or mention: Slack's reserved characters are escaped.
         let text = v["blocks"][1]["text"]["text"].as_str().unwrap();
         assert!(text.contains("Carrier &lt;B&gt; &amp; late"), "{text}");
+        // A name cannot ping the channel, and an agent's essay cannot break Slack's limits.
+        let mut d = ranked();
+        d.title = "Opsight alert: <!channel> DC".into();
+        d.items[0].headline = Some("x".repeat(10_000));
+        d.items[0].root_cause = Some("<@U123> ".repeat(2_000));
+        let v = slack(&d);
+        // mrkdwn is where Slack reads mentions (the header is plain text, shown as typed).
+        let mrkdwn: Vec<&str> = std::iter::once(v["text"].as_str().unwrap())
+            .chain(
+                v["blocks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|b| b["type"] == "section")
+                    .map(|b| b["text"]["text"].as_str().unwrap()),
+            )
+            .collect();
+        assert!(
+            mrkdwn
+                .iter()
+                .all(|t| !t.contains("<!channel>") && !t.contains("<@U123>")),
+            "{mrkdwn:?}"
+        );
+        assert!(
+            v["blocks"][0]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .chars()
+                .count()
+                <= 150
+        );
+        for b in v["blocks"].as_array().unwrap() {
+            if let Some(t) = b["text"]["text"].as_str() {
+                assert!(
+                    t.chars().count() <= 3000,
+                    "{} characters",
+                    t.chars().count()
+                );
+            }
+        }
     }
 
     #[test]
     fn generic_payload_matches_golden() {
         let v = generic(&ranked());
-        golden("digest_generic.json", &(serde_json::to_string_pretty(&v).unwrap() + "\n"));
+        golden(
+            "digest_generic.json",
+            &(serde_json::to_string_pretty(&v).unwrap() + "\n"),
+        );
         let back: Digest = serde_json::from_value(v["digest"].clone()).unwrap();
         assert_eq!(back, ranked());
     }

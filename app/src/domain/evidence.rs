@@ -473,7 +473,9 @@ fn suspect_reasons(checks: &DataChecks, rules: &Rules) -> Vec<String> {
     let open_limit = rules
         .threshold("data_past_due_open_share", 0.05)
         .map(|v| 100.0 * v);
-    if let Some(open_limit) = open_limit.filter(|l| checks.lines_due > 0 && checks.past_due_open_share_pct > *l) {
+    if let Some(open_limit) =
+        open_limit.filter(|l| checks.lines_due > 0 && checks.past_due_open_share_pct > *l)
+    {
         out.push(format!(
             "{} of {} lines due ({:.1}%) have no delivered date (limit {:.1}%)",
             checks.past_due_open, checks.lines_due, checks.past_due_open_share_pct, open_limit

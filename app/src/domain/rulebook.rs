@@ -121,7 +121,12 @@ pub const CATALOGUE: [Known; 11] = [
     },
     known("at_risk_band_pp", "threshold", (0.1, 50.0), "points"),
     known("data_past_due_open_share", "threshold", (0.0, 1.0), "share"),
-    known("data_unreasoned_failure_share", "threshold", (0.0, 1.0), "share"),
+    known(
+        "data_unreasoned_failure_share",
+        "threshold",
+        (0.0, 1.0),
+        "share",
+    ),
     known("data_volume_low_share", "threshold", (0.0, 1.0), "share"),
     Known {
         integer: true,
@@ -172,7 +177,10 @@ fn check_text(field: &str, text: &str, max: usize, required: bool, out: &mut Vec
     if required && n == 0 {
         out.push(problem(field, format!("{field} is required")));
     } else if n > max {
-        out.push(problem(field, format!("{field} is {n} characters; at most {max}")));
+        out.push(problem(
+            field,
+            format!("{field} is {n} characters; at most {max}"),
+        ));
     }
 }
 
@@ -301,7 +309,10 @@ pub fn check(rules: &Rules, edit: &RuleEdit, sites: &[String]) -> Vec<Problem> {
             } else {
                 "key"
             };
-            out.push(problem(field, format!("{} already exists", edit.item.label())));
+            out.push(problem(
+                field,
+                format!("{} already exists", edit.item.label()),
+            ));
             return out;
         }
         (EditOp::Create, None) => {}
@@ -321,7 +332,10 @@ pub fn check(rules: &Rules, edit: &RuleEdit, sites: &[String]) -> Vec<Problem> {
                         if k.can_disable {
                             format!("{} is built in: disable it instead", k.key)
                         } else {
-                            format!("{} is built in and defines the KPIs: edit its value instead", k.key)
+                            format!(
+                                "{} is built in and defines the KPIs: edit its value instead",
+                                k.key
+                            )
                         },
                     ));
                 }
@@ -332,7 +346,10 @@ pub fn check(rules: &Rules, edit: &RuleEdit, sites: &[String]) -> Vec<Problem> {
                 if known_rule(&e.key).is_some_and(|k| !k.can_disable) {
                     out.push(problem(
                         "key",
-                        format!("{} defines the KPIs and cannot be disabled: edit its value instead", e.key),
+                        format!(
+                            "{} defines the KPIs and cannot be disabled: edit its value instead",
+                            e.key
+                        ),
                     ));
                 }
             }
@@ -376,7 +393,7 @@ fn check_fields(item: &RuleItem, sites: &[String], out: &mut Vec<Problem>) {
         RuleItem::Rule(e) => check_rule(e, out),
         RuleItem::Target(t) => {
             let metric = check_metric(&t.metric, out);
-            if t.site != "*" && !sites.iter().any(|s| *s == t.site) {
+            if t.site != "*" && !sites.contains(&t.site) {
                 out.push(problem(
                     "site",
                     format!("unknown site '{}'; a site code or * for all sites", t.site),
@@ -384,7 +401,10 @@ fn check_fields(item: &RuleItem, sites: &[String], out: &mut Vec<Problem>) {
             }
             let ratio = metric.is_none_or(Metric::is_ratio);
             if !t.target.is_finite() || (ratio && !(t.target > 0.0 && t.target <= 100.0)) {
-                out.push(problem("target", "a target is a percentage above 0 and at most 100"));
+                out.push(problem(
+                    "target",
+                    "a target is a percentage above 0 and at most 100",
+                ));
             } else if !ratio && t.target < 0.0 {
                 out.push(problem("target", "a volume target is 0 lines or more"));
             }
@@ -399,9 +419,7 @@ fn check_fields(item: &RuleItem, sites: &[String], out: &mut Vec<Problem>) {
                     Condition::Drop | Condition::Rise | Condition::Move => {
                         v > 0.0 && v <= if ratio { 100.0 } else { 1000.0 }
                     }
-                    Condition::Below | Condition::Above => {
-                        v >= 0.0 && (!ratio || v <= 100.0)
-                    }
+                    Condition::Below | Condition::Above => v >= 0.0 && (!ratio || v <= 100.0),
                     Condition::BelowTarget => v >= 0.0 && (!ratio || v <= 100.0),
                 };
             if !ok {
@@ -415,10 +433,17 @@ fn check_fields(item: &RuleItem, sites: &[String], out: &mut Vec<Problem>) {
                     },
                 ));
             }
-            if t.periods == 0 || t.periods > MAX_PERIODS {
+            // The dashboard holds 12 weeks; a week-over-week streak also needs the week
+            // before its first.
+            let max = if t.condition.is_change() {
+                MAX_PERIODS - 1
+            } else {
+                MAX_PERIODS
+            };
+            if t.periods == 0 || t.periods > max {
                 out.push(problem(
                     "periods",
-                    format!("consecutive weeks is 1 to {MAX_PERIODS}"),
+                    format!("consecutive weeks is 1 to {max} for this condition"),
                 ));
             }
             check_text("description", &t.description, MAX_DESCRIPTION, false, out);
@@ -450,7 +475,10 @@ fn check_rule(e: &RuleEntry, out: &mut Vec<Problem>) {
     };
     check_key(base, out);
     if !KINDS.contains(&e.kind.as_str()) {
-        out.push(problem("kind", "kind is parameter, threshold or sensitivity"));
+        out.push(problem(
+            "kind",
+            "kind is parameter, threshold or sensitivity",
+        ));
     }
     check_text("description", &e.description, MAX_DESCRIPTION, false, out);
     if !e.value.is_finite() {
@@ -459,7 +487,10 @@ fn check_rule(e: &RuleEntry, out: &mut Vec<Problem>) {
     let Some(k) = known_rule(base) else {
         // Custom rules mean nothing to Opsight itself: they are context for agents.
         if suffix.is_some() {
-            out.push(problem("key", format!("only built-in rules have per-KPI versions; '{base}' is not one")));
+            out.push(problem(
+                "key",
+                format!("only built-in rules have per-KPI versions; '{base}' is not one"),
+            ));
         }
         if e.kind != "parameter" {
             out.push(problem(
@@ -467,7 +498,10 @@ fn check_rule(e: &RuleEntry, out: &mut Vec<Problem>) {
                 "a custom rule is a parameter: it is passed to agents, and Opsight's own checks do not read it",
             ));
         }
-        if e.metric.as_deref().is_some_and(|m| Metric::parse(m).is_none()) {
+        if e.metric
+            .as_deref()
+            .is_some_and(|m| Metric::parse(m).is_none())
+        {
             check_metric(e.metric.as_deref().unwrap_or_default(), out);
         }
         check_text("description", &e.description, MAX_DESCRIPTION, true, out);
@@ -475,6 +509,12 @@ fn check_rule(e: &RuleEntry, out: &mut Vec<Problem>) {
     };
     if e.kind != k.kind {
         out.push(problem("kind", format!("{} is a {}", k.key, k.kind)));
+    }
+    if !e.enabled && !k.can_disable && !e.key.contains('.') {
+        out.push(problem(
+            "enabled",
+            format!("{} defines the KPIs and cannot be disabled", k.key),
+        ));
     }
     match suffix {
         Some(_) if !k.per_metric => out.push(problem(
@@ -485,14 +525,20 @@ fn check_rule(e: &RuleEntry, out: &mut Vec<Problem>) {
             if Metric::parse(m).is_none() {
                 check_metric(m, out);
             } else if e.metric.as_deref() != Some(m) {
-                out.push(problem("metric", format!("{} applies to {m}: set the KPI to {m}", e.key)));
+                out.push(problem(
+                    "metric",
+                    format!("{} applies to {m}: set the KPI to {m}", e.key),
+                ));
             }
         }
         None => {
             if e.metric.is_some() {
                 out.push(problem(
                     "metric",
-                    format!("{} applies to all KPIs; for one KPI create {}.<kpi>", k.key, k.key),
+                    format!(
+                        "{} applies to all KPIs; for one KPI create {}.<kpi>",
+                        k.key, k.key
+                    ),
                 ));
             }
         }
@@ -539,23 +585,39 @@ pub fn apply(rules: &Rules, edit: &RuleEdit) -> (Rules, String) {
         }
     }
     match &item {
-        RuleItem::Rule(e) => put(&mut next.entries, |x| x.key == e.key, (!delete).then(|| e.clone())),
+        RuleItem::Rule(e) => put(
+            &mut next.entries,
+            |x| x.key == e.key,
+            (!delete).then(|| e.clone()),
+        ),
         RuleItem::Target(t) => put(
             &mut next.targets,
             |x| x.metric == t.metric && x.site == t.site,
             (!delete).then(|| t.clone()),
         ),
-        RuleItem::Trigger(t) => put(&mut next.triggers, |x| x.key == t.key, (!delete).then(|| t.clone())),
-        RuleItem::Playbook(p) => put(&mut next.playbooks, |x| x.key == p.key, (!delete).then(|| p.clone())),
+        RuleItem::Trigger(t) => put(
+            &mut next.triggers,
+            |x| x.key == t.key,
+            (!delete).then(|| t.clone()),
+        ),
+        RuleItem::Playbook(p) => put(
+            &mut next.playbooks,
+            |x| x.key == p.key,
+            (!delete).then(|| p.clone()),
+        ),
     }
     let what = match (&before, &item, edit.op) {
         (Some(RuleItem::Rule(a)), RuleItem::Rule(b), EditOp::Update) if a.value != b.value => {
             format!(": {} → {}", a.value, b.value)
         }
-        (Some(RuleItem::Target(a)), RuleItem::Target(b), EditOp::Update) if a.target != b.target => {
+        (Some(RuleItem::Target(a)), RuleItem::Target(b), EditOp::Update)
+            if a.target != b.target =>
+        {
             format!(": {} → {}", a.target, b.target)
         }
-        (_, RuleItem::Trigger(t), EditOp::Create | EditOp::Update) => format!(" ({} {})", t.metric, t.describe()),
+        (_, RuleItem::Trigger(t), EditOp::Create | EditOp::Update) => {
+            format!(" ({} {})", t.metric, t.describe())
+        }
         (_, RuleItem::Playbook(p), EditOp::Create | EditOp::Update) => {
             format!(" ({} → {}, {})", p.cause, p.owner, p.priority)
         }
@@ -603,26 +665,57 @@ mod tests {
     #[test]
     fn built_in_rules_keep_their_kind_range_and_scope() {
         let r = sample_rules();
-        let ok = edit(EditOp::Update, rule("at_risk_band_pp", "threshold", None, 3.0));
+        let ok = edit(
+            EditOp::Update,
+            rule("at_risk_band_pp", "threshold", None, 3.0),
+        );
         assert!(check(&r, &ok, &sites()).is_empty());
-        let p = check(&r, &edit(EditOp::Update, rule("at_risk_band_pp", "threshold", None, 80.0)), &sites());
+        let p = check(
+            &r,
+            &edit(
+                EditOp::Update,
+                rule("at_risk_band_pp", "threshold", None, 80.0),
+            ),
+            &sites(),
+        );
         assert_eq!(fields(&p), ["value"]);
         assert!(p[0].message.contains("0.1 to 50"), "{p:?}");
-        let p = check(&r, &edit(EditOp::Update, rule("at_risk_band_pp", "parameter", Some("otif"), f64::NAN)), &sites());
+        let p = check(
+            &r,
+            &edit(
+                EditOp::Update,
+                rule("at_risk_band_pp", "parameter", Some("otif"), f64::NAN),
+            ),
+            &sites(),
+        );
         assert_eq!(fields(&p), ["kind", "metric", "value"], "{p:?}");
     }
 
     #[test]
     fn per_kpi_overrides_name_their_kpi() {
         let r = sample_rules();
-        let good = edit(EditOp::Create, rule("anomaly_z.otif", "sensitivity", Some("otif"), 5.0));
+        let good = edit(
+            EditOp::Create,
+            rule("anomaly_z.otif", "sensitivity", Some("otif"), 5.0),
+        );
         assert!(check(&r, &good, &sites()).is_empty());
-        let wrong_metric = edit(EditOp::Create, rule("anomaly_z.otif", "sensitivity", Some("fill_rate"), 5.0));
+        let wrong_metric = edit(
+            EditOp::Create,
+            rule("anomaly_z.otif", "sensitivity", Some("fill_rate"), 5.0),
+        );
         assert_eq!(fields(&check(&r, &wrong_metric, &sites())), ["metric"]);
-        let no_override = edit(EditOp::Create, rule("at_risk_band_pp.otif", "threshold", Some("otif"), 1.0));
+        let no_override = edit(
+            EditOp::Create,
+            rule("at_risk_band_pp.otif", "threshold", Some("otif"), 1.0),
+        );
         assert_eq!(fields(&check(&r, &no_override, &sites())), ["key"]);
-        let bad_kpi = edit(EditOp::Create, rule("anomaly_z.otf", "sensitivity", Some("otf"), 5.0));
-        assert!(check(&r, &bad_kpi, &sites())[0].message.contains("unknown KPI 'otf'"));
+        let bad_kpi = edit(
+            EditOp::Create,
+            rule("anomaly_z.otf", "sensitivity", Some("otf"), 5.0),
+        );
+        assert!(check(&r, &bad_kpi, &sites())[0]
+            .message
+            .contains("unknown KPI 'otf'"));
     }
 
     #[test]
@@ -636,11 +729,33 @@ mod tests {
             description: String::new(),
             enabled: true,
         });
-        let del = check(&r, &edit(EditOp::Delete, rule("at_risk_band_pp", "threshold", None, 2.0)), &sites());
+        let del = check(
+            &r,
+            &edit(
+                EditOp::Delete,
+                rule("at_risk_band_pp", "threshold", None, 2.0),
+            ),
+            &sites(),
+        );
         assert!(del[0].message.contains("disable it instead"), "{del:?}");
-        let off = check(&r, &edit(EditOp::Disable, rule("on_time_window_days", "parameter", None, 0.0)), &sites());
+        let off = check(
+            &r,
+            &edit(
+                EditOp::Disable,
+                rule("on_time_window_days", "parameter", None, 0.0),
+            ),
+            &sites(),
+        );
         assert!(off[0].message.contains("cannot be disabled"), "{off:?}");
-        assert!(check(&r, &edit(EditOp::Disable, rule("at_risk_band_pp", "threshold", None, 2.0)), &sites()).is_empty());
+        assert!(check(
+            &r,
+            &edit(
+                EditOp::Disable,
+                rule("at_risk_band_pp", "threshold", None, 2.0)
+            ),
+            &sites()
+        )
+        .is_empty());
     }
 
     #[test]
@@ -652,21 +767,41 @@ mod tests {
             e.kind = "threshold".into();
             e.description = " ".into();
         }
-        assert_eq!(fields(&check(&r, &edit(EditOp::Create, custom), &sites())), ["description", "kind"]);
+        assert_eq!(
+            fields(&check(&r, &edit(EditOp::Create, custom), &sites())),
+            ["description", "kind"]
+        );
         let bad_key = rule("Peak Season", "parameter", None, 1.0);
-        assert_eq!(fields(&check(&r, &edit(EditOp::Create, bad_key), &sites())), ["key"]);
+        assert_eq!(
+            fields(&check(&r, &edit(EditOp::Create, bad_key), &sites())),
+            ["key"]
+        );
     }
 
     #[test]
     fn create_update_and_version_conflicts() {
         let r = sample_rules();
-        let dup = check(&r, &edit(EditOp::Create, rule("at_risk_band_pp", "threshold", None, 2.0)), &sites());
+        let dup = check(
+            &r,
+            &edit(
+                EditOp::Create,
+                rule("at_risk_band_pp", "threshold", None, 2.0),
+            ),
+            &sites(),
+        );
         assert!(dup[0].message.contains("already exists"));
-        let missing = check(&r, &edit(EditOp::Update, rule("nope", "parameter", None, 2.0)), &sites());
+        let missing = check(
+            &r,
+            &edit(EditOp::Update, rule("nope", "parameter", None, 2.0)),
+            &sites(),
+        );
         assert!(missing[0].message.contains("there is no rule nope"));
         let stale = RuleEdit {
             expected_version: 0,
-            ..edit(EditOp::Update, rule("at_risk_band_pp", "threshold", None, 2.0))
+            ..edit(
+                EditOp::Update,
+                rule("at_risk_band_pp", "threshold", None, 2.0),
+            )
         };
         assert_eq!(fields(&check(&r, &stale, &sites())), ["version"]);
     }
@@ -683,11 +818,19 @@ mod tests {
             })
         };
         assert!(check(&r, &edit(EditOp::Create, t("ATL", 96.0)), &sites()).is_empty());
-        assert_eq!(fields(&check(&r, &edit(EditOp::Create, t("XXX", 96.0)), &sites())), ["site"]);
-        assert_eq!(fields(&check(&r, &edit(EditOp::Create, t("ATL", 120.0)), &sites())), ["target"]);
-        assert!(check(&r, &edit(EditOp::Create, t("DAL", 96.0)), &sites())[0]
-            .message
-            .contains("otif target for DAL already exists"));
+        assert_eq!(
+            fields(&check(&r, &edit(EditOp::Create, t("XXX", 96.0)), &sites())),
+            ["site"]
+        );
+        assert_eq!(
+            fields(&check(&r, &edit(EditOp::Create, t("ATL", 120.0)), &sites())),
+            ["target"]
+        );
+        assert!(
+            check(&r, &edit(EditOp::Create, t("DAL", 96.0)), &sites())[0]
+                .message
+                .contains("otif target for DAL already exists")
+        );
     }
 
     #[test]
@@ -704,9 +847,28 @@ mod tests {
                 enabled: true,
             })
         };
-        assert!(check(&r, &edit(EditOp::Create, t(Condition::BelowTarget, 1.0, 3)), &sites()).is_empty());
-        assert_eq!(fields(&check(&r, &edit(EditOp::Create, t(Condition::Drop, 0.0, 0)), &sites())), ["periods", "value"]);
-        assert_eq!(fields(&check(&r, &edit(EditOp::Create, t(Condition::Below, 140.0, 13)), &sites())), ["periods", "value"]);
+        assert!(check(
+            &r,
+            &edit(EditOp::Create, t(Condition::BelowTarget, 1.0, 3)),
+            &sites()
+        )
+        .is_empty());
+        assert_eq!(
+            fields(&check(
+                &r,
+                &edit(EditOp::Create, t(Condition::Drop, 0.0, 0)),
+                &sites()
+            )),
+            ["periods", "value"]
+        );
+        assert_eq!(
+            fields(&check(
+                &r,
+                &edit(EditOp::Create, t(Condition::Below, 140.0, 13)),
+                &sites()
+            )),
+            ["periods", "value"]
+        );
     }
 
     #[test]
@@ -720,34 +882,81 @@ mod tests {
             priority: "high".into(),
             enabled: true,
         };
-        let p = check(&r, &edit(EditOp::Create, RuleItem::Playbook(pb("late2", "reason:carrier_late"))), &sites());
-        assert!(p[0].message.contains("playbook carrier_late already covers"), "{p:?}");
+        let p = check(
+            &r,
+            &edit(
+                EditOp::Create,
+                RuleItem::Playbook(pb("late2", "reason:carrier_late")),
+            ),
+            &sites(),
+        );
+        assert!(
+            p[0].message
+                .contains("playbook carrier_late already covers"),
+            "{p:?}"
+        );
         // Disabled, the old one no longer blocks, and it cannot come back while the new one is on.
         r.playbooks[0].enabled = false;
-        let new = edit(EditOp::Create, RuleItem::Playbook(pb("late2", "reason:carrier_late")));
+        let new = edit(
+            EditOp::Create,
+            RuleItem::Playbook(pb("late2", "reason:carrier_late")),
+        );
         assert!(check(&r, &new, &sites()).is_empty());
         let (r2, summary) = apply(&r, &new);
         assert_eq!(r2.version, 2);
-        assert!(summary.starts_with("created playbook late2 (reason:carrier_late → Transport, high)"), "{summary}");
+        assert!(
+            summary.starts_with("created playbook late2 (reason:carrier_late → Transport, high)"),
+            "{summary}"
+        );
         let back = RuleEdit {
             expected_version: 2,
-            ..edit(EditOp::Enable, RuleItem::Playbook(pb("carrier_late", "reason:carrier_late")))
+            ..edit(
+                EditOp::Enable,
+                RuleItem::Playbook(pb("carrier_late", "reason:carrier_late")),
+            )
         };
         assert_eq!(fields(&check(&r2, &back, &sites())), ["cause"]);
         let bad = pb("x", "weather");
-        let p = check(&r, &edit(EditOp::Create, RuleItem::Playbook(Playbook { priority: "urgent".into(), owner: String::new(), ..bad })), &sites());
+        let p = check(
+            &r,
+            &edit(
+                EditOp::Create,
+                RuleItem::Playbook(Playbook {
+                    priority: "urgent".into(),
+                    owner: String::new(),
+                    ..bad
+                }),
+            ),
+            &sites(),
+        );
         assert_eq!(fields(&p), ["cause", "owner", "priority"]);
     }
 
     #[test]
     fn apply_updates_enables_and_deletes() {
         let r = sample_rules();
-        let (r2, s) = apply(&r, &edit(EditOp::Update, rule("at_risk_band_pp", "threshold", None, 3.0)));
+        let (r2, s) = apply(
+            &r,
+            &edit(
+                EditOp::Update,
+                rule("at_risk_band_pp", "threshold", None, 3.0),
+            ),
+        );
         assert_eq!(r2.value("at_risk_band_pp", 0.0), 3.0);
         assert_eq!(s, "changed rule at_risk_band_pp: 2 → 3");
         // Disabling keeps the stored value whatever the form sent.
-        let (r3, s) = apply(&r2, &edit(EditOp::Disable, rule("at_risk_band_pp", "threshold", None, 99.0)));
-        let row = r3.entries.iter().find(|e| e.key == "at_risk_band_pp").unwrap();
+        let (r3, s) = apply(
+            &r2,
+            &edit(
+                EditOp::Disable,
+                rule("at_risk_band_pp", "threshold", None, 99.0),
+            ),
+        );
+        let row = r3
+            .entries
+            .iter()
+            .find(|e| e.key == "at_risk_band_pp")
+            .unwrap();
         assert!(!row.enabled && row.value == 3.0);
         assert_eq!(s, "disabled rule at_risk_band_pp");
         let trigger = r.triggers[0].clone();

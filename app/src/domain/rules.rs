@@ -96,7 +96,9 @@ impl Condition {
         match self {
             Condition::Drop => format!("down {value}{change_unit} or more week over week"),
             Condition::Rise => format!("up {value}{change_unit} or more week over week"),
-            Condition::Move => format!("moved {value}{change_unit} or more either way week over week"),
+            Condition::Move => {
+                format!("moved {value}{change_unit} or more either way week over week")
+            }
             Condition::Below => format!("below {value}{level_unit}"),
             Condition::Above => format!("above {value}{level_unit}"),
             Condition::BelowTarget => {
@@ -225,8 +227,18 @@ impl Rules {
             version: self.version,
             entries: self.entries.iter().filter(|e| e.enabled).cloned().collect(),
             targets: self.targets.iter().filter(|e| e.enabled).cloned().collect(),
-            triggers: self.triggers.iter().filter(|e| e.enabled).cloned().collect(),
-            playbooks: self.playbooks.iter().filter(|e| e.enabled).cloned().collect(),
+            triggers: self
+                .triggers
+                .iter()
+                .filter(|e| e.enabled)
+                .cloned()
+                .collect(),
+            playbooks: self
+                .playbooks
+                .iter()
+                .filter(|e| e.enabled)
+                .cloned()
+                .collect(),
         }
     }
 
@@ -476,8 +488,13 @@ mod tests {
         let t = Some(95.0);
         assert!(r.trigger(Metric::Otif, &series(&[96.0, 93.0]), t).is_some());
         assert!(r.trigger(Metric::Otif, &series(&[96.0, 93.1]), t).is_none());
-        assert!(r.trigger(Metric::Otif, &series(&[93.0]), t).is_none(), "no previous week");
-        assert!(r.trigger(Metric::OnTime, &series(&[99.0, 80.0]), t).is_none());
+        assert!(
+            r.trigger(Metric::Otif, &series(&[93.0]), t).is_none(),
+            "no previous week"
+        );
+        assert!(r
+            .trigger(Metric::OnTime, &series(&[99.0, 80.0]), t)
+            .is_none());
     }
 
     fn trigger(condition: Condition, value: f64, periods: u32) -> Trigger {
@@ -499,7 +516,10 @@ mod tests {
         assert!(below.fires(Metric::Otif, &series(&[96.0, 92.0, 93.0, 90.0]), t));
         assert!(!below.fires(Metric::Otif, &series(&[92.0, 96.0, 93.0, 90.0]), t));
         let gap = vec![Some(92.0), None, Some(92.0), Some(92.0)];
-        assert!(!below.fires(Metric::Otif, &gap, t), "a missing week breaks it");
+        assert!(
+            !below.fires(Metric::Otif, &gap, t),
+            "a missing week breaks it"
+        );
         assert!(!below.fires(Metric::Otif, &series(&[92.0, 92.0, 92.0]), None));
         // Three drops in a row need four weeks.
         let falling = trigger(Condition::Drop, 1.0, 3);
@@ -530,7 +550,9 @@ mod tests {
     fn disabled_rows_act_as_absent_and_disabled_thresholds_switch_off() {
         let mut r = sample_rules();
         r.triggers[0].enabled = false;
-        assert!(r.trigger(Metric::Otif, &series(&[96.0, 90.0]), None).is_none());
+        assert!(r
+            .trigger(Metric::Otif, &series(&[96.0, 90.0]), None)
+            .is_none());
         r.targets[1].enabled = false; // DAL's own target off: the network's applies
         assert_eq!(r.target("DAL", Metric::Otif), Some(95.0));
         r.entries[0].enabled = false; // no at-risk band

@@ -96,6 +96,9 @@ fn text_field(
     set: fn(&mut RuleItem, String),
     locked: bool,
 ) -> AnyView {
+    // What was typed is shown as typed: re-rendering the parsed number would turn "2." into
+    // "2" (and "2.5" into "25") while typing.
+    let typed = RwSignal::new(None::<String>);
     // Fields with suggestions name their datalist after themselves.
     let list = match field {
         "site" => Some("site-codes"),
@@ -105,8 +108,12 @@ fn text_field(
     view! {
         <label class=move || if problems.get().iter().any(|p| p.field == field) { "invalid" } else { "" }>
             {label}
-            <input name=field list=list prop:value=move || item.with(get) disabled=locked
-                on:input=move |ev| { let v = event_target_value(&ev); item.update(|i| set(i, v)); }/>
+            <input name=field list=list prop:value=move || typed.get().unwrap_or_else(|| item.with(get)) disabled=locked
+                on:input=move |ev| {
+                    let v = event_target_value(&ev);
+                    typed.set(Some(v.clone()));
+                    item.update(|i| set(i, v));
+                }/>
             {move || problems.get().into_iter().filter(|p| p.field == field).map(|p| view! {
                 <span class="field-error">{p.message}</span>
             }).collect_view()}
@@ -209,7 +216,8 @@ fn Editor(editing: Editing, view: RulesView, saved: Callback<RulesView>) -> AnyV
             }
             let meaning = move || {
                 let e = item.with(get);
-                known_rule(&e.key).map(|k| format!("{}: {} to {} ({})", k.kind, k.min, k.max, k.unit))
+                known_rule(&e.key)
+                    .map(|k| format!("{}: {} to {} ({})", k.kind, k.min, k.max, k.unit))
             };
             view! {
                 {text_field(item, problems, "key", "Rule (name, or name.kpi for one KPI)", |i| rule_of(i).key, |i, v| with(i, |e| e.key = v.trim().to_string()), !creating)}
@@ -245,7 +253,12 @@ fn Editor(editing: Editing, view: RulesView, saved: Callback<RulesView>) -> AnyV
             }
             let conditions = Condition::ALL
                 .iter()
-                .map(|c| (c.key().to_string(), c.describe(Metric::Otif, 0.0).replace('0', "N")))
+                .map(|c| {
+                    (
+                        c.key().to_string(),
+                        c.describe(Metric::Otif, 0.0).replace('0', "N"),
+                    )
+                })
                 .collect();
             view! {
                 {text_field(item, problems, "key", "Trigger name", |i| trigger_of(i).key, |i, v| with(i, |t| t.key = v.trim().to_string()), !creating)}
@@ -268,7 +281,16 @@ fn Editor(editing: Editing, view: RulesView, saved: Callback<RulesView>) -> AnyV
                 .iter()
                 .map(|d| format!("dimension:{d}"))
                 .chain(["effect:mix".to_string(), "data".to_string()])
-                .chain(["carrier_late", "short_pick", "stockout", "appointment_missed", "data_mismatch"].map(|r| format!("reason:{r}")));
+                .chain(
+                    [
+                        "carrier_late",
+                        "short_pick",
+                        "stockout",
+                        "appointment_missed",
+                        "data_mismatch",
+                    ]
+                    .map(|r| format!("reason:{r}")),
+                );
             view! {
                 {text_field(item, problems, "key", "Playbook name", |i| playbook_of(i).key, |i, v| with(i, |p| p.key = v.trim().to_string()), !creating)}
                 {text_field(item, problems, "cause", "Cause (reason:<code>, dimension:<name>, effect:mix, data)", |i| playbook_of(i).cause, |i, v| with(i, |p| p.cause = v.trim().to_string()), false)}
@@ -500,9 +522,12 @@ pub fn RulesPage() -> impl IntoView {
             <p class="hint">"Sent with every agent request. Each change is a new rules version; insights made under an older version are marked stale until refreshed."</p>
         </div>
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>
-            {move || Suspend::new(async move {
+            {move || {
+                // Read outside the async block so that a save re-renders the page.
+                let fresh = latest.get();
+                Suspend::new(async move {
                 let loaded = rules.await;
-                match latest.get().map(Ok).unwrap_or(loaded) {
+                match fresh.map(Ok).unwrap_or(loaded) {
                     Ok(v) => {
                         let v2 = v.clone();
                         view! {
@@ -516,7 +541,7 @@ pub fn RulesPage() -> impl IntoView {
                     }
                     Err(e) => view! { <p class="badge error-badge">{e.to_string()}</p> }.into_any(),
                 }
-            })}
+            })}}
         </Suspense>
     }
 }

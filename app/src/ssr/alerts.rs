@@ -62,10 +62,7 @@ async fn stored(state: &AppState) -> Result<HashMap<(String, String), Stored>, S
 
 fn title(row: &SiteRow, tile: &Tile, notice: Notice) -> String {
     let what = match notice {
-        Notice::Fired => format!(
-            "trigger {} fired",
-            tile.trigger.as_deref().unwrap_or("?")
-        ),
+        Notice::Fired => format!("trigger {} fired", tile.trigger.as_deref().unwrap_or("?")),
         Notice::Resolved => "back to normal: no trigger fires".to_string(),
         Notice::Flapping => {
             "keeps flipping between firing and normal; alerts paused until it settles".to_string()
@@ -83,6 +80,11 @@ pub async fn evaluate(state: &AppState) -> Result<Vec<String>, ServiceError> {
     let mut queued = Vec::new();
     for row in std::iter::once(&dashboard.network).chain(&dashboard.sites) {
         for tile in &row.tiles {
+            // A week without data says nothing about the trigger (a stopped feed is not
+            // "back to normal"): no observation.
+            if tile.value.is_none() {
+                continue;
+            }
             let key = (row.site.clone(), tile.metric.key().to_string());
             let fp = fingerprint(&dashboard.period.label, tile, dashboard.rules_version);
             let before = known.remove(&key);
@@ -144,6 +146,7 @@ pub async fn evaluate(state: &AppState) -> Result<Vec<String>, ServiceError> {
                     item.trigger = None;
                 }
                 let d = Digest {
+                    id: None,
                     title: title(row, tile, notice),
                     generated_at: now.clone(),
                     as_of: dashboard.as_of.clone(),

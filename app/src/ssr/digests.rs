@@ -90,6 +90,7 @@ pub async fn build(state: &AppState) -> Result<(Digest, f64), ServiceError> {
     }
     digest::rank(&mut items);
     let mut d = Digest {
+        id: None,
         title: format!("Opsight digest {}", dashboard.period.label),
         generated_at: super::insights::timestamp(chrono::Utc::now()),
         as_of: dashboard.as_of.clone(),
@@ -103,28 +104,40 @@ pub async fn build(state: &AppState) -> Result<(Digest, f64), ServiceError> {
     Ok((d, started.elapsed().as_secs_f64() * 1000.0))
 }
 
-/// Builds a digest and queues it to every digest channel; returns the notification id.
-pub async fn send(state: &AppState, schedule_id: Option<&str>) -> Result<String, ServiceError> {
+/// Stores a built digest and its deliveries in `tx`; returns the notification id.
+pub async fn queue(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    state: &AppState,
+    d: &Digest,
+    generation_ms: f64,
+    schedule_id: Option<&str>,
+) -> Result<String, ServiceError> {
+    let id = notify::enqueue(
+        tx,
+        &state.notifier,
+        &NewNotification {
+            kind: "digest",
+            digest: d,
+            schedule_id,
+            generation_ms: Some(generation_ms),
+            alert: None,
+        },
+    )
+    .await?;
+    tracing::info!(notification = %id, items = d.items.len() + d.more, generation_ms, "digest queued");
+    Ok(id)
+}
+
+/// Builds a digest now and queues it to every digest channel; returns the notification id.
+pub async fn send(state: &AppState) -> Result<String, ServiceError> {
     let (d, ms) = build(state).await?;
     let mut tx = state
         .db
         .begin()
         .await
         .context("Failed to start a transaction")?;
-    let id = notify::enqueue(
-        &mut tx,
-        &state.notifier,
-        &NewNotification {
-            kind: "digest",
-            digest: &d,
-            schedule_id,
-            generation_ms: Some(ms),
-            alert: None,
-        },
-    )
-    .await?;
+    let id = queue(&mut tx, state, &d, ms, None).await?;
     tx.commit().await.context("Failed to store the digest")?;
-    tracing::info!(notification = %id, items = d.items.len() + d.more, generation_ms = ms, "digest queued");
     state.notifier.wake.notify_one();
     Ok(id)
 }

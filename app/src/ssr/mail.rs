@@ -45,22 +45,26 @@ pub async fn send(
             password.expose().to_string(),
         ));
     }
-    builder
-        .build()
-        .send(message)
+    // lettre's timeout covers the connection only: bound the whole exchange, or a relay
+    // that stalls after its greeting would hold this replica's sender forever.
+    let sent = tokio::time::timeout(timeout, builder.build().send(message))
         .await
-        .map(|_| ())
-        .map_err(|e| {
-            let kind = if e.is_permanent() {
-                "refused"
-            } else if e.is_transient() {
-                "temporarily refused"
-            } else {
-                "failed"
-            };
+        .map_err(|_| {
             format!(
-                "sending e-mail through {}:{} {kind}",
-                smtp.host, smtp.port
+                "the SMTP server {}:{} did not finish within {} s",
+                smtp.host,
+                smtp.port,
+                timeout.as_secs()
             )
-        })
+        })?;
+    sent.map(|_| ()).map_err(|e| {
+        let kind = if e.is_permanent() {
+            "refused"
+        } else if e.is_transient() {
+            "temporarily refused"
+        } else {
+            "failed"
+        };
+        format!("sending e-mail through {}:{} {kind}", smtp.host, smtp.port)
+    })
 }

@@ -29,15 +29,15 @@
 //! - [`state`]: `AppState`, what every request and server function gets.
 
 pub mod actions;
-pub mod alerts;
 pub mod agent;
+pub mod alerts;
 pub mod analyst_server;
 pub mod ask;
 pub mod conversations;
 pub mod costs;
 pub mod crontab;
-pub mod digests;
 pub mod db;
+pub mod digests;
 pub mod evidence;
 pub mod feedback;
 pub mod import;

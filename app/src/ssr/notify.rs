@@ -17,7 +17,7 @@ use super::ServiceError;
 use crate::domain::alerts::AlertPolicy;
 use crate::domain::digest::{self, Digest};
 use anyhow::Context;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use std::time::Duration;
@@ -135,8 +135,9 @@ impl Notifier {
             match c.kind {
                 ChannelKind::Slack | ChannelKind::Json => {
                     let ok = c.url.as_ref().is_some_and(|u| {
-                        reqwest::Url::parse(u.expose())
-                            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                        reqwest::Url::parse(u.expose()).is_ok_and(|u| {
+                            matches!(u.scheme(), "http" | "https") && u.host().is_some()
+                        })
                     });
                     if !ok {
                         return Err(format!(
@@ -171,7 +172,9 @@ impl Notifier {
         }
         if let Some(b) = &self.base_url {
             if !(b.starts_with("http://") || b.starts_with("https://")) {
-                return Err(format!("base_url '{b}' must start with http:// or https://"));
+                return Err(format!(
+                    "base_url '{b}' must start with http:// or https://"
+                ));
             }
         }
         Ok(())
@@ -200,7 +203,11 @@ pub async fn enqueue(
     let now = Utc::now();
     let id = new_id(now, if n.kind == "alert" { "alr" } else { "dig" });
     let (site, metric, notice) = match n.alert {
-        Some((s, m, k)) => (Some(s.to_string()), Some(m.to_string()), Some(k.to_string())),
+        Some((s, m, k)) => (
+            Some(s.to_string()),
+            Some(m.to_string()),
+            Some(k.to_string()),
+        ),
         None => (None, None, None),
     };
     sqlx::query(
@@ -217,15 +224,23 @@ pub async fn enqueue(
     .bind(notice)
     .bind((n.digest.items.len() + n.digest.more) as i64)
     .bind(n.generation_ms)
-    .bind(serde_json::to_string(n.digest).context("Failed to encode the digest")?)
+    .bind(
+        serde_json::to_string(&Digest {
+            id: Some(id.clone()),
+            ..n.digest.clone()
+        })
+        .context("Failed to encode the digest")?,
+    )
     .execute(&mut **tx)
     .await
     .context("Failed to store the notification")?;
-    for c in notify
-        .channels
-        .iter()
-        .filter(|c| if n.kind == "alert" { c.alerts } else { c.digests })
-    {
+    for c in notify.channels.iter().filter(|c| {
+        if n.kind == "alert" {
+            c.alerts
+        } else {
+            c.digests
+        }
+    }) {
         sqlx::query(
             "INSERT INTO deliveries (id, notification_id, channel, format, status, attempts, \
              next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
@@ -257,7 +272,10 @@ async fn send(
     channel: &Channel,
     d: &Digest,
 ) -> Result<Option<u16>, (Option<u16>, String)> {
-    let timeout = state.notifier.send_timeout.unwrap_or(Duration::from_secs(10));
+    let timeout = state
+        .notifier
+        .send_timeout
+        .unwrap_or(Duration::from_secs(10));
     match channel.kind {
         ChannelKind::Slack | ChannelKind::Json => {
             let url = channel
@@ -288,13 +306,10 @@ async fn send(
             if r.status().is_success() {
                 Ok(Some(status))
             } else {
-                // The receiver's own words help (Slack says `invalid_payload`), briefly.
+                // A short error code helps (Slack answers `invalid_payload`); anything longer
+                // is dropped: receivers echo the request path, which is the credential.
                 let text = r.text().await.unwrap_or_default();
-                let snippet: String = text.chars().take(120).collect();
-                Err((
-                    Some(status),
-                    format!("the webhook answered HTTP {status}{}", if snippet.trim().is_empty() { String::new() } else { format!(": {}", snippet.trim()) }),
-                ))
+                Err((Some(status), webhook_error(status, &text)))
             }
         }
         ChannelKind::Email => {
@@ -312,39 +327,58 @@ async fn send(
 }
 
 /// Claims and sends every due delivery (at most `limit`); returns how many were tried.
-/// A delivery whose sender died mid-send is taken over when its lease expires.
+/// A delivery whose sender died mid-send is taken over when its lease expires, or marked
+/// failed when that was its last attempt.
 pub async fn deliver_due(state: &AppState, limit: i64) -> Result<usize, ServiceError> {
-    let now = Utc::now();
+    let now = timestamp(Utc::now());
+    let max = state.notifier.retry.max_attempts;
+    sqlx::query(
+        "UPDATE deliveries SET status = 'failed', lease_until = NULL, \
+         last_error = 'the sender stopped during the last attempt' \
+         WHERE status = 'sending' AND lease_until < $1 AND attempts >= $2",
+    )
+    .bind(now.clone())
+    .bind(max)
+    .execute(&state.db)
+    .await
+    .context("Failed to close abandoned deliveries")?;
     let due: Vec<String> = sqlx::query_scalar(
         "SELECT id FROM deliveries WHERE (status = 'pending' AND next_attempt_at <= $1) \
          OR (status = 'sending' AND lease_until < $1) ORDER BY next_attempt_at LIMIT $2",
     )
-    .bind(timestamp(now))
+    .bind(now)
     .bind(limit)
     .fetch_all(&state.db)
     .await
     .context("Failed to read due deliveries")?;
     let mut tried = 0;
     for id in due {
-        if deliver_one(state, &id, now).await? {
+        if deliver_one(state, &id).await? {
             tried += 1;
         }
     }
     Ok(tried)
 }
 
-async fn deliver_one(state: &AppState, id: &str, now: DateTime<Utc>) -> Result<bool, ServiceError> {
-    let timeout = state.notifier.send_timeout.unwrap_or(Duration::from_secs(10));
-    let lease = now + chrono::Duration::from_std(timeout * 2 + Duration::from_secs(5)).unwrap_or_default();
+async fn deliver_one(state: &AppState, id: &str) -> Result<bool, ServiceError> {
+    // The lease starts at the claim (not at the batch's start) and outlasts one send.
+    let now = Utc::now();
+    let timeout = state
+        .notifier
+        .send_timeout
+        .unwrap_or(Duration::from_secs(10));
+    let lease =
+        now + chrono::Duration::from_std(timeout * 2 + Duration::from_secs(5)).unwrap_or_default();
     let claimed = sqlx::query(
         "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, claimed_by = $2, \
          lease_until = $3 WHERE id = $1 AND ((status = 'pending' AND next_attempt_at <= $4) \
-         OR (status = 'sending' AND lease_until < $4))",
+         OR (status = 'sending' AND lease_until < $4 AND attempts < $5))",
     )
     .bind(id.to_string())
     .bind(state.jobs.replica.to_string())
     .bind(timestamp(lease))
     .bind(timestamp(now))
+    .bind(state.notifier.retry.max_attempts)
     .execute(&state.db)
     .await
     .context("Failed to claim a delivery")?
@@ -408,6 +442,23 @@ async fn deliver_one(state: &AppState, id: &str, now: DateTime<Utc>) -> Result<b
     Ok(true)
 }
 
+/// "the webhook answered HTTP 400: invalid_payload"; the body only when it is a short
+/// code (letters, digits, `_`, `-`, `.`, spaces), never free text that may quote the URL.
+fn webhook_error(status: u16, body: &str) -> String {
+    let code = body.trim();
+    let safe = !code.is_empty()
+        && code.len() <= 40
+        && !code.contains('/')
+        && code
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ' '));
+    if safe {
+        format!("the webhook answered HTTP {status}: {code}")
+    } else {
+        format!("the webhook answered HTTP {status}")
+    }
+}
+
 fn channel_gone(state: &AppState, name: &str) -> bool {
     state.notifier.channel(name).is_none()
 }
@@ -465,7 +516,9 @@ pub async fn deliveries(db: &Db, notification: &str) -> Result<Vec<DeliveryView>
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(|e| ServiceError::Internal(anyhow::Error::new(e).context("Failed to read deliveries")))
+        .map_err(|e| {
+            ServiceError::Internal(anyhow::Error::new(e).context("Failed to read deliveries"))
+        })
 }
 
 /// The notifications page.
@@ -501,6 +554,23 @@ pub async fn digest_of(db: &Db, id: &str) -> Result<Digest, ServiceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_errors_keep_codes_and_drop_echoed_paths() {
+        assert_eq!(
+            webhook_error(400, "invalid_payload\n"),
+            "the webhook answered HTTP 400: invalid_payload"
+        );
+        assert_eq!(
+            webhook_error(404, "Cannot POST /hooks/T0/B0/secret"),
+            "the webhook answered HTTP 404"
+        );
+        assert_eq!(
+            webhook_error(500, &"x".repeat(80)),
+            "the webhook answered HTTP 500"
+        );
+        assert_eq!(webhook_error(502, ""), "the webhook answered HTTP 502");
+    }
 
     #[test]
     fn backoff_grows_fourfold_and_is_capped() {

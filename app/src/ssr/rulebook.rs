@@ -20,12 +20,26 @@ fn describe(problems: &[Problem]) -> String {
         .join("; ")
 }
 
+/// An edit checked against the rule book it was read with, ready to be stored.
+pub struct Prepared {
+    base_version: i64,
+    next: Rules,
+    summary: String,
+    item: RuleItem,
+}
+
 /// Applies `edit`; returns the new rule book and the change it recorded.
 pub async fn save(
     db: &Db,
     edit: &RuleEdit,
     changed_by: Option<&str>,
 ) -> Result<(Rules, RuleChange), ServiceError> {
+    let prepared = prepare(db, edit).await?;
+    commit(db, prepared, changed_by).await
+}
+
+/// Reads the rule book and checks `edit` against it.
+pub async fn prepare(db: &Db, edit: &RuleEdit) -> Result<Prepared, ServiceError> {
     let rules = db::rules(db).await?;
     let sites: Vec<String> = db::sites(db).await?.into_iter().map(|s| s.code).collect();
     let problems = rulebook::check(&rules, edit, &sites);
@@ -39,26 +53,45 @@ pub async fn save(
         )));
     }
     let (next, summary) = rulebook::apply(&rules, edit);
+    Ok(Prepared {
+        base_version: rules.version,
+        next,
+        summary,
+        item: edit.item.clone(),
+    })
+}
+
+/// Stores a prepared edit, unless the rules moved on since it was prepared (409).
+pub async fn commit(
+    db: &Db,
+    prepared: Prepared,
+    changed_by: Option<&str>,
+) -> Result<(Rules, RuleChange), ServiceError> {
+    let Prepared {
+        base_version,
+        next,
+        summary,
+        item,
+    } = prepared;
     let now = timestamp(chrono::Utc::now());
     let mut tx = db.begin().await.context("Failed to start a transaction")?;
-    let bumped = sqlx::query(
-        "UPDATE settings SET value = $1 WHERE key = 'rules_version' AND value = $2",
-    )
-    .bind(next.version.to_string())
-    .bind(rules.version.to_string())
-    .execute(&mut *tx)
-    .await
-    .context("Failed to bump the rules version")?;
+    let bumped =
+        sqlx::query("UPDATE settings SET value = $1 WHERE key = 'rules_version' AND value = $2")
+            .bind(next.version.to_string())
+            .bind(base_version.to_string())
+            .execute(&mut *tx)
+            .await
+            .context("Failed to bump the rules version")?;
     if bumped.rows_affected() == 0 {
         return Err(ServiceError::Conflict(format!(
             "the rules changed while you saved (version {} is taken); reload and try again",
             next.version
         )));
     }
-    let row = find_after(&next, &edit.item);
-    write(&mut tx, &edit.item, row.as_ref())
+    let row = find_after(&next, &item);
+    write(&mut tx, &item, row.as_ref())
         .await
-        .with_context(|| format!("Failed to store {}", edit.item.noun()))?;
+        .with_context(|| format!("Failed to store {}", item.noun()))?;
     sqlx::query(
         "INSERT INTO rule_changes (version, changed_at, changed_by, summary, rules_json) \
          VALUES ($1, $2, $3, $4, $5)",
@@ -71,7 +104,9 @@ pub async fn save(
     .execute(&mut *tx)
     .await
     .context("Failed to record the rules change")?;
-    tx.commit().await.context("Failed to store the rules change")?;
+    tx.commit()
+        .await
+        .context("Failed to store the rules change")?;
     tracing::info!(version = next.version, change = %summary, "rules changed");
     let change = RuleChange {
         version: next.version,
@@ -164,13 +199,15 @@ async fn write(
             .await?;
         }
         Some(RuleItem::Target(t)) => {
-            sqlx::query("INSERT INTO targets (metric, site, target, enabled) VALUES ($1, $2, $3, $4)")
-                .bind(t.metric.clone())
-                .bind(t.site.clone())
-                .bind(stored_target(&t.metric, t.target))
-                .bind(on(t.enabled))
-                .execute(&mut **tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO targets (metric, site, target, enabled) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(t.metric.clone())
+            .bind(t.site.clone())
+            .bind(stored_target(&t.metric, t.target))
+            .bind(on(t.enabled))
+            .execute(&mut **tx)
+            .await?;
         }
         Some(RuleItem::Trigger(t)) => {
             sqlx::query(

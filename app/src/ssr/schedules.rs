@@ -461,6 +461,13 @@ async fn fire_one(
             "catch-up: {at_least}{n} earlier tick(s) missed while no replica ran; ran once"
         )),
     };
+    // A digest is built before the claim so that claiming the tick and queueing the digest
+    // commit together: if building fails, the tick stays due and is tried again.
+    let built = if digest && !skipped {
+        Some(super::digests::build(state).await?)
+    } else {
+        None
+    };
     let mut tx = state
         .db
         .begin()
@@ -485,15 +492,20 @@ async fn fire_one(
         return Ok(());
     }
     if digest {
-        // The tick is claimed; the digest is built after the claim commits, so a slow
-        // build never holds the schedule row.
+        let queued = match &built {
+            Some((d, ms)) => {
+                Some(super::digests::queue(&mut tx, state, d, *ms, Some(&s.id)).await?)
+            }
+            None => None,
+        };
         tx.commit().await.context("Failed to commit the tick")?;
-        if skipped {
-            report.skipped += 1;
-        } else {
-            let id = super::digests::send(state, Some(&s.id)).await?;
-            tracing::info!(schedule = %s.input.name, tick = %timestamp(at), notification = %id, "digest schedule fired");
-            report.digests.push(id);
+        match queued {
+            Some(id) => {
+                tracing::info!(schedule = %s.input.name, tick = %timestamp(at), notification = %id, "digest schedule fired");
+                state.notifier.wake.notify_one();
+                report.digests.push(id);
+            }
+            None => report.skipped += 1,
         }
         return Ok(());
     }

@@ -486,7 +486,7 @@ async fn edit_rules(
 }
 
 async fn send_digest(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let id = app::ssr::digests::send(&state, None).await?;
+    let id = app::ssr::digests::send(&state).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"notification_id": id}))).into_response())
 }
 
@@ -542,10 +542,7 @@ async fn notification_email(
 ) -> Result<Response, ApiError> {
     let d = app::ssr::notify::digest_of(&state.db, &id).await?;
     Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/html; charset=utf-8",
-        )],
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
         app::domain::digest::html(&d),
     )
         .into_response())

@@ -235,10 +235,7 @@ pub async fn spawn_app_with(
 
 /// The built-in analyst's app with notification channels.
 #[allow(dead_code)] // not every test binary sends notifications
-pub async fn spawn_app_notifying(
-    lines: usize,
-    notifier: app::ssr::notify::Notifier,
-) -> TestApp {
+pub async fn spawn_app_notifying(lines: usize, notifier: app::ssr::notify::Notifier) -> TestApp {
     spawn_app_full(
         lines,
         |local| {
