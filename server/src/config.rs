@@ -528,29 +528,25 @@ mod tests {
         Config::from_lookup(|k| map.get(k).cloned(), |_| None)
     }
 
-    fn with_file(pairs: &[(&str, &str)], file: &str) -> anyhow::Result<Config> {
+    /// `file` served as the agents file (`notify` false) or the notifications file.
+    fn with(pairs: &[(&str, &str)], file: &str, notify: bool) -> anyhow::Result<Config> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let file = file.to_string();
-        // The agents file only: the notifications file is absent.
         Config::from_lookup(
             |k| map.get(k).cloned(),
-            move |p| (!p.ends_with(DEFAULT_NOTIFY_FILE)).then(|| file.clone()),
+            move |p| (p.ends_with(DEFAULT_NOTIFY_FILE) == notify).then(|| file.clone()),
         )
     }
 
+    fn with_file(pairs: &[(&str, &str)], file: &str) -> anyhow::Result<Config> {
+        with(pairs, file, false)
+    }
+
     fn with_notify_file(pairs: &[(&str, &str)], file: &str) -> anyhow::Result<Config> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let file = file.to_string();
-        Config::from_lookup(
-            |k| map.get(k).cloned(),
-            move |p| p.ends_with(DEFAULT_NOTIFY_FILE).then(|| file.clone()),
-        )
+        with(pairs, file, true)
     }
 
     #[test]

@@ -263,7 +263,10 @@ async fn a_digest_schedule_queues_one_digest_per_tick_and_refreshes_nothing() {
     let (ra, rb) = tokio::join!(schedules::fire_due(&a, now), schedules::fire_due(&b, now));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.digests.len() + rb.digests.len(), 1, "{ra:?} {rb:?}");
-    assert!(ra.runs.is_empty() && rb.runs.is_empty(), "a digest refreshes no card");
+    assert!(
+        ra.runs.is_empty() && rb.runs.is_empty(),
+        "a digest refreshes no card"
+    );
     let listed = app::ssr::notify::list(&a.db, 10).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].kind, "digest");

@@ -81,7 +81,11 @@ try {
   check('a digest is sent and listed', /Opsight digest \d{4}-W\d{2}/.test(title), title);
   await page.getByRole('button', { name: 'Check alerts now' }).click();
   await page.locator('.checked').waitFor({ timeout: 15000 });
-  check('alerts are checked', /\d+ alert\(s\) queued/.test(await page.locator('.checked').innerText()));
+  const queued = Number(((await page.locator('.checked').innerText()).match(/(\d+) alert\(s\) queued/) ?? [])[1]);
+  check('alerts are checked', Number.isInteger(queued), await page.locator('.checked').innerText());
+  // Each queued alert is listed (the first check tells of every trigger firing now).
+  await page.waitForFunction((n) => document.querySelectorAll('tr.alert').length >= n, queued, { timeout: 15000 });
+  check('the alerts are listed', (await page.locator('tr.alert').count()) >= queued);
   await page.screenshot({ path: join(out, 'notifications.png'), fullPage: true });
 
   check('no console errors', consoleErrors.length === 0, consoleErrors.join(' | '));

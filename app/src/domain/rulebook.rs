@@ -239,7 +239,7 @@ impl RuleItem {
     }
 
     /// The same row in `rules`, if it exists.
-    fn find(&self, rules: &Rules) -> Option<RuleItem> {
+    pub fn find(&self, rules: &Rules) -> Option<RuleItem> {
         match self {
             RuleItem::Rule(e) => rules
                 .entries

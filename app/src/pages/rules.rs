@@ -398,7 +398,7 @@ fn tables(v: &RulesView, editing: Editing, act: Callback<RuleEdit>) -> AnyView {
                     <tr data-rule=e.key.clone() class=row_class(enabled)>
                         <td><code>{e.key.clone()}</code>{state_tag(enabled)}</td>
                         <td>{e.metric.clone().unwrap_or_else(|| "all".into())}</td>
-                        <td class="value">{e.value}{known.map(|k| format!(" {}", k.unit))}</td>
+                        <td class="value">{e.value}{known.filter(|k| !k.unit.starts_with(|c: char| c.is_ascii_digit())).map(|k| format!(" {}", k.unit))}</td>
                         <td>{e.description.clone()}</td>
                         <RowButtons item enabled version can_delete=!builtin can_disable editing act/>
                     </tr>

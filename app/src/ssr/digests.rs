@@ -1,14 +1,19 @@
 //! Building and sending digests: the dashboard's cards that are off target or unusual,
-//! with their latest insights, ranked by money at stake (from each card's evidence pack
-//! when unit costs are known), queued to every channel that takes digests.
+//! with their latest insights, ranked by money at stake (when unit costs are known: the
+//! penalty on each scope's failed lines that week, as in its evidence pack), queued to
+//! every channel that takes digests.
 
 use super::notify::{self, NewNotification};
 use super::state::AppState;
-use super::{db, evidence, kpis, ServiceError};
+use super::{db, kpis, ServiceError};
 use crate::domain::digest::{self, Digest, DigestItem};
+use crate::domain::evidence::{LineFact, NETWORK};
+use crate::domain::materiality::materiality;
+use crate::domain::period::Week;
 use crate::domain::rules::Status;
 use crate::dto::{Card, Dashboard, SiteRow, Tile};
 use anyhow::Context;
+use std::collections::HashMap;
 use std::time::Instant;
 
 /// Whether a card belongs in a digest.
@@ -76,16 +81,29 @@ pub async fn build(state: &AppState) -> Result<(Digest, f64), ServiceError> {
             }
         }
     }
-    // Money needs each card's failed lines: only worth reading when costs are known.
-    if !items.is_empty() && !db::cost_book(&state.db).await?.is_empty() {
+    // Money at stake is the penalty on a scope's failed lines that week (the same figure
+    // the card's evidence pack shows): one read of the week's lines serves every card.
+    let costs = db::cost_book(&state.db).await?;
+    if !items.is_empty() && !costs.is_empty() {
         let rules = db::rules(&state.db).await?;
-        let as_of = state.today();
+        let week = Week::latest_complete(state.today());
+        let lines = db::line_facts(&state.db, None, week.start, week.end()).await?;
+        let penalty = rules.value("penalty_share_of_cost", 0.03).clamp(0.0, 1.0);
+        let mut by_site: HashMap<String, f64> = HashMap::new();
         for i in &mut items {
-            let Some(metric) = crate::domain::kpi::Metric::parse(&i.metric) else {
-                continue;
-            };
-            let pack = evidence::load(&state.db, &rules, &i.site, metric, as_of).await?;
-            i.money_at_stake = pack.materiality.map(|m| m.at_stake);
+            let money = by_site.entry(i.site.clone()).or_insert_with(|| {
+                let at_stake = |scope: &[LineFact], network: bool| {
+                    materiality(scope, week, rules.scoring(), &costs, penalty, network).at_stake
+                };
+                if i.site == NETWORK {
+                    at_stake(&lines, true)
+                } else {
+                    let site: Vec<LineFact> =
+                        lines.iter().filter(|l| l.site == i.site).cloned().collect();
+                    at_stake(&site, false)
+                }
+            });
+            i.money_at_stake = Some(*money);
         }
     }
     digest::rank(&mut items);

@@ -88,7 +88,8 @@ pub async fn commit(
             next.version
         )));
     }
-    let row = find_after(&next, &item);
+    // The row as it is after the edit (None: deleted).
+    let row = item.find(&next);
     write(&mut tx, &item, row.as_ref())
         .await
         .with_context(|| format!("Failed to store {}", item.noun()))?;
@@ -115,36 +116,6 @@ pub async fn commit(
         summary,
     };
     Ok((next, change))
-}
-
-/// The row as it is after the edit (None: deleted).
-fn find_after(next: &Rules, item: &RuleItem) -> Option<RuleItem> {
-    match item {
-        RuleItem::Rule(e) => next
-            .entries
-            .iter()
-            .find(|x| x.key == e.key)
-            .cloned()
-            .map(RuleItem::Rule),
-        RuleItem::Target(t) => next
-            .targets
-            .iter()
-            .find(|x| x.metric == t.metric && x.site == t.site)
-            .cloned()
-            .map(RuleItem::Target),
-        RuleItem::Trigger(t) => next
-            .triggers
-            .iter()
-            .find(|x| x.key == t.key)
-            .cloned()
-            .map(RuleItem::Trigger),
-        RuleItem::Playbook(p) => next
-            .playbooks
-            .iter()
-            .find(|x| x.key == p.key)
-            .cloned()
-            .map(RuleItem::Playbook),
-    }
 }
 
 /// Replaces the row identified by `item` with `row` (delete, then insert unless deleted):
