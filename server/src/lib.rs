@@ -20,6 +20,7 @@ use app::app::{shell, App};
 use app::ssr::agent::Agents;
 use app::ssr::db::Db;
 use app::ssr::state::AppState;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
@@ -91,6 +92,7 @@ pub fn router(state: AppState) -> Router {
     let shell_options = state.leptos_options.clone();
     Router::new()
         .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
         .route("/agent/invocations", post(routes::analyst::invocations))
         .nest("/api/v1", routes::api::router())
         .leptos_routes_with_context(
@@ -100,9 +102,35 @@ pub fn router(state: AppState) -> Router {
             move || shell(shell_options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // Request bodies: the largest legitimate one is a unit-cost list (about 100,000
+        // SKUs fit); larger catalogues go through `opsight import costs`.
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(security_headers))
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// Request bodies larger than this get 413.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Headers every response carries: no MIME sniffing, no framing (clickjacking), no
+/// referrer beyond this origin, no powerful browser features. (The Content-Security-Policy
+/// needs per-request nonces for Leptos' inline hydration scripts; it comes with the rest of
+/// the web hardening.)
+async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+    use axum::http::header::{
+        HeaderValue, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    };
+    let h = response.headers_mut();
+    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        "permissions-policy",
+        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
+    );
+    response
 }
 
 /// Serves until `shutdown` resolves, then finishes in-flight requests.

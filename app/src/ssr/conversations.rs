@@ -103,7 +103,7 @@ pub async fn start(
 ) -> Result<TurnStarted, ServiceError> {
     let metric = evidence::parse_metric(metric_key)?;
     evidence::site_name(&state.db, site).await?;
-    let question = clean_question(Some(question))
+    let question = clean_question(Some(question))?
         .ok_or_else(|| ServiceError::BadRequest("ask a question".into()))?;
     let now = chrono::Utc::now();
     let id = new_id(now, "cnv");
@@ -131,7 +131,7 @@ pub async fn follow_up(
     conversation_id: &str,
     question: &str,
 ) -> Result<TurnStarted, ServiceError> {
-    let question = clean_question(Some(question))
+    let question = clean_question(Some(question))?
         .ok_or_else(|| ServiceError::BadRequest("ask a question".into()))?;
     let (conversation, history) = load(state, conversation_id).await?;
     // A turn still running blocks the next one, unless it is so old that its process must

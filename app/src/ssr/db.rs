@@ -93,6 +93,22 @@ pub fn is_postgres(db: &Db) -> bool {
         .starts_with("postgres")
 }
 
+/// Migrations this build expects that the database has not applied successfully (empty:
+/// the schema is current). For readiness checks: a replica of a newer build waits until
+/// its migrations are in.
+pub async fn pending_migrations(pool: &Db) -> anyhow::Result<Vec<String>> {
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_all(pool)
+            .await
+            .context("Failed to read the applied migrations")?;
+    Ok(sqlx::migrate!("../migrations")
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect())
+}
+
 pub async fn migrate(pool: &Db) -> anyhow::Result<()> {
     sqlx::migrate!("../migrations")
         .run(pool)

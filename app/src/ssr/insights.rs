@@ -117,7 +117,7 @@ pub async fn refresh_card(
             }
         }
     }
-    let question = clean_question(opts.question)
+    let question = clean_question(opts.question)?
         .unwrap_or_else(|| default_question(metric, &pack.scope.site_name, &pack.period.label));
     let mut request = build_request(&pack, &rules, &question);
     // What people said about this card before (dismissed actions, "not useful" reasons).
@@ -256,11 +256,22 @@ async fn store(
 }
 
 /// A user's question, trimmed and capped at 2,000 characters; `None` when blank.
-pub fn clean_question(question: Option<&str>) -> Option<String> {
-    question
-        .map(str::trim)
-        .filter(|q| !q.is_empty())
-        .map(|q| q.chars().take(2000).collect::<String>())
+/// The longest question sent to an agent, in characters (the question box allows 500).
+pub const MAX_QUESTION_CHARS: usize = 2000;
+
+/// A question trimmed (`None` when empty), or a clear refusal when it is too long: it is
+/// never cut silently, since a cut question may ask something else.
+pub fn clean_question(question: Option<&str>) -> Result<Option<String>, ServiceError> {
+    let Some(q) = question.map(str::trim).filter(|q| !q.is_empty()) else {
+        return Ok(None);
+    };
+    let n = q.chars().count();
+    if n > MAX_QUESTION_CHARS {
+        return Err(ServiceError::BadRequest(format!(
+            "a question is at most {MAX_QUESTION_CHARS} characters; this one has {n}"
+        )));
+    }
+    Ok(Some(q.to_string()))
 }
 
 /// Marks a card stale when its insight came from a model version the agent's alias no

@@ -106,6 +106,15 @@ pub fn router() -> Router<AppState> {
 /// Reads a JSON body or answers 400 saying what was expected.
 fn json_body<T>(body: Result<Json<T>, JsonRejection>, expected: &str) -> Result<T, ApiError> {
     body.map(|Json(b)| b).map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the request body is larger than {} MiB",
+                    crate::MAX_BODY_BYTES / (1024 * 1024)
+                ),
+            );
+        }
         ApiError(
             StatusCode::BAD_REQUEST,
             format!("expected JSON {expected}: {}", e.body_text()),
@@ -199,16 +208,7 @@ async fn refresh(
             ),
         )
     })?;
-    if body
-        .question
-        .as_ref()
-        .is_some_and(|q| q.chars().count() > 2000)
-    {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "question is longer than 2000 characters".into(),
-        ));
-    }
+    // The service refuses questions over `MAX_QUESTION_CHARS`, for server functions too.
     Ok(Json(
         insights::refresh(&state, &body.site, &body.metric, body.question.as_deref()).await?,
     ))

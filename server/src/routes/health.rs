@@ -1,4 +1,6 @@
-//! `GET /healthz`: the process is up and the database answers.
+//! `GET /healthz`: the process is up and the database answers (liveness).
+//! `GET /readyz`: ready for traffic: the database answers and every migration this build
+//! expects is applied (readiness; a load balancer sends nothing to a replica until then).
 
 use app::ssr::state::AppState;
 use axum::extract::State;
@@ -17,6 +19,26 @@ pub async fn healthz(State(state): State<AppState>) -> (StatusCode, Json<Value>)
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 Json(json!({"status": "unavailable", "database": "unreachable"})),
+            )
+        }
+    }
+}
+
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    match app::ssr::db::pending_migrations(&state.db).await {
+        Ok(pending) if pending.is_empty() => (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "database": "ok", "migrations": "applied"})),
+        ),
+        Ok(pending) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not ready", "database": "ok", "pending_migrations": pending})),
+        ),
+        Err(e) => {
+            tracing::error!(error = ?e, "readiness check: database unreachable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "not ready", "database": "unreachable"})),
             )
         }
     }

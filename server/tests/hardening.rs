@@ -1,0 +1,107 @@
+//! The first part of the production surface: readiness (database and migrations), the
+//! security headers on every response, request body and question length limits.
+
+mod common;
+
+use common::spawn_app;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn readyz_needs_the_database_and_every_migration() {
+    let app = spawn_app(0, None).await;
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "ready");
+    // A database one migration behind this build (a replica upgraded before the schema).
+    sqlx::query(
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+    )
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    let r = app.get("/readyz").await;
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    let pending = body["pending_migrations"].as_array().unwrap();
+    assert_eq!(pending.len(), 1, "{body}");
+    assert!(pending[0].as_str().unwrap().starts_with("10 "), "{body}");
+    // Liveness does not depend on migrations.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = spawn_app(200, None).await;
+    for path in [
+        "/",
+        "/rules",
+        "/api/v1/dashboard",
+        "/favicon.svg",
+        "/no-such-page",
+        "/api/v1/runs/nope",
+    ] {
+        let r = app.get(path).await;
+        let h = r.headers();
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("x-frame-options", "DENY"),
+            ("referrer-policy", "same-origin"),
+        ] {
+            assert_eq!(
+                h.get(name).and_then(|v| v.to_str().ok()),
+                Some(value),
+                "{path}: {name}"
+            );
+        }
+        assert!(h.contains_key("permissions-policy"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_questions_are_refused_clearly() {
+    let app = spawn_app(2_000, None).await;
+    let huge = json!({"op": "update", "expected_version": 1, "item": {"type": "rule",
+        "key": "at_risk_band_pp", "kind": "threshold", "value": 3, "description": "x".repeat(9 * 1024 * 1024)}});
+    let r = app.post_json("/api/v1/rules/edits", &huge).await;
+    assert_eq!(r.status(), 413);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["error"].as_str().unwrap().contains("larger than 8 MiB"),
+        "{e}"
+    );
+    // Nothing changed.
+    let rules: Value = app.get("/api/v1/rules").await.json().await.unwrap();
+    assert_eq!(rules["rules"]["version"], 1);
+
+    // A question over the limit is refused, not cut (a cut question may ask something else).
+    let long = "why ".repeat(501);
+    for (path, body) in [
+        (
+            "/api/v1/conversations",
+            json!({"site": "DAL", "metric": "otif", "question": long}),
+        ),
+        (
+            "/api/v1/insights/refresh",
+            json!({"site": "DAL", "metric": "otif", "question": long}),
+        ),
+    ] {
+        let r = app.post_json(path, &body).await;
+        assert_eq!(r.status(), 400, "{path}");
+        let e: Value = r.json().await.unwrap();
+        assert!(
+            e["error"]
+                .as_str()
+                .unwrap()
+                .contains("at most 2000 characters; this one has 2003"),
+            "{path}: {e}"
+        );
+    }
+    // At the limit it is answered.
+    let r = app
+        .post_json(
+            "/api/v1/insights/refresh",
+            &json!({"site": "DAL", "metric": "otif", "question": "w".repeat(2000)}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+}
