@@ -101,6 +101,9 @@ pub fn router(state: AppState) -> Router {
             move || provide_context(context_state.clone()),
             move || shell(shell_options.clone()),
         )
+        // Latency by matched route (after routing, so the label is the route pattern).
+        .route_layer(axum::middleware::from_fn(track_latency))
+        .route("/metrics", get(routes::health::metrics))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         // Request bodies: the largest legitimate one is a unit-cost list (about 100,000
         // SKUs fit); larger catalogues go through `opsight import costs`.
@@ -109,6 +112,27 @@ pub fn router(state: AppState) -> Router {
         .layer(CompressionLayer::new())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+async fn track_latency(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    app::ssr::metrics::observe_http(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 /// Request bodies larger than this get 413.

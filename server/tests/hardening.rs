@@ -105,3 +105,84 @@ async fn oversized_bodies_and_questions_are_refused_clearly() {
         .await;
     assert_eq!(r.status(), 200);
 }
+
+/// The value of the first exposition line starting with `prefix` (labels included).
+fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_report_routes_agents_queues_and_runs() {
+    let app = spawn_app(2_000, None).await;
+    assert_eq!(app.refresh("DAL", "otif").await.status(), 200);
+    assert_eq!(
+        app.get("/api/v1/runs/run-that-does-not-exist")
+            .await
+            .status(),
+        404
+    );
+    let run = app.run("site", Some("DAL")).await;
+    assert_eq!(run.run.status, "finished");
+
+    let r = app.get("/metrics").await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = r.text().await.unwrap();
+    // Latency by route pattern: the raw id never becomes a label.
+    assert!(metric(&text, "opsight_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/insights/refresh\",status=\"200\"}").unwrap() >= 1.0, "{text}");
+    assert!(metric(&text, "opsight_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v1/runs/{id}\",status=\"404\"}").unwrap() >= 1.0);
+    assert!(!text.contains("run-that-does-not-exist"));
+    assert!(
+        metric(
+            &text,
+            "opsight_agent_call_duration_seconds_count{agent=\"test-agent\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert_eq!(
+        metric(&text, "opsight_agent_circuit_state{agent=\"test-agent\"}"),
+        Some(0.0)
+    );
+    assert_eq!(metric(&text, "opsight_jobs{state=\"queued\"}"), Some(0.0));
+    assert_eq!(
+        metric(&text, "opsight_deliveries{state=\"pending\"}"),
+        Some(0.0)
+    );
+    // This test's database: exactly the one run, finished.
+    assert_eq!(
+        metric(&text, "opsight_run_duration_seconds_count"),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&text, "opsight_run_duration_seconds_bucket{le=\"+Inf\"}"),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_agent_errors_by_kind() {
+    // Nothing listens on port 9: every call fails to connect.
+    let app = spawn_app(500, Some("http://127.0.0.1:9")).await;
+    assert_eq!(app.refresh("DAL", "otif").await.status(), 502);
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metric(
+            &text,
+            "opsight_agent_call_errors_total{agent=\"test-agent\",kind=\"connect\"}"
+        )
+        .unwrap()
+            >= 1.0,
+        "{}",
+        text.lines()
+            .filter(|l| l.contains("errors"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

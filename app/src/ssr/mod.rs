@@ -23,6 +23,7 @@
 //! - [`alerts`]: trigger state observed per card; notices on change, flap suppression.
 //! - [`notify`]: channels, notifications and their deliveries (claimed, retried).
 //! - [`mail`]: optional e-mail over SMTP.
+//! - [`metrics`]: Prometheus metrics (HTTP, agents, queues, runs) for `GET /metrics`.
 //! - [`costs`]: unit costs for materiality (CSV import and API), all or nothing.
 //! - [`import`]: CSV import of order lines, all-or-nothing.
 //! - [`seed`]: the demo network generator.
@@ -44,6 +45,7 @@ pub mod import;
 pub mod insights;
 pub mod kpis;
 pub mod mail;
+pub mod metrics;
 pub mod notify;
 pub mod rulebook;
 pub mod runs;

@@ -1,4 +1,5 @@
 //! `GET /healthz`: the process is up and the database answers (liveness).
+//! `GET /metrics`: Prometheus text format (see `app::ssr::metrics`).
 //! `GET /readyz`: ready for traffic: the database answers and every migration this build
 //! expects is applied (readiness; a load balancer sends nothing to a replica until then).
 
@@ -42,4 +43,14 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) 
             )
         }
     }
+}
+
+pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app::ssr::metrics::render(&state).await,
+    )
 }

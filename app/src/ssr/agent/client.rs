@@ -157,6 +157,19 @@ impl AgentClient {
             }
         }
         admission.settled = true;
+        // The variant's name is the error kind: `Timeout`, `Crashed`, … (few label values).
+        let kind = result.as_ref().err().map(|e| {
+            let name = format!("{e:?}");
+            name.split(|c: char| !c.is_alphanumeric())
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase()
+        });
+        crate::ssr::metrics::observe_agent(
+            &self.profile.name,
+            started.elapsed().as_secs_f64(),
+            kind.as_deref(),
+        );
         if let Err(e) = &result {
             if let Ok(mut h) = self.health.lock() {
                 h.last_error = Some(e.to_string());
