@@ -296,6 +296,17 @@ async fn serve_never_shows_the_token() {
         log.contains("agent call") || log.contains("insight refreshed"),
         "trace logs were captured"
     );
+    // Log lines inside a request carry its id (JSON logs here: the request's span).
+    assert!(
+        log.lines()
+            .any(|l| l.contains("\"request_id\":\"") && l.contains("\"path\":\"/api/v1/")),
+        "request ids in the log: {}",
+        log.lines()
+            .filter(|l| l.contains("request"))
+            .take(5)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     for (i, b) in bodies.iter().enumerate() {
         assert!(!b.contains(TOKEN), "the token leaked into response {i}");
     }

@@ -54,7 +54,22 @@ async fn every_response_carries_the_security_headers() {
             );
         }
         assert!(h.contains_key("permissions-policy"), "{path}");
+        // Every response names its request, for finding its log lines.
+        let id = h
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(id.len(), 36, "{path}: a UUID request id, got '{id}'");
     }
+    // A caller's own request id is kept.
+    let r = app
+        .http
+        .get(format!("{}/api/v1/dashboard", app.base))
+        .header("x-request-id", "ops-trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "ops-trace-42");
 }
 
 #[tokio::test]
