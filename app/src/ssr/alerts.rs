@@ -98,37 +98,28 @@ pub async fn evaluate(state: &AppState) -> Result<Vec<String>, ServiceError> {
                 .begin()
                 .await
                 .context("Failed to start a transaction")?;
-            let q = match &before {
-                Some(b) => sqlx::query(
-                    "UPDATE alert_states SET firing = $3, history = $4, flapping = $5, notified = $6, \
-                     trigger_key = $7, fingerprint = $8, revision = revision + 1, updated_at = $9 \
-                     WHERE site = $1 AND metric = $2 AND revision = $10",
-                )
-                .bind(key.0.clone())
-                .bind(key.1.clone())
-                .bind(i64::from(next.firing))
-                .bind(next.history.clone())
-                .bind(i64::from(next.flapping))
-                .bind(next.notified.map(i64::from))
-                .bind(tile.trigger.clone())
-                .bind(fp.clone())
-                .bind(now.clone())
-                .bind(b.revision),
-                None => sqlx::query(
-                    "INSERT INTO alert_states (site, metric, firing, history, flapping, notified, \
-                     trigger_key, fingerprint, revision, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9) ON CONFLICT (site, metric) DO NOTHING",
-                )
-                .bind(key.0.clone())
-                .bind(key.1.clone())
-                .bind(i64::from(next.firing))
-                .bind(next.history.clone())
-                .bind(i64::from(next.flapping))
-                .bind(next.notified.map(i64::from))
-                .bind(tile.trigger.clone())
-                .bind(fp.clone())
-                .bind(now.clone()),
-            };
+            // One compare-and-set for a first observation and a later one: the row is
+            // written only if it is still at the revision read (0: not there yet).
+            let q = sqlx::query(
+                "INSERT INTO alert_states (site, metric, firing, history, flapping, notified, \
+                 trigger_key, fingerprint, revision, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9) \
+                 ON CONFLICT (site, metric) DO UPDATE SET firing = excluded.firing, \
+                 history = excluded.history, flapping = excluded.flapping, \
+                 notified = excluded.notified, trigger_key = excluded.trigger_key, \
+                 fingerprint = excluded.fingerprint, revision = alert_states.revision + 1, \
+                 updated_at = excluded.updated_at WHERE alert_states.revision = $10",
+            )
+            .bind(key.0.clone())
+            .bind(key.1.clone())
+            .bind(i64::from(next.firing))
+            .bind(next.history.clone())
+            .bind(i64::from(next.flapping))
+            .bind(next.notified.map(i64::from))
+            .bind(tile.trigger.clone())
+            .bind(fp.clone())
+            .bind(now.clone())
+            .bind(before.as_ref().map_or(0, |b| b.revision));
             let won = q
                 .execute(&mut *tx)
                 .await
