@@ -18,6 +18,7 @@ export OPSIGHT_MLFLOW_VENV="${OPSIGHT_MLFLOW_VENV:-${XDG_CACHE_HOME:-$HOME/.cach
 
 CARGO_LEPTOS_VERSION=0.3.10   # 0.3.11 needs rustc >= 1.96
 BINARYEN_VERSION=132
+SCHEMATHESIS_VERSION=4.32.5
 MLFLOW_VERSION=3.17.2   # 3.18.0 does not install yet (its mlflow-skinny pin is missing)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -42,7 +42,8 @@ pub async fn get_rules() -> Result<RulesView, AppError> {
 #[server(endpoint = "edit_rules", input = leptos::server_fn::codec::Json)]
 pub async fn edit_rules(edit: crate::domain::rulebook::RuleEdit) -> Result<RulesView, AppError> {
     let state = crate::ssr::state::from_context()?;
-    crate::ssr::rulebook::save(&state.db, &edit, None).await?;
+    let actor = crate::ssr::accounts::actor();
+    crate::ssr::rulebook::save(&state.db, &edit, Some(&actor)).await?;
     Ok(crate::ssr::rulebook::view(&state.db).await?)
 }
 
@@ -125,22 +126,25 @@ pub async fn save_schedule(
     input: ScheduleInput,
 ) -> Result<ScheduleView, AppError> {
     let state = crate::ssr::state::from_context()?;
+    let actor = crate::ssr::accounts::actor();
     Ok(match id.filter(|i| !i.is_empty()) {
-        Some(id) => crate::ssr::schedules::update(&state, &id, &input).await?,
-        None => crate::ssr::schedules::create(&state, &input).await?,
+        Some(id) => crate::ssr::schedules::update(&state, &id, &input, &actor).await?,
+        None => crate::ssr::schedules::create(&state, &input, &actor).await?,
     })
 }
 
 #[server(endpoint = "pause_schedule")]
 pub async fn set_schedule_enabled(id: String, enabled: bool) -> Result<ScheduleView, AppError> {
     let state = crate::ssr::state::from_context()?;
-    Ok(crate::ssr::schedules::set_enabled(&state, &id, enabled).await?)
+    let actor = crate::ssr::accounts::actor();
+    Ok(crate::ssr::schedules::set_enabled(&state, &id, enabled, &actor).await?)
 }
 
 #[server(endpoint = "delete_schedule")]
 pub async fn delete_schedule(id: String) -> Result<(), AppError> {
     let state = crate::ssr::state::from_context()?;
-    Ok(crate::ssr::schedules::delete(&state, &id).await?)
+    let actor = crate::ssr::accounts::actor();
+    Ok(crate::ssr::schedules::delete(&state, &id, &actor).await?)
 }
 
 /// The next five ticks of an expression in a time zone, or why it is invalid (a verdict,
@@ -239,4 +243,63 @@ pub async fn send_digest() -> Result<String, AppError> {
 pub async fn check_alerts() -> Result<usize, AppError> {
     let state = crate::ssr::state::from_context()?;
     Ok(crate::ssr::alerts::evaluate(&state).await?.len())
+}
+
+/// The admin page: users, API tokens (never their secrets) and the latest audit entries.
+#[server(endpoint = "admin")]
+pub async fn get_admin() -> Result<crate::dto::AdminView, AppError> {
+    let state = crate::ssr::state::from_context()?;
+    Ok(crate::dto::AdminView {
+        users: crate::ssr::accounts::list_users(&state.db).await?,
+        tokens: crate::ssr::accounts::list_tokens(&state.db).await?,
+        audit: crate::ssr::audit::list(&state.db, None, 100).await?,
+    })
+}
+
+/// Adds a user with a password.
+#[server(endpoint = "create_user", input = leptos::server_fn::codec::Json)]
+pub async fn create_user(
+    username: String,
+    password: String,
+    role: crate::domain::access::Role,
+) -> Result<crate::dto::UserView, AppError> {
+    let state = crate::ssr::state::from_context()?;
+    let actor = crate::ssr::accounts::actor();
+    Ok(crate::ssr::accounts::add_user(&state.db, &username, Some(&password), role, &actor).await?)
+}
+
+/// Changes a user's role or enables/disables the account.
+#[server(endpoint = "update_user", input = leptos::server_fn::codec::Json)]
+pub async fn update_user(
+    username: String,
+    role: Option<crate::domain::access::Role>,
+    disabled: Option<bool>,
+) -> Result<crate::dto::UserView, AppError> {
+    let state = crate::ssr::state::from_context()?;
+    let actor = crate::ssr::accounts::actor();
+    let change = crate::ssr::accounts::UserChange {
+        role,
+        disabled,
+        password: None,
+    };
+    Ok(crate::ssr::accounts::update_user(&state.db, &username, &change, &actor).await?)
+}
+
+/// Creates an API token; its secret is in this answer and nowhere else, ever.
+#[server(endpoint = "create_token", input = leptos::server_fn::codec::Json)]
+pub async fn create_token(
+    name: String,
+    role: crate::domain::access::Role,
+) -> Result<crate::dto::TokenCreated, AppError> {
+    let state = crate::ssr::state::from_context()?;
+    let me = crate::ssr::accounts::current()
+        .ok_or_else(|| AppError::Unauthorized("sign in first".into()))?;
+    Ok(crate::ssr::accounts::create_token(&state.db, &name, role, &me.actor(), me.role).await?)
+}
+
+#[server(endpoint = "revoke_token")]
+pub async fn revoke_token(id: String) -> Result<(), AppError> {
+    let state = crate::ssr::state::from_context()?;
+    let actor = crate::ssr::accounts::actor();
+    Ok(crate::ssr::accounts::revoke_token(&state.db, &id, &actor).await?)
 }

@@ -1,9 +1,11 @@
 //! The application shell, routes and layout.
 
+use crate::domain::access::{Me, Role};
 use crate::pages::{
-    conversation::ConversationPage, kpi_detail::KpiDetailPage, lineage::LineagePage,
-    notifications::NotificationsPage, overview::OverviewPage, rules::RulesPage,
-    runs::RunDetailPage, runs::RunsPage, schedules::SchedulesPage, settings::SettingsPage,
+    admin::AdminPage, conversation::ConversationPage, kpi_detail::KpiDetailPage,
+    lineage::LineagePage, notifications::NotificationsPage, overview::OverviewPage,
+    rules::RulesPage, runs::RunDetailPage, runs::RunsPage, schedules::SchedulesPage,
+    settings::SettingsPage,
 };
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -30,9 +32,25 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
     }
 }
 
+/// Who is signed in, for the whole page (`None`: nobody).
+#[derive(Clone, Debug)]
+struct SignedIn(Option<Me>);
+
+/// Whether the signed-in user's role includes `needed`. Only for hiding controls: the
+/// server checks every request whatever the page shows.
+pub fn can(needed: Role) -> bool {
+    use_context::<SignedIn>()
+        .and_then(|s| s.0)
+        .is_some_and(|me| me.role.can(needed))
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    // The server renders with the request's user (its guard put it in the context); the
+    // browser takes the same value from the page during hydration.
+    let me = SharedValue::new(use_context::<Me>).into_inner();
+    provide_context(SignedIn(me.clone()));
     // Effects only run in the browser: this flips once hydration has happened, which the
     // browser test (and a curious user) can see.
     let hydrated = RwSignal::new(false);
@@ -51,7 +69,19 @@ pub fn App() -> impl IntoView {
                         <A href="/runs">"Runs"</A>
                         <A href="/notifications">"Digests & alerts"</A>
                         <A href="/settings">"Agents"</A>
+                        {can(Role::Admin).then(|| view! { <A href="/admin">"Admin"</A> })}
                     </nav>
+                    <div class="who">
+                        {match me {
+                            Some(me) => view! {
+                                <span class="me" data-role=me.role.as_str()>{me.name.clone()}" · "{me.role.as_str()}</span>
+                                <form method="post" action="/logout" class="inline">
+                                    <button type="submit" class="signout">"Sign out"</button>
+                                </form>
+                            }.into_any(),
+                            None => view! { <a href="/login" rel="external">"Sign in"</a> }.into_any(),
+                        }}
+                    </div>
                 </header>
                 <main>
                     <Routes fallback=|| view! { <p class="empty">"Page not found."</p> }>
@@ -65,6 +95,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/runs") view=RunsPage/>
                         <Route path=path!("/runs/:id") view=RunDetailPage/>
                         <Route path=path!("/notifications") view=NotificationsPage/>
+                        <Route path=path!("/admin") view=AdminPage/>
                     </Routes>
                 </main>
             </div>

@@ -8,7 +8,7 @@ use crate::domain::rules::{Rules, Status};
 use serde::{Deserialize, Serialize};
 
 /// One KPI tile.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Tile {
     pub metric: Metric,
     pub name: String,
@@ -31,7 +31,7 @@ pub struct Tile {
 }
 
 /// One stored insight, as shown on a card.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InsightView {
     pub id: String,
     pub site: String,
@@ -65,7 +65,7 @@ pub struct InsightView {
 }
 
 /// The state of one (site, metric) insight card.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Card {
     pub site: String,
     pub metric: Metric,
@@ -78,7 +78,7 @@ pub struct Card {
     pub error: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SiteRow {
     /// A site code, or `network`.
     pub site: String,
@@ -94,7 +94,7 @@ impl SiteRow {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Dashboard {
     pub as_of: String,
     pub period: PeriodRef,
@@ -105,7 +105,7 @@ pub struct Dashboard {
 }
 
 /// The KPI detail page for one (site, metric).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct KpiDetail {
     pub tile: Tile,
     pub evidence: EvidencePack,
@@ -117,7 +117,7 @@ pub struct KpiDetail {
 }
 
 /// The rules page.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RulesView {
     pub rules: Rules,
     pub metrics: Vec<MetricDefinition>,
@@ -128,7 +128,7 @@ pub struct RulesView {
 }
 
 /// One rules version: what changed, when, by whom.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuleChange {
     pub version: i64,
     pub changed_at: String,
@@ -136,7 +136,7 @@ pub struct RuleChange {
     pub summary: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MetricDefinition {
     pub metric: String,
     pub name: String,
@@ -145,7 +145,7 @@ pub struct MetricDefinition {
 }
 
 /// Where an insight or a conversation turn came from: the agent call that produced it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Lineage {
     /// The insight or turn id.
     pub id: String,
@@ -171,7 +171,7 @@ pub struct Lineage {
 }
 
 /// One question and its answer in a conversation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TurnView {
     pub id: String,
     pub seq: i64,
@@ -186,7 +186,7 @@ pub struct TurnView {
 }
 
 /// A drill-down conversation about one card.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConversationView {
     pub id: String,
     pub site: String,
@@ -200,14 +200,14 @@ pub struct ConversationView {
 }
 
 /// A question accepted: its answer streams from `/api/v1/turns/{turn_id}/events`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TurnStarted {
     pub conversation_id: String,
     pub turn_id: String,
 }
 
 /// What the turn event stream sends (SSE `data:` JSON, tagged by `type`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum TurnEvent {
     /// The answer's text so far: replaces what is shown (first event of a subscription,
@@ -220,7 +220,7 @@ pub enum TurnEvent {
 }
 
 /// A thumbs up/down on an insight.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FeedbackView {
     pub id: String,
     pub insight_id: String,
@@ -233,7 +233,7 @@ pub struct FeedbackView {
 }
 
 /// An agent as the settings page shows it. Never carries the token, only whether one is set.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AgentStatus {
     pub name: String,
     pub kind: String,
@@ -254,7 +254,7 @@ pub struct AgentStatus {
 }
 
 /// The lineage page: the agent call, the insight it produced and its feedback.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LineagePage {
     pub lineage: Lineage,
     pub insight: Option<InsightView>,
@@ -262,7 +262,7 @@ pub struct LineagePage {
 }
 
 /// A schedule as the operator edits it (create and update).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ScheduleInput {
     pub name: String,
     /// Crontab: 5 fields (Sunday = 0 or 7), 6 with seconds first, or `@daily` etc.
@@ -290,7 +290,7 @@ fn default_true() -> bool {
 }
 
 /// A stored schedule.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ScheduleView {
     pub id: String,
     #[serde(flatten)]
@@ -307,14 +307,14 @@ pub struct ScheduleView {
 }
 
 /// The editor's check of a cron expression: the next five ticks, or why it is invalid.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SchedulePreview {
     pub upcoming: Vec<String>,
     pub error: Option<String>,
 }
 
 /// One refresh run with its job counts.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunView {
     pub id: String,
     /// `schedule` | `manual` | `cli`.
@@ -351,7 +351,7 @@ impl RunView {
 }
 
 /// One card of a run.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JobView {
     pub id: String,
     pub site: String,
@@ -367,14 +367,14 @@ pub struct JobView {
 }
 
 /// A run and its jobs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunDetail {
     pub run: RunView,
     pub jobs: Vec<JobView>,
 }
 
 /// A request to refresh a scope now.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunRequest {
     pub scope: String,
     #[serde(default)]
@@ -385,7 +385,7 @@ pub struct RunRequest {
 }
 
 /// A digest or alert as listed on the notifications page and in the API.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NotificationView {
     pub id: String,
     pub kind: String,
@@ -400,7 +400,7 @@ pub struct NotificationView {
     pub deliveries: Vec<DeliveryView>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeliveryView {
     pub id: String,
     pub channel: String,
@@ -414,7 +414,7 @@ pub struct DeliveryView {
 }
 
 /// A configured channel, as the notifications page shows it (never its address).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChannelView {
     pub name: String,
     pub kind: String,
@@ -423,8 +423,58 @@ pub struct ChannelView {
 }
 
 /// The notifications page.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NotificationsView {
     pub channels: Vec<ChannelView>,
     pub notifications: Vec<NotificationView>,
+}
+
+/// A user account, as admins see it (never a password hash).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct UserView {
+    pub username: String,
+    pub role: crate::domain::access::Role,
+    pub disabled: bool,
+    /// False for accounts that sign in only through the trusted proxy.
+    pub has_password: bool,
+    pub created_at: String,
+}
+
+/// An API token, as lists show it: its prefix, never the secret or its hash.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub role: crate::domain::access::Role,
+    pub created_by: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// A new token and its secret, returned once at creation and never again.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TokenCreated {
+    pub token: TokenView,
+    pub secret: String,
+}
+
+/// One audit log entry: who changed what, and when.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AuditEntry {
+    pub at: String,
+    /// `user:NAME`, `token:NAME`, `cli` or `system`.
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub detail: String,
+}
+
+/// The admin page: users, tokens and the latest audit entries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AdminView {
+    pub users: Vec<UserView>,
+    pub tokens: Vec<TokenView>,
+    pub audit: Vec<AuditEntry>,
 }

@@ -17,6 +17,15 @@ pub enum AppError {
     /// The agent could not produce an insight; the message is safe to show.
     #[error("{0}")]
     Agent(String),
+    /// Not signed in, or the credentials were refused.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Signed in, but the role does not allow it.
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many agent calls; the message says when to retry.
+    #[error("{0}")]
+    RateLimited(String),
     #[error("something went wrong on the server; it has been logged")]
     Internal,
     #[error("could not reach the server: {0}")]
@@ -30,6 +39,9 @@ impl AppError {
             AppError::BadRequest(_) => 400,
             AppError::Conflict(_) => 409,
             AppError::Agent(_) => 502,
+            AppError::Unauthorized(_) => 401,
+            AppError::Forbidden(_) => 403,
+            AppError::RateLimited(_) => 429,
             AppError::Internal | AppError::Transport(_) => 500,
         }
     }

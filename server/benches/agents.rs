@@ -236,7 +236,18 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         .output_name("opsight")
         .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../public"))
         .build();
-    let state = server::app_state(pool.clone(), agents, Some(as_of), options);
+    let mut state = server::app_state(pool.clone(), agents, Some(as_of), options);
+    // This benchmark measures agent calls, not sign-in or rate limits.
+    state.auth = std::sync::Arc::new(app::ssr::accounts::AuthSettings {
+        anonymous_role: Some(app::domain::access::Role::Admin),
+        ..Default::default()
+    });
+    state.limits = std::sync::Arc::new(app::ssr::limits::RateLimits::new(
+        app::ssr::limits::Allowance {
+            per_user: 1_000_000,
+            global: 1_000_000,
+        },
+    ));
     tokio::spawn(server::run(listener, state.clone(), std::future::pending()));
     let mut refresh = Vec::new();
     for i in 0..220 {

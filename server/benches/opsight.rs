@@ -12,19 +12,15 @@
 //!
 //! `OPSIGHT_BENCH_LINES` overrides the demo size.
 
+#[path = "shared/mod.rs"]
+mod shared;
+
 use app::domain::kpi::Metric;
 use app::ssr::{db, evidence, import, seed};
+use shared::{ms, percentile};
 use std::time::{Duration, Instant};
 
 const AS_OF: &str = "2026-11-21";
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
 
 fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -255,19 +251,18 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         .output_name("opsight")
         .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../public"))
         .build();
-    let state = server::app_state(pool.clone(), agent, Some(as_of), options);
+    let mut state = server::app_state(pool.clone(), agent, Some(as_of), options);
+    // The data path is measured here; the guard's cost is benches/access.rs's subject.
+    state.auth = std::sync::Arc::new(app::ssr::accounts::AuthSettings {
+        anonymous_role: Some(app::domain::access::Role::Admin),
+        ..Default::default()
+    });
     tokio::spawn(server::run(listener, state.clone(), std::future::pending()));
     for path in ["/api/v1/dashboard", "/", "/favicon.svg"] {
         let url = format!("http://{local}{path}");
         // The client gets its own thread and runtime, apart from the server's.
-        let (p50, p99, rps) = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?
-                .block_on(load(&url, 500, 8))
-        })
-        .join()
-        .map_err(|_| anyhow::anyhow!("load thread panicked"))??;
+        let (p50, p99, rps) =
+            shared::on_own_runtime(move || async move { shared::load(&url, &[], 500, 8).await })?;
         println!(
             "GET {path:<18} p50 {}  p99 {}  ({rps:.0} req/s, 500 requests, concurrency 8)",
             ms(p50),
@@ -315,46 +310,4 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// `total` GETs with `concurrency` workers on keep-alive connections, after a warm-up.
-async fn load(
-    url: &str,
-    total: usize,
-    concurrency: usize,
-) -> anyhow::Result<(Duration, Duration, f64)> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
-    for _ in 0..concurrency {
-        client.get(url).send().await?.bytes().await?;
-    }
-    let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (client, url, counter) = (client.clone(), url.to_string(), counter.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut times = Vec::new();
-            while counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
-                let t = Instant::now();
-                let r = client.get(&url).send().await?;
-                anyhow::ensure!(r.status().is_success(), "{url}: {}", r.status());
-                r.bytes().await?;
-                times.push(t.elapsed());
-            }
-            Ok::<_, anyhow::Error>(times)
-        }));
-    }
-    let mut all = Vec::new();
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    let wall = started.elapsed();
-    all.sort();
-    Ok((
-        percentile(&all, 0.5),
-        percentile(&all, 0.99),
-        all.len() as f64 / wall.as_secs_f64(),
-    ))
 }

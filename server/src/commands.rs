@@ -115,3 +115,70 @@ pub async fn refresh(
     }
     Ok(serde_json::json!({"run": detail.run, "jobs": detail.jobs, "insights": insights}))
 }
+
+/// The agents as configured (no secrets: whether a token is set, never its value), one
+/// line each, with the roles.
+pub fn describe_agents(config: &Config) -> String {
+    let mut lines: Vec<String> = config
+        .agents
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {} {}{}{} timeout {} s, {} at once{}",
+                a.name,
+                a.kind.key(),
+                if a.url.is_empty() {
+                    "(this server)"
+                } else {
+                    &a.url
+                },
+                a.model
+                    .as_ref()
+                    .map(|m| format!(" model {}", m.uri()))
+                    .unwrap_or_default(),
+                a.endpoint
+                    .as_ref()
+                    .map(|e| format!(" endpoint {e}"))
+                    .unwrap_or_default(),
+                a.timeout.as_secs(),
+                a.max_concurrency,
+                if a.token.is_some() { ", token set" } else { "" }
+            )
+        })
+        .collect();
+    lines.push(format!(
+        "roles: cards {}, questions {}",
+        config.cards_agent, config.questions_agent
+    ));
+    lines.join("\n")
+}
+
+/// Agents come from the configuration, so their changes are seen at start-up: when the
+/// configuration differs from the last one recorded, the audit log gets the new one.
+pub async fn record_agents(pool: &db::Db, config: &Config) -> anyhow::Result<()> {
+    let now = describe_agents(config);
+    let last = app::ssr::audit::list(pool, Some("agents.configure"), 1)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.into_app_error()))?;
+    if last.first().map(|e| e.detail.as_str()) != Some(now.as_str()) {
+        app::ssr::audit::record_now(pool, "system", "agents.configure", "agents", &now)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.into_app_error()))?;
+        tracing::info!("agent configuration changed; recorded in the audit log");
+    }
+    Ok(())
+}
+
+/// A server nobody can sign in to says how to fix that.
+pub async fn warn_without_accounts(state: &AppState) -> anyhow::Result<()> {
+    let users = app::ssr::accounts::list_users(&state.db)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.into_app_error()))?;
+    if users.is_empty() && state.auth.anonymous_role.is_none() {
+        tracing::warn!(
+            "no accounts yet: add one with `opsight user add NAME --role admin` \
+             (or set OPSIGHT_ANONYMOUS_ROLE=viewer for a read-only wall screen)"
+        );
+    }
+    Ok(())
+}

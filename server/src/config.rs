@@ -21,6 +21,13 @@
 //! | `OPSIGHT_WEBHOOK_URL` | none | one generic JSON channel `webhook` without a file |
 //! | `OPSIGHT_BASE_URL` | none | the dashboard's public address, for links in messages |
 //! | `OPSIGHT_ALERT_CHECK_SECS` | 60 | how often alerts are observed (0: only on `POST /api/v1/alerts/check`) |
+//! | `OPSIGHT_SESSION_HOURS` | 12 | a sign-in's lifetime (1 to 720) |
+//! | `OPSIGHT_SECURE_COOKIES` | true when `OPSIGHT_BASE_URL` is https | mark the session cookie `Secure` |
+//! | `OPSIGHT_TRUSTED_PROXIES` | none | comma-separated proxy IPs whose user header is believed (single sign-on) |
+//! | `OPSIGHT_PROXY_USER_HEADER` | `x-forwarded-user` | the header such a proxy sets to the signed-in user |
+//! | `OPSIGHT_ANONYMOUS_ROLE` | none | the role of requests without credentials (`viewer` for a wall screen); none: sign in |
+//! | `OPSIGHT_AGENT_CALLS_PER_USER_PER_MIN` | 30 | agent calls (refreshes, questions, runs) a user or token may start a minute |
+//! | `OPSIGHT_AGENT_CALLS_PER_MIN` | 300 | agent calls this replica starts a minute, for everyone |
 //!
 //! The built-in analyst is always configured, as agent `builtin`; with no other agent it
 //! answers cards and questions. The agents file (TOML) names several agents and their
@@ -76,8 +83,11 @@
 //! ```
 
 use anyhow::{bail, Context};
+use app::domain::access::Role;
 use app::domain::period::parse_date;
+use app::ssr::accounts::AuthSettings;
 use app::ssr::agent::{AgentKind, AgentProfile, ModelRef, Secret};
+use app::ssr::limits::Allowance;
 use app::ssr::notify::{Channel, ChannelKind, Notifier, RetryPolicy, Smtp};
 use chrono::NaiveDate;
 use serde::Deserialize;
@@ -110,6 +120,10 @@ pub struct Config {
     pub job_concurrency: Option<usize>,
     /// Digest and alert channels (none by default).
     pub notifier: Notifier,
+    /// Sessions, the trusted proxy and the anonymous role.
+    pub auth: AuthSettings,
+    /// Agent calls a minute, per principal and for this replica.
+    pub allowance: Allowance,
 }
 
 /// The notifications file.
@@ -268,6 +282,60 @@ fn notifier(
     };
     n.validate().map_err(anyhow::Error::msg)?;
     Ok(n)
+}
+
+/// Sessions, the trusted reverse proxy and the anonymous role.
+fn auth(
+    get: &impl Fn(&str) -> Option<String>,
+    base_url: Option<&str>,
+) -> anyhow::Result<AuthSettings> {
+    let mut a = AuthSettings::default();
+    if let Some(v) = get("OPSIGHT_SESSION_HOURS") {
+        match v.parse::<u64>() {
+            Ok(h) if (1..=720).contains(&h) => a.session_ttl = Duration::from_secs(h * 3600),
+            _ => bail!("OPSIGHT_SESSION_HOURS '{v}' must be 1 to 720 hours"),
+        }
+    }
+    if let Some(url) = base_url {
+        check_url(url, "OPSIGHT_BASE_URL")?;
+    }
+    a.secure_cookies = match get("OPSIGHT_SECURE_COOKIES").as_deref() {
+        None => base_url.is_some_and(|u| u.starts_with("https://")),
+        Some("true" | "1") => true,
+        Some("false" | "0") => false,
+        Some(v) => bail!("OPSIGHT_SECURE_COOKIES '{v}' must be true or false"),
+    };
+    if let Some(list) = get("OPSIGHT_TRUSTED_PROXIES") {
+        for ip in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            a.trusted_proxies.push(ip.parse().with_context(|| {
+                format!("OPSIGHT_TRUSTED_PROXIES: '{ip}' is not an IP address")
+            })?);
+        }
+    }
+    if let Some(h) = get("OPSIGHT_PROXY_USER_HEADER") {
+        axum::http::HeaderName::from_bytes(h.as_bytes())
+            .with_context(|| format!("OPSIGHT_PROXY_USER_HEADER '{h}' is not a header name"))?;
+        a.proxy_user_header = h.to_ascii_lowercase();
+    }
+    a.anonymous_role =
+        match get("OPSIGHT_ANONYMOUS_ROLE").as_deref() {
+            None | Some("none") => None,
+            Some(r) => Some(Role::parse(r).map_err(|e| {
+                anyhow::anyhow!("OPSIGHT_ANONYMOUS_ROLE: {e} (or none, the default)")
+            })?),
+        };
+    Ok(a)
+}
+
+/// An absolute http(s) URL with a host.
+fn check_url(url: &str, what: &str) -> anyhow::Result<()> {
+    let uri: axum::http::Uri = url
+        .parse()
+        .with_context(|| format!("{what} '{url}' is not a URL"))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http" | "https"), Some(h)) if !h.is_empty() => Ok(()),
+        _ => bail!("{what} '{url}' must be an http:// or https:// URL with a host"),
+    }
 }
 
 /// The agents file.
@@ -438,8 +506,23 @@ impl Config {
             },
         };
         let notifier = notifier(&get, &read)?;
+        let auth = auth(&get, notifier.base_url.as_deref())?;
+        let count = |key: &str, default: u32| match get(key) {
+            None => Ok(default),
+            Some(v) => match v.parse::<u32>() {
+                Ok(n) if (1..=100_000).contains(&n) => Ok(n),
+                _ => bail!("{key} '{v}' must be a number of calls a minute from 1 to 100000"),
+            },
+        };
+        let d = Allowance::default();
+        let allowance = Allowance {
+            per_user: count("OPSIGHT_AGENT_CALLS_PER_USER_PER_MIN", d.per_user)?,
+            global: count("OPSIGHT_AGENT_CALLS_PER_MIN", d.global)?,
+        };
         Ok(Config {
             notifier,
+            auth,
+            allowance,
             database_url,
             agents,
             cards_agent,
@@ -496,6 +579,7 @@ fn profile_from_entry(
     let url = e
         .url
         .with_context(|| format!("agent '{name}': url is required"))?;
+    check_url(url.trim(), &format!("agent '{name}': url"))?;
     let mut p = AgentProfile::new(&name, kind, url.trim());
     p.endpoint = e.endpoint;
     p.llm_model = e.llm_model;
@@ -510,8 +594,15 @@ fn profile_from_entry(
     }
     if let Some(var) = e.token_env {
         p.token = get(&var).map(Secret::new);
+        // AGENT_TOKEN is optional for a single agent; a file's token_env is a promise.
+        if p.token.is_none() && var != "AGENT_TOKEN" {
+            bail!("agent '{name}': token_env names {var}, which is not set");
+        }
     }
     p.validate().map_err(anyhow::Error::msg)?;
+    if kind == AgentKind::Databricks && p.token.is_none() {
+        bail!("agent '{name}': kind databricks needs a token (token_env, or AGENT_TOKEN)");
+    }
     Ok(p)
 }
 
@@ -688,6 +779,60 @@ mod tests {
             chain("[[agent]]\nname='a'\nkind='mlflow-serve'\nurl='http://x'\ntoken='t'")
                 .contains("not valid")
         );
+    }
+
+    #[test]
+    fn start_up_refuses_missing_tokens_bad_urls_and_bad_auth_settings() {
+        let err = |pairs: &[(&str, &str)], file: &str| {
+            format!("{:#}", with_file(pairs, file).unwrap_err())
+        };
+        let databricks =
+            "[[agent]]\nname='d'\nkind='databricks'\nurl='https://adb.example.net'\nendpoint='e'";
+        assert!(err(&[], databricks).contains("kind databricks needs a token"));
+        assert!(err(&[], &format!("{databricks}\ntoken_env='DBX'"))
+            .contains("token_env names DBX, which is not set"));
+        assert!(with_file(
+            &[("DBX", "dapi-x")],
+            &format!("{databricks}\ntoken_env='DBX'")
+        )
+        .is_ok());
+        assert!(err(
+            &[],
+            "[[agent]]\nname='a'\nkind='mlflow-serve'\nurl='http://'"
+        )
+        .contains("agent 'a': url"));
+        assert!(format!(
+            "{:#}",
+            cfg(&[("OPSIGHT_BASE_URL", "ops.example.com")]).unwrap_err()
+        )
+        .contains("base_url 'ops.example.com' must start with http"));
+        assert!(format!(
+            "{:#}",
+            cfg(&[("OPSIGHT_TRUSTED_PROXIES", "10.0.0.1, proxy")]).unwrap_err()
+        )
+        .contains("'proxy' is not an IP address"));
+        assert!(format!(
+            "{:#}",
+            cfg(&[("OPSIGHT_ANONYMOUS_ROLE", "root")]).unwrap_err()
+        )
+        .contains("OPSIGHT_ANONYMOUS_ROLE"));
+        assert!(format!(
+            "{:#}",
+            cfg(&[("OPSIGHT_AGENT_CALLS_PER_MIN", "0")]).unwrap_err()
+        )
+        .contains("1 to 100000"));
+        let c = cfg(&[
+            ("OPSIGHT_BASE_URL", "https://ops.example.com"),
+            ("OPSIGHT_TRUSTED_PROXIES", "10.0.0.1,::1"),
+            ("OPSIGHT_ANONYMOUS_ROLE", "viewer"),
+            ("OPSIGHT_SESSION_HOURS", "8"),
+        ])
+        .unwrap();
+        assert!(c.auth.secure_cookies, "https base URL: Secure cookies");
+        assert_eq!(c.auth.trusted_proxies.len(), 2);
+        assert_eq!(c.auth.anonymous_role, Some(Role::Viewer));
+        assert_eq!(c.auth.session_ttl, Duration::from_secs(8 * 3600));
+        assert!(!cfg(&[]).unwrap().auth.secure_cookies);
     }
 
     #[test]

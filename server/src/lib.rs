@@ -4,7 +4,9 @@
 //! Layout:
 //! - [`config`]: environment settings, validated at start-up.
 //! - [`telemetry`]: `tracing` set-up.
-//! - [`routes`]: the JSON API (`/api/v1`), the built-in analyst (`/agent/invocations`),
+//! - [`guard`]: authentication, the access policy, CSRF and rate limits in front of every
+//!   route; security headers and the CSP nonce on every response.
+//! - [`routes`]: sign-in and sign-out, the JSON API (`/api/v1`), the built-in analyst (`/agent/invocations`),
 //!   `/healthz`.
 //! - [`router`]: all routes, Leptos pages and server functions, static files, layers.
 //! - [`scheduler`]: the schedule tick loop and the refresh job worker, on every replica.
@@ -12,6 +14,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod guard;
 pub mod routes;
 pub mod scheduler;
 pub mod telemetry;
@@ -25,7 +28,7 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
 use leptos::config::LeptosOptions;
-use leptos::prelude::provide_context;
+use leptos::prelude::{provide_context, use_context};
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use std::net::SocketAddr;
 use tower_http::compression::CompressionLayer;
@@ -67,6 +70,8 @@ pub fn app_state(
         notifier: Default::default(),
         as_of,
         leptos_options,
+        auth: Default::default(),
+        limits: Default::default(),
     }
 }
 
@@ -88,28 +93,68 @@ pub fn spawn_agent_checks(state: AppState) {
 /// Every route: API, analyst, health, Leptos pages and server functions (with `AppState`
 /// in their context), static files and the 404 page.
 pub fn router(state: AppState) -> Router {
+    router_with(state, true)
+}
+
+/// [`router`], optionally without the guard (`guarded = false`: every request is let
+/// through anonymously). Only the benchmark of the guard's own cost uses that.
+pub fn router_with(state: AppState, guarded: bool) -> Router {
     let routes = generate_route_list(App);
     let context_state = state.clone();
+    let context = move || {
+        provide_context(context_state.clone());
+        // The guard's CSP nonce replaces the one Leptos made, so the inline hydration
+        // scripts carry the nonce the response's policy allows.
+        if let Some(nonce) = use_context::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<guard::CspNonce>().cloned())
+        {
+            provide_context(leptos::nonce::Nonce::from_value(nonce.0));
+        }
+        // Who is signed in, for the page to show (and to hide what the role cannot do).
+        if let Some(me) = use_context::<axum::http::request::Parts>().and_then(|p| {
+            p.extensions
+                .get::<app::ssr::accounts::Principal>()
+                .map(|p| p.me())
+        }) {
+            provide_context(me);
+        }
+    };
     let shell_options = state.leptos_options.clone();
-    Router::new()
+    let router = Router::new()
+        .route(
+            "/login",
+            get(routes::auth::login_page).post(routes::auth::login),
+        )
+        .route("/logout", post(routes::auth::logout))
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
         .route("/agent/invocations", post(routes::analyst::invocations))
         .nest("/api/v1", routes::api::router())
-        .leptos_routes_with_context(
-            &state,
-            routes,
-            move || provide_context(context_state.clone()),
-            move || shell(shell_options.clone()),
-        )
+        .leptos_routes_with_context(&state, routes, context.clone(), move || {
+            shell(shell_options.clone())
+        })
         // Latency by matched route (after routing, so the label is the route pattern).
         .route_layer(axum::middleware::from_fn(track_latency))
         .route("/metrics", get(routes::health::metrics))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, shell));
+    // Who is asking and may they (every route, static files included: their policy is
+    // public).
+    let router = if guarded {
+        router.layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::guard,
+        ))
+    } else {
+        router
+    };
+    router
         // Request bodies: the largest legitimate one is a unit-cost list (about 100,000
         // SKUs fit); larger catalogues go through `opsight import costs`.
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn(guard::security_headers))
         .layer(CompressionLayer::new())
         // Every request gets an id (a client's own `x-request-id` is kept), logged on the
         // request's span so each log line of the request carries it, and echoed back.
@@ -158,25 +203,6 @@ async fn track_latency(
 /// Request bodies larger than this get 413.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
-/// Headers every response carries: no MIME sniffing, no framing (clickjacking), no
-/// referrer beyond this origin, no powerful browser features. (The Content-Security-Policy
-/// needs per-request nonces for Leptos' inline hydration scripts; it comes with the rest of
-/// the web hardening.)
-async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
-    use axum::http::header::{
-        HeaderValue, REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
-    };
-    let h = response.headers_mut();
-    h.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    h.insert(REFERRER_POLICY, HeaderValue::from_static("same-origin"));
-    h.insert(
-        "permissions-policy",
-        HeaderValue::from_static("camera=(), microphone=(), geolocation=(), payment=()"),
-    );
-    response
-}
-
 /// Serves until `shutdown` resolves, then finishes in-flight requests.
 pub async fn run(
     listener: tokio::net::TcpListener,
@@ -190,9 +216,13 @@ pub async fn run(
             tracing::warn!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // The peer address lets the guard believe a trusted proxy's user header.
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     Ok(())
 }
 

@@ -43,6 +43,16 @@ enum Command {
         #[arg(long)]
         if_empty: bool,
     },
+    /// Manage user accounts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Import data files.
     Import {
         #[command(subcommand)]
@@ -67,6 +77,49 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user. The password is read from OPSIGHT_PASSWORD, or else from the first line
+    /// of standard input; it is never an argument (arguments are visible to other users).
+    Add {
+        username: String,
+        /// viewer (read, ask), editor (+ refresh, rules, schedules), admin (+ agents, users).
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// No password: the user signs in only through the trusted proxy.
+        #[arg(long)]
+        no_password: bool,
+        /// Succeed without changes when the user exists already.
+        #[arg(long)]
+        if_missing: bool,
+    },
+    /// List users and their roles.
+    List,
+    /// Disable a user: their sessions end at once and they cannot sign in.
+    Disable { username: String },
+    /// Enable a disabled user again.
+    Enable { username: String },
+    /// Change a user's role.
+    Role { username: String, role: String },
+    /// Set a new password (OPSIGHT_PASSWORD or standard input); ends their sessions.
+    Password { username: String },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token for a machine client; the secret is printed once.
+    Add {
+        /// What uses it, e.g. "slack-bot".
+        name: String,
+        #[arg(long, default_value = "viewer")]
+        role: String,
+    },
+    /// List tokens (prefixes only).
+    List,
+    /// Revoke a token by id.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -115,6 +168,10 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             let mut state = app_state(pool, agents, config.as_of, leptos_options());
             state.jobs.lease = config.job_lease;
             state.notifier = std::sync::Arc::new(config.notifier.clone());
+            state.auth = std::sync::Arc::new(config.auth.clone());
+            state.limits = std::sync::Arc::new(app::ssr::limits::RateLimits::new(config.allowance));
+            commands::record_agents(&state.db, &config).await?;
+            commands::warn_without_accounts(&state).await?;
             tracing::info!(
                 channels = config.notifier.channels.len(),
                 "notification channels configured"
@@ -140,6 +197,14 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
                 let _ = http_stopped.await;
             })
             .await
+        }
+        Command::User { command } => {
+            let pool = commands::connect(&config).await?;
+            user_command(&pool, command).await
+        }
+        Command::Token { command } => {
+            let pool = commands::connect(&config).await?;
+            token_command(&pool, command).await
         }
         Command::Migrate => {
             commands::connect(&config).await?;
@@ -244,4 +309,174 @@ async fn execute(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The password for `user add` / `user password`: OPSIGHT_PASSWORD, or the first line of
+/// standard input (so it is not in the shell history or the process list).
+fn read_password() -> anyhow::Result<String> {
+    if let Ok(p) = std::env::var("OPSIGHT_PASSWORD") {
+        if !p.is_empty() {
+            return Ok(p);
+        }
+    }
+    eprintln!("password (then Enter):");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("cannot read the password from standard input")?;
+    let p = line.trim_end_matches(['\r', '\n']).to_string();
+    anyhow::ensure!(
+        !p.is_empty(),
+        "no password given (OPSIGHT_PASSWORD or standard input)"
+    );
+    Ok(p)
+}
+
+fn role(s: &str) -> anyhow::Result<app::domain::access::Role> {
+    app::domain::access::Role::parse(s).map_err(anyhow::Error::msg)
+}
+
+async fn user_command(pool: &app::ssr::db::Db, command: UserCommand) -> anyhow::Result<()> {
+    use app::ssr::accounts::{self, UserChange};
+    let safe = |e: app::ssr::ServiceError| anyhow::anyhow!("{}", e.into_app_error());
+    let change = |username: String, c: UserChange| async move {
+        accounts::update_user(pool, &username, &c, "cli")
+            .await
+            .map_err(safe)
+    };
+    match command {
+        UserCommand::Add {
+            username,
+            role: r,
+            no_password,
+            if_missing,
+        } => {
+            let r = role(&r)?;
+            if if_missing
+                && accounts::user(pool, &username)
+                    .await
+                    .map_err(safe)?
+                    .is_some()
+            {
+                println!("user {} exists already", username.trim().to_lowercase());
+                return Ok(());
+            }
+            let password = if no_password {
+                None
+            } else {
+                Some(read_password()?)
+            };
+            let u = accounts::add_user(pool, &username, password.as_deref(), r, "cli")
+                .await
+                .map_err(safe)?;
+            println!("added {} ({})", u.username, u.role);
+        }
+        UserCommand::List => {
+            for u in accounts::list_users(pool).await.map_err(safe)? {
+                println!(
+                    "{:<24} {:<7} {}{}",
+                    u.username,
+                    u.role.as_str(),
+                    if u.disabled { "disabled" } else { "active" },
+                    if u.has_password {
+                        ""
+                    } else {
+                        ", proxy sign-in only"
+                    }
+                );
+            }
+        }
+        UserCommand::Disable { username } => {
+            let u = change(
+                username,
+                UserChange {
+                    disabled: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            println!("disabled {} (signed out everywhere)", u.username);
+        }
+        UserCommand::Enable { username } => {
+            let u = change(
+                username,
+                UserChange {
+                    disabled: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            println!("enabled {}", u.username);
+        }
+        UserCommand::Role { username, role: r } => {
+            let u = change(
+                username,
+                UserChange {
+                    role: Some(role(&r)?),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            println!("{} is now {}", u.username, u.role);
+        }
+        UserCommand::Password { username } => {
+            let password = read_password()?;
+            let u = change(
+                username,
+                UserChange {
+                    password: Some(password),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            println!(
+                "new password set for {} (signed out everywhere)",
+                u.username
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn token_command(pool: &app::ssr::db::Db, command: TokenCommand) -> anyhow::Result<()> {
+    use app::ssr::accounts;
+    let safe = |e: app::ssr::ServiceError| anyhow::anyhow!("{}", e.into_app_error());
+    match command {
+        TokenCommand::Add { name, role: r } => {
+            let created = accounts::create_token(
+                pool,
+                &name,
+                role(&r)?,
+                "cli",
+                app::domain::access::Role::Admin,
+            )
+            .await
+            .map_err(safe)?;
+            eprintln!(
+                "token {} ({}) for {}: shown once, store it now",
+                created.token.id, created.token.role, created.token.name
+            );
+            println!("{}", created.secret);
+        }
+        TokenCommand::List => {
+            for t in accounts::list_tokens(pool).await.map_err(safe)? {
+                println!(
+                    "{:<28} {:<20} {:<7} {}… {}",
+                    t.id,
+                    t.name,
+                    t.role.as_str(),
+                    t.prefix,
+                    t.revoked_at
+                        .map_or("active".to_string(), |r| format!("revoked {r}"))
+                );
+            }
+        }
+        TokenCommand::Revoke { id } => {
+            accounts::revoke_token(pool, &id, "cli")
+                .await
+                .map_err(safe)?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
 }

@@ -32,8 +32,14 @@ impl Cli {
     }
 
     fn run(&self, args: &[&str]) -> Output {
+        self.run_with(args, &[])
+    }
+
+    fn run_with(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_opsight"))
             .args(args)
+            .env_remove("OPSIGHT_PASSWORD")
+            .envs(env.iter().copied())
             .env("DATABASE_URL", &self.url)
             .env("OPSIGHT_AS_OF", "2026-11-21")
             // The default log level: logs must stay off stdout (refresh prints JSON there).
@@ -58,7 +64,15 @@ fn help_lists_every_command() {
     let o = cli.run(&["--help"]);
     assert!(o.status.success());
     let t = text(&o);
-    for cmd in ["serve", "migrate", "seed-demo", "import", "refresh"] {
+    for cmd in [
+        "serve",
+        "migrate",
+        "seed-demo",
+        "import",
+        "refresh",
+        "user",
+        "token",
+    ] {
         assert!(t.contains(cmd), "{cmd} missing from --help: {t}");
     }
 }
@@ -316,4 +330,147 @@ async fn serve_never_shows_the_token() {
         calls.len() >= 2,
         "refresh and question reached the agent with the token"
     );
+}
+
+/// Accounts and tokens made with the CLI sign in to the real server; the password, its
+/// hash, the token and the session stay out of every output and the debug log.
+#[tokio::test]
+async fn accounts_from_the_command_line_sign_in_and_stay_out_of_logs() {
+    const PASSWORD: &str = "alice's long password 42";
+    let cli = Cli::new("accounts");
+    assert!(cli.run(&["seed-demo", "--lines", "3000"]).status.success());
+    let o = cli.run_with(
+        &["user", "add", "Alice", "--role", "editor"],
+        &[("OPSIGHT_PASSWORD", "short")],
+    );
+    assert!(
+        !o.status.success() && text(&o).contains("at least 10 characters"),
+        "{}",
+        text(&o)
+    );
+    let o = cli.run_with(
+        &["user", "add", "Alice", "--role", "editor"],
+        &[("OPSIGHT_PASSWORD", PASSWORD)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("added alice (editor)"), "{}", text(&o));
+    let o = cli.run_with(&["user", "add", "alice"], &[("OPSIGHT_PASSWORD", PASSWORD)]);
+    assert!(
+        !o.status.success() && text(&o).contains("already exists"),
+        "{}",
+        text(&o)
+    );
+    let o = cli.run_with(
+        &["user", "add", "alice", "--if-missing"],
+        &[("OPSIGHT_PASSWORD", PASSWORD)],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cli.run(&["user", "add", "sso-bob", "--role", "root", "--no-password"]);
+    assert!(
+        !o.status.success() && text(&o).contains("viewer, editor or admin"),
+        "{}",
+        text(&o)
+    );
+    let o = cli.run(&["token", "add", "slack-bot", "--role", "viewer"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let token = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert!(
+        token.starts_with("opsight_") && token.len() == 72,
+        "stdout is the token alone: {token}"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("shown once"));
+    let list = text(&cli.run(&["user", "list"]));
+    assert!(
+        list.contains("alice") && list.contains("editor") && list.contains("active"),
+        "{list}"
+    );
+    let tokens = text(&cli.run(&["token", "list"]));
+    assert!(
+        tokens.contains("slack-bot") && tokens.contains(&token[..14]) && !tokens.contains(&token),
+        "{tokens}"
+    );
+
+    let serve = common::serve::Serve::spawn(
+        &cli.url,
+        &[
+            ("OPSIGHT_ANONYMOUS_ROLE", "none"),
+            ("RUST_LOG", "debug"),
+            ("LOG_FORMAT", "json"),
+        ],
+    );
+    let base = serve.base.clone();
+    let raw = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = raw
+        .get(format!("{base}/api/v1/dashboard"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "no credentials");
+    let r = raw
+        .get(format!("{base}/api/v1/dashboard"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the CLI's token");
+    let r = raw
+        .post(format!("{base}/login"))
+        .form(&[("username", "alice"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let cookie = r.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let me = |c: String| {
+        let raw = raw.clone();
+        let url = format!("{base}/api/v1/me");
+        async move { raw.get(url).header("cookie", c).send().await.unwrap() }
+    };
+    assert_eq!(me(cookie.clone()).await.status(), 200);
+    let page = raw
+        .get(format!("{base}/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("alice") && page.contains("Sign out"),
+        "the page shows who is signed in"
+    );
+    // Disabled from the CLI while the server runs: signed out at once.
+    let o = cli.run(&["user", "disable", "alice"]);
+    assert!(
+        o.status.success() && text(&o).contains("signed out everywhere"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(me(cookie.clone()).await.status(), 401);
+    let log = {
+        let mut serve = serve;
+        let _ = serve.child.kill();
+        let _ = serve.child.wait();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        serve.log()
+    };
+    assert!(log.contains("signed in"), "sign-ins are logged");
+    for (what, secret) in [
+        ("the password", PASSWORD),
+        ("a password hash", "$argon2"),
+        ("the API token", token.as_str()),
+        ("the session cookie", cookie.split_once('=').unwrap().1),
+    ] {
+        assert!(!log.contains(secret), "{what} is in the server log");
+    }
 }

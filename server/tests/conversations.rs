@@ -10,9 +10,47 @@ use std::time::Duration;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+/// The built-in analyst's answers, streamed the way a model writes: one SSE event every
+/// 20 ms (the built-in analyst itself sends its whole answer at once, which a subscriber
+/// may only see as one piece).
+async fn paced_analyst() -> String {
+    async fn invocations(body: axum::body::Bytes) -> axum::response::Response {
+        let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let reply = app::ssr::analyst_server::answer(&request).expect("a valid request");
+        let events: Vec<String> = reply
+            .sse_body()
+            .split_inclusive("\n\n")
+            .map(str::to_string)
+            .collect();
+        let stream = futures::stream::unfold(events.into_iter(), |mut rest| async move {
+            let next = rest.next()?;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Some((Ok::<_, std::convert::Infallible>(next), rest))
+        });
+        axum::response::Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(axum::body::Body::from_stream(stream))
+            .unwrap()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = axum::Router::new().route("/invocations", axum::routing::post(invocations));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
 #[tokio::test]
 async fn a_question_streams_its_answer_then_the_checked_contract() {
-    let app = spawn_app(20_000, None).await;
+    let paced = paced_analyst().await;
+    let app = spawn_app_with(20_000, |_| {
+        vec![common::profile(
+            AgentKind::MlflowAgentServer,
+            &paced,
+            Duration::from_secs(10),
+            None,
+        )]
+    })
+    .await;
     let (conversation, deltas, turn) = app
         .ask("DAL", "otif", None, "Why is OTIF down at Dallas?")
         .await;
@@ -58,7 +96,7 @@ async fn a_question_streams_its_answer_then_the_checked_contract() {
         .json()
         .await
         .unwrap();
-    assert_eq!(l.kind, "builtin");
+    assert_eq!(l.kind, "mlflow-agent-server");
     assert!(l.request_json.contains("\"stream\": true"));
     assert!(l
         .response_body

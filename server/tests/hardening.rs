@@ -24,7 +24,7 @@ async fn readyz_needs_the_database_and_every_migration() {
     let body: Value = r.json().await.unwrap();
     let pending = body["pending_migrations"].as_array().unwrap();
     assert_eq!(pending.len(), 1, "{body}");
-    assert!(pending[0].as_str().unwrap().starts_with("10 "), "{body}");
+    assert!(pending[0].as_str().unwrap().starts_with("11 "), "{body}");
     // Liveness does not depend on migrations.
     assert_eq!(app.get("/healthz").await.status(), 200);
 }
@@ -41,7 +41,7 @@ async fn every_response_carries_the_security_headers() {
         "/api/v1/runs/nope",
     ] {
         let r = app.get(path).await;
-        let h = r.headers();
+        let h = r.headers().clone();
         for (name, value) in [
             ("x-content-type-options", "nosniff"),
             ("x-frame-options", "DENY"),
@@ -54,6 +54,31 @@ async fn every_response_carries_the_security_headers() {
             );
         }
         assert!(h.contains_key("permissions-policy"), "{path}");
+        let csp = h
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            csp.contains("script-src 'self' 'nonce-") && csp.contains("object-src 'none'"),
+            "{path}: {csp}"
+        );
+        if path == "/" {
+            // The page's inline scripts carry the nonce the policy allows, and only it.
+            let nonce = csp
+                .split("'nonce-")
+                .nth(1)
+                .and_then(|s| s.split('\'').next())
+                .unwrap()
+                .to_string();
+            let html = r.text().await.unwrap();
+            let scripts = html.matches("<script").count();
+            let nonced = html.matches(&format!("nonce=\"{nonce}\"")).count();
+            assert!(
+                scripts > 0 && nonced >= scripts,
+                "{scripts} scripts, {nonced} with the nonce"
+            );
+        }
         // Every response names its request, for finding its log lines.
         let id = h
             .get("x-request-id")

@@ -197,7 +197,7 @@ async fn a_tick_becomes_exactly_one_run_when_replicas_race_for_it() {
         jobs: Default::default(),
         ..a.clone()
     };
-    let s = schedules::create(&a, &input("hourly", "0 * * * *", "once"))
+    let s = schedules::create(&a, &input("hourly", "0 * * * *", "once"), "test")
         .await
         .unwrap();
     let due = utc(s.next_fire_at.as_deref().unwrap());
@@ -251,6 +251,7 @@ async fn a_digest_schedule_queues_one_digest_per_tick_and_refreshes_nothing() {
             scope_value: None,
             ..input("morning digest", "0 7 * * 1-5", "once")
         },
+        "test",
     )
     .await
     .unwrap();
@@ -278,10 +279,10 @@ async fn a_digest_schedule_queues_one_digest_per_tick_and_refreshes_nothing() {
 async fn missed_ticks_run_once_or_are_skipped_as_chosen() {
     let tdb = test_db().await;
     let state = quiet_state(&tdb).await;
-    let once = schedules::create(&state, &input("catch up", "0 * * * *", "once"))
+    let once = schedules::create(&state, &input("catch up", "0 * * * *", "once"), "test")
         .await
         .unwrap();
-    let skip = schedules::create(&state, &input("skip", "30 * * * *", "skip"))
+    let skip = schedules::create(&state, &input("skip", "30 * * * *", "skip"), "test")
         .await
         .unwrap();
     let due_once = utc(once.next_fire_at.as_deref().unwrap());

@@ -18,14 +18,36 @@ export function check(name, ok, detail = '') {
 }
 
 // Flags this machine's closed network needs (no background connections, no QUIC).
-export async function launch() {
-  return chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'opsight-e2e-')), {
+// Signs in (through the real sign-in form) as OPSIGHT_E2E_USER unless `user` is null.
+export async function launch({ user = process.env.OPSIGHT_E2E_USER ?? 'e2e-admin',
+  password = process.env.OPSIGHT_E2E_PASSWORD } = {}) {
+  const context = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), 'opsight-e2e-')), {
     executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
     headless: true,
     viewport: { width: 1440, height: 1000 },
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
+  if (user) await signIn(context, user, password);
+  return context;
+}
+
+// Fills in /login in a page of its own; the session cookie then serves every page.
+export async function signIn(context, user, password) {
+  const page = await context.newPage();
+  for (let i = 0; ; i++) {
+    try { await page.goto(base + '/login', { waitUntil: 'load' }); break; } catch (e) {
+      if (i > 60) throw e;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  }
+  await page.fill('input[name=username]', user);
+  await page.fill('input[name=password]', password ?? '');
+  await Promise.all([
+    page.waitForURL((u) => !u.pathname.startsWith('/login'), { timeout: 15000 }),
+    page.click('button[type=submit]'),
+  ]);
+  await page.close();
 }
 
 // Prints the tally and exits non-zero when a check failed.

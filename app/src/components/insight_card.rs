@@ -151,7 +151,7 @@ fn ActionControls(insight_id: String, position: i64, acted: Option<ActionView>) 
             })}
             {move || {
                 let final_state = current.get().is_some_and(|a| a.state == "done" || a.state == "dismissed");
-                (!final_state).then(|| view! {
+                (!final_state && crate::app::can(crate::domain::access::Role::Editor)).then(|| view! {
                     <span class="action-buttons">
                         <button class="ack" disabled=move || update.pending().get() on:click={let s = s1.clone(); move |_| s("acknowledged", None)}>"Acknowledge"</button>
                         <button class="assign" on:click=move |_| asking.set(Some("assigned"))>"Assign…"</button>
@@ -290,9 +290,11 @@ pub fn InsightCard(card: Card, #[prop(optional)] compact: bool) -> AnyView {
         >
             <div class="card-head">
                 <span class="card-title">{format!("Insight · {}", metric.label())}</span>
+                {crate::app::can(crate::domain::access::Role::Editor).then(|| view! {
                 <button class="refresh" on:click=on_refresh disabled=move || refresh.pending().get()>
                     {move || if refresh.pending().get() { "Refreshing…" } else { "Refresh insight" }}
                 </button>
+                })}
             </div>
             {move || state.get().stale.map(|s| view! { <p class="badge stale-badge">{format!("Stale: {s}")}</p> })}
             {move || {

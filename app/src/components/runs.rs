@@ -124,6 +124,7 @@ pub fn RunProgress(#[prop(into)] on_jobs_finished: Callback<()>) -> AnyView {
     };
     view! {
         <section class="runs-live">
+            {crate::app::can(crate::domain::access::Role::Editor).then(|| view! {
             <div class="run-buttons">
                 <button class="run-flagged" on:click=run_scope("flagged") disabled=move || start.pending().get()>
                     "Refresh flagged cards"
@@ -134,6 +135,7 @@ pub fn RunProgress(#[prop(into)] on_jobs_finished: Callback<()>) -> AnyView {
                 <a href="/runs">"Run history"</a>
                 <a href="/schedules">"Schedules"</a>
             </div>
+            })}
             {move || start.value().get().and_then(|r| r.err()).map(|e| view! {
                 <p class="badge error-badge">{format!("The run could not start: {e}")}</p>
             })}

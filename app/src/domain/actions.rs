@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub const WEEKS_AFTER: usize = 2;
 
 /// An action's state as someone set it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ActionView {
     pub insight_id: String,
     pub position: i64,
@@ -30,7 +30,7 @@ pub struct ActionView {
 }
 
 /// The KPI before and after a done action.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Outcome {
     /// The value of the week the insight explained.
     pub before: Option<f64>,

@@ -28,7 +28,7 @@ pub struct Point {
 }
 
 /// How sensitive detection is for one metric.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Sensitivity {
     /// |robust z| at or above this is unusual (3.5 is the usual outlier cut-off).
     pub z: f64,
@@ -46,7 +46,7 @@ impl Default for Sensitivity {
 }
 
 /// One value scored against its baseline.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Scored {
     /// The day (for daily scores) or the week's Monday.
     pub date: String,
@@ -57,7 +57,7 @@ pub struct Scored {
 }
 
 /// The verdict for a card's reported week.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Anomaly {
     /// The week's value, or one of its days, is unusual in the flagged direction.
     pub unusual: bool,

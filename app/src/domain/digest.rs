@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 /// counted.
 pub const MAX_ITEMS: usize = 20;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DigestItem {
     pub site: String,
     pub site_name: String,
@@ -46,7 +46,7 @@ pub struct DigestItem {
     pub link: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Digest {
     /// The stored notification's id once queued: receivers can use it to drop a
     /// redelivery (deliveries are at least once).

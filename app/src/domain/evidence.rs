@@ -43,7 +43,7 @@ pub struct LineFact {
 }
 
 /// What the pack is about.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Scope {
     /// A site code, or [`NETWORK`].
     pub site: String,
@@ -55,7 +55,7 @@ pub struct Scope {
     pub unit: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PeriodRef {
     pub start: String,
     pub end: String,
@@ -72,7 +72,7 @@ impl From<Week> for PeriodRef {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SeriesPoint {
     pub period_start: String,
     pub label: String,
@@ -82,7 +82,7 @@ pub struct SeriesPoint {
 }
 
 /// OTIF failures split by process cause.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OtifTree {
     pub lines: i64,
     pub otif_lines: i64,
@@ -96,7 +96,7 @@ pub struct OtifTree {
     pub by_reason: Vec<ReasonCount>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReasonCount {
     pub reason: String,
     pub failures: i64,
@@ -105,7 +105,7 @@ pub struct ReasonCount {
 }
 
 /// One segment's part of the change, in points (pp for ratio metrics, lines for counts).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Segment {
     pub member: String,
     pub previous_value: Option<f64>,
@@ -120,7 +120,7 @@ pub struct Segment {
     pub total: f64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DimensionContribution {
     pub dimension: String,
     /// Largest absolute contribution first.
@@ -129,7 +129,7 @@ pub struct DimensionContribution {
     pub rate_total: f64,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DataChecks {
     /// Latest delivered_date in the scope's data, any period.
     pub latest_data_date: Option<String>,
@@ -154,7 +154,7 @@ impl DataChecks {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Noise {
     /// Standard error of the change, in points.
     pub standard_error: f64,
@@ -162,7 +162,7 @@ pub struct Noise {
     pub significant: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EvidencePack {
     pub scope: Scope,
     pub as_of: String,

@@ -21,7 +21,7 @@ pub const BASELINE_WEEKS: i64 = 4;
 /// z of the two-sided 80 % interval.
 const Z80: f64 = 1.2816;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Pace {
     pub week_label: String,
     pub week_start: String,

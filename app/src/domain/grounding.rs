@@ -19,7 +19,7 @@ pub const REL_TOLERANCE: f64 = 0.3;
 const SIGN_FLOOR: f64 = 0.05;
 
 /// The verdict on one root cause, in the order of the insight's causes.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Grounding {
     pub dimension: String,
     pub member: String,

@@ -7,7 +7,19 @@ use chrono::{Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 
 /// The KPIs Opsight tracks. Stored and sent as their snake_case key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     Otif,
@@ -57,7 +69,7 @@ impl Metric {
 }
 
 /// Rule parameters that change how a line is scored.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ScoringParams {
     /// Days after the due date that still count as on time (0 = on or before the due date).
     pub on_time_window_days: i64,
@@ -105,7 +117,9 @@ pub fn score_line(
 }
 
 /// Exact counts behind every KPI for a set of lines.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct KpiCounts {
     pub lines: i64,
     pub otif_lines: i64,

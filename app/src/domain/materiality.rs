@@ -31,7 +31,7 @@ impl CostBook {
 }
 
 /// Money at stake in one segment.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SegmentMoney {
     pub dimension: String,
     pub member: String,
@@ -40,7 +40,7 @@ pub struct SegmentMoney {
 }
 
 /// Money at stake for a card's week.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Materiality {
     /// The penalty's share of cost of goods (0.03 = 3 %).
     pub penalty_share: f64,

@@ -1,5 +1,6 @@
 //! Pure domain logic, shared by the server and the browser (it compiles to wasm).
 //!
+//! - [`access`]: roles and the access policy of every route and server function.
 //! - [`materiality`]: money at stake on failed lines (unit costs × the penalty rule).
 //! - [`period`]: ISO weeks and "the latest complete week" relative to a reference date.
 //! - [`kpi`]: the KPI catalogue, line-level scoring and exact numerator/denominator counts.
@@ -15,6 +16,7 @@
 //! - [`alerts`]: alerts on trigger state changes, with flap suppression.
 //! - [`analyst`]: the built-in analyst, the reference implementation of the contract.
 
+pub mod access;
 pub mod actions;
 pub mod alerts;
 pub mod analyst;

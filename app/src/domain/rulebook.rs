@@ -13,7 +13,7 @@ use super::rules::{Condition, Playbook, RuleEntry, Rules, Target, Trigger};
 use serde::{Deserialize, Serialize};
 
 /// One row of the rule book, as edited.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RuleItem {
     Rule(RuleEntry),
@@ -22,7 +22,7 @@ pub enum RuleItem {
     Playbook(Playbook),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EditOp {
     Create,
@@ -47,7 +47,7 @@ impl EditOp {
 /// One change to the rule book. `expected_version` is the version the editor was looking
 /// at: a save against an older version is refused rather than overwriting someone else's
 /// change.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuleEdit {
     pub op: EditOp,
     pub item: RuleItem,
@@ -55,7 +55,7 @@ pub struct RuleEdit {
 }
 
 /// A validation message tied to the form field it is about.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Problem {
     pub field: String,
     pub message: String,

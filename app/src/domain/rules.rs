@@ -9,7 +9,7 @@ use super::kpi::{Metric, ScoringParams};
 use serde::{Deserialize, Serialize};
 
 /// One row of the `business_rules` table.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuleEntry {
     pub key: String,
     /// `parameter`, `threshold` or `trigger`.
@@ -27,7 +27,7 @@ fn yes() -> bool {
 }
 
 /// A target for a metric; `site == "*"` is the network-wide default.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Target {
     pub metric: String,
     pub site: String,
@@ -38,7 +38,9 @@ pub struct Target {
 }
 
 /// What a trigger watches, evaluated on weekly values.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Condition {
     #[default]
@@ -111,7 +113,7 @@ impl Condition {
 
 /// A rule that says a card needs attention (an insight, an alert): a condition on the
 /// metric's weekly value that has held for `periods` consecutive weeks.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Trigger {
     pub key: String,
     pub metric: String,
@@ -169,7 +171,7 @@ impl Trigger {
 }
 
 /// A diagnosed cause mapped to a next action.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Playbook {
     pub key: String,
     /// `reason:<code>`, `dimension:<name>`, `effect:mix` or `data`.
@@ -181,7 +183,7 @@ pub struct Playbook {
     pub enabled: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Rules {
     pub version: i64,
     pub entries: Vec<RuleEntry>,
@@ -192,7 +194,7 @@ pub struct Rules {
 }
 
 /// Where a KPI stands against its target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     OnTarget,

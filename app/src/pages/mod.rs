@@ -1,4 +1,5 @@
 //! Routed pages.
+pub mod admin;
 pub mod conversation;
 pub mod kpi_detail;
 pub mod lineage;

@@ -61,6 +61,7 @@ pub fn NotificationsPage() -> impl IntoView {
         <div class="page-head">
             <h1>"Digests & alerts"</h1>
             <p class="hint">"Digests list off-target and unusual KPIs with their insights, most money at stake first; schedule one on the Schedules page (\"Send the digest\"). Alerts go out when a trigger starts or stops firing, never once per refresh, and pause while a trigger flaps."</p>
+            {crate::app::can(crate::domain::access::Role::Editor).then(|| view! {
             <div class="run-buttons">
                 <button class="send-digest" on:click=move |_| { send.dispatch(SendDigest {}); } disabled=move || send.pending().get()>"Send digest now"</button>
                 <button class="check-alerts" on:click=move |_| { check.dispatch(CheckAlerts {}); } disabled=move || check.pending().get()>"Check alerts now"</button>
@@ -70,6 +71,7 @@ pub fn NotificationsPage() -> impl IntoView {
                 })}
                 {move || send.value().get().and_then(|r| r.err()).map(|e| view! { <span class="badge error-badge">{e.to_string()}</span> })}
             </div>
+            })}
         </div>
         <Transition fallback=|| view! { <p class="loading">"Loading…"</p> }>
             {move || page.get().map(|r| match r {

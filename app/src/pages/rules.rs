@@ -340,6 +340,9 @@ fn RowButtons(
     act: Callback<RuleEdit>,
 ) -> AnyView {
     let (i1, i2, i3) = (item.clone(), item.clone(), item);
+    if !crate::app::can(crate::domain::access::Role::Editor) {
+        return view! { <td class="row-buttons"></td> }.into_any();
+    }
     view! {
         <td class="row-buttons">
             <button class="edit" on:click=move |_| editing.set(Some((EditOp::Update, i1.clone())))>"Edit"</button>
@@ -409,7 +412,7 @@ fn tables(v: &RulesView, editing: Editing, act: Callback<RuleEdit>) -> AnyView {
     let section_head = move |title: &'static str, add: Option<fn() -> RuleItem>| {
         view! {
             <div class="section-head"><h2>{title}</h2>
-                {add.map(|f| view! {
+                {add.filter(|_| crate::app::can(crate::domain::access::Role::Editor)).map(|f| view! {
                     <button class="add" on:click=move |_| editing.set(Some((EditOp::Create, f())))>"Add"</button>
                 })}
             </div>

@@ -162,6 +162,7 @@ fn Row(
             </td>
             <td>{s.last_fire_at.clone().map(|t| t.get(0..19).unwrap_or_default().replace('T', " ") + " UTC").unwrap_or_else(|| "never".into())}</td>
             <td class="row-buttons">
+                {crate::app::can(crate::domain::access::Role::Editor).then(|| view! {
                 <button class="toggle" on:click=move |_| { toggle.dispatch(SetScheduleEnabled { id: id.clone(), enabled: !enabled }); }>
                     {if enabled { "Pause" } else { "Resume" }}
                 </button>
@@ -170,6 +171,7 @@ fn Row(
                 })}
                 <button class="edit" on:click=move |_| editing.set((Some(id3.clone()), input.clone()))>"Edit"</button>
                 <button class="delete" on:click=move |_| { delete.dispatch(DeleteSchedule { id: id4.clone() }); }>"Delete"</button>
+                })}
                 {move || run_now.value().get().map(|r| match r {
                     Ok(run) => view! { <a class="started" href=format!("/runs/{}", run.id)>{format!("started: {} cards", run.total)}</a> }.into_any(),
                     Err(e) => view! { <span class="badge error-badge">{e.to_string()}</span> }.into_any(),
@@ -204,6 +206,6 @@ pub fn SchedulesPage() -> impl IntoView {
                 Err(e) => view! { <p class="badge error-badge">{e.to_string()}</p> }.into_any(),
             })}
         </Transition>
-        <Editor editing saved=changed/>
+        {crate::app::can(crate::domain::access::Role::Editor).then(|| view! { <Editor editing saved=changed/> })}
     }
 }

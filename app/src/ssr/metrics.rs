@@ -64,6 +64,8 @@ struct Registry {
     agent: Mutex<BTreeMap<String, Histogram>>,
     /// (agent, error kind) → failed calls.
     agent_errors: Mutex<BTreeMap<(String, String), u64>>,
+    /// Agent calls refused by the rate limits: [per user, global].
+    rate_limited: Mutex<[u64; 2]>,
 }
 
 fn registry() -> &'static Registry {
@@ -90,6 +92,13 @@ pub fn observe_agent(agent: &str, secs: f64, error: Option<&str>) {
         if let Ok(mut m) = registry().agent_errors.lock() {
             *m.entry((agent.to_string(), kind.to_string())).or_default() += 1;
         }
+    }
+}
+
+/// One agent call refused by a rate limit (`global`: the replica's, else the user's).
+pub fn count_rate_limited(global: bool) {
+    if let Ok(mut m) = registry().rate_limited.lock() {
+        m[usize::from(global)] += 1;
     }
 }
 
@@ -141,6 +150,16 @@ pub async fn render(state: &AppState) -> String {
                 label(kind)
             );
         }
+    }
+    out.push_str("# HELP opsight_rate_limited_total Agent calls refused with 429, by limit.\n");
+    out.push_str("# TYPE opsight_rate_limited_total counter\n");
+    if let Ok(m) = registry().rate_limited.lock() {
+        let _ = writeln!(out, "opsight_rate_limited_total{{limit=\"user\"}} {}", m[0]);
+        let _ = writeln!(
+            out,
+            "opsight_rate_limited_total{{limit=\"global\"}} {}",
+            m[1]
+        );
     }
     out.push_str("# HELP opsight_agent_circuit_state Circuit breaker per agent: 0 closed, 1 half-open, 2 open.\n");
     out.push_str("# TYPE opsight_agent_circuit_state gauge\n");

@@ -1,5 +1,8 @@
 //! Server-only code, compiled with the `ssr` feature (the one gate in this crate).
 //!
+//! - [`accounts`]: users (Argon2id), sessions, API tokens, and who is asking.
+//! - [`audit`]: the audit log of rule, schedule, agent, user and token changes.
+//! - [`limits`]: rate limits on agent calls, per principal and per replica.
 //! - [`db`]: the pool, migrations and every SQL statement (portable SQLite/PostgreSQL).
 //! - [`crontab`]: crontab expressions (5 fields, Sunday 0/7) in a time zone, DST as cron does.
 //! - [`agent`]: agent profiles and kinds, the ResponsesAgent client (one shared
@@ -29,11 +32,13 @@
 //! - [`seed`]: the demo network generator.
 //! - [`state`]: `AppState`, what every request and server function gets.
 
+pub mod accounts;
 pub mod actions;
 pub mod agent;
 pub mod alerts;
 pub mod analyst_server;
 pub mod ask;
+pub mod audit;
 pub mod conversations;
 pub mod costs;
 pub mod crontab;
@@ -44,6 +49,7 @@ pub mod feedback;
 pub mod import;
 pub mod insights;
 pub mod kpis;
+pub mod limits;
 pub mod mail;
 pub mod metrics;
 pub mod notify;

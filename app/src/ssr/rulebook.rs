@@ -105,6 +105,14 @@ pub async fn commit(
     .execute(&mut *tx)
     .await
     .context("Failed to record the rules change")?;
+    super::audit::record(
+        &mut tx,
+        changed_by.unwrap_or("cli"),
+        "rules.edit",
+        &format!("rules:v{}", next.version),
+        &summary,
+    )
+    .await?;
     tx.commit()
         .await
         .context("Failed to store the rules change")?;

@@ -9,6 +9,7 @@
 //! [`ON_TIME_GRACE`] late, or more than one tick is due) follow the schedule's catch-up
 //! choice: `once` runs the latest missed tick once, `skip` records it as skipped.
 
+use super::audit;
 use super::crontab::Crontab;
 use super::db::Db;
 use super::insights::{new_id, timestamp};
@@ -208,8 +209,12 @@ async fn name_taken(db: &Db, name: &str, except: &str) -> Result<bool, ServiceEr
     Ok(n > 0)
 }
 
-pub async fn create(state: &AppState, input: &ScheduleInput) -> Result<ScheduleView, ServiceError> {
-    let view = save(state, None, input).await?;
+pub async fn create(
+    state: &AppState,
+    input: &ScheduleInput,
+    actor: &str,
+) -> Result<ScheduleView, ServiceError> {
+    let view = save(state, None, input, actor).await?;
     tracing::info!(schedule = %view.input.name, cron = %view.input.cron, tz = %view.input.timezone, "schedule created");
     Ok(view)
 }
@@ -219,9 +224,27 @@ pub async fn update(
     state: &AppState,
     id: &str,
     input: &ScheduleInput,
+    actor: &str,
 ) -> Result<ScheduleView, ServiceError> {
     get(&state.db, id).await?;
-    save(state, Some(id), input).await
+    save(state, Some(id), input, actor).await
+}
+
+/// One line for the audit log: the settings a schedule runs on.
+fn describe(input: &ScheduleInput) -> String {
+    format!(
+        "cron {:?} in {}, scope {}{}, catch-up {}, {}",
+        input.cron,
+        input.timezone,
+        input.scope,
+        input
+            .scope_value
+            .as_deref()
+            .map(|v| format!(" {v}"))
+            .unwrap_or_default(),
+        input.catch_up,
+        if input.enabled { "enabled" } else { "paused" }
+    )
 }
 
 /// Validates and stores a new (`id` = None) or existing schedule, with its next tick
@@ -230,6 +253,7 @@ async fn save(
     state: &AppState,
     id: Option<&str>,
     input: &ScheduleInput,
+    actor: &str,
 ) -> Result<ScheduleView, ServiceError> {
     let (input, crontab, scope) = validate(input)?;
     check_scope(state, &scope).await?;
@@ -245,6 +269,11 @@ async fn save(
         .then(|| crontab.next_after(now))
         .flatten()
         .map(timestamp);
+    let action = if id.is_some() {
+        "schedule.update"
+    } else {
+        "schedule.create"
+    };
     let (id, sql) = match id {
         None => (
             new_id(now, "sch"),
@@ -258,6 +287,11 @@ async fn save(
              catch_up = $7, enabled = $8, next_fire_at = $9, updated_at = $10 WHERE id = $1",
         ),
     };
+    let mut tx = state
+        .db
+        .begin()
+        .await
+        .context("Failed to start a transaction")?;
     sqlx::query(sql)
         .bind(id.clone())
         .bind(input.name.clone())
@@ -269,9 +303,18 @@ async fn save(
         .bind(i64::from(input.enabled))
         .bind(next)
         .bind(timestamp(now))
-        .execute(&state.db)
+        .execute(&mut *tx)
         .await
         .context("Failed to store the schedule")?;
+    audit::record(
+        &mut tx,
+        actor,
+        action,
+        &format!("schedule:{}", input.name),
+        &describe(&input),
+    )
+    .await?;
+    tx.commit().await.context("Failed to store the schedule")?;
     get(&state.db, &id).await
 }
 
@@ -282,6 +325,7 @@ pub async fn set_enabled(
     state: &AppState,
     id: &str,
     enabled: bool,
+    actor: &str,
 ) -> Result<ScheduleView, ServiceError> {
     let s = get(&state.db, id).await?;
     let now = Utc::now();
@@ -290,6 +334,11 @@ pub async fn set_enabled(
         (true, Ok(c)) => c.next_after(now).map(timestamp),
         (true, Err(e)) => return Err(ServiceError::BadRequest(e.to_string())),
     };
+    let mut tx = state
+        .db
+        .begin()
+        .await
+        .context("Failed to start a transaction")?;
     sqlx::query(
         "UPDATE schedules SET enabled = $2, next_fire_at = $3, updated_at = $4 WHERE id = $1",
     )
@@ -297,22 +346,52 @@ pub async fn set_enabled(
     .bind(i64::from(enabled))
     .bind(next)
     .bind(timestamp(now))
-    .execute(&state.db)
+    .execute(&mut *tx)
     .await
     .context("Failed to pause or resume the schedule")?;
+    audit::record(
+        &mut tx,
+        actor,
+        if enabled {
+            "schedule.resume"
+        } else {
+            "schedule.pause"
+        },
+        &format!("schedule:{}", s.input.name),
+        if enabled { "resumed" } else { "paused" },
+    )
+    .await?;
+    tx.commit()
+        .await
+        .context("Failed to pause or resume the schedule")?;
     get(&state.db, id).await
 }
 
 /// Deletes a schedule; its past runs stay in the history.
-pub async fn delete(state: &AppState, id: &str) -> Result<(), ServiceError> {
+pub async fn delete(state: &AppState, id: &str, actor: &str) -> Result<(), ServiceError> {
+    let s = get(&state.db, id).await?;
+    let mut tx = state
+        .db
+        .begin()
+        .await
+        .context("Failed to start a transaction")?;
     let r = sqlx::query("DELETE FROM schedules WHERE id = $1")
         .bind(id.to_string())
-        .execute(&state.db)
+        .execute(&mut *tx)
         .await
         .context("Failed to delete the schedule")?;
     if r.rows_affected() == 0 {
         return Err(ServiceError::NotFound(format!("no schedule '{id}'")));
     }
+    audit::record(
+        &mut tx,
+        actor,
+        "schedule.delete",
+        &format!("schedule:{}", s.input.name),
+        &describe(&s.input),
+    )
+    .await?;
+    tx.commit().await.context("Failed to delete the schedule")?;
     Ok(())
 }
 

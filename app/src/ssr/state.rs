@@ -21,6 +21,10 @@ pub struct AppState {
     /// Fixed reference date (`OPSIGHT_AS_OF`), or `None` for today (UTC).
     pub as_of: Option<NaiveDate>,
     pub leptos_options: LeptosOptions,
+    /// How requests are authenticated (sessions, proxy, anonymous role).
+    pub auth: std::sync::Arc<super::accounts::AuthSettings>,
+    /// Agent-call rate limits of this replica.
+    pub limits: std::sync::Arc<super::limits::RateLimits>,
 }
 
 impl AppState {

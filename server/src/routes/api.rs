@@ -44,13 +44,23 @@
 //!   delivery's status, attempts and last error.
 //! - `GET  /api/v1/notifications/{id}/email`: a notification's HTML e-mail body.
 //!
-//! Errors are JSON `{"error": "..."}`; unknown sites or metrics are 404.
+//! - `GET  /api/v1/me`: who the request is signed in as (`{name, role}`).
+//! - `GET|POST /api/v1/users`, `PATCH /api/v1/users/{username}` `{role?, disabled?, password?}`
+//!   (admin): accounts. `GET|POST /api/v1/tokens` `{name, role}`, `DELETE /api/v1/tokens/{id}`
+//!   (admin): API tokens; the secret is in the POST's answer only. `GET /api/v1/audit
+//!   [?action=rules&limit=]` (admin): the audit log.
+//! - `GET  /api/v1/openapi.json`: this API's OpenAPI description.
+//!
+//! Every route needs a role (see `app::domain::access`); send `Authorization: Bearer
+//! <token>` or a session cookie. Errors are JSON `{"error": "..."}`; unknown sites or
+//! metrics are 404; 401 not signed in, 403 role too low or cross-site, 429 rate-limited.
 
 use app::domain::evidence::NETWORK;
 use app::dto::{
     AgentStatus, ConversationView, Dashboard, FeedbackView, InsightView, Lineage, TurnStarted,
 };
 use app::dto::{RunDetail, RunRequest, RunView, ScheduleInput, ScheduleView};
+use app::ssr::accounts::{self, Principal, UserChange};
 use app::ssr::runs::{self, Scope};
 use app::ssr::state::AppState;
 use app::ssr::{
@@ -101,6 +111,35 @@ pub fn router() -> Router<AppState> {
         .route("/alerts/check", post(check_alerts))
         .route("/notifications", get(list_notifications))
         .route("/notifications/{id}/email", get(notification_email))
+        .route("/me", get(me))
+        .route("/users", get(list_users).post(create_user))
+        .route("/users/{username}", axum::routing::patch(update_user))
+        .route("/tokens", get(list_tokens).post(create_token))
+        .route("/tokens/{id}", axum::routing::delete(revoke_token))
+        .route("/audit", get(audit_log))
+        .route("/openapi.json", get(super::openapi::spec))
+}
+
+/// The principal the guard attached (absent only on public routes).
+pub struct Who(Option<Principal>);
+
+impl Who {
+    fn actor(&self) -> String {
+        self.0
+            .as_ref()
+            .map_or_else(|| "anonymous".into(), Principal::actor)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Who {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Who(parts.extensions.get::<Principal>().cloned()))
+    }
 }
 
 /// Reads a JSON body or answers 400 saying what was expected.
@@ -160,8 +199,8 @@ async fn dashboard(State(state): State<AppState>) -> Result<Json<Dashboard>, Api
     Ok(Json(kpis::dashboard(&state).await?))
 }
 
-#[derive(Deserialize)]
-struct InsightQuery {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct InsightQuery {
     site: Option<String>,
     metric: Option<String>,
     limit: Option<i64>,
@@ -188,8 +227,8 @@ async fn list_insights(
     ))
 }
 
-#[derive(Deserialize)]
-struct RefreshBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct RefreshBody {
     site: String,
     metric: String,
     question: Option<String>,
@@ -224,8 +263,8 @@ async fn lineage(
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, "no lineage for this id".into()))
 }
 
-#[derive(Deserialize)]
-struct FeedbackBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct FeedbackBody {
     helpful: bool,
     reason: Option<String>,
 }
@@ -247,8 +286,8 @@ async fn list_feedback(
     Ok(Json(feedback::of_insight(&state, &id).await?))
 }
 
-#[derive(Deserialize)]
-struct StartBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct StartBody {
     site: String,
     metric: String,
     question: String,
@@ -263,8 +302,8 @@ async fn start_conversation(
     Ok((StatusCode::ACCEPTED, Json(started)))
 }
 
-#[derive(Deserialize)]
-struct TurnBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct TurnBody {
     question: String,
 }
 
@@ -305,16 +344,19 @@ async fn turn_events(
         .into_response())
 }
 
-#[derive(Deserialize)]
-struct AgentsQuery {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct AgentsQuery {
     check: Option<bool>,
 }
 
 async fn agents(
     State(state): State<AppState>,
-    Query(q): Query<AgentsQuery>,
-) -> Json<Vec<AgentStatus>> {
-    Json(settings::agents(&state, q.check.unwrap_or(false)).await)
+    query: Result<Query<AgentsQuery>, QueryRejection>,
+) -> Result<Json<Vec<AgentStatus>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    Ok(Json(
+        settings::agents(&state, q.check.unwrap_or(false)).await,
+    ))
 }
 
 async fn list_schedules(
@@ -335,34 +377,39 @@ const SCHEDULE_SHAPE: &str =
 
 async fn create_schedule(
     State(state): State<AppState>,
+    who: Who,
     body: Result<Json<ScheduleInput>, JsonRejection>,
 ) -> Result<(StatusCode, Json<ScheduleView>), ApiError> {
     let input = json_body(body, SCHEDULE_SHAPE)?;
     Ok((
         StatusCode::CREATED,
-        Json(schedules::create(&state, &input).await?),
+        Json(schedules::create(&state, &input, &who.actor()).await?),
     ))
 }
 
 async fn update_schedule(
     State(state): State<AppState>,
+    who: Who,
     Path(id): Path<String>,
     body: Result<Json<ScheduleInput>, JsonRejection>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     let input = json_body(body, SCHEDULE_SHAPE)?;
-    Ok(Json(schedules::update(&state, &id, &input).await?))
+    Ok(Json(
+        schedules::update(&state, &id, &input, &who.actor()).await?,
+    ))
 }
 
 async fn delete_schedule(
     State(state): State<AppState>,
+    who: Who,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    schedules::delete(&state, &id).await?;
+    schedules::delete(&state, &id, &who.actor()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
-struct PreviewBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct PreviewBody {
     cron: String,
     #[serde(default)]
     timezone: String,
@@ -387,8 +434,8 @@ async fn run_schedule(
     ))
 }
 
-#[derive(Deserialize)]
-struct RunsQuery {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct RunsQuery {
     limit: Option<i64>,
     active: Option<bool>,
 }
@@ -425,8 +472,8 @@ async fn run_detail(
     Ok(Json(runs::detail(&state.db, &id).await?))
 }
 
-#[derive(Deserialize)]
-struct ActionBody {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct ActionBody {
     state: String,
     assignee: Option<String>,
     reason: Option<String>,
@@ -475,13 +522,14 @@ async fn rules(State(state): State<AppState>) -> Result<Json<app::dto::RulesView
 
 async fn edit_rules(
     State(state): State<AppState>,
+    who: Who,
     body: Result<Json<app::domain::rulebook::RuleEdit>, JsonRejection>,
 ) -> Result<Json<app::dto::RuleChange>, ApiError> {
     let edit = json_body(
         body,
         "{op: create|update|delete|enable|disable, item: {type: rule|target|trigger|playbook, ..}, expected_version}",
     )?;
-    let (_, change) = app::ssr::rulebook::save(&state.db, &edit, None).await?;
+    let (_, change) = app::ssr::rulebook::save(&state.db, &edit, Some(&who.actor())).await?;
     Ok(Json(change))
 }
 
@@ -490,8 +538,8 @@ async fn send_digest(State(state): State<AppState>) -> Result<Response, ApiError
     Ok((StatusCode::ACCEPTED, Json(json!({"notification_id": id}))).into_response())
 }
 
-#[derive(Deserialize)]
-struct PreviewQuery {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct PreviewQuery {
     format: Option<String>,
 }
 
@@ -522,8 +570,8 @@ async fn check_alerts(State(state): State<AppState>) -> Result<Json<serde_json::
     Ok(Json(json!({"queued": queued})))
 }
 
-#[derive(Deserialize)]
-struct LimitQuery {
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct LimitQuery {
     limit: Option<i64>,
 }
 
@@ -546,4 +594,107 @@ async fn notification_email(
         app::domain::digest::html(&d),
     )
         .into_response())
+}
+
+async fn me(who: Who) -> Result<Json<app::domain::access::Me>, ApiError> {
+    who.0
+        .map(|p| Json(p.me()))
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "not signed in".into()))
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<app::dto::UserView>>, ApiError> {
+    Ok(Json(accounts::list_users(&state.db).await?))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct NewUser {
+    username: String,
+    /// None: an account that signs in only through the trusted proxy.
+    password: Option<String>,
+    role: app::domain::access::Role,
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    who: Who,
+    body: Result<Json<NewUser>, JsonRejection>,
+) -> Result<(StatusCode, Json<app::dto::UserView>), ApiError> {
+    let u = json_body(body, "{username, password?, role: viewer|editor|admin}")?;
+    let view = accounts::add_user(
+        &state.db,
+        &u.username,
+        u.password.as_deref(),
+        u.role,
+        &who.actor(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn update_user(
+    State(state): State<AppState>,
+    who: Who,
+    Path(username): Path<String>,
+    body: Result<Json<UserChange>, JsonRejection>,
+) -> Result<Json<app::dto::UserView>, ApiError> {
+    let change = json_body(body, "{role?, disabled?, password?}")?;
+    Ok(Json(
+        accounts::update_user(&state.db, &username, &change, &who.actor()).await?,
+    ))
+}
+
+async fn list_tokens(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<app::dto::TokenView>>, ApiError> {
+    Ok(Json(accounts::list_tokens(&state.db).await?))
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct NewToken {
+    name: String,
+    role: app::domain::access::Role,
+}
+
+/// The secret is in this response only; it cannot be shown again.
+async fn create_token(
+    State(state): State<AppState>,
+    who: Who,
+    body: Result<Json<NewToken>, JsonRejection>,
+) -> Result<(StatusCode, Json<app::dto::TokenCreated>), ApiError> {
+    let t = json_body(body, "{name, role: viewer|editor|admin}")?;
+    let creator = who
+        .0
+        .as_ref()
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "not signed in".into()))?;
+    let created =
+        accounts::create_token(&state.db, &t.name, t.role, &creator.actor(), creator.role).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    who: Who,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    accounts::revoke_token(&state.db, &id, &who.actor()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+pub(crate) struct AuditQuery {
+    action: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn audit_log(
+    State(state): State<AppState>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<Vec<app::dto::AuditEntry>>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(
+        app::ssr::audit::list(&state.db, q.action.as_deref(), limit).await?,
+    ))
 }

@@ -189,7 +189,12 @@ pub fn agent(
 pub struct TestApp {
     pub base: String,
     pub state: AppState,
+    /// Sends the admin API token on every request.
     pub http: reqwest::Client,
+    /// Sends no credentials.
+    pub anon: reqwest::Client,
+    /// The admin API token `http` sends.
+    pub admin_token: String,
     pub _db: TestDb,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// Stops the schedule tick loop and the job worker.
@@ -256,6 +261,34 @@ pub async fn spawn_app_full(
     profiles: impl FnOnce(std::net::SocketAddr) -> Vec<AgentProfile>,
     notifier: app::ssr::notify::Notifier,
 ) -> TestApp {
+    spawn_app_tuned(lines, profiles, notifier, |_| {}).await
+}
+
+/// The built-in analyst's app, with `tune` changing the state before it serves (auth
+/// settings, rate limits).
+pub async fn spawn_builtin_tuned(lines: usize, tune: impl FnOnce(&mut AppState)) -> TestApp {
+    spawn_app_tuned(
+        lines,
+        |local| {
+            vec![profile(
+                AgentKind::Builtin,
+                &format!("http://{local}"),
+                Duration::from_secs(5),
+                None,
+            )]
+        },
+        Default::default(),
+        tune,
+    )
+    .await
+}
+
+pub async fn spawn_app_tuned(
+    lines: usize,
+    profiles: impl FnOnce(std::net::SocketAddr) -> Vec<AgentProfile>,
+    notifier: app::ssr::notify::Notifier,
+    tune: impl FnOnce(&mut AppState),
+) -> TestApp {
     let tdb = test_db().await;
     if lines > 0 {
         seed(&tdb.db, lines).await;
@@ -272,6 +305,24 @@ pub async fn spawn_app_full(
         server::leptos_options(),
     );
     state.notifier = std::sync::Arc::new(notifier);
+    // Tests make many agent calls in a burst; the rate-limit test sets its own limits.
+    state.limits = std::sync::Arc::new(app::ssr::limits::RateLimits::new(
+        app::ssr::limits::Allowance {
+            per_user: 100_000,
+            global: 100_000,
+        },
+    ));
+    let admin_token = app::ssr::accounts::create_token(
+        &tdb.db,
+        "tests",
+        app::domain::access::Role::Admin,
+        "test",
+        app::domain::access::Role::Admin,
+    )
+    .await
+    .expect("admin token")
+    .secret;
+    tune(&mut state);
     let (stop_background, background) = tokio::sync::watch::channel(false);
     server::scheduler::spawn(
         state.clone(),
@@ -294,17 +345,46 @@ pub async fn spawn_app_full(
     TestApp {
         base: format!("http://{local}"),
         state,
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
+        http: client(Some(&admin_token)),
+        anon: client(None),
+        admin_token,
         _db: tdb,
         stop: Some(tx),
         stop_background,
     }
 }
 
+/// An HTTP client sending `token` as a bearer token on every request.
+pub fn client(token: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(t) = token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {t}").parse().unwrap(),
+        );
+    }
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 impl TestApp {
+    /// A new API token with `role`, and a client that sends it.
+    pub async fn client_as(&self, role: app::domain::access::Role) -> reqwest::Client {
+        let t = app::ssr::accounts::create_token(
+            &self.state.db,
+            &format!("tests-{role}"),
+            role,
+            "test",
+            app::domain::access::Role::Admin,
+        )
+        .await
+        .unwrap();
+        client(Some(&t.secret))
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path}", self.base))

@@ -24,6 +24,10 @@ impl Serve {
             .env("OPSIGHT_AS_OF", super::AS_OF)
             .env("OPSIGHT_ADDR", "127.0.0.1:0")
             .env("RUST_LOG", "info")
+            // These tests are about processes (replicas, logs, shutdown): requests need no
+            // sign-in. Authentication itself is tested in-process (tests/access.rs) and
+            // through the binary in tests/cli.rs.
+            .env("OPSIGHT_ANONYMOUS_ROLE", "admin")
             .env_remove("OPSIGHT_AGENTS_FILE")
             .env_remove("AGENT_URL")
             .stdout(Stdio::piped())

@@ -1,0 +1,209 @@
+//! Sign-in and sign-out: plain HTML forms (they work before, and without, the wasm), and
+//! the session cookie.
+//!
+//! - `GET  /login[?next=/path]`: the form.
+//! - `POST /login` (form: `username`, `password`, `next`): a new session (the old one is
+//!   dropped), `Set-Cookie` HttpOnly, SameSite=Lax, Secure over https, then 303 to `next`
+//!   (same-site paths only). A wrong name or password gets the form again with 401; which
+//!   of the two was wrong is not said.
+//! - `POST /logout`: ends the session and clears the cookie.
+
+use app::ssr::accounts::{self, SESSION_COOKIE};
+use app::ssr::state::AppState;
+use axum::extract::{Query, State};
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+
+/// Minimal escaping for text placed in HTML.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+/// Only paths on this site: `/x`, never `//host` or `/\host` (open redirects).
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.starts_with("/\\") => {
+            n.to_string()
+        }
+        _ => "/".into(),
+    }
+}
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{} · Opsight</title><link rel=\"icon\" href=\"/favicon.svg\" type=\"image/svg+xml\">\
+         <link rel=\"stylesheet\" href=\"/pkg/opsight.css\"></head>\
+         <body><main class=\"signin\"><h1>Opsight</h1>{body}</main></body></html>",
+        escape(title)
+    )
+}
+
+/// A short page with a message (403 pages of the guard).
+pub fn message_page(title: &str, message: &str) -> String {
+    page(
+        title,
+        &format!(
+            "<p class=\"error\" role=\"alert\">{}</p><p><a href=\"/\">Overview</a> · \
+             <form method=\"post\" action=\"/logout\" class=\"inline\"><button type=\"submit\">Sign out</button></form></p>",
+            escape(message)
+        ),
+    )
+}
+
+fn login_form(next: &str, error: Option<&str>, username: &str) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    page(
+        "Sign in",
+        &format!(
+            "{error}<form method=\"post\" action=\"/login\" class=\"signin-form\">\
+             <input type=\"hidden\" name=\"next\" value=\"{}\">\
+             <label>User name <input name=\"username\" autocomplete=\"username\" required value=\"{}\" autofocus></label>\
+             <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
+             <button type=\"submit\">Sign in</button></form>",
+            escape(next),
+            escape(username)
+        ),
+    )
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+pub async fn login_page(Query(q): Query<NextQuery>) -> Response {
+    html(
+        StatusCode::OK,
+        login_form(&safe_next(q.next.as_deref()), None, ""),
+    )
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    next: Option<String>,
+}
+
+fn cookie(state: &AppState, value: &str, max_age_secs: u64) -> HeaderValue {
+    let secure = if state.auth.secure_cookies {
+        "; Secure"
+    } else {
+        ""
+    };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let next = safe_next(form.next.as_deref());
+    if form.username.chars().count() > 64
+        || form.password.chars().count() > accounts::MAX_PASSWORD_CHARS
+    {
+        return html(
+            StatusCode::BAD_REQUEST,
+            login_form(&next, Some("The user name or password is too long."), ""),
+        );
+    }
+    let previous = accounts::cookie(&headers, SESSION_COOKIE);
+    match accounts::login(
+        &state.db,
+        &state.auth,
+        &form.username,
+        &form.password,
+        previous,
+    )
+    .await
+    {
+        Ok(Some((secret, who))) => {
+            tracing::info!(user = %who.name, role = %who.role, "signed in");
+            let mut r = Redirect::to(&next).into_response();
+            r.headers_mut().insert(
+                header::SET_COOKIE,
+                cookie(&state, &secret, state.auth.session_ttl.as_secs()),
+            );
+            r
+        }
+        Ok(None) => {
+            tracing::warn!(user = %form.username.trim(), "sign-in failed");
+            html(
+                StatusCode::UNAUTHORIZED,
+                login_form(
+                    &next,
+                    Some("Wrong user name or password, or the account is disabled."),
+                    form.username.trim(),
+                ),
+            )
+        }
+        Err(e) => {
+            let e = e.into_app_error();
+            html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                login_form(&next, Some(&e.to_string()), form.username.trim()),
+            )
+        }
+    }
+}
+
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(c) = accounts::cookie(&headers, SESSION_COOKIE) {
+        if let Err(e) = accounts::logout(&state.db, c).await {
+            e.into_app_error();
+        }
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, cookie(&state, "", 0));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/kpi/DAL/otif")), "/kpi/DAL/otif");
+        assert_eq!(safe_next(Some("//evil.example")), "/");
+        assert_eq!(safe_next(Some("/\\evil.example")), "/");
+        assert_eq!(safe_next(Some("https://evil.example")), "/");
+        assert_eq!(safe_next(None), "/");
+    }
+
+    #[test]
+    fn the_form_escapes_what_it_echoes() {
+        let f = login_form("/\"><script>", Some("<b>"), "<img onerror=x>");
+        assert!(!f.contains("<script>") && !f.contains("<img") && !f.contains("<b>"));
+    }
+}
