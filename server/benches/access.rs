@@ -23,6 +23,9 @@ use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "a bench password, long enough";
 
+/// A load case: its label, the server, the headers sent.
+type Case = (&'static str, SocketAddr, Vec<(&'static str, String)>);
+
 fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -180,7 +183,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
 
     // 2. The guard on pages and the API.
     for path in ["/", "/api/v1/dashboard"] {
-        let cases: Vec<(&str, SocketAddr, Vec<(&str, String)>)> = vec![
+        let cases: Vec<Case> = vec![
             ("no guard", open, vec![]),
             (
                 "guard, session cookie",

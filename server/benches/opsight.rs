@@ -18,7 +18,7 @@ mod shared;
 use app::domain::kpi::Metric;
 use app::ssr::{db, evidence, import, seed};
 use shared::{ms, percentile};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const AS_OF: &str = "2026-11-21";
 

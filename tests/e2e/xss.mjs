@@ -16,23 +16,38 @@ const payloads = [
   '[markdown](javascript:window.__xss="md") **bold** {{7*7}}',
 ];
 const all = payloads.join(' ');
-const insight = {
-  headline: `Headline ${payloads[0]} ${payloads[1]}`,
-  root_causes: [{ dimension: 'carrier', member: payloads[2], effect: 'rate', impact_pp: -3.1, evidence: payloads[3] }],
-  next_actions: [{ action: payloads[4], owner: payloads[5], priority: 'high' },
-    { action: payloads[6], owner: 'Ops', priority: 'medium' }],
-  confidence: 0.5,
-};
+// One cause is the pack's real top contributor (so the grounding check keeps the reply);
+// every text the card shows carries payloads, the second cause names a payload "carrier".
+function insightFor(request) {
+  const contributions = request?.custom_inputs?.evidence?.contributions ?? [];
+  const top = contributions
+    .flatMap((c) => (c.segments ?? []).map((s) => ({ dimension: c.dimension, ...s })))
+    .sort((a, b) => Math.abs(b.total) - Math.abs(a.total))[0];
+  const grounded = top
+    ? { dimension: top.dimension, member: top.member, effect: 'rate', impact_pp: top.total, evidence: payloads[3] }
+    : null;
+  return {
+    headline: `Headline ${payloads[0]} ${payloads[1]}`,
+    root_causes: [grounded,
+      { dimension: 'carrier', member: payloads[2], effect: 'rate', impact_pp: -0.2, evidence: payloads[6] }]
+      .filter(Boolean),
+    next_actions: [{ action: payloads[4], owner: payloads[5], priority: 'high' },
+      { action: payloads[6], owner: 'Ops', priority: 'medium' }],
+    confidence: 0.5,
+  };
+}
 const agent = createServer((req, res) => {
   let body = '';
   req.on('data', (c) => { body += c; });
   req.on('end', () => {
+    let request = null;
+    try { request = JSON.parse(body); } catch { /* health checks and the like */ }
     res.setHeader('content-type', 'application/json');
     res.end(JSON.stringify({
       object: 'response',
       output: [{ type: 'message', id: 'm1', role: 'assistant', status: 'completed',
         content: [{ type: 'output_text', text: `Narrative: ${all}`, annotations: [] }] }],
-      custom_outputs: { insight },
+      custom_outputs: { insight: insightFor(request) },
     }));
   });
 });

@@ -79,11 +79,14 @@ pub fn AdminPage() -> impl IntoView {
     let create_token = ServerAction::<CreateToken>::new();
     let revoke = ServerAction::<RevokeToken>::new();
     Effect::new(move |_| {
-        let changed = add_user.value().get().is_some_and(|r| r.is_ok())
-            || update.value().get().is_some()
-            || create_token.value().get().is_some_and(|r| r.is_ok())
-            || revoke.value().get().is_some();
-        if changed {
+        // Read every action's value (`||` would stop tracking the rest once one is set).
+        let changed = [
+            add_user.value().get().is_some_and(|r| r.is_ok()),
+            update.value().get().is_some(),
+            create_token.value().get().is_some_and(|r| r.is_ok()),
+            revoke.value().get().is_some(),
+        ];
+        if changed.contains(&true) {
             version.update(|v| *v += 1);
         }
     });

@@ -53,7 +53,9 @@ pub fn NotificationsPage() -> impl IntoView {
     let send = ServerAction::<SendDigest>::new();
     let check = ServerAction::<CheckAlerts>::new();
     Effect::new(move |_| {
-        if send.value().get().is_some() || check.value().get().is_some() {
+        // Read both before deciding: `||` would stop tracking the second once the first is set.
+        let (sent, checked) = (send.value().get().is_some(), check.value().get().is_some());
+        if sent || checked {
             version.update(|v| *v += 1);
         }
     });

@@ -142,7 +142,9 @@ fn Row(
     let delete = ServerAction::<DeleteSchedule>::new();
     let run_now = ServerAction::<RunScheduleNow>::new();
     Effect::new(move |_| {
-        if toggle.value().get().is_some() || delete.value().get().is_some() {
+        // Read both before deciding: `||` would stop tracking the second once the first is set.
+        let (toggled, deleted) = (toggle.value().get().is_some(), delete.value().get().is_some());
+        if toggled || deleted {
             changed.run(());
         }
     });

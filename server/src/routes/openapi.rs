@@ -47,11 +47,23 @@ struct Schemas {
 
 impl Schemas {
     fn out<T: JsonSchema>(&mut self) -> Value {
-        self.out.subschema_for::<T>().to_value()
+        let schema = self.out.subschema_for::<T>();
+        openapi3(&mut self.out, schema)
     }
     fn input<T: JsonSchema>(&mut self) -> Value {
-        self.input.subschema_for::<T>().to_value()
+        let schema = self.input.subschema_for::<T>();
+        openapi3(&mut self.input, schema)
     }
+}
+
+/// A subschema in OpenAPI 3.0's dialect: the generator's transforms (`const` → `enum`,
+/// `nullable`, …) apply to the definitions it collects, not to what `subschema_for`
+/// returns, so they are applied here too.
+fn openapi3(generator: &mut SchemaGenerator, mut schema: schemars::Schema) -> Value {
+    for t in generator.transforms_mut() {
+        t.transform(&mut schema);
+    }
+    schema.to_value()
 }
 
 fn op(method: &'static str, path: &'static str, summary: &'static str, reply: Reply) -> Op {
