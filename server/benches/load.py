@@ -2,10 +2,13 @@
 connection per thread. Prints requests/s, p50/p99 latency and non-2xx count.
 
     python load.py URL BODY_FILE N C
+
+OPSIGHT_BENCH_TOKEN, when set, is sent as a bearer token.
 """
 
 import http.client
 import json
+import os
 import sys
 import threading
 import time
@@ -16,6 +19,10 @@ def main() -> None:
     url, body_file, n, c = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     body = open(body_file, "rb").read()
     u = urlparse(url)
+    headers = {"Content-Type": "application/json"}
+    token = os.environ.get("OPSIGHT_BENCH_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     lock = threading.Lock()
     latencies: list[float] = []
     errors = [0]
@@ -30,7 +37,7 @@ def main() -> None:
                 remaining[0] -= 1
             t = time.perf_counter()
             try:
-                conn.request("POST", u.path, body=body, headers={"Content-Type": "application/json"})
+                conn.request("POST", u.path, body=body, headers=headers)
                 r = conn.getresponse()
                 r.read()
                 ok = 200 <= r.status < 300

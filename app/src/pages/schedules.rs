@@ -143,7 +143,10 @@ fn Row(
     let run_now = ServerAction::<RunScheduleNow>::new();
     Effect::new(move |_| {
         // Read both before deciding: `||` would stop tracking the second once the first is set.
-        let (toggled, deleted) = (toggle.value().get().is_some(), delete.value().get().is_some());
+        let (toggled, deleted) = (
+            toggle.value().get().is_some(),
+            delete.value().get().is_some(),
+        );
         if toggled || deleted {
             changed.run(());
         }

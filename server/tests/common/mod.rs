@@ -220,12 +220,7 @@ pub async fn spawn_app(lines: usize, agent_url: Option<&str>) -> TestApp {
             Duration::from_secs(5),
             None,
         )],
-        None => vec![profile(
-            AgentKind::Builtin,
-            &format!("http://{local}"),
-            Duration::from_secs(5),
-            None,
-        )],
+        None => builtin(local),
     })
     .await
 }
@@ -238,22 +233,20 @@ pub async fn spawn_app_with(
     spawn_app_full(lines, profiles, Default::default()).await
 }
 
+/// The built-in analyst, served by the app itself on `local`.
+pub fn builtin(local: std::net::SocketAddr) -> Vec<AgentProfile> {
+    vec![profile(
+        AgentKind::Builtin,
+        &format!("http://{local}"),
+        Duration::from_secs(5),
+        None,
+    )]
+}
+
 /// The built-in analyst's app with notification channels.
 #[allow(dead_code)] // not every test binary sends notifications
 pub async fn spawn_app_notifying(lines: usize, notifier: app::ssr::notify::Notifier) -> TestApp {
-    spawn_app_full(
-        lines,
-        |local| {
-            vec![profile(
-                AgentKind::Builtin,
-                &format!("http://{local}"),
-                Duration::from_secs(5),
-                None,
-            )]
-        },
-        notifier,
-    )
-    .await
+    spawn_app_full(lines, builtin, notifier).await
 }
 
 pub async fn spawn_app_full(
@@ -267,20 +260,7 @@ pub async fn spawn_app_full(
 /// The built-in analyst's app, with `tune` changing the state before it serves (auth
 /// settings, rate limits).
 pub async fn spawn_builtin_tuned(lines: usize, tune: impl FnOnce(&mut AppState)) -> TestApp {
-    spawn_app_tuned(
-        lines,
-        |local| {
-            vec![profile(
-                AgentKind::Builtin,
-                &format!("http://{local}"),
-                Duration::from_secs(5),
-                None,
-            )]
-        },
-        Default::default(),
-        tune,
-    )
-    .await
+    spawn_app_tuned(lines, builtin, Default::default(), tune).await
 }
 
 pub async fn spawn_app_tuned(
@@ -356,6 +336,11 @@ pub async fn spawn_app_tuned(
 
 /// An HTTP client sending `token` as a bearer token on every request.
 pub fn client(token: Option<&str>) -> reqwest::Client {
+    client_with(token, true)
+}
+
+/// [`client`], following redirects or (`follow = false`) showing them.
+pub fn client_with(token: Option<&str>, follow: bool) -> reqwest::Client {
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(t) = token {
         headers.insert(
@@ -366,6 +351,11 @@ pub fn client(token: Option<&str>) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .default_headers(headers)
+        .redirect(if follow {
+            reqwest::redirect::Policy::default()
+        } else {
+            reqwest::redirect::Policy::none()
+        })
         .build()
         .unwrap()
 }
