@@ -949,3 +949,60 @@ async fn the_audit_log_says_who_changed_what() {
         rules["history"]
     );
 }
+
+/// Users cannot lock every admin out: the last enabled admin can be neither disabled nor
+/// demoted, and nothing of the refused change is kept.
+#[tokio::test]
+async fn the_last_admin_stays() {
+    let app = spawn_app(0, None).await;
+    let add = |name: &'static str, role: &'static str| {
+        let body = json!({"username": name, "password": "a long enough password", "role": role});
+        let http = app.http.clone();
+        let url = format!("{}/api/v1/users", app.base);
+        async move { http.post(url).json(&body).send().await.unwrap() }
+    };
+    assert_eq!(add("gina", "admin").await.status(), 201);
+    let patch = |name: &'static str, body: Value| {
+        app.http
+            .patch(format!("{}/api/v1/users/{name}", app.base))
+            .json(&body)
+            .send()
+    };
+    for change in [
+        json!({"disabled": true}),
+        json!({"role": "editor", "password": "another long password"}),
+    ] {
+        let r = patch("gina", change).await.unwrap();
+        assert_eq!(r.status(), 400);
+        assert!(r.text().await.unwrap().contains("last enabled admin"));
+    }
+    let gina: Vec<app::dto::UserView> = app.get("/api/v1/users").await.json().await.unwrap();
+    assert_eq!(
+        (gina[0].role, gina[0].disabled),
+        (Role::Admin, false),
+        "rolled back"
+    );
+    assert_eq!(
+        login(&app, "gina", "a long enough password", None)
+            .await
+            .status(),
+        303,
+        "password unchanged"
+    );
+    // With a second admin, either may go.
+    assert_eq!(add("hank", "admin").await.status(), 201);
+    assert_eq!(
+        patch("gina", json!({"disabled": true}))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        patch("hank", json!({"role": "viewer"}))
+            .await
+            .unwrap()
+            .status(),
+        400
+    );
+}

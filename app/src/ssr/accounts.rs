@@ -149,11 +149,13 @@ pub async fn hash_password(password: String) -> anyhow::Result<String> {
     .context("the hashing task failed")?
 }
 
+/// A hash of a password nobody knows, with the same parameters as real ones: verifying
+/// against it costs what verifying a real one does. Only its cost matters.
+const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$GMyFzW4Xq3ruOZHcjhlmkDx6zaIX4eMfUkm3VZ6ypNE";
+
 /// Whether `password` matches `hash`. With no hash (unknown user, proxy-only account) a
 /// fixed hash is verified instead, so the answer takes as long either way.
 pub async fn verify_password(password: String, hash: Option<String>) -> bool {
-    // A hash of a random password nobody knows; only its cost matters.
-    const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$GMyFzW4Xq3ruOZHcjhlmkDx6zaIX4eMfUkm3VZ6ypNE";
     let known = hash.is_some();
     let hash = hash.unwrap_or_else(|| DECOY.to_string());
     tokio::task::spawn_blocking(move || {
@@ -315,14 +317,17 @@ pub async fn update_user(
     };
     let now = timestamp(chrono::Utc::now());
     let mut tx = db.begin().await.context("Failed to start a transaction")?;
-    let id: Option<String> = sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
+    let row = sqlx::query("SELECT id, role, disabled FROM users WHERE username = $1")
         .bind(&username)
         .fetch_optional(&mut *tx)
         .await
         .context("Failed to read users")?;
-    let Some(id) = id else {
+    let Some(row) = row else {
         return Err(ServiceError::NotFound(format!("no user named {username}")));
     };
+    let id: String = row.try_get(0).context("users.id")?;
+    let was_admin = row.try_get::<String, _>(1).context("users.role")? == "admin"
+        && row.try_get::<i64, _>(2).context("users.disabled")? == 0;
     let mut what = Vec::new();
     if let Some(role) = change.role {
         sqlx::query("UPDATE users SET role = $1, updated_at = $2 WHERE id = $3")
@@ -365,6 +370,20 @@ pub async fn update_user(
         return Err(ServiceError::BadRequest(
             "nothing to change: give role, disabled or password".into(),
         ));
+    }
+    // Nobody could manage users any more: the change is rolled back.
+    if was_admin {
+        let admins: i64 = sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM users WHERE role = 'admin' AND disabled = 0",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .context("Failed to count admins")?;
+        if admins == 0 {
+            return Err(ServiceError::BadRequest(format!(
+                "{username} is the last enabled admin: make another user admin first"
+            )));
+        }
     }
     audit::record(
         &mut tx,
@@ -765,5 +784,13 @@ mod tests {
         assert!(verify_password("correct horse".into(), Some(h.clone())).await);
         assert!(!verify_password("wrong horse".into(), Some(h)).await);
         assert!(!verify_password("anything".into(), None).await);
+        // The decoy is a well-formed hash with the real parameters (else an unknown user
+        // would be answered without hashing, faster than a known one).
+        use argon2::password_hash::PasswordHash;
+        let decoy = PasswordHash::new(DECOY).unwrap();
+        let real = hash_password("x".repeat(12)).await.unwrap();
+        let real = PasswordHash::new(&real).unwrap();
+        assert_eq!(decoy.algorithm, real.algorithm);
+        assert_eq!(decoy.params, real.params);
     }
 }

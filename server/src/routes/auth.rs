@@ -52,8 +52,8 @@ pub fn message_page(title: &str, message: &str) -> String {
     page(
         title,
         &format!(
-            "<p class=\"error\" role=\"alert\">{}</p><p><a href=\"/\">Overview</a> · \
-             <form method=\"post\" action=\"/logout\" class=\"inline\"><button type=\"submit\">Sign out</button></form></p>",
+            "<p class=\"error\" role=\"alert\">{}</p><div><a href=\"/\">Overview</a> · \
+             <form method=\"post\" action=\"/logout\" class=\"inline\"><button type=\"submit\">Sign out</button></form></div>",
             escape(message)
         ),
     )
