@@ -5,6 +5,10 @@ use crate::domain::grounding::Grounding;
 use crate::domain::insight::Insight;
 use crate::domain::kpi::Metric;
 use crate::domain::rules::{Rules, Status};
+use crate::domain::status::{
+    AnswerStatus, BreakerState, ChannelKind, DeliveryStatus, FeedbackSync, JobStatus,
+    NotificationKind, RunOrigin, RunStatus, TurnStatus,
+};
 use serde::{Deserialize, Serialize};
 
 /// One KPI tile.
@@ -47,8 +51,7 @@ pub struct InsightView {
     pub evidence_hash: String,
     pub rules_version: i64,
     pub latency_ms: i64,
-    /// `ok` or `error`.
-    pub status: String,
+    pub status: AnswerStatus,
     /// A safe, user-facing message for failed attempts.
     pub error: Option<String>,
     /// `mlflow-serve`, `databricks`, ... (absent on rows from before lineage was kept).
@@ -162,7 +165,7 @@ pub struct Lineage {
     pub request_json: String,
     /// The reply as received (JSON or SSE text).
     pub response_body: Option<String>,
-    pub status: String,
+    pub status: AnswerStatus,
     pub error: Option<String>,
     pub latency_ms: i64,
     pub attempts: i64,
@@ -176,8 +179,7 @@ pub struct TurnView {
     pub id: String,
     pub seq: i64,
     pub question: String,
-    /// `running`, `ok` or `error`.
-    pub status: String,
+    pub status: TurnStatus,
     pub answer: String,
     pub insight: Option<Insight>,
     pub grounding: Vec<Grounding>,
@@ -227,8 +229,9 @@ pub struct FeedbackView {
     pub helpful: bool,
     pub reason: Option<String>,
     pub created_at: String,
-    /// `not_applicable` (no trace or no tracking server), `pending`, `sent`, `failed`.
-    pub mlflow_state: String,
+    /// Whether it reached MLflow as an assessment (`not_applicable`: no trace or no
+    /// tracking server).
+    pub mlflow_state: FeedbackSync,
     pub assessment_id: Option<String>,
 }
 
@@ -246,16 +249,17 @@ pub struct AgentStatus {
     pub checked_at: Option<String>,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
-    /// `closed`, `open` or `half-open`.
-    pub breaker: String,
+    pub breaker: BreakerState,
     pub token_configured: bool,
     pub max_concurrency: usize,
     pub timeout_secs: u64,
 }
 
-/// The lineage page: the agent call, the insight it produced and its feedback.
+/// The lineage of an insight or answer: the agent call (its fields at the top level), the
+/// insight it produced (if any) and that insight's feedback.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LineagePage {
+    #[serde(flatten)]
     pub lineage: Lineage,
     pub insight: Option<InsightView>,
     pub feedback: Vec<FeedbackView>,
@@ -317,8 +321,7 @@ pub struct SchedulePreview {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RunView {
     pub id: String,
-    /// `schedule` | `manual` | `cli`.
-    pub origin: String,
+    pub origin: RunOrigin,
     pub schedule_id: Option<String>,
     pub schedule_name: Option<String>,
     pub scope: String,
@@ -326,8 +329,7 @@ pub struct RunView {
     pub scope_label: String,
     pub scheduled_for: Option<String>,
     pub force: bool,
-    /// `running` | `finished` | `skipped`.
-    pub status: String,
+    pub status: RunStatus,
     pub total: i64,
     pub queued: i64,
     pub running: i64,
@@ -356,8 +358,7 @@ pub struct JobView {
     pub id: String,
     pub site: String,
     pub metric: Metric,
-    /// `queued` | `running` | `done` | `unchanged` | `failed`.
-    pub status: String,
+    pub status: JobStatus,
     pub attempts: i64,
     pub claimed_by: Option<String>,
     pub insight_id: Option<String>,
@@ -388,7 +389,7 @@ pub struct RunRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NotificationView {
     pub id: String,
-    pub kind: String,
+    pub kind: NotificationKind,
     /// Alerts: the card and the notice (`fired`, `resolved`, `flapping`).
     pub site: Option<String>,
     pub metric: Option<String>,
@@ -404,8 +405,8 @@ pub struct NotificationView {
 pub struct DeliveryView {
     pub id: String,
     pub channel: String,
-    pub format: String,
-    pub status: String,
+    pub format: ChannelKind,
+    pub status: DeliveryStatus,
     pub attempts: i64,
     pub next_attempt_at: String,
     pub http_status: Option<i64>,
@@ -417,7 +418,7 @@ pub struct DeliveryView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ChannelView {
     pub name: String,
-    pub kind: String,
+    pub kind: ChannelKind,
     pub digests: bool,
     pub alerts: bool,
 }
@@ -477,4 +478,219 @@ pub struct AdminView {
     pub users: Vec<UserView>,
     pub tokens: Vec<TokenView>,
     pub audit: Vec<AuditEntry>,
+}
+
+// Operation inputs and replies: one typed input per operation, shared by its server
+// function (the browser), its JSON API route and its service. Defaults live here, once.
+
+/// The default page size of every list (insights, runs, notifications).
+pub const DEFAULT_LIMIT: i64 = 50;
+/// The largest page any list returns.
+pub const MAX_LIMIT: i64 = 500;
+
+fn page(limit: Option<i64>) -> i64 {
+    limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+}
+
+/// One card's KPI page.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct KpiQuery {
+    /// A site code, or `network`.
+    pub site: String,
+    pub metric: String,
+}
+
+/// Insight attempts for one card, one site, or all.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct InsightsQuery {
+    pub site: Option<String>,
+    pub metric: Option<String>,
+    /// At most this many, latest first (50 by default, at most 500).
+    pub limit: Option<i64>,
+}
+
+impl InsightsQuery {
+    pub fn limit(&self) -> i64 {
+        page(self.limit)
+    }
+}
+
+/// Refresh one card now.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RefreshRequest {
+    pub site: String,
+    pub metric: String,
+    /// "Why is this down?" in the user's words; the default question when absent.
+    #[serde(default)]
+    pub question: Option<String>,
+}
+
+/// Thumbs up or down on an insight.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FeedbackInput {
+    pub helpful: bool,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A next action moved on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ActionChange {
+    /// `acknowledged`, `assigned` (with `assignee`), `done` or `dismissed` (with `reason`).
+    pub state: String,
+    #[serde(default)]
+    pub assignee: Option<String>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// A "why is this down?" question about one card.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct StartConversation {
+    pub site: String,
+    pub metric: String,
+    pub question: String,
+}
+
+/// A follow-up question in a conversation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct FollowUp {
+    pub question: String,
+}
+
+/// The configured agents; `check` runs health checks first.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AgentsQuery {
+    pub check: Option<bool>,
+}
+
+/// A cron expression to preview in a time zone.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PreviewRequest {
+    pub cron: String,
+    /// IANA time zone; UTC when empty.
+    #[serde(default)]
+    pub timezone: String,
+}
+
+/// Pause or resume a schedule.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ScheduleSwitch {
+    pub enabled: bool,
+}
+
+/// Runs, latest first.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RunsQuery {
+    /// At most this many (50 by default, at most 500).
+    pub limit: Option<i64>,
+    /// Only runs still running or finished in the last 10 seconds.
+    pub active: Option<bool>,
+}
+
+impl RunsQuery {
+    pub fn limit(&self) -> i64 {
+        page(self.limit)
+    }
+}
+
+/// Recent notifications.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NotificationsQuery {
+    /// At most this many, newest first (50 by default, at most 500).
+    pub limit: Option<i64>,
+}
+
+impl NotificationsQuery {
+    pub fn limit(&self) -> i64 {
+        page(self.limit)
+    }
+}
+
+/// How to render a digest preview.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DigestFormat {
+    /// `slack`, `json` (default) or `email`.
+    pub format: Option<String>,
+}
+
+/// A digest queued to every digest channel.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DigestQueued {
+    pub notification_id: String,
+}
+
+/// The alert notifications an alert check queued.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AlertsChecked {
+    pub queued: Vec<String>,
+}
+
+/// One unit cost: exactly one of `sku` and `category`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct UnitCost {
+    #[serde(default)]
+    pub sku: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+    pub unit_cost: f64,
+}
+
+/// How many unit costs were saved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CostsSaved {
+    pub saved: usize,
+}
+
+/// A rule-book edit stored: the new version (its fields at the top level) and the rules
+/// page after it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RuleEdited {
+    #[serde(flatten)]
+    pub change: RuleChange,
+    pub view: RulesView,
+}
+
+/// A user to add.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NewUser {
+    pub username: String,
+    /// None: an account that signs in only through the trusted proxy.
+    #[serde(default)]
+    pub password: Option<String>,
+    pub role: crate::domain::access::Role,
+}
+
+/// What an admin may change about a user.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct UserChange {
+    #[serde(default)]
+    pub role: Option<crate::domain::access::Role>,
+    #[serde(default)]
+    pub disabled: Option<bool>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// An API token to create.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct NewToken {
+    /// What uses it, e.g. "slack-bot".
+    pub name: String,
+    pub role: crate::domain::access::Role,
+}
+
+/// The audit log, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct AuditQuery {
+    /// Only actions starting with this (`rules`, `user`, `schedule`, …).
+    pub action: Option<String>,
+    /// At most this many (100 by default, at most 1,000).
+    pub limit: Option<i64>,
+}
+
+impl AuditQuery {
+    pub fn limit(&self) -> i64 {
+        self.limit.unwrap_or(100).clamp(1, 1000)
+    }
 }

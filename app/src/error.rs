@@ -1,5 +1,6 @@
-//! `AppError`: the error type of the server functions, safe to show to users.
-//! Internal causes are logged once on the server where they are turned into `Internal`.
+//! `AppError`: the error both transports send (server functions and the JSON API), safe
+//! to show to users, with one HTTP status per kind ([`AppError::status_code`]). Internal
+//! causes are logged once on the server where they are turned into `Internal`.
 
 use leptos::server_fn::codec::JsonEncoding;
 use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
@@ -26,6 +27,9 @@ pub enum AppError {
     /// Too many agent calls; the message says when to retry.
     #[error("{0}")]
     RateLimited(String),
+    /// The request body is over the size limit.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("something went wrong on the server; it has been logged")]
     Internal,
     #[error("could not reach the server: {0}")]
@@ -42,6 +46,7 @@ impl AppError {
             AppError::Unauthorized(_) => 401,
             AppError::Forbidden(_) => 403,
             AppError::RateLimited(_) => 429,
+            AppError::TooLarge(_) => 413,
             AppError::Internal | AppError::Transport(_) => 500,
         }
     }

@@ -16,7 +16,10 @@
 mod shared;
 
 use app::domain::access::Role;
-use app::ssr::{accounts, db, seed};
+use app::dto::{NewToken, NewUser};
+use app::ssr::access::{self as accounts, Principal};
+use app::ssr::data::seed;
+use app::ssr::store as db;
 use shared::{ms, on_own_runtime, percentile};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -50,7 +53,7 @@ fn summary(mut times: Vec<Duration>) -> String {
 async fn serve(state: app::ssr::state::AppState, guarded: bool) -> anyhow::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let local = listener.local_addr()?;
-    let router = server::router_with(state, guarded);
+    let router = server::router(state, guarded);
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -68,7 +71,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         .unwrap_or(60_000);
     let as_of = app::domain::period::parse_date("2026-11-21").unwrap();
     let pool = db::connect(&format!("sqlite:{}/bench.db", dir.display())).await?;
-    let rules = db::rules(&pool).await?;
+    let rules = db::rules::load(&pool).await?;
     seed::seed_demo(
         &pool,
         seed::SeedOptions {
@@ -99,37 +102,45 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         summary(verifying)
     );
 
-    let state = || {
-        let options = leptos::config::LeptosOptions::builder()
-            .output_name("opsight")
-            .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../public"))
-            .build();
-        server::app_state(
-            pool.clone(),
-            app::ssr::agent::Agents::single(app::ssr::agent::AgentProfile::new(
-                "builtin",
-                app::ssr::agent::AgentKind::Builtin,
-                "http://127.0.0.1:9",
-            ))
-            .expect("agents"),
-            Some(as_of),
-            options,
+    // The states are built but their background loops never run: only the router is
+    // measured.
+    let state = shared::app(pool.clone(), as_of, |_| {})
+        .await?
+        .state()
+        .clone();
+    let failed = |e: app::ssr::ServiceError| anyhow::anyhow!("{}", app::error::AppError::from(e));
+    state
+        .accounts()
+        .add_user(
+            NewUser {
+                username: "bench".into(),
+                password: Some(PASSWORD.into()),
+                role: Role::Viewer,
+            },
+            "bench",
         )
-    };
-    accounts::add_user(&pool, "bench", Some(PASSWORD), Role::Viewer, "bench")
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.into_app_error()))?;
-    let token = accounts::create_token(&pool, "bench", Role::Viewer, "bench", Role::Admin)
+        .map_err(failed)?;
+    let token = state
+        .accounts()
+        .create_token(
+            NewToken {
+                name: "bench".into(),
+                role: Role::Viewer,
+            },
+            &Principal::cli(),
+        )
         .await
-        .map_err(|e| anyhow::anyhow!("{}", e.into_app_error()))?
+        .map_err(failed)?
         .secret;
-    let guarded = serve(state(), true).await?;
-    let open = serve(state(), false).await?;
-    let mut anonymous_state = state();
-    anonymous_state.auth = std::sync::Arc::new(accounts::AuthSettings {
-        anonymous_role: Some(Role::Viewer),
-        ..Default::default()
-    });
+    let guarded = serve(state.clone(), true).await?;
+    let open = serve(state, false).await?;
+    let anonymous_state = shared::app(pool.clone(), as_of, |c| {
+        c.auth.anonymous_role = Some(Role::Viewer);
+    })
+    .await?
+    .state()
+    .clone();
     let anonymous = serve(anonymous_state, true).await?;
 
     // POST /login end to end.
@@ -222,7 +233,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         std::hint::black_box(server::guard::same_origin(std::hint::black_box(&headers)).is_ok());
     }
     let csrf = t.elapsed();
-    let limits = app::ssr::limits::RateLimits::new(app::ssr::limits::Allowance {
+    let limits = accounts::limits::RateLimits::new(accounts::limits::Allowance {
         per_user: u32::MAX / 2,
         global: u32::MAX / 2,
     });

@@ -14,8 +14,12 @@
 //! Client, Opsight and agent share this process (separate runtimes for the load side) and
 //! the machine's cores, as local load tools do.
 
+#[path = "shared/mod.rs"]
+mod shared;
+
 use app::ssr::agent::{AgentKind, AgentProfile, Agents};
-use app::ssr::{db, insights, seed};
+use app::ssr::data::seed;
+use app::ssr::store as db;
 use axum::response::sse::{Event, Sse};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -146,7 +150,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
 
     // 1a. The client alone vs a bare POST.
     let pool = db::connect(&format!("sqlite:{}", dir.join("bench.db").display())).await?;
-    let rules = db::rules(&pool).await?;
+    let rules = db::rules::load(&pool).await?;
     seed::seed_demo(
         &pool,
         seed::SeedOptions {
@@ -158,9 +162,14 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         false,
     )
     .await?;
-    let pack =
-        app::ssr::evidence::load(&pool, &rules, "DAL", app::domain::kpi::Metric::Otif, as_of)
-            .await?;
+    let pack = app::ssr::cards::evidence::load(
+        &pool,
+        &rules,
+        "DAL",
+        app::domain::kpi::Metric::Otif,
+        as_of,
+    )
+    .await?;
     let request = app::ssr::agent::build_request(&pack, &rules, "Why is OTIF down?");
     let body_bytes = serde_json::to_vec(&request)?.len();
     let n = 2000;
@@ -216,43 +225,41 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
     );
 
     // 1b. A whole refresh around the instant agent.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let local = listener.local_addr()?;
     let mut questions = AgentProfile::new(
         "stream",
         AgentKind::MlflowAgentServer,
         &format!("http://{agent_addr}/stream"),
     );
     questions.max_concurrency = 64;
-    let agents = Agents::new(
-        vec![
+    // This benchmark measures agent calls, not sign-in or rate limits.
+    let application = shared::app(pool.clone(), as_of, |c| {
+        c.agents = vec![
             AgentProfile::new("instant", AgentKind::MlflowServe, &instant_url),
             questions,
-        ],
-        "instant",
-        "stream",
-    )?;
-    let options = leptos::config::LeptosOptions::builder()
-        .output_name("opsight")
-        .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../public"))
-        .build();
-    let mut state = server::app_state(pool.clone(), agents, Some(as_of), options);
-    // This benchmark measures agent calls, not sign-in or rate limits.
-    state.auth = std::sync::Arc::new(app::ssr::accounts::AuthSettings {
-        anonymous_role: Some(app::domain::access::Role::Admin),
-        ..Default::default()
-    });
-    state.limits = std::sync::Arc::new(app::ssr::limits::RateLimits::new(
-        app::ssr::limits::Allowance {
+        ];
+        c.cards_agent = "instant".into();
+        c.questions_agent = "stream".into();
+        c.auth.anonymous_role = Some(app::domain::access::Role::Admin);
+        c.allowance = app::ssr::access::limits::Allowance {
             per_user: 1_000_000,
             global: 1_000_000,
-        },
-    ));
-    tokio::spawn(server::run(listener, state.clone(), std::future::pending()));
+        };
+    })
+    .await?;
+    let local = application.local_addr();
+    let state = application.state().clone();
+    tokio::spawn(application.run_until_stopped(std::future::pending()));
     let mut refresh = Vec::new();
     for i in 0..220 {
         let t = Instant::now();
-        insights::refresh(&state, "DAL", "otif", None).await?;
+        state
+            .cards()
+            .refresh(app::dto::RefreshRequest {
+                site: "DAL".into(),
+                metric: "otif".into(),
+                question: None,
+            })
+            .await?;
         if i >= 20 {
             refresh.push(t.elapsed());
         }

@@ -15,8 +15,11 @@
 #[path = "shared/mod.rs"]
 mod shared;
 
+use app::domain::card::Daily;
 use app::domain::kpi::Metric;
-use app::ssr::{db, evidence, import, seed};
+use app::ssr::cards::evidence;
+use app::ssr::data::{import, seed};
+use app::ssr::store::{self, facts as db};
 use shared::{ms, percentile};
 use std::time::Instant;
 
@@ -40,8 +43,8 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         .unwrap_or(500_000);
     let as_of = app::domain::period::parse_date(AS_OF).unwrap();
     let path = dir.join("bench.db");
-    let pool = db::connect(&format!("sqlite:{}", path.display())).await?;
-    let rules = db::rules(&pool).await?;
+    let pool = store::connect(&format!("sqlite:{}", path.display())).await?;
+    let rules = store::rules::load(&pool).await?;
 
     // 1. seed-demo
     let started = Instant::now();
@@ -144,13 +147,13 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         let mut times = Vec::new();
         for _ in 0..21 {
             let started = Instant::now();
-            let (from, to) = app::ssr::kpis::anomaly_span(week);
-            let mut daily = app::ssr::kpis::Daily::new();
+            let (from, to) = app::domain::anomaly::span(week);
+            let mut daily = Daily::new();
             for (_, day, c) in db::daily_counts(&pool, filter, from, to).await? {
                 daily.entry(day).or_default().add(&c);
             }
             let weekly = vec![app::domain::kpi::KpiCounts::default(); 12];
-            std::hint::black_box(app::ssr::kpis::anomaly_of(
+            std::hint::black_box(app::domain::anomaly::of_counts(
                 Metric::Otif,
                 week,
                 &weekly,
@@ -169,7 +172,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
     // 3b. Anomaly detection over every series of the demo network (sites + network × 5
     // KPIs): the daily roll-up read once, then the robust z for each week and day.
     {
-        use app::ssr::kpis::{anomaly_of, anomaly_span, Daily};
+        use app::domain::anomaly::{of_counts as anomaly_of, span as anomaly_span};
         let week = app::domain::period::Week::latest_complete(as_of);
         let span = week.trailing(12);
         let mut read_times = Vec::new();
@@ -242,22 +245,14 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
     );
 
     // 4. HTTP latency.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let local = listener.local_addr()?;
-    let config = server::config::Config::from_lookup(|_| None, |_| None)?;
-    let agent = server::agents(&config, local)?;
-    // Static files come from public/ directly (no cargo-leptos build needed).
-    let options = leptos::config::LeptosOptions::builder()
-        .output_name("opsight")
-        .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../public"))
-        .build();
-    let mut state = server::app_state(pool.clone(), agent, Some(as_of), options);
     // The data path is measured here; the guard's cost is benches/access.rs's subject.
-    state.auth = std::sync::Arc::new(app::ssr::accounts::AuthSettings {
-        anonymous_role: Some(app::domain::access::Role::Admin),
-        ..Default::default()
-    });
-    tokio::spawn(server::run(listener, state.clone(), std::future::pending()));
+    let application = shared::app(pool.clone(), as_of, |c| {
+        c.auth.anonymous_role = Some(app::domain::access::Role::Admin);
+    })
+    .await?;
+    let local = application.local_addr();
+    let state = application.state().clone();
+    tokio::spawn(application.run_until_stopped(std::future::pending()));
     for path in ["/api/v1/dashboard", "/", "/favicon.svg"] {
         let url = format!("http://{local}{path}");
         // The client gets its own thread and runtime, apart from the server's.
@@ -274,16 +269,16 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
     // evidence pack for its money at stake, ranking and rendering.
     for with_costs in [false, true] {
         if with_costs {
-            let costs: Vec<app::ssr::costs::UnitCost> = seed::CATEGORIES
+            let costs: Vec<app::dto::UnitCost> = seed::CATEGORIES
                 .iter()
                 .enumerate()
-                .map(|(i, c)| app::ssr::costs::UnitCost {
+                .map(|(i, c)| app::dto::UnitCost {
                     sku: None,
                     category: Some(c.to_string()),
                     unit_cost: 5.0 + 10.0 * i as f64,
                 })
                 .collect();
-            app::ssr::costs::save(&pool, &costs, |i| format!("entry {i}"))
+            app::ssr::data::costs::save(&pool, &costs, |i| format!("entry {i}"))
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
@@ -291,7 +286,9 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         let (mut listed, mut total) = (0, 0);
         for _ in 0..5 {
             let started = Instant::now();
-            let (digest, _) = app::ssr::digests::build(&state)
+            let (digest, _) = state
+                .notify()
+                .build_digest()
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             std::hint::black_box(app::domain::digest::slack(&digest));

@@ -13,15 +13,17 @@
 //! OPSIGHT_BENCH_SERIAL limits the serial baseline to that many cards (default 1000);
 //! OPSIGHT_TEST_PG_URL names the PostgreSQL server (default postgres://postgres@127.0.0.1:5432/postgres).
 
-#[path = "../tests/common/stub.rs"]
+#[path = "../tests/it/common/stub.rs"]
 mod stub;
 
 use app::domain::kpi::Metric;
 use app::domain::period::parse_date;
-use app::ssr::agent::{AgentKind, AgentProfile, Agents};
-use app::ssr::db::{self, OrderLine};
-use app::ssr::runs::{self, Scope};
+use app::domain::scope::Scope;
+use app::domain::status::RunOrigin;
+use app::ssr::agent::{AgentKind, AgentProfile};
 use app::ssr::state::AppState;
+use app::ssr::store::facts::{self as db, OrderLine, Site};
+use app::ssr::store::{self, Db};
 use chrono::{Duration as Days, NaiveDate};
 use server::scheduler::{work, WorkerOptions};
 use std::time::{Duration, Instant};
@@ -50,8 +52,8 @@ impl Lcg {
 }
 
 /// 199 sites × 13 weeks × 10 lines a day.
-async fn seed(pool: &db::Db, as_of: NaiveDate) -> anyhow::Result<usize> {
-    let rules = db::rules(pool).await?;
+async fn seed(pool: &Db, as_of: NaiveDate) -> anyhow::Result<usize> {
+    let rules = store::rules::load(pool).await?;
     let mut tx = pool.begin().await?;
     let mut rng = Lcg(7);
     let carriers = [
@@ -66,12 +68,15 @@ async fn seed(pool: &db::Db, as_of: NaiveDate) -> anyhow::Result<usize> {
     let mut codes = Vec::new();
     for s in 0..SITES {
         let code = format!("S{s:03}");
-        sqlx::query("INSERT INTO sites (code, name, region) VALUES ($1, $2, $3)")
-            .bind(code.clone())
-            .bind(format!("Site {s:03} DC"))
-            .bind(["North", "South", "East", "West"][s % 4])
-            .execute(&mut *tx)
-            .await?;
+        db::upsert_sites(
+            &mut tx,
+            &[Site {
+                code: code.clone(),
+                name: format!("Site {s:03} DC"),
+                region: ["North", "South", "East", "West"][s % 4].into(),
+            }],
+        )
+        .await?;
         for day in 1..=91i64 {
             let due = as_of - Days::days(day);
             for n in 0..10 {
@@ -113,16 +118,25 @@ async fn seed(pool: &db::Db, as_of: NaiveDate) -> anyhow::Result<usize> {
     Ok(lines.len())
 }
 
-fn state(pool: db::Db, agent_url: &str, as_of: NaiveDate, concurrency: usize) -> AppState {
+/// A replica's state (its background loops never run: the bench drives the workers).
+async fn state(pool: Db, agent_url: &str, as_of: NaiveDate, concurrency: usize) -> AppState {
     let mut profile = AgentProfile::new("stub", AgentKind::MlflowServe, agent_url);
     profile.max_concurrency = concurrency;
     profile.timeout = Duration::from_secs(30);
-    server::app_state(
-        pool,
-        Agents::single(profile).unwrap(),
-        Some(as_of),
-        server::leptos_options(),
+    let mut config = server::config::Config::from_lookup(
+        |k| (k == "OPSIGHT_ADDR").then(|| "127.0.0.1:0".to_string()),
+        |_| None,
     )
+    .unwrap();
+    config.as_of = Some(as_of);
+    config.cards_agent = "stub".into();
+    config.questions_agent = "stub".into();
+    config.agents = vec![profile];
+    server::Application::build_with(config, pool)
+        .await
+        .unwrap()
+        .state()
+        .clone()
 }
 
 struct Outcome {
@@ -142,7 +156,9 @@ async fn run(
 ) -> anyhow::Result<Outcome> {
     let calls_before = stub.call_count();
     let started = Instant::now();
-    let run = runs::start(&replicas[0], "cli", scope, force)
+    let run = replicas[0]
+        .runs()
+        .start_scope(scope, force, RunOrigin::Cli)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (_keep, never) = tokio::sync::watch::channel(false);
@@ -153,13 +169,22 @@ async fn run(
     };
     let workers: Vec<_> = replicas
         .iter()
-        .map(|s| tokio::spawn(work(s.clone(), opts, never.clone(), Some(run.id.clone()))))
+        .map(|s| {
+            tokio::spawn(work(
+                s.runs().clone(),
+                opts,
+                never.clone(),
+                Some(run.id.clone()),
+            ))
+        })
         .collect();
     for w in workers {
         w.await?;
     }
     let wall = started.elapsed();
-    let detail = runs::detail(&replicas[0].db, &run.id)
+    let detail = replicas[0]
+        .runs()
+        .detail(&run.id)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let by_replica = replicas
@@ -168,7 +193,7 @@ async fn run(
             detail
                 .jobs
                 .iter()
-                .filter(|j| j.claimed_by.as_deref() == Some(&*s.jobs.replica))
+                .filter(|j| j.claimed_by.as_deref() == Some(&*s.runs().queue().replica))
                 .count()
         })
         .collect();
@@ -220,14 +245,14 @@ async fn main() -> anyhow::Result<()> {
         LATENCY.as_millis()
     );
     // SQLite.
-    let sqlite = db::connect(&format!("sqlite:{}", dir.join("bench.db").display())).await?;
+    let sqlite = store::connect(&format!("sqlite:{}", dir.join("bench.db").display())).await?;
     let t = Instant::now();
     let lines = seed(&sqlite, as_of).await?;
     println!(
         "seeded {lines} lines for {SITES} sites in {:.1} s (SQLite)",
         t.elapsed().as_secs_f64()
     );
-    let one = [state(sqlite.clone(), &agent, as_of, CONCURRENCY)];
+    let one = [state(sqlite.clone(), &agent, as_of, CONCURRENCY).await];
     let o = run(&one, &stub, &Scope::All, false, CONCURRENCY).await?;
     report(
         "SQLite, 1 replica, first run",
@@ -240,7 +265,7 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let serial_state = [state(sqlite.clone(), &agent, as_of, 1)];
+    let serial_state = [state(sqlite.clone(), &agent, as_of, 1).await];
     let scope = if serial >= 1000 {
         Scope::All
     } else {
@@ -276,15 +301,15 @@ async fn main() -> anyhow::Result<()> {
             .map_or(&admin_url[..], |(b, _)| b)
     );
     let result: anyhow::Result<()> = async {
-        let a = db::connect(&url).await?;
+        let a = store::connect(&url).await?;
         let t = Instant::now();
         seed(&a, as_of).await?;
         println!(
             "seeded {lines} lines in {:.1} s (PostgreSQL)",
             t.elapsed().as_secs_f64()
         );
-        let b = db::connect(&url).await?;
-        let one = [state(a.clone(), &agent, as_of, CONCURRENCY)];
+        let b = store::connect(&url).await?;
+        let one = [state(a.clone(), &agent, as_of, CONCURRENCY).await];
         let o = run(&one, &stub, &Scope::All, false, CONCURRENCY).await?;
         report(
             "PostgreSQL, 1 replica, first run",
@@ -292,8 +317,8 @@ async fn main() -> anyhow::Result<()> {
             Some(ideal(o.run.total, CONCURRENCY)),
         );
         let two = [
-            state(a.clone(), &agent, as_of, CONCURRENCY),
-            state(b.clone(), &agent, as_of, CONCURRENCY),
+            state(a.clone(), &agent, as_of, CONCURRENCY).await,
+            state(b.clone(), &agent, as_of, CONCURRENCY).await,
         ];
         let o = run(&two, &stub, &Scope::All, true, CONCURRENCY).await?;
         report(

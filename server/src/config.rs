@@ -85,10 +85,11 @@
 use anyhow::{bail, Context};
 use app::domain::access::Role;
 use app::domain::period::parse_date;
-use app::ssr::accounts::AuthSettings;
+use app::domain::status::ChannelKind;
+use app::ssr::access::limits::Allowance;
+use app::ssr::access::AuthSettings;
 use app::ssr::agent::{AgentKind, AgentProfile, ModelRef, Secret};
-use app::ssr::limits::Allowance;
-use app::ssr::notify::{Channel, ChannelKind, Notifier, RetryPolicy, Smtp};
+use app::ssr::notify::{Channel, Notifier, RetryPolicy, Smtp};
 use chrono::NaiveDate;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -124,6 +125,9 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Agent calls a minute, per principal and for this replica.
     pub allowance: Allowance,
+    /// Where the site (wasm, styles, static files) is served from (`LEPTOS_SITE_ROOT`,
+    /// `target/site` by default).
+    pub site: leptos::config::LeptosOptions,
 }
 
 /// The notifications file.
@@ -520,6 +524,7 @@ impl Config {
             global: count("OPSIGHT_AGENT_CALLS_PER_MIN", d.global)?,
         };
         Ok(Config {
+            site: crate::application::leptos_options(),
             notifier,
             auth,
             allowance,

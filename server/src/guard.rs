@@ -3,16 +3,17 @@
 //! including a Content-Security-Policy whose script nonce Leptos puts on its inline
 //! hydration scripts.
 //!
-//! One policy table ([`app::domain::access::policy`]) decides what each method and path
-//! needs; handlers and server functions do not repeat it. Refusals say what to do:
+//! One policy, from the operation table ([`crate::routes::operations::policy`]), decides
+//! what each method and path needs; handlers and server functions do not repeat it. Refusals say what to do:
 //! - 401 (not signed in): pages redirect to `/login?next=…`; the API and server functions
 //!   answer JSON.
 //! - 403: the role is not enough, or a state-changing request came from another site.
 //! - 429: too many agent calls, with `Retry-After`.
 
-use app::domain::access::{self, Need};
+use crate::routes::operations;
+use app::domain::access::Need;
 use app::error::AppError;
-use app::ssr::accounts::{self, AuthOutcome, Principal, Via};
+use app::ssr::access::{self, AuthOutcome, Principal};
 use app::ssr::state::AppState;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
@@ -138,7 +139,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         .uri()
         .path_and_query()
         .map_or(path.clone(), |p| p.as_str().to_string());
-    let policy = access::policy(method.as_str(), &path);
+    let policy = operations::policy(method.as_str(), &path);
     let surface = surface(&method, &path);
     let peer = request
         .extensions()
@@ -149,15 +150,15 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     let lookup = if policy.need == Need::Public {
         Ok(None)
     } else {
-        accounts::authenticate(&state.db, &state.auth, request.headers(), peer).await
+        state.accounts().authenticate(request.headers(), peer).await
     };
     let principal = match lookup {
         Ok(Some(p)) => Some(p),
-        Ok(None) => state.auth.anonymous_role.map(|role| Principal {
-            name: "anonymous".into(),
-            role,
-            via: Via::Anonymous,
-        }),
+        Ok(None) => state
+            .accounts()
+            .settings()
+            .anonymous_role
+            .map(Principal::anonymous),
         Err(AuthOutcome::Refused(e)) => {
             tracing::info!(reason = %e, "credentials refused");
             return refuse(
@@ -168,7 +169,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
             );
         }
         Err(AuthOutcome::Failed(e)) => {
-            let e = e.into_app_error();
+            let e = AppError::from(e);
             return refuse(
                 surface,
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -216,7 +217,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
 
     if policy.calls_agent {
         if let Some(p) = &principal {
-            if let Err(refused) = state.limits.charge(&p.actor(), std::time::Instant::now()) {
+            if let Err(refused) = state.limits().charge(&p.actor(), std::time::Instant::now()) {
                 tracing::info!(actor = %p.actor(), global = refused.global, "agent call rate-limited");
                 app::ssr::metrics::count_rate_limited(refused.global);
                 let mut r = refuse(
@@ -243,7 +244,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
 /// to Leptos (through the request's extensions) for its inline scripts; nothing else may
 /// run. Styles allow inline attributes (sparklines and bars are sized inline).
 pub async fn security_headers(mut request: Request, next: Next) -> Response {
-    let nonce = accounts::random_hex(16).unwrap_or_default();
+    let nonce = access::random_hex(16).unwrap_or_default();
     request.extensions_mut().insert(CspNonce(nonce.clone()));
     let mut response = next.run(request).await;
     let h = response.headers_mut();

@@ -47,7 +47,7 @@ try {
   check('a hidden action called directly is refused (403)', direct === 403, `${direct}`);
 
   // CSRF: the admin's browser visits the other page; its form post is refused.
-  const count = async () => (await (await admin.request.get(base + '/api/v1/notifications?limit=500')).json()).length;
+  const count = async () => (await (await admin.request.get(base + '/api/v1/notifications?limit=500')).json()).notifications.length;
   const before = await count();
   const attack = await admin.newPage();
   const refused = attack.waitForResponse((r) => r.url().includes('/api/send_digest'), { timeout: 15000 });

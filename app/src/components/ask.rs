@@ -56,7 +56,7 @@ pub fn TurnAnswer(turn: TurnView, unit: &'static str) -> AnyView {
         .map(|i| (i.root_causes.clone(), i.next_actions.clone()))
         .unwrap_or_default();
     view! {
-        <div class="turn-answer" data-turn-status=turn.status.clone()>
+        <div class="turn-answer" data-turn-status=turn.status.to_string()>
             {turn.error.clone().map(|e| view! { <p class="badge error-badge">{format!("No answer: {e}")}</p> })}
             {(!turn.answer.is_empty()).then(|| view! { <p class="narrative">{turn.answer.clone()}</p> })}
             {(!causes.is_empty()).then(|| view! { <CauseList causes grounding=turn.grounding.clone() unit/> })}
@@ -137,15 +137,15 @@ pub fn AskBox(
             Some(id) => {
                 follow.dispatch(AskFollowUp {
                     conversation_id: id,
-                    question: q,
+                    input: crate::dto::FollowUp { question: q },
                 });
             }
             None => {
-                start.dispatch(AskQuestion {
+                start.dispatch(AskQuestion::from(crate::dto::StartConversation {
                     site: site.clone(),
                     metric: metric.clone(),
                     question: q,
-                });
+                }));
             }
         }
         question.set(String::new());

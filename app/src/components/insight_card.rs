@@ -7,11 +7,12 @@
 
 use crate::api::{GiveFeedback, RefreshInsight, UpdateAction};
 use crate::components::ask::AskBox;
-use crate::domain::actions::ActionView;
+use crate::domain::actions::{ActionState, ActionView};
 use crate::domain::grounding::Grounding;
 use crate::domain::insight::{Effect as CauseEffect, RootCause};
 use crate::domain::kpi::signed;
-use crate::dto::{Card, InsightView};
+use crate::domain::status::FeedbackSync;
+use crate::dto::{ActionChange, Card, FeedbackInput, InsightView, RefreshRequest};
 use leptos::prelude::*;
 
 fn effect_label(e: CauseEffect) -> &'static str {
@@ -79,8 +80,10 @@ fn FeedbackButtons(insight_id: String) -> AnyView {
             let r = reason.get_untracked();
             send.dispatch(GiveFeedback {
                 insight_id: insight_id.clone(),
-                helpful,
-                reason: (!r.trim().is_empty()).then_some(r),
+                input: FeedbackInput {
+                    helpful,
+                    reason: (!r.trim().is_empty()).then_some(r),
+                },
             });
         }
     };
@@ -91,8 +94,8 @@ fn FeedbackButtons(insight_id: String) -> AnyView {
             <input class="reason" type="text" maxlength="1000" placeholder="Why? (optional)"
                 prop:value=move || reason.get() on:input=move |ev| reason.set(event_target_value(&ev))/>
             {move || send.value().get().map(|r| match r {
-                Ok(f) => view! { <span class="feedback-done">{match f.mlflow_state.as_str() {
-                    "pending" => "Thanks: recorded, and sent to MLflow with the trace.",
+                Ok(f) => view! { <span class="feedback-done">{match f.mlflow_state {
+                    FeedbackSync::Pending => "Thanks: recorded, and sent to MLflow with the trace.",
                     _ => "Thanks: recorded.",
                 }}</span> }.into_any(),
                 Err(e) => view! { <span class="badge error-badge">{e.to_string()}</span> }.into_any(),
@@ -124,20 +127,22 @@ fn ActionControls(insight_id: String, position: i64, acted: Option<ActionView>) 
             update.dispatch(UpdateAction {
                 insight_id: insight_id.clone(),
                 position,
-                state: state.to_string(),
-                assignee: (state == "assigned").then(|| value.clone()).flatten(),
-                reason: (state == "dismissed").then_some(value).flatten(),
+                change: ActionChange {
+                    state: state.to_string(),
+                    assignee: (state == "assigned").then(|| value.clone()).flatten(),
+                    reason: (state == "dismissed").then_some(value).flatten(),
+                },
             });
         }
     };
     let (s1, s2, s3) = (send.clone(), send.clone(), send);
     view! {
-        <div class="action-state" data-state=move || current.get().map(|a| a.state).unwrap_or_else(|| "open".into())>
+        <div class="action-state" data-state=move || current.get().map_or(ActionState::Open, |a| a.state).to_string()>
             {move || current.get().map(|a| {
-                let detail = match a.state.as_str() {
-                    "assigned" => format!("assigned to {}", a.assignee.clone().unwrap_or_default()),
-                    "dismissed" => format!("dismissed: {}", a.reason.clone().unwrap_or_default()),
-                    "done" => format!("done {}", a.done_on.clone().unwrap_or_default()),
+                let detail = match a.state {
+                    ActionState::Assigned => format!("assigned to {}", a.assignee.clone().unwrap_or_default()),
+                    ActionState::Dismissed => format!("dismissed: {}", a.reason.clone().unwrap_or_default()),
+                    ActionState::Done => format!("done {}", a.done_on.clone().unwrap_or_default()),
                     s => s.to_string(),
                 };
                 view! {
@@ -150,7 +155,7 @@ fn ActionControls(insight_id: String, position: i64, acted: Option<ActionView>) 
                 }
             })}
             {move || {
-                let final_state = current.get().is_some_and(|a| a.state == "done" || a.state == "dismissed");
+                let final_state = current.get().is_some_and(|a| a.state.is_final());
                 (!final_state && crate::app::can(crate::domain::access::Role::Editor)).then(|| view! {
                     <span class="action-buttons">
                         <button class="ack" disabled=move || update.pending().get() on:click={let s = s1.clone(); move |_| s("acknowledged", None)}>"Acknowledge"</button>
@@ -267,11 +272,11 @@ pub fn InsightCard(card: Card, #[prop(optional)] compact: bool) -> AnyView {
     let on_refresh = {
         let site = site.clone();
         move |_| {
-            refresh.dispatch(RefreshInsight {
+            refresh.dispatch(RefreshInsight::from(RefreshRequest {
                 site: site.clone(),
                 metric: metric.key().to_string(),
                 question: None,
-            });
+            }));
         }
     };
     let key = format!("{}:{}", site, metric.key());

@@ -4,7 +4,8 @@
 //! tells the page when jobs finish, so cards update without a reload.
 
 use crate::api::{list_runs, StartRun};
-use crate::dto::RunView;
+use crate::domain::status::{RunOrigin, RunStatus};
+use crate::dto::{RunRequest, RunView, RunsQuery};
 use leptos::prelude::*;
 
 /// How often the browser asks for progress, in milliseconds.
@@ -31,15 +32,15 @@ pub fn duration_text(secs: f64) -> String {
 #[component]
 pub fn RunBar(run: RunView) -> AnyView {
     let finished = run.finished_jobs();
-    let origin = match (&run.origin[..], &run.schedule_name) {
-        ("schedule", Some(name)) => format!("schedule “{name}”"),
+    let origin = match (run.origin, &run.schedule_name) {
+        (RunOrigin::Schedule, Some(name)) => format!("schedule “{name}”"),
         (o, _) => o.to_string(),
     };
     let eta = run
         .eta_secs
         .map(|e| format!(" · about {} left", duration_text(e)))
         .unwrap_or_default();
-    let state = if run.status == "running" {
+    let state = if run.status == RunStatus::Running {
         format!("{finished} of {} cards{eta}", run.total)
     } else {
         format!(
@@ -49,7 +50,7 @@ pub fn RunBar(run: RunView) -> AnyView {
         )
     };
     view! {
-        <div class="run-progress" data-run=run.id.clone() data-status=run.status.clone()
+        <div class="run-progress" data-run=run.id.clone() data-status=run.status.to_string()
             data-done=run.done data-unchanged=run.unchanged data-failed=run.failed data-total=run.total>
             <div class="run-label">
                 <strong>{format!("Refreshing {}", run.scope_label)}</strong>
@@ -85,7 +86,15 @@ pub fn RunProgress(#[prop(into)] on_jobs_finished: Callback<()>) -> AnyView {
             on_cleanup(move || handle.clear());
         }
     });
-    let runs = Resource::new(move || tick.get(), |_| list_runs(true));
+    let runs = Resource::new(
+        move || tick.get(),
+        |_| {
+            list_runs(RunsQuery {
+                active: Some(true),
+                limit: None,
+            })
+        },
+    );
     let start = ServerAction::<StartRun>::new();
     // Refetch the cards only when jobs made new insights (not for unchanged or failed
     // jobs, nor when a finished run leaves the list), so open forms and streamed answers
@@ -115,11 +124,11 @@ pub fn RunProgress(#[prop(into)] on_jobs_finished: Callback<()>) -> AnyView {
     });
     let run_scope = move |scope: &'static str| {
         move |_| {
-            start.dispatch(StartRun {
+            start.dispatch(StartRun::from(RunRequest {
                 scope: scope.to_string(),
                 scope_value: None,
                 force: false,
-            });
+            }));
         }
     };
     view! {

@@ -8,19 +8,36 @@
 
 use crate::domain::kpi::Metric;
 use crate::domain::period::{fmt_date, Week};
+use crate::domain::status::vocabulary;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 /// Complete weeks after the action that the outcome averages.
 pub const WEEKS_AFTER: usize = 2;
 
+vocabulary! {
+    /// A next action's state. Untouched actions are `open`; done and dismissed are final.
+    ActionState {
+        Open = "open",
+        Acknowledged = "acknowledged",
+        Assigned = "assigned",
+        Done = "done",
+        Dismissed = "dismissed",
+    }
+}
+
+impl ActionState {
+    pub fn is_final(self) -> bool {
+        matches!(self, ActionState::Done | ActionState::Dismissed)
+    }
+}
+
 /// An action's state as someone set it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ActionView {
     pub insight_id: String,
     pub position: i64,
-    /// `open` | `acknowledged` | `assigned` | `done` | `dismissed`.
-    pub state: String,
+    pub state: ActionState,
     pub assignee: Option<String>,
     pub reason: Option<String>,
     pub done_on: Option<String>,
@@ -43,29 +60,33 @@ pub struct Outcome {
     pub summary: String,
 }
 
-/// Why a state change is refused.
+/// The state a change asks for, or why it is refused: an unknown or initial state, a
+/// final one already reached, an assignment without an assignee, a dismissal without a
+/// reason.
 pub fn check_transition(
-    from: &str,
+    from: ActionState,
     to: &str,
     assignee: Option<&str>,
     reason: Option<&str>,
-) -> Result<(), String> {
-    let to_ok = matches!(to, "acknowledged" | "assigned" | "done" | "dismissed");
-    if !to_ok {
-        return Err(format!(
-            "unknown state '{to}'; use acknowledged, assigned, done or dismissed"
-        ));
-    }
-    if matches!(from, "done" | "dismissed") {
+) -> Result<ActionState, String> {
+    let to = match ActionState::parse(to) {
+        Ok(s) if s != ActionState::Open => s,
+        _ => {
+            return Err(format!(
+                "unknown state '{to}'; use acknowledged, assigned, done or dismissed"
+            ))
+        }
+    };
+    if from.is_final() {
         return Err(format!("the action is already {from}"));
     }
-    if to == "assigned" && assignee.is_none_or(|a| a.trim().is_empty()) {
+    if to == ActionState::Assigned && assignee.is_none_or(|a| a.trim().is_empty()) {
         return Err("assigning needs an assignee".into());
     }
-    if to == "dismissed" && reason.is_none_or(|r| r.trim().is_empty()) {
+    if to == ActionState::Dismissed && reason.is_none_or(|r| r.trim().is_empty()) {
         return Err("dismissing needs a reason (it is sent to the agent next time)".into());
     }
-    Ok(())
+    Ok(to)
 }
 
 /// The outcome of an action done on `done_on`, from weekly values (`weeks`: (week, value)
@@ -148,18 +169,23 @@ mod tests {
 
     #[test]
     fn lifecycle_rules() {
-        assert!(check_transition("open", "acknowledged", None, None).is_ok());
-        assert!(check_transition("acknowledged", "assigned", Some("Ana"), None).is_ok());
-        assert!(check_transition("open", "assigned", None, None)
+        use ActionState::*;
+        assert_eq!(
+            check_transition(Open, "acknowledged", None, None),
+            Ok(Acknowledged)
+        );
+        assert!(check_transition(Acknowledged, "assigned", Some("Ana"), None).is_ok());
+        assert!(check_transition(Open, "assigned", None, None)
             .unwrap_err()
             .contains("assignee"));
-        assert!(check_transition("assigned", "dismissed", None, Some(" "))
+        assert!(check_transition(Assigned, "dismissed", None, Some(" "))
             .unwrap_err()
             .contains("reason"));
-        assert!(check_transition("done", "dismissed", None, Some("x"))
+        assert!(check_transition(Done, "dismissed", None, Some("x"))
             .unwrap_err()
             .contains("already done"));
-        assert!(check_transition("open", "finished", None, None).is_err());
+        assert!(check_transition(Open, "finished", None, None).is_err());
+        assert!(check_transition(Open, "open", None, None).is_err());
     }
 
     #[test]

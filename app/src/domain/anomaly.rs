@@ -7,8 +7,9 @@
 //! history does not make every wobble "unusual". By default only bad moves count
 //! (one-sided); the sensitivity (|z| threshold) comes from the rules, per metric.
 
-use crate::domain::kpi::Metric;
+use crate::domain::kpi::{KpiCounts, Metric};
 use crate::domain::period::Week;
+use crate::domain::rules::Rules;
 use chrono::{Datelike, NaiveDate};
 use serde::{Deserialize, Serialize};
 
@@ -133,6 +134,46 @@ fn flagged(z: f64, s: Sensitivity) -> bool {
     } else {
         z <= -s.z
     }
+}
+
+/// Days of the roll-up anomaly detection reads: the reported week and the weeks it is
+/// compared with.
+pub fn span(week: Week) -> (NaiveDate, NaiveDate) {
+    (
+        week.start - chrono::Duration::weeks(BASELINE_WEEKS as i64),
+        week.end(),
+    )
+}
+
+fn point(metric: Metric, c: &KpiCounts) -> Option<Point> {
+    // A week or day without lines has no value, for volumes too: 0 lines is "no data",
+    // not a quiet period to compare with.
+    if c.lines == 0 {
+        return None;
+    }
+    c.value(metric).map(|value| Point {
+        value,
+        n: c.fraction(metric).1,
+    })
+}
+
+/// Whether the reported week is unusual for `metric`, from counts: weekly (oldest first,
+/// ending with the reported week) and daily (over [`span`]). `None` when the rules switch
+/// detection off for the metric.
+pub fn of_counts(
+    metric: Metric,
+    week: Week,
+    weekly: &[KpiCounts],
+    daily: &std::collections::BTreeMap<NaiveDate, KpiCounts>,
+    rules: &Rules,
+) -> Option<Anomaly> {
+    let sensitivity = rules.anomaly_sensitivity(metric)?;
+    let weekly: Vec<Option<Point>> = weekly.iter().map(|c| point(metric, c)).collect();
+    let days: Vec<(NaiveDate, Point)> = daily
+        .iter()
+        .filter_map(|(d, c)| point(metric, c).map(|p| (*d, p)))
+        .collect();
+    Some(detect(metric, week, &weekly, &days, sensitivity))
 }
 
 /// Scores a card's reported `week`: its weekly value against the previous weeks

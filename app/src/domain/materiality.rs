@@ -64,6 +64,25 @@ impl Materiality {
     }
 }
 
+/// Money at stake in `week` for a scope's `lines` under the rules in force (their scoring
+/// and penalty): the one way every card, segment and digest line gets its figure.
+pub fn at_stake(
+    lines: &[LineFact],
+    week: Week,
+    rules: &crate::domain::rules::Rules,
+    costs: &CostBook,
+    network: bool,
+) -> Materiality {
+    materiality(
+        lines,
+        week,
+        rules.scoring(),
+        costs,
+        rules.penalty_share(),
+        network,
+    )
+}
+
 /// Money at stake in `week` for `lines` (the scope's lines; others are ignored).
 /// `network` adds the site dimension.
 pub fn materiality(

@@ -1,6 +1,9 @@
 //! Pure domain logic, shared by the server and the browser (it compiles to wasm).
 //!
-//! - [`access`]: roles and the access policy of every route and server function.
+//! - [`access`]: roles and the shape of an access policy.
+//! - [`status`]: the status vocabularies (insights, turns, runs, jobs, deliveries, …).
+//! - [`scope`]: what a run or schedule covers.
+//! - [`card`]: a card's state (stale or not, would a refresh change anything) and tiles.
 //! - [`materiality`]: money at stake on failed lines (unit costs × the penalty rule).
 //! - [`period`]: ISO weeks and "the latest complete week" relative to a reference date.
 //! - [`kpi`]: the KPI catalogue, line-level scoring and exact numerator/denominator counts.
@@ -21,6 +24,7 @@ pub mod actions;
 pub mod alerts;
 pub mod analyst;
 pub mod anomaly;
+pub mod card;
 pub mod digest;
 pub mod evidence;
 pub mod forecast;
@@ -31,3 +35,5 @@ pub mod materiality;
 pub mod period;
 pub mod rulebook;
 pub mod rules;
+pub mod scope;
+pub mod status;

@@ -308,6 +308,12 @@ impl Rules {
         })
     }
 
+    /// Money at stake on a line that fails OTIF, as a share of its cost of goods
+    /// (`penalty_share_of_cost`, 3 % by default, within 0..1).
+    pub fn penalty_share(&self) -> f64 {
+        self.value("penalty_share_of_cost", 0.03).clamp(0.0, 1.0)
+    }
+
     /// Changes below this many points (or two standard errors) are treated as noise.
     pub fn noise_min_pp(&self) -> f64 {
         self.value("noise_min_pp", 0.5)

@@ -3,7 +3,7 @@
 
 use crate::api::{get_admin, CreateToken, CreateUser, RevokeToken, UpdateUser};
 use crate::domain::access::Role;
-use crate::dto::{AuditEntry, TokenView, UserView};
+use crate::dto::{AuditEntry, NewToken, NewUser, TokenView, UserChange, UserView};
 use leptos::prelude::*;
 
 fn when(t: &str) -> String {
@@ -26,7 +26,7 @@ fn user_row(u: UserView, update: ServerAction<UpdateUser>) -> impl IntoView {
             <td>
                 <select class="role" on:change=move |ev| {
                     if let Ok(role) = Role::parse(&event_target_value(&ev)) {
-                        update.dispatch(UpdateUser { username: name.clone(), role: Some(role), disabled: None });
+                        update.dispatch(UpdateUser { username: name.clone(), change: UserChange { role: Some(role), ..Default::default() } });
                     }
                 }>{role_options(u.role)}</select>
             </td>
@@ -34,7 +34,7 @@ fn user_row(u: UserView, update: ServerAction<UpdateUser>) -> impl IntoView {
                 {(!u.has_password).then_some(" · proxy sign-in only")}</td>
             <td>{when(&u.created_at)}</td>
             <td><button class="toggle-user" on:click=move |_| {
-                update.dispatch(UpdateUser { username: name2.clone(), role: None, disabled: Some(!disabled) });
+                update.dispatch(UpdateUser { username: name2.clone(), change: UserChange { disabled: Some(!disabled), ..Default::default() } });
             }>{if disabled { "Enable" } else { "Disable" }}</button></td>
         </tr>
     }
@@ -139,7 +139,7 @@ pub fn AdminPage() -> impl IntoView {
         <section class="admin-forms">
             <form class="add-user" on:submit=move |ev| {
                 ev.prevent_default();
-                add_user.dispatch(CreateUser { username: username.get(), password: password.get(), role: user_role.get() });
+                add_user.dispatch(CreateUser::from(NewUser { username: username.get(), password: Some(password.get()), role: user_role.get() }));
                 password.set(String::new());
             }>
                 <h2>"Add a user"</h2>
@@ -154,7 +154,7 @@ pub fn AdminPage() -> impl IntoView {
             </form>
             <form class="add-token" on:submit=move |ev| {
                 ev.prevent_default();
-                create_token.dispatch(CreateToken { name: token_name.get(), role: token_role.get() });
+                create_token.dispatch(CreateToken::from(NewToken { name: token_name.get(), role: token_role.get() }));
             }>
                 <h2>"Create an API token"</h2>
                 <label>"Used by "<input name="token-name" required maxlength="64" placeholder="slack-bot"

@@ -4,6 +4,7 @@
 
 use crate::api::get_conversation;
 use crate::components::ask::{follow_turn, AskBox, TurnAnswer};
+use crate::domain::status::TurnStatus;
 use crate::dto::{ConversationView, TurnEvent, TurnView};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
@@ -12,7 +13,7 @@ use leptos_router::hooks::use_params_map;
 fn Turn(turn: TurnView, unit: &'static str) -> impl IntoView {
     let state = RwSignal::new(turn.clone());
     let streaming = RwSignal::new(String::new());
-    if turn.status == "running" {
+    if turn.status == TurnStatus::Running {
         let id = turn.id.clone();
         Effect::new(move |_| {
             follow_turn(&id, move |event| match event {
@@ -27,7 +28,7 @@ fn Turn(turn: TurnView, unit: &'static str) -> impl IntoView {
             <p class="asked">{format!("Q{}: {}", turn.seq, turn.question)}</p>
             {move || {
                 let t = state.get();
-                if t.status == "running" {
+                if t.status == TurnStatus::Running {
                     view! { <p class="streaming" data-streaming="true">{move || streaming.get()}<span class="cursor">"▍"</span></p> }.into_any()
                 } else {
                     view! { <TurnAnswer turn=t unit/> }.into_any()

@@ -158,7 +158,7 @@ fn Detail(d: KpiDetail) -> impl IntoView {
                     <li class=format!("history-{}", i.status)>
                         <span class="when">{i.created_at.get(0..16).unwrap_or_default().replace('T', " ")}</span>
                         {format!(" {} · {} · ", i.period_label, i.agent)}
-                        {if i.status == "ok" { i.headline } else { format!("failed: {}", i.error.unwrap_or_default()) }}
+                        {if i.status == crate::domain::status::AnswerStatus::Ok { i.headline } else { format!("failed: {}", i.error.unwrap_or_default()) }}
                     </li>
                 }).collect_view()}
             </ul>
@@ -178,7 +178,7 @@ pub fn KpiDetailPage() -> impl IntoView {
                 )
             })
         },
-        |(site, metric)| get_kpi_detail(site, metric),
+        |(site, metric)| get_kpi_detail(crate::dto::KpiQuery { site, metric }),
     );
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>

@@ -28,7 +28,7 @@ fn Lineage(page: LineagePage) -> impl IntoView {
             <table class="lineage">
                 <tbody>
                     {row("id", l.id.clone())}
-                    {row("status", match &l.error { Some(e) => format!("{}: {e}", l.status), None => l.status.clone() })}
+                    {row("status", match &l.error { Some(e) => format!("{}: {e}", l.status), None => l.status.to_string() })}
                     {row("created", l.created_at.clone())}
                     {row("agent", l.agent.clone())}
                     {row("kind", l.kind.clone())}

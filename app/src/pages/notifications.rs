@@ -3,7 +3,8 @@
 //! each delivery's status, attempts and last error.
 
 use crate::api::{get_notifications, CheckAlerts, SendDigest};
-use crate::dto::{DeliveryView, NotificationView};
+use crate::domain::status::DeliveryStatus;
+use crate::dto::{DeliveryView, NotificationView, NotificationsQuery};
 use leptos::prelude::*;
 
 fn when(t: &str) -> String {
@@ -11,16 +12,16 @@ fn when(t: &str) -> String {
 }
 
 fn delivery(d: DeliveryView) -> impl IntoView {
-    let detail = match (&d.status[..], &d.last_error) {
-        ("sent", _) => d.sent_at.as_deref().map(when).unwrap_or_default(),
-        ("pending", Some(e)) => format!("{e}; retry at {}", when(&d.next_attempt_at)),
+    let detail = match (d.status, &d.last_error) {
+        (DeliveryStatus::Sent, _) => d.sent_at.as_deref().map(when).unwrap_or_default(),
+        (DeliveryStatus::Pending, Some(e)) => format!("{e}; retry at {}", when(&d.next_attempt_at)),
         (_, Some(e)) => e.clone(),
         _ => String::new(),
     };
     view! {
         <li class=format!("delivery {}", d.status) data-channel=d.channel.clone()>
-            <strong>{d.channel.clone()}</strong>" ("{d.format.clone()}") "
-            <span class="status">{d.status.clone()}</span>
+            <strong>{d.channel.clone()}</strong>" ("{d.format.to_string()}") "
+            <span class="status">{d.status.to_string()}</span>
             {format!(" · {} attempt(s)", d.attempts)}
             {(!detail.is_empty()).then(|| view! { <span class="detail">{format!(" · {detail}")}</span> })}
         </li>
@@ -30,9 +31,9 @@ fn delivery(d: DeliveryView) -> impl IntoView {
 fn row(n: NotificationView) -> impl IntoView {
     let email = format!("/api/v1/notifications/{}/email", n.id);
     view! {
-        <tr data-notification=n.id.clone() class=n.kind.clone()>
+        <tr data-notification=n.id.clone() class=n.kind.to_string()>
             <td>{when(&n.created_at)}</td>
-            <td>{n.kind.clone()}</td>
+            <td>{n.kind.to_string()}</td>
             <td><strong>{n.title.clone()}</strong>
                 <div class="hint">{format!("{} card(s)", n.items)}
                     {n.generation_ms.map(|ms| format!(" · built in {ms:.0} ms"))}
@@ -49,7 +50,10 @@ fn row(n: NotificationView) -> impl IntoView {
 #[component]
 pub fn NotificationsPage() -> impl IntoView {
     let version = RwSignal::new(0u32);
-    let page = Resource::new(move || version.get(), |_| get_notifications());
+    let page = Resource::new(
+        move || version.get(),
+        |_| get_notifications(NotificationsQuery::default()),
+    );
     let send = ServerAction::<SendDigest>::new();
     let check = ServerAction::<CheckAlerts>::new();
     Effect::new(move |_| {
@@ -68,7 +72,7 @@ pub fn NotificationsPage() -> impl IntoView {
                 <button class="send-digest" on:click=move |_| { send.dispatch(SendDigest {}); } disabled=move || send.pending().get()>"Send digest now"</button>
                 <button class="check-alerts" on:click=move |_| { check.dispatch(CheckAlerts {}); } disabled=move || check.pending().get()>"Check alerts now"</button>
                 {move || check.value().get().map(|r| match r {
-                    Ok(n) => view! { <span class="hint checked">{format!("{n} alert(s) queued")}</span> }.into_any(),
+                    Ok(n) => view! { <span class="hint checked">{format!("{} alert(s) queued", n.queued.len())}</span> }.into_any(),
                     Err(e) => view! { <span class="badge error-badge">{e.to_string()}</span> }.into_any(),
                 })}
                 {move || send.value().get().and_then(|r| r.err()).map(|e| view! { <span class="badge error-badge">{e.to_string()}</span> })}

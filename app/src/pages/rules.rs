@@ -189,7 +189,7 @@ fn Editor(editing: Editing, view: RulesView, saved: Callback<RulesView>) -> AnyV
         if let Some(Ok(v)) = save.value().get() {
             save.value().set(None);
             editing.set(None);
-            saved.run(v);
+            saved.run(v.view);
         }
     });
     let version = view.rules.version;
@@ -513,7 +513,7 @@ pub fn RulesPage() -> impl IntoView {
     let saved = Callback::new(move |v: RulesView| latest.set(Some(v)));
     Effect::new(move |_| {
         if let Some(Ok(v)) = quick.value().get() {
-            latest.set(Some(v));
+            latest.set(Some(v.view));
         }
     });
     let act = Callback::new(move |edit: RuleEdit| {

@@ -3,7 +3,8 @@
 
 use crate::api::{get_run, list_runs};
 use crate::components::runs::{duration_text, RunBar};
-use crate::dto::{JobView, RunView};
+use crate::domain::status::RunOrigin;
+use crate::dto::{JobView, RunView, RunsQuery};
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
@@ -13,8 +14,8 @@ fn when(ts: &str) -> String {
 
 #[component]
 fn HistoryRow(run: RunView) -> AnyView {
-    let origin = match (&run.origin[..], &run.schedule_name) {
-        ("schedule", Some(name)) => format!("schedule “{name}”"),
+    let origin = match (run.origin, &run.schedule_name) {
+        (RunOrigin::Schedule, Some(name)) => format!("schedule “{name}”"),
         (o, _) => o.to_string(),
     };
     view! {
@@ -23,7 +24,7 @@ fn HistoryRow(run: RunView) -> AnyView {
                 {run.scheduled_for.as_deref().map(|t| view! { <div class="tick">{format!("tick {}", when(t))}</div> })}</td>
             <td>{origin}</td>
             <td>{run.scope_label.clone()}{run.force.then_some(" (forced)")}</td>
-            <td class="status">{run.status.clone()}</td>
+            <td class="status">{run.status.to_string()}</td>
             <td class="num">{run.total}</td>
             <td class="num done">{run.done}</td>
             <td class="num unchanged">{run.unchanged}</td>
@@ -37,7 +38,7 @@ fn HistoryRow(run: RunView) -> AnyView {
 
 #[component]
 pub fn RunsPage() -> impl IntoView {
-    let runs = Resource::new(|| (), |_| list_runs(false));
+    let runs = Resource::new(|| (), |_| list_runs(RunsQuery::default()));
     view! {
         <div class="page-head">
             <h1>"Run history"</h1>
@@ -67,7 +68,7 @@ fn JobRow(job: JobView) -> AnyView {
     view! {
         <tr data-job=job.id.clone() class=format!("job-{}", job.status)>
             <td>{format!("{} · {}", job.site, job.metric.label())}</td>
-            <td class="status">{job.status.clone()}</td>
+            <td class="status">{job.status.to_string()}</td>
             <td class="num">{job.attempts}</td>
             <td class="replica">{job.claimed_by.clone().unwrap_or_default()}</td>
             <td>{job.finished_at.as_deref().map(when).unwrap_or_default()}</td>

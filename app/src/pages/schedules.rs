@@ -3,8 +3,8 @@
 //! previews its next five ticks in the schedule's time zone.
 
 use crate::api::{
-    list_schedules, preview_schedule, DeleteSchedule, RunScheduleNow, SaveSchedule,
-    SetScheduleEnabled,
+    list_schedules, preview_schedule, CreateSchedule, DeleteSchedule, RunScheduleNow,
+    SetScheduleEnabled, UpdateSchedule,
 };
 use crate::domain::kpi::Metric;
 use crate::dto::{ScheduleInput, ScheduleView};
@@ -39,7 +39,11 @@ fn blank() -> ScheduleInput {
 /// The editor: `editing` holds (id, input) for an existing schedule, or (None, input).
 #[component]
 fn Editor(editing: RwSignal<(Option<String>, ScheduleInput)>, saved: Callback<()>) -> AnyView {
-    let save = ServerAction::<SaveSchedule>::new();
+    // A new schedule is created, an existing one replaced: two operations, one form.
+    let create = ServerAction::<CreateSchedule>::new();
+    let update = ServerAction::<UpdateSchedule>::new();
+    let saved_result = move || create.value().get().or_else(|| update.value().get());
+    let pending = move || create.pending().get() || update.pending().get();
     let field = move |f: fn(&mut ScheduleInput, String)| {
         move |ev: leptos::ev::Event| {
             let v = event_target_value(&ev);
@@ -52,19 +56,28 @@ fn Editor(editing: RwSignal<(Option<String>, ScheduleInput)>, saved: Callback<()
             let (_, i) = editing.get();
             (i.cron, i.timezone)
         },
-        |(cron, tz)| preview_schedule(cron, tz),
+        |(cron, timezone)| preview_schedule(crate::dto::PreviewRequest { cron, timezone }),
     );
     Effect::new(move |_| {
-        if let Some(Ok(_)) = save.value().get() {
+        if let Some(Ok(_)) = saved_result() {
             editing.set((None, blank()));
-            save.value().set(None);
+            create.value().set(None);
+            update.value().set(None);
             saved.run(());
         }
     });
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
-        let (id, input) = editing.get_untracked();
-        save.dispatch(SaveSchedule { id, input });
+        create.value().set(None);
+        update.value().set(None);
+        match editing.get_untracked() {
+            (Some(id), input) => {
+                update.dispatch(UpdateSchedule { id, input });
+            }
+            (None, input) => {
+                create.dispatch(CreateSchedule { input });
+            }
+        }
     };
     let scope_needs_value = move || matches!(editing.get().1.scope.as_str(), "site" | "metric");
     view! {
@@ -120,11 +133,11 @@ fn Editor(editing: RwSignal<(Option<String>, ScheduleInput)>, saved: Callback<()
                     })}
                 </Transition>
             </div>
-            {move || save.value().get().and_then(|r| r.err()).map(|e| view! {
+            {move || saved_result().and_then(|r| r.err()).map(|e| view! {
                 <p class="badge error-badge save-error">{e.to_string()}</p>
             })}
             <div class="editor-buttons">
-                <button type="submit" class="save" disabled=move || save.pending().get()>"Save"</button>
+                <button type="submit" class="save" disabled=pending>"Save"</button>
                 <button type="button" on:click=move |_| editing.set((None, blank()))>"Clear"</button>
             </div>
         </form>
@@ -168,7 +181,7 @@ fn Row(
             <td>{s.last_fire_at.clone().map(|t| t.get(0..19).unwrap_or_default().replace('T', " ") + " UTC").unwrap_or_else(|| "never".into())}</td>
             <td class="row-buttons">
                 {crate::app::can(crate::domain::access::Role::Editor).then(|| view! {
-                <button class="toggle" on:click=move |_| { toggle.dispatch(SetScheduleEnabled { id: id.clone(), enabled: !enabled }); }>
+                <button class="toggle" on:click=move |_| { toggle.dispatch(SetScheduleEnabled { id: id.clone(), input: crate::dto::ScheduleSwitch { enabled: !enabled } }); }>
                     {if enabled { "Pause" } else { "Resume" }}
                 </button>
                 {(s.input.scope != "digest").then(|| view! {

@@ -19,7 +19,7 @@ fn AgentRow(a: AgentStatus) -> impl IntoView {
             <td class="endpoint">{a.endpoint.clone()}</td>
             <td>{a.model.clone().map(|m| format!("{m} → version {}", a.model_version.clone().unwrap_or_else(|| "?".into()))).unwrap_or_else(|| "—".into())}</td>
             <td class="health">{health}{a.latency_ms.map(|ms| format!(" · {ms} ms"))}</td>
-            <td class="breaker">{a.breaker.clone()}</td>
+            <td class="breaker">{a.breaker.to_string()}</td>
             <td class="last-error">{a.last_error.clone().map(|e| format!("{e} ({})", a.last_error_at.clone().unwrap_or_default().get(0..19).unwrap_or_default().replace('T', " "))).unwrap_or_else(|| "—".into())}</td>
             <td>{format!("{} s · {} at once · token {}", a.timeout_secs, a.max_concurrency, if a.token_configured { "set" } else { "none" })}</td>
         </tr>
@@ -29,7 +29,10 @@ fn AgentRow(a: AgentStatus) -> impl IntoView {
 #[component]
 pub fn SettingsPage() -> impl IntoView {
     let check = RwSignal::new(false);
-    let agents = Resource::new(move || check.get(), get_agents);
+    let agents = Resource::new(
+        move || check.get(),
+        |check| get_agents(crate::dto::AgentsQuery { check: Some(check) }),
+    );
     view! {
         <div class="page-head">
             <h1>"Agents"</h1>

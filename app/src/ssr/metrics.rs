@@ -1,11 +1,8 @@
-//! Prometheus metrics for `GET /metrics`, in the text exposition format: HTTP latency by
-//! route, agent call latency and errors by agent, circuit state per agent, the job and
-//! delivery queues, and refresh run durations. Counters live in this process (Prometheus
-//! scrapes every replica); queue depths and run durations are read from the shared
-//! database at scrape time, so every replica reports the same fleet-wide figures.
+//! This process's Prometheus counters and histograms (HTTP latency by route, agent call
+//! latency and errors by agent, rate-limit refusals), and the text exposition format.
+//! A leaf: anything may record here; [`crate::ssr::ops`] assembles the scrape with the
+//! fleet-wide figures read from the database.
 
-use super::agent::resilience::BreakerState;
-use super::state::AppState;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::{Mutex, OnceLock};
@@ -16,7 +13,7 @@ const BUCKETS: [f64; 12] = [
 ];
 
 #[derive(Clone, Debug, Default)]
-struct Histogram {
+pub struct Histogram {
     /// Per bucket (not cumulative); the last slot is +Inf.
     counts: [u64; BUCKETS.len() + 1],
     sum: f64,
@@ -24,7 +21,7 @@ struct Histogram {
 }
 
 impl Histogram {
-    fn observe(&mut self, secs: f64) {
+    pub fn observe(&mut self, secs: f64) {
         let i = BUCKETS
             .iter()
             .position(|b| secs <= *b)
@@ -34,7 +31,7 @@ impl Histogram {
         self.count += 1;
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         let set = if labels.is_empty() {
             String::new()
@@ -103,15 +100,14 @@ pub fn count_rate_limited(global: bool) {
 }
 
 /// Label values are escaped as the exposition format requires.
-fn label(v: &str) -> String {
+pub fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
 
-/// The exposition text.
-pub async fn render(state: &AppState) -> String {
-    let mut out = String::new();
+/// The exposition text of this process's counters and histograms.
+pub fn render_local(out: &mut String) {
     out.push_str(
         "# HELP opsight_http_request_duration_seconds HTTP request latency by matched route.\n",
     );
@@ -123,7 +119,7 @@ pub async fn render(state: &AppState) -> String {
                 label(method),
                 label(route)
             );
-            h.render(&mut out, "opsight_http_request_duration_seconds", &labels);
+            h.render(out, "opsight_http_request_duration_seconds", &labels);
         }
     }
     out.push_str(
@@ -133,7 +129,7 @@ pub async fn render(state: &AppState) -> String {
     if let Ok(m) = registry().agent.lock() {
         for (agent, h) in m.iter() {
             h.render(
-                &mut out,
+                out,
                 "opsight_agent_call_duration_seconds",
                 &format!("agent=\"{}\"", label(agent)),
             );
@@ -161,80 +157,6 @@ pub async fn render(state: &AppState) -> String {
             m[1]
         );
     }
-    out.push_str("# HELP opsight_agent_circuit_state Circuit breaker per agent: 0 closed, 1 half-open, 2 open.\n");
-    out.push_str("# TYPE opsight_agent_circuit_state gauge\n");
-    for a in state.agents.all().iter() {
-        let v = match a.breaker_state() {
-            BreakerState::Closed => 0,
-            BreakerState::HalfOpen => 1,
-            BreakerState::Open => 2,
-        };
-        let _ = writeln!(
-            out,
-            "opsight_agent_circuit_state{{agent=\"{}\"}} {v}",
-            label(a.name())
-        );
-    }
-    // Fleet-wide, from the shared database.
-    let count = |sql: &'static str| async move {
-        sqlx::query_scalar::<_, i64>(sql)
-            .fetch_one(&state.db)
-            .await
-            .map_err(|e| tracing::warn!(error = %e, "metrics query failed"))
-            .ok()
-    };
-    out.push_str("# HELP opsight_jobs Refresh jobs by state (all replicas).\n");
-    out.push_str("# TYPE opsight_jobs gauge\n");
-    for (state_name, sql) in [
-        (
-            "queued",
-            "SELECT COUNT(*) FROM refresh_jobs WHERE status = 'queued'",
-        ),
-        (
-            "running",
-            "SELECT COUNT(*) FROM refresh_jobs WHERE status = 'running'",
-        ),
-    ] {
-        if let Some(n) = count(sql).await {
-            let _ = writeln!(out, "opsight_jobs{{state=\"{state_name}\"}} {n}");
-        }
-    }
-    out.push_str("# HELP opsight_deliveries Notification deliveries by state (all replicas).\n");
-    out.push_str("# TYPE opsight_deliveries gauge\n");
-    for (state_name, sql) in [
-        (
-            "pending",
-            "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'sending')",
-        ),
-        (
-            "failed",
-            "SELECT COUNT(*) FROM deliveries WHERE status = 'failed'",
-        ),
-    ] {
-        if let Some(n) = count(sql).await {
-            let _ = writeln!(out, "opsight_deliveries{{state=\"{state_name}\"}} {n}");
-        }
-    }
-    // Runs finished in the last 24 h: their durations as a histogram over that window.
-    let since = super::insights::timestamp(chrono::Utc::now() - chrono::Duration::hours(24));
-    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT created_at, finished_at FROM refresh_runs WHERE status = 'finished' AND finished_at >= $1",
-    )
-    .bind(since)
-    .fetch_all(&state.db)
-    .await
-    .unwrap_or_default();
-    let mut runs = Histogram::default();
-    for (start, end) in rows {
-        let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
-        if let (Some(a), Some(b)) = (parse(&start), end.as_deref().and_then(parse)) {
-            runs.observe(((b - a).num_milliseconds().max(0) as f64) / 1000.0);
-        }
-    }
-    out.push_str("# HELP opsight_run_duration_seconds Refresh runs finished in the last 24 h, by duration (all replicas).\n");
-    out.push_str("# TYPE opsight_run_duration_seconds histogram\n");
-    runs.render(&mut out, "opsight_run_duration_seconds", "");
-    out
 }
 
 #[cfg(test)]

@@ -1,37 +1,113 @@
-//! What every request, server function and CLI command works with.
+//! `AppState`: the capabilities of one running Opsight, assembled once (by
+//! `server::Application::build`) and read-only afterwards. Transports (server functions,
+//! the JSON API, the background loops) take what they need from it and call the
+//! capability's service; no service takes `AppState` itself.
 
+use super::access::limits::RateLimits;
+use super::access::{Accounts, AuthSettings};
 use super::agent::Agents;
-use super::conversations::LiveTurns;
-use super::db::Db;
-use super::runs::JobQueue;
+use super::cards::Cards;
+use super::clock::Clock;
+use super::notify::{Notifier, Notify};
+use super::rules::Rulebook;
+use super::runs::{JobQueue, Runs, Schedules};
+use super::store::Db;
 use axum::extract::FromRef;
-use chrono::NaiveDate;
 use leptos::config::LeptosOptions;
+use std::sync::Arc;
+
+/// Everything `AppState` is made of.
+pub struct Parts {
+    pub db: Db,
+    pub agents: Agents,
+    pub clock: Clock,
+    pub queue: JobQueue,
+    pub notifier: Notifier,
+    pub auth: AuthSettings,
+    pub limits: RateLimits,
+    pub leptos_options: LeptosOptions,
+}
 
 #[derive(Clone, Debug)]
 pub struct AppState {
-    pub db: Db,
-    pub agents: Agents,
-    /// Questions being answered by this process.
-    pub live: LiveTurns,
-    /// This replica's identity in job claims, and its worker's wake-up.
-    pub jobs: JobQueue,
-    /// Where digests and alerts go (no channels: nothing is sent).
-    pub notifier: std::sync::Arc<super::notify::Notifier>,
-    /// Fixed reference date (`OPSIGHT_AS_OF`), or `None` for today (UTC).
-    pub as_of: Option<NaiveDate>,
-    pub leptos_options: LeptosOptions,
-    /// How requests are authenticated (sessions, proxy, anonymous role).
-    pub auth: std::sync::Arc<super::accounts::AuthSettings>,
-    /// Agent-call rate limits of this replica.
-    pub limits: std::sync::Arc<super::limits::RateLimits>,
+    db: Db,
+    agents: Agents,
+    cards: Cards,
+    runs: Runs,
+    schedules: Schedules,
+    notify: Notify,
+    rules: Rulebook,
+    accounts: Accounts,
+    limits: Arc<RateLimits>,
+    leptos_options: LeptosOptions,
 }
 
 impl AppState {
-    /// The reference date: "today" for the dashboard's latest complete week.
-    pub fn today(&self) -> NaiveDate {
-        self.as_of
-            .unwrap_or_else(|| chrono::Utc::now().date_naive())
+    /// Wires the capabilities together (each gets only what it uses).
+    pub fn new(p: Parts) -> AppState {
+        let cards = Cards::new(p.db.clone(), p.agents.clone(), p.clock);
+        let notify = Notify::new(
+            p.db.clone(),
+            cards.clone(),
+            p.notifier,
+            p.agents.http().clone(),
+            p.queue.replica.clone(),
+        );
+        let runs = Runs::new(p.db.clone(), cards.clone(), p.queue);
+        let schedules = Schedules::new(p.db.clone(), runs.clone(), notify.clone());
+        AppState {
+            rules: Rulebook::new(p.db.clone()),
+            accounts: Accounts::new(p.db.clone(), p.auth),
+            limits: Arc::new(p.limits),
+            leptos_options: p.leptos_options,
+            db: p.db,
+            agents: p.agents,
+            cards,
+            runs,
+            schedules,
+            notify,
+        }
+    }
+
+    /// The store, for the operations that need nothing else (unit costs, health).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    pub fn agents(&self) -> &Agents {
+        &self.agents
+    }
+
+    pub fn cards(&self) -> &Cards {
+        &self.cards
+    }
+
+    pub fn runs(&self) -> &Runs {
+        &self.runs
+    }
+
+    pub fn schedules(&self) -> &Schedules {
+        &self.schedules
+    }
+
+    pub fn notify(&self) -> &Notify {
+        &self.notify
+    }
+
+    pub fn rules(&self) -> &Rulebook {
+        &self.rules
+    }
+
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    pub fn limits(&self) -> &RateLimits {
+        &self.limits
+    }
+
+    pub fn leptos_options(&self) -> &LeptosOptions {
+        &self.leptos_options
     }
 }
 
@@ -39,12 +115,4 @@ impl FromRef<AppState> for LeptosOptions {
     fn from_ref(state: &AppState) -> Self {
         state.leptos_options.clone()
     }
-}
-
-/// The state from the Leptos context, inside a server function.
-pub fn from_context() -> Result<AppState, crate::error::AppError> {
-    leptos::prelude::use_context::<AppState>().ok_or_else(|| {
-        tracing::error!("AppState missing from the Leptos context");
-        crate::error::AppError::Internal
-    })
 }

@@ -79,3 +79,24 @@ where
     .join()
     .map_err(|_| anyhow::anyhow!("load thread panicked"))?
 }
+
+/// An application (not yet running) on `db` with the built-in analyst, reference date
+/// `as_of`, static files straight from `public/` (no site build needed), and `tune`
+/// applied to its configuration.
+pub async fn app(
+    db: app::ssr::store::Db,
+    as_of: chrono::NaiveDate,
+    tune: impl FnOnce(&mut server::config::Config),
+) -> anyhow::Result<server::Application> {
+    let mut config = server::config::Config::from_lookup(
+        |k| (k == "OPSIGHT_ADDR").then(|| "127.0.0.1:0".to_string()),
+        |_| None,
+    )?;
+    config.as_of = Some(as_of);
+    config.site = leptos::config::LeptosOptions::builder()
+        .output_name("opsight")
+        .site_root(concat!(env!("CARGO_MANIFEST_DIR"), "/../public"))
+        .build();
+    tune(&mut config);
+    server::Application::build_with(config, db).await
+}

@@ -2,7 +2,7 @@
 //! default, SSE when the request says `"stream": true`; errors in the `mlflow models serve`
 //! shape (`error_code`, `message`).
 
-use app::ssr::analyst_server::answer;
+use app::ssr::agent::analyst::answer;
 use axum::body::Bytes;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -8,7 +8,8 @@
 //!   of the two was wrong is not said.
 //! - `POST /logout`: ends the session and clears the cookie.
 
-use app::ssr::accounts::{self, SESSION_COOKIE};
+use app::error::AppError;
+use app::ssr::access::{self, SESSION_COOKIE};
 use app::ssr::state::AppState;
 use axum::extract::{Query, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
@@ -111,7 +112,7 @@ pub struct LoginForm {
 }
 
 fn cookie(state: &AppState, value: &str, max_age_secs: u64) -> HeaderValue {
-    let secure = if state.auth.secure_cookies {
+    let secure = if state.accounts().settings().secure_cookies {
         "; Secure"
     } else {
         ""
@@ -129,29 +130,29 @@ pub async fn login(
 ) -> Response {
     let next = safe_next(form.next.as_deref());
     if form.username.chars().count() > 64
-        || form.password.chars().count() > accounts::MAX_PASSWORD_CHARS
+        || form.password.chars().count() > access::MAX_PASSWORD_CHARS
     {
         return html(
             StatusCode::BAD_REQUEST,
             login_form(&next, Some("The user name or password is too long."), ""),
         );
     }
-    let previous = accounts::cookie(&headers, SESSION_COOKIE);
-    match accounts::login(
-        &state.db,
-        &state.auth,
-        &form.username,
-        &form.password,
-        previous,
-    )
-    .await
+    let previous = access::cookie(&headers, SESSION_COOKIE);
+    match state
+        .accounts()
+        .login(&form.username, &form.password, previous)
+        .await
     {
         Ok(Some((secret, who))) => {
             tracing::info!(user = %who.name, role = %who.role, "signed in");
             let mut r = Redirect::to(&next).into_response();
             r.headers_mut().insert(
                 header::SET_COOKIE,
-                cookie(&state, &secret, state.auth.session_ttl.as_secs()),
+                cookie(
+                    &state,
+                    &secret,
+                    state.accounts().settings().session_ttl.as_secs(),
+                ),
             );
             r
         }
@@ -167,7 +168,7 @@ pub async fn login(
             )
         }
         Err(e) => {
-            let e = e.into_app_error();
+            let e = AppError::from(e);
             html(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 login_form(&next, Some(&e.to_string()), form.username.trim()),
@@ -177,9 +178,10 @@ pub async fn login(
 }
 
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(c) = accounts::cookie(&headers, SESSION_COOKIE) {
-        if let Err(e) = accounts::logout(&state.db, c).await {
-            e.into_app_error();
+    if let Some(c) = access::cookie(&headers, SESSION_COOKIE) {
+        if let Err(e) = state.accounts().logout(c).await {
+            // Logged once by the conversion; the cookie is cleared either way.
+            let _ = AppError::from(e);
         }
     }
     let mut r = Redirect::to("/login").into_response();

@@ -9,12 +9,15 @@
 //!   time caps, JSON or SSE by the reply's Content-Type, deltas forwarded as they arrive.
 //! - [`resilience`]: the retry policy and the circuit breaker, pure and clock-injected.
 //! - [`mlflow`]: MLflow's REST API: alias → version, feedback as assessments.
+//! - [`analyst`]: the built-in analyst's protocol handling (request in, reply out); the
+//!   server serves it at `/agent/invocations` and calls it like any other agent.
 //!
 //! Agent error bodies echo the whole request and server paths
 //! (`shared/docs/agent-protocol.md` §6, §10), so errors keep only the status, an
 //! `error_code` and the last line of a `stack_trace`, and tokens live in [`Secret`]s that
 //! never print.
 
+pub mod analyst;
 pub mod client;
 pub mod mlflow;
 pub mod profile;

@@ -72,15 +72,7 @@ fn splitmix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-/// Breaker state as shown on the settings page.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BreakerState {
-    Closed,
-    /// Calls fail fast until the cool-down ends.
-    Open,
-    /// One trial call is allowed through; its outcome closes or reopens the breaker.
-    HalfOpen,
-}
+pub use crate::domain::status::BreakerState;
 
 /// A per-agent circuit breaker: `threshold` consecutive failures open it for `cool_down`;
 /// then one trial call decides.

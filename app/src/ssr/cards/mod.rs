@@ -1,0 +1,86 @@
+//! Insight cards: everything about one (site, metric) card and the dashboard of them.
+//!
+//! - [`evidence`]: loads a card's evidence pack through the store's fact seam.
+//! - [`refresh`]: refreshing a card, as named stages (inputs → decide → compose → ask →
+//!   record → store).
+//! - [`ask`]: the call to an agent, its grounding check and lineage (refreshes and
+//!   questions share it).
+//! - [`board`]: the dashboard and the KPI page (read models).
+//! - [`questions`]: streamed "why is this down?" conversations.
+//! - [`actions`]: next actions moved on, recovery after done, and the card's feedback for
+//!   its next request.
+//! - [`feedback`]: thumbs up/down, forwarded to MLflow.
+//!
+//! [`Cards`] holds what these need (the store, the agents, the clock, this process's live
+//! turns) and nothing else.
+
+pub mod actions;
+pub mod ask;
+pub mod board;
+pub mod evidence;
+pub mod feedback;
+pub mod questions;
+pub mod refresh;
+
+pub use questions::LiveTurns;
+pub use refresh::{RefreshOptions, Refreshed};
+
+use crate::ssr::agent::Agents;
+use crate::ssr::clock::Clock;
+use crate::ssr::error::ServiceError;
+use crate::ssr::store::Db;
+
+/// The cards capability.
+#[derive(Clone, Debug)]
+pub struct Cards {
+    db: Db,
+    agents: Agents,
+    clock: Clock,
+    /// Questions being answered by this process.
+    live: LiveTurns,
+    /// The dashboard's daily roll-up, while its inputs are unchanged.
+    daily: board::DailyCache,
+}
+
+impl Cards {
+    pub fn new(db: Db, agents: Agents, clock: Clock) -> Cards {
+        Cards {
+            db,
+            agents,
+            clock,
+            live: LiveTurns::default(),
+            daily: Default::default(),
+        }
+    }
+
+    pub fn agents(&self) -> &Agents {
+        &self.agents
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// Turns being answered by this process (for shutdown and metrics).
+    pub fn live_turns(&self) -> &LiveTurns {
+        &self.live
+    }
+}
+
+/// The longest question sent to an agent, in characters (the question box allows 500).
+pub const MAX_QUESTION_CHARS: usize = 2000;
+
+/// A question trimmed (`None` when empty), or a clear refusal when it is too long: it is
+/// never cut silently, since a cut question may ask something else.
+pub fn clean_question(question: Option<&str>) -> Result<Option<String>, ServiceError> {
+    let Some(q) = question.map(str::trim).filter(|q| !q.is_empty()) else {
+        return Ok(None);
+    };
+    let n = q.chars().count();
+    if n > MAX_QUESTION_CHARS {
+        return Err(ServiceError::BadRequest(format!(
+            "a question is at most {MAX_QUESTION_CHARS} characters; this one has {n}"
+        )));
+    }
+    Ok(Some(q.to_string()))
+}

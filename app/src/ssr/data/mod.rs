@@ -1,0 +1,10 @@
+//! Data coming in: order lines from CSV files, unit costs, and the demo network. Every
+//! write goes through the store's fact seam, all or nothing.
+//!
+//! - [`import`]: `opsight import orders FILE.csv`, validated whole, bad rows named by line.
+//! - [`costs`]: unit costs for money at stake (CSV and API), all or nothing.
+//! - [`seed`]: the demo network generator with its planted problems.
+
+pub mod costs;
+pub mod import;
+pub mod seed;

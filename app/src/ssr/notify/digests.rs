@@ -1,0 +1,172 @@
+//! Building and sending digests: the dashboard's cards that are off target or unusual,
+//! with their latest insights, ranked by money at stake (when unit costs are known: the
+//! penalty on each scope's failed lines that week, the figure its evidence pack shows),
+//! queued to every channel that takes digests.
+
+use super::Notify;
+use crate::domain::digest::{self, Digest, DigestItem};
+use crate::domain::evidence::{LineFact, NETWORK};
+use crate::domain::materiality::at_stake;
+use crate::domain::period::Week;
+use crate::domain::rules::Status;
+use crate::domain::status::{ChannelKind, NotificationKind};
+use crate::dto::{Card, DigestFormat, DigestQueued, SiteRow, Tile};
+use crate::ssr::clock;
+use crate::ssr::error::ServiceError;
+use crate::ssr::store::{self, facts, Conn};
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Whether a card belongs in a digest.
+pub fn needs_attention(t: &Tile) -> bool {
+    t.status == Status::OffTarget || t.anomaly.as_ref().is_some_and(|a| a.unusual)
+}
+
+impl Notify {
+    /// One digest line from a tile, its card and its row.
+    pub fn item(&self, row: &SiteRow, tile: &Tile, card: Option<&Card>) -> DigestItem {
+        let insight = card.and_then(|c| c.insight.as_ref());
+        let contract = insight.and_then(|i| i.insight.as_ref());
+        DigestItem {
+            site: row.site.clone(),
+            site_name: row.name.clone(),
+            metric: tile.metric.key().to_string(),
+            metric_name: tile.name.clone(),
+            unit: if tile.metric.is_ratio() { "%" } else { "lines" }.to_string(),
+            value: tile.value,
+            target: tile.target,
+            change: tile.change,
+            status: tile.status,
+            unusual: tile.anomaly.as_ref().is_some_and(|a| a.unusual),
+            anomaly: tile
+                .anomaly
+                .as_ref()
+                .filter(|a| a.unusual)
+                .map(|a| a.summary.clone()),
+            trigger: tile.trigger.clone(),
+            money_at_stake: None,
+            headline: contract
+                .map(|c| c.headline.clone())
+                .or_else(|| insight.map(|i| i.headline.clone())),
+            root_cause: contract.and_then(|c| c.root_causes.first()).map(|r| {
+                format!(
+                    "{} {}: {:+.1} pts ({})",
+                    r.dimension, r.member, r.impact_pp, r.evidence
+                )
+            }),
+            next_action: contract
+                .and_then(|c| c.next_actions.first())
+                .map(|a| format!("{} ({}, {})", a.action, a.owner, a.priority)),
+            stale: card.and_then(|c| c.stale.clone()),
+            link: self
+                .notifier
+                .link(&format!("/kpi/{}/{}", row.site, tile.metric.key())),
+        }
+    }
+
+    /// The digest as of now (and how long it took to build, in ms).
+    #[tracing::instrument(skip_all)]
+    pub async fn build_digest(&self) -> Result<(Digest, f64), ServiceError> {
+        let started = Instant::now();
+        let dashboard = self.cards.dashboard().await?;
+        let mut items = Vec::new();
+        let mut fine = 0;
+        for row in std::iter::once(&dashboard.network).chain(&dashboard.sites) {
+            for tile in &row.tiles {
+                if needs_attention(tile) {
+                    items.push(self.item(row, tile, row.card(tile.metric)));
+                } else {
+                    fine += 1;
+                }
+            }
+        }
+        // Money at stake is the penalty on a scope's failed lines that week (the same
+        // figure the card's evidence pack shows): one read of the week's lines serves
+        // every card.
+        let costs = facts::cost_book(&self.db).await?;
+        if !items.is_empty() && !costs.is_empty() {
+            let rules = store::rules::load(&self.db).await?;
+            let week = Week::latest_complete(self.cards.clock().today());
+            let lines = facts::line_facts(&self.db, None, week.start, week.end()).await?;
+            let mut by_site: HashMap<String, f64> = HashMap::new();
+            for i in &mut items {
+                let money = by_site.entry(i.site.clone()).or_insert_with(|| {
+                    if i.site == NETWORK {
+                        at_stake(&lines, week, &rules, &costs, true).at_stake
+                    } else {
+                        let site: Vec<LineFact> =
+                            lines.iter().filter(|l| l.site == i.site).cloned().collect();
+                        at_stake(&site, week, &rules, &costs, false).at_stake
+                    }
+                });
+                i.money_at_stake = Some(*money);
+            }
+        }
+        digest::rank(&mut items);
+        let mut d = Digest {
+            id: None,
+            title: format!("Opsight digest {}", dashboard.period.label),
+            generated_at: clock::now(),
+            as_of: dashboard.as_of.clone(),
+            period: dashboard.period.label.clone(),
+            items,
+            more: 0,
+            fine,
+            link: self.notifier.link("/"),
+        };
+        digest::truncate(&mut d);
+        Ok((d, started.elapsed().as_secs_f64() * 1000.0))
+    }
+
+    /// Stores a built digest and its deliveries on `conn` (the caller's transaction);
+    /// returns the notification id.
+    pub async fn queue_digest(
+        &self,
+        conn: &mut Conn,
+        d: &Digest,
+        generation_ms: f64,
+        schedule_id: Option<&str>,
+    ) -> Result<String, ServiceError> {
+        let id = self
+            .enqueue(
+                conn,
+                NotificationKind::Digest,
+                d,
+                schedule_id,
+                Some(generation_ms),
+                None,
+            )
+            .await?;
+        tracing::info!(notification = %id, items = d.items.len() + d.more, generation_ms, "digest queued");
+        Ok(id)
+    }
+
+    /// Builds a digest now and queues it to every digest channel.
+    pub async fn send_digest(&self) -> Result<DigestQueued, ServiceError> {
+        let (d, ms) = self.build_digest().await?;
+        let mut tx = store::begin(&self.db).await?;
+        let id = self.queue_digest(&mut tx, &d, ms, None).await?;
+        store::commit(tx).await?;
+        self.wake();
+        Ok(DigestQueued {
+            notification_id: id,
+        })
+    }
+
+    /// The digest as of now, rendered as a channel of `format` would get it (nothing is
+    /// stored or sent): (content type, body).
+    pub async fn preview_digest(
+        &self,
+        format: DigestFormat,
+    ) -> Result<(&'static str, String), ServiceError> {
+        let kind =
+            ChannelKind::parse(format.format.as_deref().unwrap_or("json")).map_err(|_| {
+                ServiceError::BadRequest(format!(
+                    "format '{}' is slack, json or email",
+                    format.format.unwrap_or_default()
+                ))
+            })?;
+        let (digest, _) = self.build_digest().await?;
+        Ok(super::render(kind, &digest))
+    }
+}

@@ -1,0 +1,250 @@
+//! The storage layer: the only place in Opsight with SQL.
+//!
+//! One `AnyPool` over SQLite (the embedded default) or PostgreSQL (shared by several
+//! replicas), one file per aggregate:
+//!
+//! - [`facts`]: the seam every read of order data goes through: sites, order lines, the
+//!   daily KPI roll-up, the latest data date and unit costs (and their writes: import,
+//!   seed, roll-up rebuilds).
+//! - [`rules`]: the rule book, KPI definitions, rule versions and their change log.
+//! - [`insights`]: insights, the agent calls behind them (lineage), feedback, next actions.
+//! - [`conversations`]: drill-down conversations and their turns.
+//! - [`runs`]: refresh runs and their jobs (claims, leases, fencing).
+//! - [`schedules`]: cron schedules and their ticks.
+//! - [`notifications`]: digests and alerts, their deliveries, alert states.
+//! - [`accounts`]: users, sessions, API tokens.
+//! - [`audit`]: the audit log.
+//!
+//! Conventions, so the SQL stays portable: `$n` placeholders, dates as `YYYY-MM-DD` text,
+//! timestamps as fixed-width RFC 3339 UTC text (text order is time order), flags as
+//! integers, sums cast to BIGINT (PostgreSQL widens `SUM(bigint)` to numeric, which `Any`
+//! cannot decode), status columns holding the text of the vocabularies in
+//! [`crate::domain::status`]. The one statement that differs by backend is the job claim
+//! ([`Backend`]).
+//!
+//! Callers own transactions: functions take an executor (the pool, or `&mut *tx`), and
+//! those that run several statements take a connection. Rows are read into `*Row`
+//! structs (`FromRow`, by column name) and turned into views here. Every sqlx error is
+//! mapped once, in [`Ctx::ctx`], into a [`StoreError`] that says what failed.
+
+pub mod accounts;
+pub mod audit;
+pub mod conversations;
+pub mod facts;
+pub mod insights;
+pub mod notifications;
+pub mod rules;
+pub mod runs;
+pub mod schedules;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyPool, Executor};
+use std::time::Duration;
+
+/// The database: a pool over SQLite or PostgreSQL.
+pub type Db = AnyPool;
+/// A transaction the caller commits.
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+/// A connection (or a transaction, dereferenced) for functions running several statements.
+pub type Conn = sqlx::AnyConnection;
+
+/// An executor: the pool, a connection or `&mut *tx`.
+pub trait Exec<'e>: Executor<'e, Database = sqlx::Any> {}
+impl<'e, T: Executor<'e, Database = sqlx::Any>> Exec<'e> for T {}
+
+/// What a function running several statements takes: the pool (a connection is taken
+/// from it), a connection, or a transaction (`&mut tx`).
+pub trait Acq<'a>: sqlx::Acquire<'a, Database = sqlx::Any> + Send {}
+impl<'a, T: sqlx::Acquire<'a, Database = sqlx::Any> + Send> Acq<'a> for T {}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A row that had to be there is not (a `fetch_one` found nothing).
+    #[error("{0}")]
+    NotFound(String),
+    /// The database refused or failed; `what` says which step ("Failed to read runs").
+    #[error("{what}")]
+    Database {
+        what: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A stored value that does not read back (a status a newer Opsight wrote, a broken
+    /// JSON document).
+    #[error("{what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+    #[error("Failed to apply database migrations")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Maps a sqlx result into the store's error, saying what was being done. The one place
+/// `RowNotFound` becomes [`StoreError::NotFound`].
+pub trait Ctx<T> {
+    fn ctx(self, what: &'static str) -> Result<T>;
+}
+
+impl<T> Ctx<T> for std::result::Result<T, sqlx::Error> {
+    fn ctx(self, what: &'static str) -> Result<T> {
+        self.map_err(|source| match source {
+            sqlx::Error::RowNotFound => StoreError::NotFound(format!("{what}: no such row")),
+            source => StoreError::Database { what, source },
+        })
+    }
+}
+
+/// A value read back through a fallible conversion (a status, a JSON document).
+pub(crate) fn decode<T, E: std::fmt::Display>(
+    what: &'static str,
+    r: std::result::Result<T, E>,
+) -> Result<T> {
+    r.map_err(|e| StoreError::Corrupt {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+/// Which database a pool talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of(db: &Db) -> Backend {
+        if db
+            .connect_options()
+            .database_url
+            .scheme()
+            .starts_with("postgres")
+        {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// Connects, creating a SQLite file (and its folder) when missing, and applies migrations.
+pub async fn connect(url: &str) -> Result<Db> {
+    sqlx::any::install_default_drivers();
+    let is_sqlite = url.starts_with("sqlite:");
+    let mut url = url.to_string();
+    if is_sqlite && !url.contains(":memory:") {
+        let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
+        let path = path.split('?').next().unwrap_or_default();
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Setup(format!(
+                    "Failed to create the database folder {}: {e}",
+                    dir.display()
+                ))
+            })?;
+        }
+        if !url.contains("mode=") {
+            url.push_str(if url.contains('?') {
+                "&mode=rwc"
+            } else {
+                "?mode=rwc"
+            });
+        }
+    }
+    let memory = url.contains(":memory:");
+    let pool = AnyPoolOptions::new()
+        // An in-memory SQLite database exists per connection: keep exactly one.
+        .max_connections(if memory { 1 } else if is_sqlite { 8 } else { 16 })
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if is_sqlite {
+                    // WAL lets readers run while an import writes; busy_timeout waits for locks.
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&url)
+        .await
+        .ctx("Failed to connect to the database (check DATABASE_URL)")?;
+    migrate(&pool).await?;
+    Ok(pool)
+}
+
+pub async fn migrate(db: &Db) -> Result<()> {
+    sqlx::migrate!("../migrations").run(db).await?;
+    Ok(())
+}
+
+/// Migrations this build expects that the database has not applied successfully (empty:
+/// the schema is current). For readiness checks: a replica of a newer build waits until
+/// its migrations are in.
+pub async fn pending_migrations(db: &Db) -> Result<Vec<String>> {
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+            .fetch_all(db)
+            .await
+            .ctx("Failed to read the applied migrations")?;
+    Ok(sqlx::migrate!("../migrations")
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect())
+}
+
+/// The database answers (liveness).
+pub async fn ping(db: &Db) -> Result<()> {
+    sqlx::query_scalar::<_, i64>("SELECT 1")
+        .fetch_one(db)
+        .await
+        .ctx("The database does not answer")?;
+    Ok(())
+}
+
+pub async fn begin(db: &Db) -> Result<Tx> {
+    db.begin().await.ctx("Failed to start a transaction")
+}
+
+pub async fn commit(tx: Tx) -> Result<()> {
+    tx.commit().await.ctx("Failed to commit")
+}
+
+/// `($1,$2,..),($n+1,..)`: placeholders for a multi-row VALUES clause, numbered from
+/// `first`.
+fn placeholders(rows: usize, cols: usize, first: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = (0..cols)
+                .map(|c| format!("${}", first + r * cols + c))
+                .collect();
+            format!("({})", row.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `$first, $first+1, …`: placeholders for an `IN (…)` list.
+fn list(n: usize, first: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_number_rows_and_lists() {
+        assert_eq!(super::placeholders(2, 2, 1), "($1,$2),($3,$4)");
+        assert_eq!(super::placeholders(1, 3, 4), "($4,$5,$6)");
+        assert_eq!(super::list(3, 2), "$2,$3,$4");
+    }
+}

@@ -1,0 +1,108 @@
+//! `opsight migrate`, `opsight seed-demo` and `opsight import orders|costs`: data in,
+//! each all or nothing.
+
+use crate::config::Config;
+use anyhow::Context;
+use app::ssr::data::{costs, import, seed};
+use app::ssr::store;
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+/// Lines the demo network gets by default.
+pub const DEMO_LINES: usize = 500_000;
+
+#[derive(Args)]
+pub struct SeedDemo {
+    /// Replace existing order lines, roll-up and insights.
+    #[arg(long)]
+    reset: bool,
+    /// Number of order lines to generate.
+    #[arg(long, default_value_t = DEMO_LINES)]
+    lines: usize,
+    /// Random seed (the same seed and date give the same data).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Only seed when the database has no order lines (no error otherwise).
+    #[arg(long)]
+    if_empty: bool,
+}
+
+#[derive(Subcommand)]
+pub enum ImportWhat {
+    /// Order lines from a CSV file, in one transaction: a bad row imports nothing.
+    Orders { file: PathBuf },
+    /// Unit costs (`sku` or `category`, `unit_cost`) for money at stake; all or nothing.
+    Costs { file: PathBuf },
+}
+
+pub async fn migrate(config: &Config) -> anyhow::Result<()> {
+    store::connect(&config.database_url).await?;
+    println!("database is up to date");
+    Ok(())
+}
+
+pub async fn seed_demo(config: &Config, args: SeedDemo) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let db = store::connect(&config.database_url).await?;
+    if args.if_empty && store::facts::count_lines(&db).await? > 0 {
+        println!("database already has order lines; not seeding");
+        return Ok(());
+    }
+    let rules = store::rules::load(&db).await?;
+    let opts = seed::SeedOptions {
+        lines: args.lines,
+        as_of: config
+            .as_of
+            .unwrap_or_else(|| chrono::Utc::now().date_naive()),
+        seed: args.seed,
+    };
+    let r = seed::seed_demo(&db, opts, rules.scoring(), args.reset).await?;
+    println!(
+        "seeded {} order lines for {} sites, due {} to {}, in {:.1} s",
+        r.lines,
+        r.sites,
+        r.first_due,
+        r.last_due,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+pub async fn import(config: &Config, what: ImportWhat) -> anyhow::Result<()> {
+    let db = store::connect(&config.database_url).await?;
+    let open = |file: &PathBuf| {
+        std::fs::File::open(file)
+            .map(std::io::BufReader::new)
+            .with_context(|| format!("cannot open {}", file.display()))
+    };
+    match what {
+        ImportWhat::Costs { file } => {
+            let n = costs::import_csv(&db, open(&file)?)
+                .await
+                .map_err(super::safe)?;
+            println!("imported {n} unit costs");
+        }
+        ImportWhat::Orders { file } => {
+            let started = std::time::Instant::now();
+            let rules = store::rules::load(&db).await?;
+            let r = import::import_orders(&db, open(&file)?, rules.scoring())
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let secs = started.elapsed().as_secs_f64();
+            println!(
+                "imported {} lines ({} new, {} updated) in {:.2} s ({:.0} lines/s){}",
+                r.lines,
+                r.inserted,
+                r.updated,
+                secs,
+                r.lines as f64 / secs.max(1e-9),
+                if r.sites_created.is_empty() {
+                    String::new()
+                } else {
+                    format!("; new sites: {}", r.sites_created.join(", "))
+                }
+            );
+        }
+    }
+    Ok(())
+}
