@@ -55,7 +55,14 @@ impl AppError {
 impl FromServerFnError for AppError {
     type Encoder = JsonEncoding;
 
+    /// A request the server function cannot read (arguments missing or malformed) is the
+    /// caller's mistake, 400 as through REST; the rest are transport failures.
     fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
-        AppError::Transport(value.to_string())
+        match value {
+            ServerFnErrorErr::Args(m)
+            | ServerFnErrorErr::MissingArg(m)
+            | ServerFnErrorErr::Deserialization(m) => AppError::BadRequest(m),
+            other => AppError::Transport(other.to_string()),
+        }
     }
 }

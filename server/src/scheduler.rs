@@ -158,6 +158,10 @@ fn tally(report: &mut WorkerReport, outcome: JobOutcome) {
                 None => tracing::warn!(reason = %reason, "job failed"),
             }
         }
+        JobOutcome::AgentFailed { reason, detail } => {
+            report.failed += 1;
+            tracing::warn!(reason = %reason, detail = %detail, "job failed: the agent call failed");
+        }
         JobOutcome::Superseded => {
             report.superseded += 1;
             tracing::warn!("job was taken over by another replica; its result was discarded");

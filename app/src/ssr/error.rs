@@ -36,10 +36,7 @@ pub enum ServiceError {
 
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(m) => ServiceError::NotFound(m),
-            other => ServiceError::Internal(anyhow::Error::new(other)),
-        }
+        ServiceError::Internal(anyhow::Error::new(e))
     }
 }
 
@@ -62,7 +59,7 @@ impl From<ServiceError> for AppError {
             e @ ServiceError::Agent(_) => {
                 // The agent's failure, not ours: a warning, with the safe text only (agent
                 // error bodies echo requests).
-                tracing::warn!(error = %e, "agent call failed");
+                tracing::warn!(error = %e, detail = ?e, "agent call failed");
                 AppError::Agent(e.to_string())
             }
             e @ ServiceError::Superseded => AppError::Conflict(e.to_string()),

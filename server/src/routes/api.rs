@@ -283,8 +283,14 @@ pub fn create_schedule(m: MethodFilter) -> Handler {
 }
 
 pub fn preview_schedule(m: MethodFilter) -> Handler {
+    // The editor's server function takes the verdict as it is; over REST an invalid
+    // expression is a 400 that says why.
     on(m, |Body(b): Body<PreviewRequest>| async move {
-        Json(app::ssr::runs::schedules::preview(&b.cron, &b.timezone))
+        let p = app::ssr::runs::schedules::preview(&b.cron, &b.timezone);
+        reply(match p.error {
+            Some(why) => Err(ServiceError::BadRequest(why)),
+            None => Ok(p),
+        })
     })
 }
 

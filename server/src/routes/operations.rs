@@ -265,7 +265,7 @@ fn table() -> Vec<Operation> {
         op(
             "preview_schedule",
             VIEWER,
-            "The next five ticks of a cron expression in a time zone, or why it is invalid",
+            "The next five ticks of a cron expression in a time zone (400 saying why when it is invalid)",
         )
         .server_fn()
         .rest("POST", "/schedules/preview", api::preview_schedule)

@@ -217,10 +217,12 @@ impl Cards {
         let task_turn = turn_id.clone();
         let rules_version = rules.version;
         crate::ssr::tasks::spawn("answer a question", async move {
+            // Closes the live stream however the task ends, a panic included, so followers
+            // are never left waiting.
+            let _close = CloseOnDrop(&cards.live, &task_turn);
             cards
                 .answer_turn(&task_turn, pack, rules_version, request, live)
                 .await;
-            cards.live.close(&task_turn);
         });
         Ok(TurnStarted {
             conversation_id: conversation_id.to_string(),
@@ -387,4 +389,13 @@ async fn follow_stored(db: Db, id: String, mut turn: TurnView, tx: mpsc::Sender<
             turn: Box::new(turn),
         })
         .await;
+}
+
+/// Closes a turn's live stream when dropped (the answering task ended, or panicked).
+struct CloseOnDrop<'a>(&'a LiveTurns, &'a str);
+
+impl Drop for CloseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.close(self.1);
+    }
 }

@@ -137,11 +137,22 @@ impl Cards {
             None,
         )
         .await?;
+        // For the success log line, before `record` takes the reply.
+        let (source, asked_attempts) = asked
+            .outcome
+            .as_ref()
+            .map(|r| (format!("{:?}", r.answer.source), r.attempts))
+            .unwrap_or_default();
         let attempt = record(&inputs, id, asked);
         self.store_attempt(&inputs, &attempt, opts.job).await?;
         match attempt.failure {
             None => {
-                tracing::info!(latency_ms = attempt.view.latency_ms, "insight refreshed");
+                tracing::info!(
+                    latency_ms = attempt.view.latency_ms,
+                    source = %source,
+                    attempts = asked_attempts,
+                    "insight refreshed"
+                );
                 Ok(Refreshed::Made(Box::new(attempt.view)))
             }
             Some(e) => Err(ServiceError::Agent(e)),

@@ -82,6 +82,12 @@ pub enum JobOutcome {
         reason: String,
         cause: Option<String>,
     },
+    /// The agent failed (the failed attempt is stored); `detail` is its error in full (a
+    /// crashed agent's last line), for the log only, as a warning: not our fault.
+    AgentFailed {
+        reason: String,
+        detail: String,
+    },
     /// Another replica holds the job now; nothing was stored.
     Superseded,
 }
@@ -255,9 +261,9 @@ impl Runs {
                     .await
             }
             // The failed attempt is stored with the job finished as failed.
-            Err(ServiceError::Agent(e)) => JobOutcome::Failed {
+            Err(ServiceError::Agent(e)) => JobOutcome::AgentFailed {
                 reason: e.to_string(),
-                cause: None,
+                detail: format!("{e:?}"),
             },
             Err(ServiceError::Superseded) => JobOutcome::Superseded,
             Err(

@@ -1,6 +1,6 @@
 //! Cron schedules stored in the database, and their ticks.
 //!
-//! Every replica runs the same tick loop (`server/src/background.rs`). A tick is claimed
+//! Every replica runs the same tick loop (`server/src/scheduler.rs`). A tick is claimed
 //! with a compare-and-set on the schedule's `next_fire_at`, in the transaction that also
 //! creates the run (or queues the digest), so each tick becomes exactly one run whichever
 //! replica sees it first; the `(schedule_id, scheduled_for)` unique key backs that up.

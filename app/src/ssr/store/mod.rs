@@ -62,9 +62,6 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A row that had to be there is not (a `fetch_one` found nothing).
-    #[error("{0}")]
-    NotFound(String),
     /// The database refused or failed; `what` says which step ("Failed to read runs").
     #[error("{what}")]
     Database {
@@ -82,18 +79,16 @@ pub enum StoreError {
     Setup(String),
 }
 
-/// Maps a sqlx result into the store's error, saying what was being done. The one place
-/// `RowNotFound` becomes [`StoreError::NotFound`].
+/// Maps a sqlx result into the store's error, saying what was being done. Lookups that
+/// may find nothing use `fetch_optional`; a `fetch_one` that finds nothing (`RowNotFound`)
+/// is an inconsistency, an internal error like any other database failure.
 pub trait Ctx<T> {
     fn ctx(self, what: &'static str) -> Result<T>;
 }
 
 impl<T> Ctx<T> for std::result::Result<T, sqlx::Error> {
     fn ctx(self, what: &'static str) -> Result<T> {
-        self.map_err(|source| match source {
-            sqlx::Error::RowNotFound => StoreError::NotFound(format!("{what}: no such row")),
-            source => StoreError::Database { what, source },
-        })
+        self.map_err(|source| StoreError::Database { what, source })
     }
 }
 
