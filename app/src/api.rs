@@ -19,9 +19,9 @@ use leptos::server_fn::codec::Json;
 #[cfg(feature = "ssr")]
 use crate::ssr::context::{actor, respond, signed_in, state};
 
-#[server(endpoint = "dashboard")]
-pub async fn get_dashboard() -> Result<Dashboard, AppError> {
-    respond(state()?.cards().dashboard().await)
+#[server(endpoint = "dashboard", input = Json)]
+pub async fn get_dashboard(#[server(flatten)] q: DashboardQuery) -> Result<Dashboard, AppError> {
+    respond(state()?.cards().dashboard(q).await)
 }
 
 #[server(endpoint = "kpi_detail", input = Json)]

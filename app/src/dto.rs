@@ -40,6 +40,10 @@ pub struct InsightView {
     pub id: String,
     pub site: String,
     pub metric: Metric,
+    /// The card's lens: `week`, `month`, `quarter`, `year`, `range`, with `/year_ago` when
+    /// it compares with a year before.
+    #[serde(default = "weekly")]
+    pub lens: String,
     pub period_start: String,
     pub period_label: String,
     pub created_at: String,
@@ -72,6 +76,10 @@ pub struct InsightView {
 pub struct Card {
     pub site: String,
     pub metric: Metric,
+    /// The period the card explains and its comparison (its lens), so a refresh asks for
+    /// the same card.
+    #[serde(default)]
+    pub view: PeriodChoice,
     /// The last good insight, if any.
     pub insight: Option<InsightView>,
     /// Why the shown insight may no longer hold (newer week, data changed, last refresh
@@ -102,6 +110,9 @@ pub struct Dashboard {
     pub as_of: String,
     pub period: PeriodRef,
     pub previous_period: PeriodRef,
+    /// What the period is compared with.
+    #[serde(default)]
+    pub compare: crate::domain::period::Compare,
     pub network: SiteRow,
     pub sites: Vec<SiteRow>,
     pub rules_version: i64,
@@ -195,6 +206,9 @@ pub struct ConversationView {
     pub metric: Metric,
     pub period_start: String,
     pub period_label: String,
+    /// What the period is compared with.
+    #[serde(default)]
+    pub compare: crate::domain::period::Compare,
     pub agent: String,
     pub title: String,
     pub created_at: String,
@@ -283,6 +297,11 @@ pub struct ScheduleInput {
     pub catch_up: String,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// The cards' period: a grain (`month`: the latest complete month when the tick
+    /// fires, e.g. monthly cards on the 1st) or a fixed period; and the comparison.
+    /// Default: the latest complete week against the week before.
+    #[serde(flatten)]
+    pub view: PeriodChoice,
 }
 
 fn default_catch_up() -> String {
@@ -380,6 +399,9 @@ pub struct RunRequest {
     pub scope: String,
     #[serde(default)]
     pub scope_value: Option<String>,
+    /// The cards' period and comparison (the latest complete week by default).
+    #[serde(flatten)]
+    pub view: PeriodChoice,
     /// Call the agent even for cards whose evidence, rules and agent version are unchanged.
     #[serde(default)]
     pub force: bool,
@@ -498,6 +520,87 @@ pub struct KpiQuery {
     /// A site code, or `network`.
     pub site: String,
     pub metric: String,
+    #[serde(flatten)]
+    pub view: PeriodChoice,
+}
+
+fn weekly() -> String {
+    "week".to_string()
+}
+
+/// Which period a page, a card, a run or a question is about, and what it is compared
+/// with. Both are text, as in a URL's query: `?period=2026-11&compare=year_ago`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct PeriodChoice {
+    /// ISO week `2026-W46`, month `2026-11`, quarter `2026-Q4`, year `2026`, a range
+    /// `2026-10-01..2026-10-31`, or a grain (`week`, `month`, `quarter`, `year`) for its
+    /// latest complete period. Default: the latest complete week.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    /// `previous` (the period before, of the same length; the default) or `year_ago`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<String>,
+}
+
+impl PeriodChoice {
+    pub fn new(period: &str, compare: &str) -> PeriodChoice {
+        let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        PeriodChoice {
+            period: some(period),
+            compare: some(compare),
+        }
+    }
+
+    /// The query string for a link (`?period=…&compare=…`), empty for the defaults.
+    pub fn query(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(p) = self.period.as_deref().filter(|p| !p.is_empty()) {
+            parts.push(format!("period={}", urlencode(p)));
+        }
+        if let Some(c) = self
+            .compare
+            .as_deref()
+            .filter(|c| !c.is_empty() && *c != "previous")
+        {
+            parts.push(format!("compare={}", urlencode(c)));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
+    }
+}
+
+/// Percent-encodes what a period may hold that a query string must not (periods are
+/// ASCII digits, letters, `-` and `.`).
+fn urlencode(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c.to_string()
+            } else {
+                format!("%{:02X}", c as u32 & 0xff)
+            }
+        })
+        .collect()
+}
+
+/// The dashboard's choice of period.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DashboardQuery {
+    #[serde(flatten)]
+    pub view: PeriodChoice,
+}
+
+/// One evidence pack, as JSON: the numbers behind a card, for other apps and notebooks.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct EvidenceQuery {
+    /// A site code, or `network`.
+    pub site: String,
+    pub metric: String,
+    #[serde(flatten)]
+    pub view: PeriodChoice,
 }
 
 /// Insight attempts for one card, one site, or all.
@@ -520,6 +623,8 @@ impl InsightsQuery {
 pub struct RefreshRequest {
     pub site: String,
     pub metric: String,
+    #[serde(flatten)]
+    pub view: PeriodChoice,
     /// "Why is this down?" in the user's words; the default question when absent.
     #[serde(default)]
     pub question: Option<String>,
@@ -550,6 +655,9 @@ pub struct StartConversation {
     pub site: String,
     pub metric: String,
     pub question: String,
+    /// The card's period and comparison (the latest complete week by default).
+    #[serde(flatten)]
+    pub view: PeriodChoice,
 }
 
 /// A follow-up question in a conversation.

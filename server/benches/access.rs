@@ -71,7 +71,6 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         .unwrap_or(60_000);
     let as_of = app::domain::period::parse_date("2026-11-21").unwrap();
     let pool = db::connect(&format!("sqlite:{}/bench.db", dir.display())).await?;
-    let rules = db::rules::load(&pool).await?;
     seed::seed_demo(
         &pool,
         seed::SeedOptions {
@@ -79,7 +78,6 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
             as_of,
             seed: 7,
         },
-        rules.scoring(),
         false,
     )
     .await?;

@@ -158,7 +158,6 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
             as_of,
             seed: 7,
         },
-        rules.scoring(),
         false,
     )
     .await?;
@@ -258,6 +257,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
                 site: "DAL".into(),
                 metric: "otif".into(),
                 question: None,
+                view: Default::default(),
             })
             .await?;
         if i >= 20 {

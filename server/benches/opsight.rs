@@ -55,7 +55,6 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
             as_of,
             seed: 7,
         },
-        rules.scoring(),
         false,
     )
     .await?;
@@ -79,11 +78,12 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         as_of,
         seed: 99,
     });
-    for l in &extra {
+    for o in &extra {
+        let l = &o.fact;
         csv.push_str(&format!(
             "IMP-{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            l.order_id,
-            l.line_no,
+            o.order_id,
+            o.line_no,
             l.site,
             l.customer,
             l.carrier,
@@ -97,7 +97,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         ));
     }
     let started = Instant::now();
-    let r = import::import_orders(&pool, csv.as_bytes(), rules.scoring())
+    let r = import::import_orders(&pool, csv.as_bytes())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let t = started.elapsed();
@@ -110,7 +110,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
     );
     // Re-import of the same file: every line is an update.
     let started = Instant::now();
-    import::import_orders(&pool, csv.as_bytes(), rules.scoring())
+    import::import_orders(&pool, csv.as_bytes())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let t = started.elapsed();
@@ -229,17 +229,17 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         );
     }
 
-    // Where a network pack's time goes: reading the two weeks of lines, the freshness scan.
+    // Where a network pack's time goes: summing the two weeks' breakdowns from the metric
+    // store, the freshness lookup.
     let week = app::domain::period::Week::latest_complete(as_of);
     let started = Instant::now();
-    let n = db::line_facts(&pool, None, week.previous().start, week.end())
-        .await?
-        .len();
+    let b = db::breakdown(&pool, None, week.previous().start, week.end()).await?;
     let read = started.elapsed();
     let started = Instant::now();
     db::latest_data_date(&pool, None, week.start - chrono::Duration::days(28), as_of).await?;
     println!(
-        "  of which: reading {n} lines {}, latest-data-date scan {}",
+        "  of which: summing two weeks' breakdown ({} lines) {}, latest-data-date lookup {}",
+        b.total.counts.lines,
         ms(read),
         ms(started.elapsed())
     );

@@ -16,13 +16,16 @@
 #[path = "../tests/it/common/stub.rs"]
 mod stub;
 
+use app::domain::evidence::LineFact;
 use app::domain::kpi::Metric;
 use app::domain::period::parse_date;
 use app::domain::scope::Scope;
 use app::domain::status::RunOrigin;
+use app::domain::tally::OrderLine;
 use app::ssr::agent::{AgentKind, AgentProfile};
+use app::ssr::data::import::LineWriter;
 use app::ssr::state::AppState;
-use app::ssr::store::facts::{self as db, OrderLine, Site};
+use app::ssr::store::facts::Site;
 use app::ssr::store::{self, Db};
 use chrono::{Duration as Days, NaiveDate};
 use server::scheduler::{work, WorkerOptions};
@@ -53,8 +56,7 @@ impl Lcg {
 
 /// 199 sites × 13 weeks × 10 lines a day.
 async fn seed(pool: &Db, as_of: NaiveDate) -> anyhow::Result<usize> {
-    let rules = store::rules::load(pool).await?;
-    let mut tx = pool.begin().await?;
+    let mut writer = LineWriter::begin(pool, "bench").await?;
     let mut rng = Lcg(7);
     let carriers = [
         "Coastal Haul",
@@ -65,18 +67,15 @@ async fn seed(pool: &Db, as_of: NaiveDate) -> anyhow::Result<usize> {
     let customers = ["MegaMart", "FreshCo", "ValueHub", "CornerStore"];
     let categories = ["Beverages", "Dairy", "Frozen", "Household"];
     let mut lines = Vec::new();
-    let mut codes = Vec::new();
     for s in 0..SITES {
         let code = format!("S{s:03}");
-        db::upsert_sites(
-            &mut tx,
-            &[Site {
+        writer
+            .upsert_sites(&[Site {
                 code: code.clone(),
                 name: format!("Site {s:03} DC"),
                 region: ["North", "South", "East", "West"][s % 4].into(),
-            }],
-        )
-        .await?;
+            }])
+            .await?;
         for day in 1..=91i64 {
             let due = as_of - Days::days(day);
             for n in 0..10 {
@@ -86,36 +85,32 @@ async fn seed(pool: &Db, as_of: NaiveDate) -> anyhow::Result<usize> {
                 lines.push(OrderLine {
                     order_id: format!("{code}-{day}-{n}"),
                     line_no: 1,
-                    site: code.clone(),
-                    customer: customers[rng.below(4) as usize].into(),
-                    carrier: carriers[rng.below(4) as usize].into(),
-                    sku: format!("SKU-{}", rng.below(50)),
-                    category: categories[rng.below(4) as usize].into(),
-                    ordered_qty: ordered,
-                    delivered_qty: if short { ordered / 2 } else { ordered },
-                    due_date: due,
-                    delivered_date: Some(due + Days::days(if late { 2 } else { 0 })),
-                    reason_code: match (late, short) {
-                        (true, _) => Some("carrier_late".into()),
-                        (_, true) => Some("short_pick".into()),
-                        _ => None,
+                    fact: LineFact {
+                        site: code.clone(),
+                        customer: customers[rng.below(4) as usize].into(),
+                        carrier: carriers[rng.below(4) as usize].into(),
+                        sku: format!("SKU-{}", rng.below(50)),
+                        category: categories[rng.below(4) as usize].into(),
+                        ordered_qty: ordered,
+                        delivered_qty: if short { ordered / 2 } else { ordered },
+                        due_date: due,
+                        delivered_date: Some(due + Days::days(if late { 2 } else { 0 })),
+                        reason_code: match (late, short) {
+                            (true, _) => Some("carrier_late".into()),
+                            (_, true) => Some("short_pick".into()),
+                            _ => None,
+                        },
                     },
                 });
             }
         }
-        codes.push(code);
     }
-    db::upsert_lines(&mut tx, &lines).await?;
-    db::rebuild_rollup(
-        &mut tx,
-        rules.scoring(),
-        &codes,
-        as_of - Days::days(92),
-        as_of,
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(lines.len())
+    let count = lines.len();
+    for (i, line) in lines.into_iter().enumerate() {
+        writer.push(i as u64 + 1, line).await?;
+    }
+    writer.finish().await?;
+    Ok(count)
 }
 
 /// A replica's state (its background loops never run: the bench drives the workers).
@@ -158,7 +153,7 @@ async fn run(
     let started = Instant::now();
     let run = replicas[0]
         .runs()
-        .start_scope(scope, force, RunOrigin::Cli)
+        .start_scope(scope, force, RunOrigin::Cli, &Default::default())
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let (_keep, never) = tokio::sync::watch::channel(false);

@@ -54,6 +54,9 @@ impl Application {
 
     /// [`Application::build`] on a database already connected.
     pub async fn build_with(config: Config, db: Db) -> anyhow::Result<Application> {
+        if app::ssr::data::import::bring_store_up_to_date(&db).await? {
+            tracing::info!("metric store re-tallied for the rules in force");
+        }
         let listener = TcpListener::bind(config.addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;

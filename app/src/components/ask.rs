@@ -81,6 +81,9 @@ pub fn AskBox(
     site: String,
     metric: String,
     unit: &'static str,
+    /// The card's period and comparison (the default card when absent).
+    #[prop(optional)]
+    view: crate::dto::PeriodChoice,
     #[prop(optional)] conversation_id: Option<String>,
     #[prop(optional, into)] on_final: Option<Callback<TurnView>>,
 ) -> AnyView {
@@ -145,6 +148,7 @@ pub fn AskBox(
                     site: site.clone(),
                     metric: metric.clone(),
                     question: q,
+                    view: view.clone(),
                 }));
             }
         }

@@ -271,16 +271,20 @@ pub fn InsightCard(card: Card, #[prop(optional)] compact: bool) -> AnyView {
     let unit = if metric.is_ratio() { "pp" } else { "lines" };
     let on_refresh = {
         let site = site.clone();
+        // The same card: its period and comparison.
+        let view = card.view.clone();
         move |_| {
             refresh.dispatch(RefreshInsight::from(RefreshRequest {
                 site: site.clone(),
                 metric: metric.key().to_string(),
+                view: view.clone(),
                 question: None,
             }));
         }
     };
     let key = format!("{}:{}", site, metric.key());
     let ask_site = site.clone();
+    let ask_view = card.view.clone();
     view! {
         <section
             class=move || {
@@ -310,7 +314,7 @@ pub fn InsightCard(card: Card, #[prop(optional)] compact: bool) -> AnyView {
                     (None, None) => view! { <p class="empty">"No insight yet: refresh to ask the agent."</p> }.into_any(),
                 }
             }}
-            <AskBox site=ask_site metric=metric.key().to_string() unit/>
+            <AskBox site=ask_site metric=metric.key().to_string() unit view=ask_view/>
         </section>
     }
     .into_any()

@@ -128,6 +128,7 @@ pub fn RunProgress(#[prop(into)] on_jobs_finished: Callback<()>) -> AnyView {
                 scope: scope.to_string(),
                 scope_value: None,
                 force: false,
+                view: Default::default(),
             }));
         }
     };

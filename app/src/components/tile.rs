@@ -18,8 +18,14 @@ fn change_class(tile: &Tile) -> &'static str {
 }
 
 #[component]
-pub fn KpiTile(tile: Tile, site: String) -> impl IntoView {
-    let href = format!("/kpi/{}/{}", site, tile.metric.key());
+pub fn KpiTile(
+    tile: Tile,
+    site: String,
+    /// The page's period query (`?period=…`), carried to the KPI page.
+    #[prop(optional)]
+    query: String,
+) -> impl IntoView {
+    let href = format!("/kpi/{}/{}{query}", site, tile.metric.key());
     let status = tile.status;
     let value = format_value(tile.metric, tile.value);
     let change = format_change(tile.metric, tile.change);

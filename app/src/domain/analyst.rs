@@ -352,7 +352,7 @@ fn round2(v: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::evidence::{build_evidence, EvidenceInput, LineFact, Scope, NETWORK};
+    use crate::domain::evidence::{pack_from_lines, LineFact, Scope, NETWORK};
     use crate::domain::kpi::Metric;
     use crate::domain::period::{parse_date, Week};
     use crate::domain::rules::sample_rules;
@@ -393,8 +393,8 @@ mod tests {
 
     fn analyse_lines(site: &str, facts: Vec<LineFact>) -> (EvidencePack, Insight) {
         let rules = sample_rules();
-        let pack = build_evidence(EvidenceInput {
-            scope: Scope {
+        let pack = pack_from_lines(
+            Scope {
                 site: site.into(),
                 site_name: site.into(),
                 metric: Metric::Otif,
@@ -402,13 +402,13 @@ mod tests {
                 definition: String::new(),
                 unit: "pct".into(),
             },
-            week: Week::containing(parse_date("2026-11-09").unwrap()),
-            as_of: parse_date("2026-11-21").unwrap(),
-            lines: &facts,
-            weekly: &[],
-            latest_data_date: parse_date("2026-11-20"),
-            rules: &rules,
-        });
+            Week::containing(parse_date("2026-11-09").unwrap()),
+            parse_date("2026-11-21").unwrap(),
+            &facts,
+            &[],
+            parse_date("2026-11-20"),
+            &rules,
+        );
         let (_, insight) = analyse(&pack, &rules, Some("why?"));
         (pack, insight)
     }

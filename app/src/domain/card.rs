@@ -13,19 +13,19 @@
 //!   in the database when everything here matches.)
 
 use crate::domain::kpi::{KpiCounts, Metric};
-use crate::domain::period::{fmt_date, Week};
+use crate::domain::period::{fmt_date, Compare, Period};
 use crate::domain::rules::Rules;
 use crate::domain::status::AnswerStatus;
 use crate::dto::{Card, InsightView, MetricDefinition, Tile};
 use std::collections::BTreeMap;
 
 /// The state of a card from its latest good insight and latest failed attempt, given the
-/// week shown, the KPI's current value and the rules version in force.
+/// period shown, the KPI's current value and the rules version in force.
 pub fn card(
     site: &str,
     metric: Metric,
     current_value: Option<f64>,
-    week: Week,
+    (period, compare): (Period, Compare),
     rules_version: i64,
     ok: Option<InsightView>,
     failed: Option<InsightView>,
@@ -34,11 +34,11 @@ pub fn card(
     let error = failed_later.as_ref().and_then(|f| f.error.clone());
     let mut reasons = Vec::new();
     if let Some(o) = &ok {
-        if o.period_start != fmt_date(week.start) {
+        if o.period_start != fmt_date(period.start) || o.period_label != period.label() {
             reasons.push(format!(
                 "explains {}; {} is now complete",
                 o.period_label,
-                week.label()
+                period.label()
             ));
         } else if match (o.value, current_value) {
             (Some(a), Some(b)) => (a - b).abs() > 1e-9,
@@ -58,6 +58,7 @@ pub fn card(
     Card {
         site: site.to_string(),
         metric,
+        view: crate::dto::PeriodChoice::new(&period.label(), compare.key()),
         insight: ok,
         stale: (!reasons.is_empty()).then(|| reasons.join("; ")),
         error,
@@ -109,7 +110,7 @@ pub fn mark_model_moved(card: &mut Card, current: Option<(&str, &str)>) {
 pub struct Inputs<'a> {
     pub evidence_hash: &'a str,
     pub rules_version: i64,
-    pub week: Week,
+    pub period: Period,
     pub agent: &'a str,
     pub model_version: Option<&'a str>,
 }
@@ -119,7 +120,8 @@ pub struct Inputs<'a> {
 pub fn same_inputs(last: &InsightView, now: &Inputs<'_>) -> bool {
     last.evidence_hash == now.evidence_hash
         && last.rules_version == now.rules_version
-        && last.period_start == fmt_date(now.week.start)
+        && last.period_start == fmt_date(now.period.start)
+        && last.period_label == now.period.label()
         && last.agent == now.agent
         && last.model_version.as_deref() == now.model_version
 }
@@ -127,23 +129,22 @@ pub fn same_inputs(last: &InsightView, now: &Inputs<'_>) -> bool {
 /// Daily counts of one scope (anomaly detection, the week's pace).
 pub type Daily = BTreeMap<chrono::NaiveDate, KpiCounts>;
 
-/// A tile from 12 weeks of counts (oldest first, the last is the reported week).
+/// A tile from the trend's counts (oldest first, the last is the reported period) and the
+/// compared period's counts. Anomaly verdicts are given for weeks (`daily` covers their
+/// baseline); other grains have too little history.
+#[allow(clippy::too_many_arguments)] // the tile's inputs, each read once
 pub fn tile(
     metric: Metric,
     definitions: &[MetricDefinition],
     site: &str,
-    weeks: &[KpiCounts],
+    series: &[KpiCounts],
+    previous: &KpiCounts,
     daily: &Daily,
-    week: Week,
+    period: Period,
     rules: &Rules,
 ) -> Tile {
-    let spark: Vec<Option<f64>> = weeks.iter().map(|c| c.value(metric)).collect();
-    let current = weeks.last().copied().unwrap_or_default();
-    let previous = weeks
-        .len()
-        .checked_sub(2)
-        .map(|i| weeks[i])
-        .unwrap_or_default();
+    let spark: Vec<Option<f64>> = series.iter().map(|c| c.value(metric)).collect();
+    let current = series.last().copied().unwrap_or_default();
     let value = current.value(metric);
     let prev = previous.value(metric);
     let change = value.zip(prev).map(|(a, b)| a - b);
@@ -161,7 +162,9 @@ pub fn tile(
         trigger: rules.trigger(metric, &spark, target).map(|t| t.key.clone()),
         numerator,
         denominator,
-        anomaly: crate::domain::anomaly::of_counts(metric, week, weeks, daily, rules),
+        anomaly: period
+            .as_week()
+            .and_then(|w| crate::domain::anomaly::of_counts(metric, w, series, daily, rules)),
         spark,
     }
 }
@@ -199,7 +202,7 @@ pub fn definition(rules: &Rules, metric: Metric, definitions: &[MetricDefinition
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::period::parse_date;
+    use crate::domain::period::{parse_date, Week};
 
     fn view(
         id: &str,
@@ -213,8 +216,9 @@ mod tests {
             id: id.into(),
             site: "DAL".into(),
             metric: Metric::Otif,
+            lens: "week".into(),
             period_start: period_start.into(),
-            period_label: String::new(),
+            period_label: Week::containing(parse_date(period_start).unwrap()).label(),
             created_at: created_at.into(),
             agent: "a".into(),
             value: Some(value),
@@ -238,8 +242,8 @@ mod tests {
         }
     }
 
-    fn week() -> Week {
-        Week::containing(parse_date("2026-11-09").unwrap())
+    fn week() -> Period {
+        Period::week(Week::containing(parse_date("2026-11-09").unwrap()))
     }
 
     const T10: &str = "2026-11-20T10:00:00.000000Z";
@@ -247,7 +251,15 @@ mod tests {
     #[test]
     fn a_current_insight_is_not_stale() {
         let ok = view("1", T10, "2026-11-09", 90.0, 1, None);
-        let c = card("DAL", Metric::Otif, Some(90.0), week(), 1, Some(ok), None);
+        let c = card(
+            "DAL",
+            Metric::Otif,
+            Some(90.0),
+            (week(), Compare::Previous),
+            1,
+            Some(ok),
+            None,
+        );
         assert_eq!((c.stale, c.error), (None, None));
     }
 
@@ -265,7 +277,7 @@ mod tests {
             "DAL",
             Metric::Otif,
             Some(90.0),
-            week(),
+            (week(), Compare::Previous),
             1,
             Some(old_week),
             None,
@@ -277,7 +289,7 @@ mod tests {
             "DAL",
             Metric::Otif,
             Some(88.0),
-            week(),
+            (week(), Compare::Previous),
             1,
             Some(ok.clone()),
             None,
@@ -288,7 +300,7 @@ mod tests {
             "DAL",
             Metric::Otif,
             Some(90.0),
-            week(),
+            (week(), Compare::Previous),
             2,
             Some(ok.clone()),
             None,
@@ -307,7 +319,7 @@ mod tests {
             "DAL",
             Metric::Otif,
             Some(90.0),
-            week(),
+            (week(), Compare::Previous),
             1,
             Some(ok.clone()),
             Some(failed),
@@ -332,7 +344,7 @@ mod tests {
             "DAL",
             Metric::Otif,
             Some(90.0),
-            week(),
+            (week(), Compare::Previous),
             1,
             Some(ok),
             Some(earlier),
@@ -354,7 +366,7 @@ mod tests {
             "DAL",
             Metric::Otif,
             Some(90.0),
-            week(),
+            (week(), Compare::Previous),
             1,
             None,
             Some(failed),
@@ -371,7 +383,7 @@ mod tests {
             "DAL",
             Metric::Otif,
             Some(90.0),
-            week(),
+            (week(), Compare::Previous),
             1,
             Some(ok.clone()),
             None,
@@ -414,7 +426,7 @@ mod tests {
         let now = Inputs {
             evidence_hash: "h",
             rules_version: 3,
-            week: week(),
+            period: week(),
             agent: "a",
             model_version: None,
         };

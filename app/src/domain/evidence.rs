@@ -14,9 +14,10 @@
 //! effect and a pure rate change zero mix effect. A segment absent from one period takes
 //! its other period's rate, so its whole effect is mix.
 
-use super::kpi::{score_line, KpiCounts, Metric};
-use super::period::{fmt_date, Week};
+use super::kpi::{KpiCounts, Metric};
+use super::period::{fmt_date, Period, Week};
 use super::rules::{Rules, Status};
+use super::tally::Breakdown;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -62,13 +63,19 @@ pub struct PeriodRef {
     pub label: String,
 }
 
+impl From<Period> for PeriodRef {
+    fn from(p: Period) -> Self {
+        PeriodRef {
+            start: fmt_date(p.start),
+            end: fmt_date(p.end),
+            label: p.label(),
+        }
+    }
+}
+
 impl From<Week> for PeriodRef {
     fn from(w: Week) -> Self {
-        PeriodRef {
-            start: fmt_date(w.start),
-            end: fmt_date(w.end()),
-            label: w.label(),
-        }
+        Period::week(w).into()
     }
 }
 
@@ -183,7 +190,8 @@ pub struct EvidencePack {
     pub denominator: i64,
     pub previous_numerator: i64,
     pub previous_denominator: i64,
-    /// The last 12 weeks, oldest first, ending with `period`.
+    /// The trend at the period's grain (12 weeks, 12 months, 8 quarters...), oldest first,
+    /// ending with `period`.
     pub series: Vec<SeriesPoint>,
     pub otif_tree: OtifTree,
     pub previous_otif_tree: OtifTree,
@@ -201,15 +209,22 @@ pub struct EvidencePack {
     pub materiality: Option<crate::domain::materiality::Materiality>,
 }
 
-/// Everything [`build_evidence`] reads. The caller loads it; the function does no I/O.
+/// Everything [`build_evidence`] reads. The caller loads it from the metric store; the
+/// function does no I/O.
 pub struct EvidenceInput<'a> {
     pub scope: Scope,
-    pub week: Week,
+    pub period: Period,
+    /// The period it is compared with (the one before, or a year ago).
+    pub previous: Period,
     pub as_of: NaiveDate,
-    /// Lines of the scope due in `week` or the week before.
-    pub lines: &'a [LineFact],
-    /// Counts per week for the series (any order, missing weeks count as empty).
-    pub weekly: &'a [(Week, KpiCounts)],
+    /// The scope's lines due in `period`, tallied (with a `site` dimension for the network).
+    pub current: &'a Breakdown,
+    /// The same for `previous`.
+    pub prior: &'a Breakdown,
+    /// Lines due in `period` before `as_of` with no delivered date.
+    pub past_due_open: i64,
+    /// The trend, oldest first, ending with `period` (see [`Period::trend`]).
+    pub series: &'a [(Period, KpiCounts)],
     pub latest_data_date: Option<NaiveDate>,
     pub rules: &'a Rules,
 }
@@ -219,91 +234,27 @@ pub struct EvidenceInput<'a> {
 pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
     let EvidenceInput {
         scope,
-        week,
+        period,
+        previous,
         as_of,
-        lines,
-        weekly,
+        current,
+        prior,
+        past_due_open,
+        series,
         latest_data_date,
         rules,
     } = input;
     let metric = scope.metric;
-    let params = rules.scoring();
-    let previous = week.previous();
-
-    let mut cur = KpiCounts::default();
-    let mut prev = KpiCounts::default();
-    let mut tree = OtifTree::default();
-    let mut prev_tree = OtifTree::default();
-    let mut reasons: BTreeMap<String, i64> = BTreeMap::new();
-    let mut prev_reasons: BTreeMap<String, i64> = BTreeMap::new();
-    let mut past_due_open = 0;
-    let mut failures_without_reason = 0;
+    let cur = current.total.counts;
+    let prev = prior.total.counts;
+    let tree = otif_tree(current);
+    let prev_tree = otif_tree(prior);
+    let failures_without_reason = current.total.unreasoned_failures;
     let dimensions: &[&str] = if scope.site == NETWORK {
         &["site", "carrier", "customer", "category"]
     } else {
         &["carrier", "customer", "category"]
     };
-    // dimension -> member -> (previous, current) counts
-    let mut segments: Vec<BTreeMap<&str, (KpiCounts, KpiCounts)>> =
-        vec![BTreeMap::new(); dimensions.len()];
-
-    for line in lines {
-        let in_current = week.contains(line.due_date);
-        if !in_current && !previous.contains(line.due_date) {
-            continue;
-        }
-        let score = score_line(
-            params,
-            line.ordered_qty,
-            line.delivered_qty,
-            line.due_date,
-            line.delivered_date,
-        );
-        let (counts, tree, reasons) = if in_current {
-            (&mut cur, &mut tree, &mut reasons)
-        } else {
-            (&mut prev, &mut prev_tree, &mut prev_reasons)
-        };
-        counts.add_line(score, line.ordered_qty, line.delivered_qty);
-        tree.lines += 1;
-        if score.otif() {
-            tree.otif_lines += 1;
-        } else {
-            tree.failures += 1;
-            match (score.on_time, score.in_full) {
-                (false, true) => tree.late_only += 1,
-                (true, false) => tree.short_only += 1,
-                _ => tree.late_and_short += 1,
-            }
-            let reason = line.reason_code.as_deref().filter(|r| !r.trim().is_empty());
-            *reasons
-                .entry(reason.unwrap_or("unspecified").to_string())
-                .or_default() += 1;
-            if in_current && reason.is_none() {
-                failures_without_reason += 1;
-            }
-        }
-        if in_current && line.delivered_date.is_none() && line.due_date < as_of {
-            past_due_open += 1;
-        }
-        for (i, dim) in dimensions.iter().enumerate() {
-            let member = match *dim {
-                "site" => line.site.as_str(),
-                "carrier" => line.carrier.as_str(),
-                "customer" => line.customer.as_str(),
-                _ => line.category.as_str(),
-            };
-            let entry = segments[i].entry(member).or_default();
-            let side = if in_current {
-                &mut entry.1
-            } else {
-                &mut entry.0
-            };
-            side.add_line(score, line.ordered_qty, line.delivered_qty);
-        }
-    }
-    tree.by_reason = reason_counts(reasons, tree.failures);
-    prev_tree.by_reason = reason_counts(prev_reasons, prev_tree.failures);
 
     let (num, den) = cur.fraction(metric);
     let (pnum, pden) = prev.fraction(metric);
@@ -315,8 +266,15 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
 
     let contributions = dimensions
         .iter()
-        .zip(segments)
-        .map(|(dim, members)| {
+        .map(|dim| {
+            // Every member of either period, in member order (deterministic).
+            let mut members: BTreeMap<&str, (KpiCounts, KpiCounts)> = BTreeMap::new();
+            for (m, t) in prior.members(dim) {
+                members.entry(m).or_default().0 = t.counts;
+            }
+            for (m, t) in current.members(dim) {
+                members.entry(m).or_default().1 = t.counts;
+            }
             let inputs: Vec<SegmentInput> = members
                 .into_iter()
                 .map(|(member, (p, c))| SegmentInput {
@@ -329,7 +287,7 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
         })
         .collect();
 
-    let series = series_points(metric, week, weekly);
+    let series = series_points(metric, series);
     let lines_due = cur.lines;
     let share = |n: i64, d: i64| {
         if d > 0 {
@@ -348,7 +306,7 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
         failures_without_reason,
         failures_without_reason_share_pct: share(failures_without_reason, tree.failures),
         usual_lines_due: {
-            // The previous 8 weeks of the series (the last point is the reported week).
+            // The previous 8 periods of the series (the last point is the reported one).
             let mut previous: Vec<f64> = series
                 .iter()
                 .rev()
@@ -369,7 +327,7 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
         },
         suspect_reasons: Vec::new(),
     };
-    data_checks.suspect_reasons = suspect_reasons(&data_checks, rules);
+    data_checks.suspect_reasons = suspect_reasons(&data_checks, rules, period.grain.noun());
 
     let noise = noise(
         metric,
@@ -380,7 +338,7 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
     );
     EvidencePack {
         as_of: fmt_date(as_of),
-        period: week.into(),
+        period: period.into(),
         previous_period: previous.into(),
         value,
         previous_value,
@@ -390,7 +348,11 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
         status: rules.status(metric, value, target),
         higher_is_better: true,
         trigger: rules
-            .trigger(metric, &trend(&series, previous_value, value), target)
+            .trigger(
+                metric,
+                &trend(&series, previous, previous_value, value),
+                target,
+            )
             .map(|t| t.key.clone()),
         numerator: num,
         denominator: den,
@@ -406,6 +368,31 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
         anomaly: None,
         materiality: None,
         scope,
+    }
+}
+
+/// OTIF failures of a breakdown split by process cause and by reason code.
+fn otif_tree(b: &Breakdown) -> OtifTree {
+    let t = &b.total;
+    let reasons: BTreeMap<String, i64> = b
+        .members("reason")
+        .filter(|(_, t)| t.failures() > 0)
+        .map(|(r, t)| {
+            let key = if r.is_empty() { "unspecified" } else { r };
+            (key.to_string(), t.failures())
+        })
+        .fold(BTreeMap::new(), |mut acc, (k, n)| {
+            *acc.entry(k).or_default() += n;
+            acc
+        });
+    OtifTree {
+        lines: t.counts.lines,
+        otif_lines: t.counts.otif_lines,
+        failures: t.failures(),
+        late_only: t.late_only(),
+        short_only: t.short_only(),
+        late_and_short: t.late_and_short(),
+        by_reason: reason_counts(reasons, t.failures()),
     }
 }
 
@@ -430,13 +417,18 @@ fn reason_counts(reasons: BTreeMap<String, i64>, failures: i64) -> Vec<ReasonCou
     out
 }
 
-/// Weekly values for triggers: the series, with the reported and previous weeks taken
-/// from the pack's own exact figures.
-fn trend(series: &[SeriesPoint], previous: Option<f64>, current: Option<f64>) -> Vec<Option<f64>> {
+/// Values for triggers: the series, with the reported period taken from the pack's own
+/// exact figures, and the one before it too when it is the compared period.
+fn trend(
+    series: &[SeriesPoint],
+    previous: Period,
+    previous_value: Option<f64>,
+    current: Option<f64>,
+) -> Vec<Option<f64>> {
     let mut t: Vec<Option<f64>> = series.iter().map(|p| p.value).collect();
     let n = t.len();
-    if n >= 2 {
-        t[n - 2] = previous;
+    if n >= 2 && series[n - 2].period_start == fmt_date(previous.start) {
+        t[n - 2] = previous_value;
     }
     if let Some(last) = t.last_mut() {
         *last = current;
@@ -444,21 +436,14 @@ fn trend(series: &[SeriesPoint], previous: Option<f64>, current: Option<f64>) ->
     t
 }
 
-fn series_points(metric: Metric, week: Week, weekly: &[(Week, KpiCounts)]) -> Vec<SeriesPoint> {
-    week.trailing(12)
-        .into_iter()
-        .map(|w| {
-            let counts = weekly.iter().filter(|(x, _)| *x == w).fold(
-                KpiCounts::default(),
-                |mut acc, (_, c)| {
-                    acc.add(c);
-                    acc
-                },
-            );
+fn series_points(metric: Metric, series: &[(Period, KpiCounts)]) -> Vec<SeriesPoint> {
+    series
+        .iter()
+        .map(|(p, counts)| {
             let (numerator, denominator) = counts.fraction(metric);
             SeriesPoint {
-                period_start: fmt_date(w.start),
-                label: w.label(),
+                period_start: fmt_date(p.start),
+                label: p.label(),
                 value: counts.value(metric),
                 numerator,
                 denominator,
@@ -467,7 +452,7 @@ fn series_points(metric: Metric, week: Week, weekly: &[(Week, KpiCounts)]) -> Ve
         .collect()
 }
 
-fn suspect_reasons(checks: &DataChecks, rules: &Rules) -> Vec<String> {
+fn suspect_reasons(checks: &DataChecks, rules: &Rules, noun: &str) -> Vec<String> {
     let mut out = Vec::new();
     // A disabled threshold switches its check off.
     let open_limit = rules
@@ -501,7 +486,7 @@ fn suspect_reasons(checks: &DataChecks, rules: &Rules) -> Vec<String> {
     ) {
         if (checks.lines_due as f64) < low * usual {
             out.push(format!(
-                "only {} lines due vs about {usual:.0} in a usual week ({:.0}%; limit {:.0}%): a partial data load?",
+                "only {} lines due vs about {usual:.0} in a usual {noun} ({:.0}%; limit {:.0}%): a partial data load?",
                 checks.lines_due,
                 100.0 * checks.lines_due as f64 / usual,
                 100.0 * low
@@ -776,6 +761,66 @@ impl EvidencePack {
     }
 }
 
+/// Test support: a pack for `week` built from raw lines, tallied the way the metric store
+/// tallies them (network scopes get the `site` dimension), with the series from `weekly`.
+#[cfg(test)]
+pub(crate) fn pack_from_lines(
+    scope: Scope,
+    week: Week,
+    as_of: NaiveDate,
+    lines: &[LineFact],
+    weekly: &[(Week, KpiCounts)],
+    latest_data_date: Option<NaiveDate>,
+    rules: &Rules,
+) -> EvidencePack {
+    use super::materiality::CostBook;
+    let period = Period::week(week);
+    let previous = period.previous();
+    let network = scope.site == NETWORK;
+    let tally = |p: Period| {
+        let mut b = Breakdown::default();
+        for l in lines.iter().filter(|l| p.contains(l.due_date)) {
+            b.add_line(l, rules.scoring(), &CostBook::default());
+            if network {
+                let t = super::tally::Tally::of_line(l, rules.scoring(), &CostBook::default());
+                b.add("site", &l.site, &t);
+            }
+        }
+        b
+    };
+    let series: Vec<(Period, KpiCounts)> = period
+        .trend()
+        .into_iter()
+        .map(|p| {
+            let c = weekly.iter().filter(|(w, _)| w.start == p.start).fold(
+                KpiCounts::default(),
+                |mut acc, (_, c)| {
+                    acc.add(c);
+                    acc
+                },
+            );
+            (p, c)
+        })
+        .collect();
+    build_evidence(EvidenceInput {
+        scope,
+        period,
+        previous,
+        as_of,
+        current: &tally(period),
+        prior: &tally(previous),
+        past_due_open: lines
+            .iter()
+            .filter(|l| {
+                period.contains(l.due_date) && l.delivered_date.is_none() && l.due_date < as_of
+            })
+            .count() as i64,
+        series: &series,
+        latest_data_date,
+        rules,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -936,8 +981,8 @@ mod tests {
                 )
             })
             .collect();
-        let pack = build_evidence(EvidenceInput {
-            scope: Scope {
+        let pack = pack_from_lines(
+            Scope {
                 site: "DAL".into(),
                 site_name: "Dallas".into(),
                 metric: Metric::Otif,
@@ -946,12 +991,12 @@ mod tests {
                 unit: "pct".into(),
             },
             week,
-            as_of: parse_date("2026-11-20").unwrap(),
-            lines: &lines,
-            weekly: &usual_weeks,
-            latest_data_date: parse_date("2026-11-12"),
-            rules: &rules,
-        });
+            parse_date("2026-11-20").unwrap(),
+            &lines,
+            &usual_weeks,
+            parse_date("2026-11-12"),
+            &rules,
+        );
         assert_eq!((pack.numerator, pack.denominator), (1, 4));
         assert_eq!(pack.value, Some(25.0));
         assert_eq!(pack.previous_value, Some(100.0));

@@ -149,7 +149,7 @@ fn check_cause(pack: &EvidencePack, cause: &RootCause) -> Grounding {
 mod tests {
     use super::*;
     use crate::domain::analyst::analyse;
-    use crate::domain::evidence::{build_evidence, EvidenceInput, LineFact, Scope};
+    use crate::domain::evidence::{pack_from_lines, LineFact, Scope};
     use crate::domain::kpi::Metric;
     use crate::domain::period::{parse_date, Week};
     use crate::domain::rules::sample_rules;
@@ -182,8 +182,8 @@ mod tests {
                 }
             }
         }
-        build_evidence(EvidenceInput {
-            scope: Scope {
+        pack_from_lines(
+            Scope {
                 site: "DAL".into(),
                 site_name: "Dallas".into(),
                 metric: Metric::Otif,
@@ -192,12 +192,12 @@ mod tests {
                 unit: "%".into(),
             },
             week,
-            as_of: parse_date("2026-11-21").unwrap(),
-            lines: &lines,
-            weekly: &[],
-            latest_data_date: Some(parse_date("2026-11-20").unwrap()),
-            rules: &rules,
-        })
+            parse_date("2026-11-21").unwrap(),
+            &lines,
+            &[],
+            Some(parse_date("2026-11-20").unwrap()),
+            &rules,
+        )
     }
 
     fn insight(causes: Vec<RootCause>) -> Insight {

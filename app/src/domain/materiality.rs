@@ -5,10 +5,11 @@
 //! code), so causes can be ranked by money, not only by points.
 
 use crate::domain::evidence::LineFact;
-use crate::domain::kpi::{score_line, ScoringParams};
+use crate::domain::kpi::ScoringParams;
 use crate::domain::period::Week;
+use crate::domain::tally::{Breakdown, Tally};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Unit costs: by SKU, with per-category costs as the fallback.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -64,27 +65,16 @@ impl Materiality {
     }
 }
 
-/// Money at stake in `week` for a scope's `lines` under the rules in force (their scoring
-/// and penalty): the one way every card, segment and digest line gets its figure.
-pub fn at_stake(
-    lines: &[LineFact],
-    week: Week,
-    rules: &crate::domain::rules::Rules,
-    costs: &CostBook,
-    network: bool,
-) -> Materiality {
-    materiality(
-        lines,
-        week,
-        rules.scoring(),
-        costs,
-        rules.penalty_share(),
-        network,
-    )
+/// Money at stake for a scope's tallied lines under the rules in force (their penalty
+/// share; the scoring and unit costs were applied when the lines were tallied): the one
+/// way every card, segment and digest line gets its figure. `b` carries a `site`
+/// dimension for the network.
+pub fn at_stake(b: &Breakdown, rules: &crate::domain::rules::Rules) -> Materiality {
+    of_breakdown(b, rules.penalty_share())
 }
 
-/// Money at stake in `week` for `lines` (the scope's lines; others are ignored).
-/// `network` adds the site dimension.
+/// Money at stake in `week` for `lines` (others are ignored), tallied here: for tests and
+/// callers that hold raw lines. `network` adds the site dimension.
 pub fn materiality(
     lines: &[LineFact],
     week: Week,
@@ -93,63 +83,41 @@ pub fn materiality(
     penalty_share: f64,
     network: bool,
 ) -> Materiality {
-    let mut at_stake = 0.0;
-    let mut failed = 0;
-    let mut uncosted = 0;
-    let mut segments: BTreeMap<(&'static str, String), (f64, i64)> = BTreeMap::new();
+    let mut b = Breakdown::default();
     for l in lines.iter().filter(|l| week.contains(l.due_date)) {
-        let score = score_line(
-            params,
-            l.ordered_qty,
-            l.delivered_qty,
-            l.due_date,
-            l.delivered_date,
-        );
-        if score.otif() {
-            continue;
-        }
-        failed += 1;
-        let Some(cost) = costs.unit_cost(&l.sku, &l.category) else {
-            uncosted += 1;
-            continue;
-        };
-        let money = l.ordered_qty.max(0) as f64 * cost * penalty_share;
-        at_stake += money;
-        let mut dims: Vec<(&'static str, String)> = vec![
-            ("carrier", l.carrier.clone()),
-            ("customer", l.customer.clone()),
-            ("category", l.category.clone()),
-            (
-                "reason",
-                l.reason_code
-                    .clone()
-                    .unwrap_or_else(|| "no reason code".into()),
-            ),
-        ];
+        b.add_line(l, params, costs);
         if network {
-            dims.push(("site", l.site.clone()));
-        }
-        for key in dims {
-            let e = segments.entry(key).or_default();
-            e.0 += money;
-            e.1 += 1;
+            b.add("site", &l.site, &Tally::of_line(l, params, costs));
         }
     }
-    let mut by_dimension: BTreeMap<&'static str, Vec<SegmentMoney>> = BTreeMap::new();
-    for ((dimension, member), (money, n)) in segments {
-        by_dimension
-            .entry(dimension)
-            .or_default()
-            .push(SegmentMoney {
-                dimension: dimension.to_string(),
-                member,
-                at_stake: round2(money),
-                failed_lines: n,
-            });
-    }
-    let mut by_segment: Vec<SegmentMoney> = by_dimension
-        .into_values()
-        .flat_map(|mut v| {
+    of_breakdown(&b, penalty_share)
+}
+
+/// Money at stake of a breakdown: each failing line puts `ordered_qty × unit cost ×
+/// penalty share` at stake; segments per dimension (site when present, carrier, customer,
+/// category, reason code), top 5 of each.
+pub fn of_breakdown(b: &Breakdown, penalty_share: f64) -> Materiality {
+    let money_of = |t: &Tally| t.failed_cost_cents as f64 / 100.0 * penalty_share;
+    let failed = b.total.failures();
+    let uncosted = b.total.uncosted_failures;
+    let at_stake = money_of(&b.total);
+    let mut by_segment: Vec<SegmentMoney> = ["carrier", "category", "customer", "reason", "site"]
+        .into_iter()
+        .flat_map(|dimension| {
+            let mut v: Vec<SegmentMoney> = b
+                .members(dimension)
+                .filter(|(_, t)| t.costed_failures() > 0)
+                .map(|(member, t)| SegmentMoney {
+                    dimension: dimension.to_string(),
+                    member: if dimension == "reason" && member.is_empty() {
+                        "no reason code".to_string()
+                    } else {
+                        member.to_string()
+                    },
+                    at_stake: round2(money_of(t)),
+                    failed_lines: t.costed_failures(),
+                })
+                .collect();
             v.sort_by(|a, b| b.at_stake.total_cmp(&a.at_stake));
             v.truncate(5);
             v

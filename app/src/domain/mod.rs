@@ -37,3 +37,4 @@ pub mod rulebook;
 pub mod rules;
 pub mod scope;
 pub mod status;
+pub mod tally;

@@ -75,6 +75,457 @@ impl Week {
     }
 }
 
+/// The grain of a reporting period.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Grain {
+    Week,
+    Month,
+    Quarter,
+    Year,
+    /// Any run of whole days (`2026-10-01..2026-10-31`).
+    Range,
+}
+
+impl Grain {
+    pub fn parse(text: &str) -> Option<Grain> {
+        match text.trim() {
+            "week" => Some(Grain::Week),
+            "month" => Some(Grain::Month),
+            "quarter" => Some(Grain::Quarter),
+            "year" => Some(Grain::Year),
+            _ => None,
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Grain::Week => "week",
+            Grain::Month => "month",
+            Grain::Quarter => "quarter",
+            Grain::Year => "year",
+            Grain::Range => "range",
+        }
+    }
+
+    /// Points in a trend at this grain: 12 weeks, 12 months, 8 quarters, 10 years (in
+    /// practice every year with data), 12 ranges of the same length.
+    pub fn trend_len(self) -> usize {
+        match self {
+            Grain::Week | Grain::Month | Grain::Range => 12,
+            Grain::Quarter => 8,
+            Grain::Year => 10,
+        }
+    }
+
+    /// The word for "this period's predecessor" in a sentence ("week on week").
+    pub fn noun(self) -> &'static str {
+        match self {
+            Grain::Range => "period",
+            g => g.key(),
+        }
+    }
+}
+
+/// What a period is compared with.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Compare {
+    /// The period before, of the same length (the week before, the month before...).
+    #[default]
+    Previous,
+    /// The same period a year earlier (52 weeks earlier for a week, so weekdays line up).
+    YearAgo,
+}
+
+impl Compare {
+    pub fn parse(text: &str) -> Result<Compare, PeriodError> {
+        match text.trim() {
+            "" | "previous" => Ok(Compare::Previous),
+            "year_ago" => Ok(Compare::YearAgo),
+            other => Err(PeriodError(format!(
+                "compare '{other}' is not one of previous, year_ago"
+            ))),
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            Compare::Previous => "previous",
+            Compare::YearAgo => "year_ago",
+        }
+    }
+}
+
+/// Why a period (or a comparison) was refused: a sentence naming the bad part.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PeriodError(pub String);
+
+/// Longest accepted range, in days (ten years): bounds every read a period implies.
+pub const MAX_RANGE_DAYS: i64 = 3660;
+
+/// A reporting period: whole days from `start` to `end` (inclusive) at a grain. A week is
+/// an ISO week (Monday to Sunday), a quarter three calendar months.
+///
+/// Written as text everywhere (query strings, JSON, card keys): `2026-W46`, `2026-11`,
+/// `2026-Q4`, `2026`, `2026-10-01..2026-10-31`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Period {
+    pub grain: Grain,
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+}
+
+impl Period {
+    pub fn week(w: Week) -> Period {
+        Period {
+            grain: Grain::Week,
+            start: w.start,
+            end: w.end(),
+        }
+    }
+
+    /// The month starting on the first of `year-month` (`month` 1..=12).
+    fn month(year: i32, month: u32) -> Option<Period> {
+        let start = NaiveDate::from_ymd_opt(year, month, 1)?;
+        let next = if month == 12 {
+            NaiveDate::from_ymd_opt(year + 1, 1, 1)?
+        } else {
+            NaiveDate::from_ymd_opt(year, month + 1, 1)?
+        };
+        Some(Period {
+            grain: Grain::Month,
+            start,
+            end: next - Duration::days(1),
+        })
+    }
+
+    fn quarter(year: i32, q: u32) -> Option<Period> {
+        let first = Period::month(year, 3 * q - 2)?;
+        let last = Period::month(year, 3 * q)?;
+        Some(Period {
+            grain: Grain::Quarter,
+            start: first.start,
+            end: last.end,
+        })
+    }
+
+    fn year(year: i32) -> Option<Period> {
+        Some(Period {
+            grain: Grain::Year,
+            start: NaiveDate::from_ymd_opt(year, 1, 1)?,
+            end: NaiveDate::from_ymd_opt(year, 12, 31)?,
+        })
+    }
+
+    /// The period of `grain` that contains `day` (a range grain gives that one day).
+    pub fn containing(grain: Grain, day: NaiveDate) -> Period {
+        let found = match grain {
+            Grain::Week => Some(Period::week(Week::containing(day))),
+            Grain::Month => Period::month(day.year(), day.month()),
+            Grain::Quarter => Period::quarter(day.year(), (day.month() - 1) / 3 + 1),
+            Grain::Year => Period::year(day.year()),
+            Grain::Range => None,
+        };
+        found.unwrap_or(Period {
+            grain: Grain::Range,
+            start: day,
+            end: day,
+        })
+    }
+
+    /// The latest period of `grain` that has fully ended before `as_of` (the day `as_of`
+    /// itself is not complete). The dashboard's default is the latest complete week.
+    pub fn latest_complete(grain: Grain, as_of: NaiveDate) -> Period {
+        let yesterday = as_of - Duration::days(1);
+        let p = Period::containing(grain, yesterday);
+        if p.end <= yesterday {
+            p
+        } else {
+            p.previous()
+        }
+    }
+
+    /// Parses `2026-W46`, `2026-11`, `2026-Q4`, `2026` or `2026-10-01..2026-10-31`.
+    pub fn parse(text: &str) -> Result<Period, PeriodError> {
+        let t = text.trim();
+        let bad = |why: &str| PeriodError(format!("period '{t}' {why}"));
+        if t.is_empty() {
+            return Err(bad(
+                "is empty: use 2026-W46, 2026-11, 2026-Q4, 2026 or 2026-10-01..2026-10-31",
+            ));
+        }
+        if let Some((a, b)) = t.split_once("..") {
+            let start =
+                parse_date(a).ok_or_else(|| bad("does not start with a date (YYYY-MM-DD)"))?;
+            let end = parse_date(b).ok_or_else(|| bad("does not end with a date (YYYY-MM-DD)"))?;
+            if end < start {
+                return Err(bad("ends before it starts"));
+            }
+            if (end - start).num_days() + 1 > MAX_RANGE_DAYS {
+                return Err(bad(&format!("is longer than {MAX_RANGE_DAYS} days")));
+            }
+            return Ok(Period {
+                grain: Grain::Range,
+                start,
+                end,
+            });
+        }
+        let year = |y: &str| -> Result<i32, PeriodError> {
+            match y.parse::<i32>() {
+                Ok(n) if (1900..=9998).contains(&n) && y.len() == 4 => Ok(n),
+                _ => Err(bad("does not start with a four-digit year")),
+            }
+        };
+        if let Some((y, w)) = t.split_once("-W") {
+            let y = year(y)?;
+            let n: u32 = w.parse().map_err(|_| bad("has no week number after -W"))?;
+            let monday = NaiveDate::from_isoywd_opt(y, n, chrono::Weekday::Mon)
+                .ok_or_else(|| bad(&format!("names week {n}, which {y} does not have")))?;
+            return Ok(Period::week(Week { start: monday }));
+        }
+        if let Some((y, q)) = t.split_once("-Q") {
+            let y = year(y)?;
+            return match q.parse::<u32>() {
+                Ok(n @ 1..=4) => Period::quarter(y, n).ok_or_else(|| bad("is out of range")),
+                _ => Err(bad("has a quarter other than Q1..Q4")),
+            };
+        }
+        if let Some((y, m)) = t.split_once('-') {
+            let y = year(y)?;
+            return match m.parse::<u32>() {
+                Ok(n @ 1..=12) if m.len() == 2 => {
+                    Period::month(y, n).ok_or_else(|| bad("is out of range"))
+                }
+                _ => Err(bad("has a month other than 01..12")),
+            };
+        }
+        Period::year(year(t)?).ok_or_else(|| bad("is out of range"))
+    }
+
+    /// Its text form, also its key: `2026-W46`, `2026-11`, `2026-Q4`, `2026`,
+    /// `2026-10-01..2026-10-31`.
+    pub fn label(&self) -> String {
+        match self.grain {
+            Grain::Week => Week { start: self.start }.label(),
+            Grain::Month => self.start.format("%Y-%m").to_string(),
+            Grain::Quarter => format!(
+                "{}-Q{}",
+                self.start.year(),
+                (self.start.month() - 1) / 3 + 1
+            ),
+            Grain::Year => self.start.year().to_string(),
+            Grain::Range => format!("{}..{}", fmt_date(self.start), fmt_date(self.end)),
+        }
+    }
+
+    /// Number of days, at least 1.
+    pub fn days(&self) -> i64 {
+        (self.end - self.start).num_days() + 1
+    }
+
+    pub fn contains(&self, day: NaiveDate) -> bool {
+        day >= self.start && day <= self.end
+    }
+
+    /// Whether every day of it is before `as_of`.
+    pub fn is_complete(&self, as_of: NaiveDate) -> bool {
+        self.end < as_of
+    }
+
+    /// The period before, of the same grain (a range: as many days, just before).
+    pub fn previous(&self) -> Period {
+        let day_before = self.start - Duration::days(1);
+        match self.grain {
+            Grain::Range => Period {
+                grain: Grain::Range,
+                start: self.start - Duration::days(self.days()),
+                end: day_before,
+            },
+            g => Period::containing(g, day_before),
+        }
+    }
+
+    /// The same period a year earlier: 52 weeks before for a week (so weekdays line up),
+    /// the same month, quarter or year before, a range shifted by a calendar year (29
+    /// February becomes the 28th).
+    pub fn year_ago(&self) -> Period {
+        let shift = |d: NaiveDate| {
+            d.with_year(d.year() - 1)
+                .or_else(|| NaiveDate::from_ymd_opt(d.year() - 1, d.month(), 28))
+                .unwrap_or(d)
+        };
+        match self.grain {
+            Grain::Week => Period::week(Week {
+                start: self.start - Duration::weeks(52),
+            }),
+            Grain::Range => Period {
+                grain: Grain::Range,
+                start: shift(self.start),
+                end: shift(self.end),
+            },
+            g => Period::containing(g, shift(self.start)),
+        }
+    }
+
+    /// The period it is compared with.
+    pub fn compared(&self, compare: Compare) -> Period {
+        match compare {
+            Compare::Previous => self.previous(),
+            Compare::YearAgo => self.year_ago(),
+        }
+    }
+
+    /// `n` periods ending with this one, oldest first (the trend).
+    pub fn trailing(&self, n: usize) -> Vec<Period> {
+        let mut out: Vec<Period> = std::iter::successors(Some(*self), |p| Some(p.previous()))
+            .take(n)
+            .collect();
+        out.reverse();
+        out
+    }
+
+    /// The trend at this grain (see [`Grain::trend_len`]).
+    pub fn trend(&self) -> Vec<Period> {
+        self.trailing(self.grain.trend_len())
+    }
+
+    /// The ISO week, when it is one.
+    pub fn as_week(&self) -> Option<Week> {
+        (self.grain == Grain::Week).then_some(Week { start: self.start })
+    }
+}
+
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+impl std::str::FromStr for Period {
+    type Err = PeriodError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Period::parse(s)
+    }
+}
+
+impl Serialize for Period {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.label())
+    }
+}
+
+impl<'de> Deserialize<'de> for Period {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Period::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for Period {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Period".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A reporting period: ISO week 2026-W46, month 2026-11, quarter 2026-Q4, year 2026, or a range 2026-10-01..2026-10-31.",
+            "examples": ["2026-W46", "2026-11", "2026-Q4", "2026", "2026-10-01..2026-10-31"]
+        })
+    }
+}
+
+/// How a card looks at its KPI: the grain of its period and what it compares with. Cards
+/// of different lenses (a weekly and a monthly one) live side by side, each with its own
+/// history and staleness; within a lens the period moves on as time does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Lens {
+    pub grain: Grain,
+    pub compare: Compare,
+}
+
+impl Lens {
+    /// The default: the latest complete week against the week before.
+    pub const WEEKLY: Lens = Lens {
+        grain: Grain::Week,
+        compare: Compare::Previous,
+    };
+
+    pub fn of(period: &Period, compare: Compare) -> Lens {
+        Lens {
+            grain: period.grain,
+            compare,
+        }
+    }
+
+    /// Stored and sent as `week`, `month`, `week/year_ago`, `range/year_ago`...
+    pub fn key(&self) -> String {
+        match self.compare {
+            Compare::Previous => self.grain.key().to_string(),
+            c => format!("{}/{}", self.grain.key(), c.key()),
+        }
+    }
+
+    pub fn parse(key: &str) -> Option<Lens> {
+        let (grain, compare) = key.split_once('/').unwrap_or((key, "previous"));
+        let grain = match grain {
+            "range" => Grain::Range,
+            g => Grain::parse(g)?,
+        };
+        Some(Lens {
+            grain,
+            compare: Compare::parse(compare).ok()?,
+        })
+    }
+}
+
+/// Resolves what a page, a card or a run is about: `period` (a period such as `2026-11`,
+/// or a grain word such as `month` for its latest complete period; absent or empty for
+/// the latest complete week) and `compare` (`previous` by default, or `year_ago`). The
+/// error names the parameter, so it can be shown as is.
+pub fn resolve(
+    period: Option<&str>,
+    compare: Option<&str>,
+    as_of: NaiveDate,
+) -> Result<(Period, Compare), PeriodError> {
+    let period = match period.map(str::trim).filter(|p| !p.is_empty()) {
+        None => Period::latest_complete(Grain::Week, as_of),
+        Some(text) => match Grain::parse(text) {
+            Some(grain) => Period::latest_complete(grain, as_of),
+            None => Period::parse(text).map_err(|e| PeriodError(format!("period: {e}")))?,
+        },
+    };
+    let compare = Compare::parse(compare.unwrap_or_default())
+        .map_err(|e| PeriodError(format!("compare: {e}")))?;
+    Ok((period, compare))
+}
+
 /// Parses a `YYYY-MM-DD` date.
 pub fn parse_date(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()
@@ -124,5 +575,148 @@ mod tests {
         assert_eq!(t.len(), 3);
         assert_eq!(t[2], w);
         assert_eq!(t[0].next(), t[1]);
+    }
+
+    fn p(s: &str) -> Period {
+        Period::parse(s).unwrap()
+    }
+
+    #[test]
+    fn periods_parse_label_and_bound_every_grain() {
+        let w = p("2026-W46");
+        assert_eq!(
+            (w.grain, w.start, w.end),
+            (Grain::Week, d("2026-11-09"), d("2026-11-15"))
+        );
+        let m = p("2026-02");
+        assert_eq!(
+            (m.start, m.end, m.days()),
+            (d("2026-02-01"), d("2026-02-28"), 28)
+        );
+        let q = p("2026-Q4");
+        assert_eq!((q.start, q.end), (d("2026-10-01"), d("2026-12-31")));
+        let y = p("2024");
+        assert_eq!(
+            (y.start, y.end, y.days()),
+            (d("2024-01-01"), d("2024-12-31"), 366)
+        );
+        let r = p("2026-10-01..2026-10-31");
+        assert_eq!((r.grain, r.days()), (Grain::Range, 31));
+        for text in [
+            "2026-W46",
+            "2026-02",
+            "2026-Q4",
+            "2024",
+            "2026-10-01..2026-10-31",
+            "2020-W53",
+        ] {
+            assert_eq!(p(text).label(), text);
+            let json = serde_json::to_string(&p(text)).unwrap();
+            assert_eq!(serde_json::from_str::<Period>(&json).unwrap(), p(text));
+        }
+    }
+
+    #[test]
+    fn bad_periods_say_what_is_wrong() {
+        let err = |s: &str| Period::parse(s).unwrap_err().to_string();
+        assert!(
+            err("2026-W54").contains("week 54, which 2026 does not have"),
+            "{}",
+            err("2026-W54")
+        );
+        assert!(err("2025-W53").contains("2025 does not have"));
+        assert!(Period::parse("2026-W53").is_ok(), "2026 has 53 ISO weeks");
+        assert!(err("2026-13").contains("month other than 01..12"));
+        assert!(err("2026-Q5").contains("Q1..Q4"));
+        assert!(err("").contains("is empty"));
+        assert!(err("2026-10-31..2026-10-01").contains("ends before it starts"));
+        assert!(err("2026-10-01..").contains("does not end with a date"));
+        assert!(err("26-11").contains("four-digit year"));
+        assert!(err("2000-01-01..2026-01-01").contains("longer than"));
+        assert!(err("next week").contains("four-digit year"));
+    }
+
+    #[test]
+    fn previous_and_year_ago_keep_the_grain() {
+        assert_eq!(p("2026-W01").previous().label(), "2025-W52");
+        assert_eq!(p("2026-03").previous().label(), "2026-02");
+        assert_eq!(p("2026-01").previous().label(), "2025-12");
+        assert_eq!(p("2026-Q1").previous().label(), "2025-Q4");
+        assert_eq!(p("2026").previous().label(), "2025");
+        assert_eq!(
+            p("2026-10-01..2026-10-31").previous().label(),
+            "2026-08-31..2026-09-30"
+        );
+        assert_eq!(p("2026-W46").year_ago().label(), "2025-W46");
+        assert_eq!(
+            p("2026-W46").year_ago().start.weekday(),
+            chrono::Weekday::Mon
+        );
+        assert_eq!(p("2026-11").year_ago().label(), "2025-11");
+        assert_eq!(
+            p("2024-02-29..2024-03-01").year_ago().label(),
+            "2023-02-28..2023-03-01"
+        );
+        assert_eq!(p("2026-11").compared(Compare::Previous).label(), "2026-10");
+        let trend = p("2026-Q4").trend();
+        assert_eq!(
+            (trend.len(), trend[0].label(), trend[7].label()),
+            (8, "2025-Q1".to_string(), "2026-Q4".to_string())
+        );
+        assert_eq!(p("2026-11").trend().len(), 12);
+    }
+
+    #[test]
+    fn latest_complete_period_of_each_grain() {
+        let as_of = d("2026-11-21");
+        assert_eq!(
+            Period::latest_complete(Grain::Week, as_of).label(),
+            "2026-W46"
+        );
+        assert_eq!(
+            Period::latest_complete(Grain::Month, as_of).label(),
+            "2026-10"
+        );
+        assert_eq!(
+            Period::latest_complete(Grain::Quarter, as_of).label(),
+            "2026-Q3"
+        );
+        assert_eq!(Period::latest_complete(Grain::Year, as_of).label(), "2025");
+        // The first of the month: the month before has just ended.
+        assert_eq!(
+            Period::latest_complete(Grain::Month, d("2026-12-01")).label(),
+            "2026-11"
+        );
+        assert_eq!(
+            Period::latest_complete(Grain::Week, as_of),
+            Period::week(Week::latest_complete(as_of))
+        );
+        assert_eq!(Compare::parse("year_ago"), Ok(Compare::YearAgo));
+        let (p, c) = resolve(Some("month"), None, as_of).unwrap();
+        assert_eq!((p.label(), c), ("2026-10".to_string(), Compare::Previous));
+        let (p, c) = resolve(Some(" "), Some("year_ago"), as_of).unwrap();
+        assert_eq!((p.label(), c), ("2026-W46".to_string(), Compare::YearAgo));
+        for lens in [
+            Lens::WEEKLY,
+            Lens {
+                grain: Grain::Range,
+                compare: Compare::YearAgo,
+            },
+        ] {
+            assert_eq!(Lens::parse(&lens.key()), Some(lens));
+        }
+        assert_eq!(Lens::WEEKLY.key(), "week");
+        let e = resolve(Some("2026-W54"), None, as_of)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("period: period '2026-W54'"), "{e}");
+        let e = resolve(None, Some("yesterday"), as_of)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("compare: "), "{e}");
+        assert!(Compare::parse("last_year")
+            .unwrap_err()
+            .to_string()
+            .contains("previous, year_ago"));
     }
 }

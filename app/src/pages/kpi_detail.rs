@@ -94,6 +94,7 @@ fn Detail(d: KpiDetail) -> impl IntoView {
             <p class="crumbs"><a href="/">"Overview"</a>" / "{e.scope.site_name.clone()}</p>
             <h1>{format!("{} · {}", e.scope.metric_name, e.scope.site_name)}</h1>
             <p class="period">{format!("{} ({} to {}) vs {} · as of {}", e.period.label, e.period.start, e.period.end, e.previous_period.label, e.as_of)}</p>
+            <crate::pages::overview::PeriodPicker choice=d.card.view.clone() action=format!("/kpi/{}/{}", e.scope.site, metric.key())/>
             <p class="definition">{e.scope.definition.clone()}</p>
         </div>
         <div class="detail-grid">
@@ -169,16 +170,18 @@ fn Detail(d: KpiDetail) -> impl IntoView {
 #[component]
 pub fn KpiDetailPage() -> impl IntoView {
     let params = use_params_map();
+    let choice = crate::pages::overview::choice_from_query();
     let detail = Resource::new(
         move || {
             params.with(|p| {
                 (
                     p.get("site").unwrap_or_default(),
                     p.get("metric").unwrap_or_default(),
+                    choice.get(),
                 )
             })
         },
-        |(site, metric)| get_kpi_detail(crate::dto::KpiQuery { site, metric }),
+        |(site, metric, view)| get_kpi_detail(crate::dto::KpiQuery { site, metric, view }),
     );
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>

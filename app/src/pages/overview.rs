@@ -6,11 +6,12 @@ use crate::components::insight_card::InsightCard;
 use crate::components::runs::RunProgress;
 use crate::components::tile::KpiTile;
 use crate::domain::kpi::Metric;
-use crate::dto::SiteRow;
+use crate::dto::{DashboardQuery, PeriodChoice, SiteRow};
 use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
 
 #[component]
-fn Row(row: SiteRow, network: bool) -> impl IntoView {
+fn Row(row: SiteRow, network: bool, query: String) -> impl IntoView {
     let card = row.card(Metric::Otif).cloned();
     let site = row.site.clone();
     let class = if network {
@@ -21,11 +22,11 @@ fn Row(row: SiteRow, network: bool) -> impl IntoView {
     view! {
         <article class=class data-site=row.site.clone()>
             <div class="site-kpis">
-                <h2><a href=format!("/kpi/{}/otif", row.site)>{row.name.clone()}</a>
+                <h2><a href=format!("/kpi/{}/otif{query}", row.site)>{row.name.clone()}</a>
                     {(!network).then(|| view! { <span class="code">{row.site.clone()}</span> })}
                 </h2>
                 <div class="tiles">
-                    {row.tiles.into_iter().map(|t| view! { <KpiTile tile=t site=site.clone()/> }).collect_view()}
+                    {row.tiles.into_iter().map(|t| view! { <KpiTile tile=t site=site.clone() query=query.clone()/> }).collect_view()}
                 </div>
             </div>
             {card.map(|c| view! { <InsightCard card=c compact=true/> })}
@@ -33,9 +34,55 @@ fn Row(row: SiteRow, network: bool) -> impl IntoView {
     }
 }
 
+/// The period picker: a plain GET form, so a view is a link (`/?period=month`).
+#[component]
+pub fn PeriodPicker(choice: PeriodChoice, action: String) -> impl IntoView {
+    let period = choice.period.clone().unwrap_or_default();
+    let compare = choice.compare.clone().unwrap_or_default();
+    let grains = [
+        ("", "Latest week"),
+        ("month", "Latest month"),
+        ("quarter", "Latest quarter"),
+        ("year", "Latest year"),
+    ];
+    let custom = !grains.iter().any(|(k, _)| *k == period);
+    view! {
+        <form class="period-picker" method="get" action=action>
+            <label>"Period "
+                <select name="period">
+                    {grains.iter().map(|(k, label)| view! { <option value=*k selected=period == *k>{*label}</option> }).collect_view()}
+                    {custom.then(|| view! { <option value=period.clone() selected=true>{period.clone()}</option> })}
+                </select>
+            </label>
+            <label>" compared with "
+                <select name="compare">
+                    <option value="previous" selected=compare != "year_ago">"the period before"</option>
+                    <option value="year_ago" selected=compare == "year_ago">"a year ago"</option>
+                </select>
+            </label>
+            <button type="submit">"Show"</button>
+        </form>
+    }
+}
+
+/// The page's period choice from its URL query.
+pub fn choice_from_query() -> Memo<PeriodChoice> {
+    let query = use_query_map();
+    Memo::new(move |_| {
+        query.with(|q| PeriodChoice {
+            period: q.get("period").filter(|p| !p.is_empty()),
+            compare: q.get("compare").filter(|c| !c.is_empty()),
+        })
+    })
+}
+
 #[component]
 pub fn OverviewPage() -> impl IntoView {
-    let dashboard = Resource::new(|| (), |_| get_dashboard());
+    let choice = choice_from_query();
+    let dashboard = Resource::new(
+        move || choice.get(),
+        |view| get_dashboard(DashboardQuery { view }),
+    );
     view! {
         // Cards update in place as run jobs finish: the page keeps showing the current
         // dashboard while the next one loads (Transition, not Suspense).
@@ -43,17 +90,21 @@ pub fn OverviewPage() -> impl IntoView {
         <Transition fallback=|| view! { <p class="loading">"Loading KPIs…"</p> }>
             {move || Suspend::new(async move {
                 match dashboard.await {
-                    Ok(d) => view! {
+                    Ok(d) => {
+                        let c = choice.get_untracked();
+                        let query = c.query();
+                        view! {
                         <div class="page-head">
                             <h1>"Distribution network"</h1>
                             <p class="period">
-                                {format!("Week {} ({} to {}) vs {} · as of {}", d.period.label, d.period.start, d.period.end, d.previous_period.label, d.as_of)}
+                                {format!("{} ({} to {}) vs {} · as of {}", d.period.label, d.period.start, d.period.end, d.previous_period.label, d.as_of)}
                             </p>
+                            <PeriodPicker choice=c action="/".to_string()/>
                         </div>
-                        <Row row=d.network network=true/>
+                        <Row row=d.network network=true query=query.clone()/>
                         <h2 class="section">"Distribution centres"</h2>
-                        {d.sites.into_iter().map(|r| view! { <Row row=r network=false/> }).collect_view()}
-                    }.into_any(),
+                        {d.sites.into_iter().map(|r| view! { <Row row=r network=false query=query.clone()/> }).collect_view()}
+                    }.into_any()},
                     Err(e) => view! { <p class="badge error-badge">{format!("The dashboard could not be loaded: {e}")}</p> }.into_any(),
                 }
             })}

@@ -33,6 +33,7 @@ fn blank() -> ScheduleInput {
         scope_value: None,
         catch_up: "once".into(),
         enabled: true,
+        view: Default::default(),
     }
 }
 

@@ -126,6 +126,9 @@ impl Rulebook {
             &change.summary,
         )
         .await?;
+        // A scoring parameter (on-time window, in-full tolerance) re-tallies the metric
+        // store in this transaction: tiles and packs never see old and new scoring mixed.
+        crate::ssr::data::import::rescore_if_changed(&mut tx).await?;
         store::commit(tx).await?;
         tracing::info!(version = next.version, change = %change.summary, "rules changed");
         Ok(change)

@@ -36,7 +36,8 @@ pub enum ImportWhat {
 }
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    store::connect(&config.database_url).await?;
+    let db = store::connect(&config.database_url).await?;
+    import::bring_store_up_to_date(&db).await?;
     println!("database is up to date");
     Ok(())
 }
@@ -48,7 +49,6 @@ pub async fn seed_demo(config: &Config, args: SeedDemo) -> anyhow::Result<()> {
         println!("database already has order lines; not seeding");
         return Ok(());
     }
-    let rules = store::rules::load(&db).await?;
     let opts = seed::SeedOptions {
         lines: args.lines,
         as_of: config
@@ -56,7 +56,7 @@ pub async fn seed_demo(config: &Config, args: SeedDemo) -> anyhow::Result<()> {
             .unwrap_or_else(|| chrono::Utc::now().date_naive()),
         seed: args.seed,
     };
-    let r = seed::seed_demo(&db, opts, rules.scoring(), args.reset).await?;
+    let r = seed::seed_demo(&db, opts, args.reset).await?;
     println!(
         "seeded {} order lines for {} sites, due {} to {}, in {:.1} s",
         r.lines,
@@ -84,10 +84,15 @@ pub async fn import(config: &Config, what: ImportWhat) -> anyhow::Result<()> {
         }
         ImportWhat::Orders { file } => {
             let started = std::time::Instant::now();
-            let rules = store::rules::load(&db).await?;
-            let r = import::import_orders(&db, open(&file)?, rules.scoring())
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // Progress on stderr for large files, so stdout keeps the one summary line.
+            let r = import::import_orders_with_progress(&db, open(&file)?, |n| {
+                eprintln!(
+                    "  {n} lines read ({:.0} lines/s)",
+                    n as f64 / started.elapsed().as_secs_f64().max(1e-9)
+                )
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
             let secs = started.elapsed().as_secs_f64();
             println!(
                 "imported {} lines ({} new, {} updated) in {:.2} s ({:.0} lines/s){}",

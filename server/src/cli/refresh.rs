@@ -76,7 +76,7 @@ pub async fn refresh(
     let scope = scope(state, args).await.map_err(super::safe)?;
     let run = state
         .runs()
-        .start_scope(&scope, args.force, RunOrigin::Cli)
+        .start_scope(&scope, args.force, RunOrigin::Cli, &Default::default())
         .await
         .map_err(super::safe)?;
     let (_keep, never) = tokio::sync::watch::channel(false);

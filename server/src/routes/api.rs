@@ -166,9 +166,21 @@ type Handler = MethodRouter<AppState>;
 type St = State<AppState>;
 
 pub fn dashboard(m: MethodFilter) -> Handler {
-    on(m, |State(s): St| async move {
-        reply(s.cards().dashboard().await)
-    })
+    on(
+        m,
+        |State(s): St, Params(q): Params<DashboardQuery>| async move {
+            reply(s.cards().dashboard(q).await)
+        },
+    )
+}
+
+pub fn evidence(m: MethodFilter) -> Handler {
+    on(
+        m,
+        |State(s): St, Params(q): Params<EvidenceQuery>| async move {
+            reply(s.cards().evidence(q).await)
+        },
+    )
 }
 
 pub fn insights(m: MethodFilter) -> Handler {

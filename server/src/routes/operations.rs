@@ -12,6 +12,7 @@ use super::api;
 use super::openapi::Schemas;
 use app::domain::access::{agent, open, role, Need, Policy, Role};
 use app::domain::actions::ActionView;
+use app::domain::evidence::EvidencePack;
 use app::domain::rulebook::RuleEdit;
 use app::dto::*;
 use app::ssr::state::AppState;
@@ -152,11 +153,20 @@ fn table() -> Vec<Operation> {
         op(
             "dashboard",
             VIEWER,
-            "Every site and KPI for the latest complete week, with each card's latest insight",
+            "Every site and KPI for a period (?period=&compare=; the latest complete week by default), with each card's latest insight",
         )
         .server_fn()
         .rest("GET", "/dashboard", api::dashboard)
+        .query(input::<DashboardQuery>)
         .reply(out::<Dashboard>),
+        op(
+            "evidence",
+            VIEWER,
+            "One evidence pack as JSON: ?site=&metric=&period=&compare=",
+        )
+        .rest("GET", "/evidence", api::evidence)
+        .query(input::<EvidenceQuery>)
+        .reply(out::<EvidencePack>),
         op(
             "kpi_detail",
             VIEWER,

@@ -75,6 +75,7 @@ use Role::{Admin as A, Editor as E, Viewer as V};
 const EXPECTED: &[(&str, &str, Option<Role>)] = &[
     // JSON API
     ("GET", "/api/v1/dashboard", Some(V)),
+    ("GET", "/api/v1/evidence", Some(V)),
     ("GET", "/api/v1/insights", Some(V)),
     ("POST", "/api/v1/insights/refresh", Some(E)),
     ("GET", "/api/v1/insights/*/lineage", Some(V)),

@@ -133,6 +133,7 @@ async fn network_view_has_a_site_dimension() {
         .kpi_detail(app::dto::KpiQuery {
             site: "network".into(),
             metric: "otif".into(),
+            view: Default::default(),
         })
         .await
         .unwrap();

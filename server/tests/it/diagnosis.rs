@@ -81,6 +81,7 @@ async fn the_kpi_page_shows_this_weeks_pace_and_forecast() {
         .kpi_detail(app::dto::KpiQuery {
             site: "DAL".into(),
             metric: "otif".into(),
+            view: Default::default(),
         })
         .await
         .unwrap();
@@ -112,6 +113,7 @@ async fn the_kpi_page_shows_this_weeks_pace_and_forecast() {
         .kpi_detail(app::dto::KpiQuery {
             site: "PHX".into(),
             metric: "lines_due".into(),
+            view: Default::default(),
         })
         .await
         .unwrap()

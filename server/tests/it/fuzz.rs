@@ -3,7 +3,6 @@
 //! never panic; a file with one bad row names that row and imports nothing.
 
 use app::domain::insight::{answer_from_json, answer_from_sse, insight_from_text, SseDecoder};
-use app::domain::kpi::ScoringParams;
 use app::ssr::data::import::{import_orders, parse_orders, ImportError};
 use app::ssr::store::facts as db;
 use proptest::prelude::*;
@@ -159,9 +158,7 @@ async fn one_bad_row_names_its_line_and_imports_nothing() {
         .chain((0..5).map(good_row))
         .collect::<Vec<_>>()
         .join("\n");
-    import_orders(&t.db, first.as_bytes(), ScoringParams::default())
-        .await
-        .unwrap();
+    import_orders(&t.db, first.as_bytes()).await.unwrap();
     let before = db::count_lines(&t.db).await.unwrap();
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 40,
@@ -193,7 +190,7 @@ async fn one_bad_row_names_its_line_and_imports_nothing() {
                 .collect::<Vec<_>>()
                 .join("\n");
             let (outcome, after) = handle.block_on(async {
-                let outcome = import_orders(&db, file.as_bytes(), ScoringParams::default()).await;
+                let outcome = import_orders(&db, file.as_bytes()).await;
                 (outcome, db::count_lines(&db).await.unwrap())
             });
             match outcome {

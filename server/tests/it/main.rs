@@ -19,6 +19,7 @@ mod fuzz;
 mod hardening;
 mod import;
 mod materiality;
+mod metric_store;
 mod mlflow;
 mod notifications;
 mod replicas;

@@ -106,8 +106,7 @@ async fn unchanged_cards_make_no_agent_call_and_changed_data_only_calls_its_card
     let csv = "order_id,line_no,site,customer,carrier,sku,category,ordered_qty,delivered_qty,due_date,delivered_date,reason_code\n\
                NEW-1,1,DAL,Acme,FastFreight,SKU-1,Dairy,10,4,2026-11-11,2026-11-14,short_pick\n\
                NEW-2,1,DAL,Acme,FastFreight,SKU-2,Dairy,10,10,2026-11-12,2026-11-13,carrier_late\n";
-    let rules = app::ssr::store::rules::load(app.state.db()).await.unwrap();
-    app::ssr::data::import::import_orders(app.state.db(), csv.as_bytes(), rules.scoring())
+    app::ssr::data::import::import_orders(app.state.db(), csv.as_bytes())
         .await
         .unwrap();
     let third = app.run("all", None).await;
@@ -270,6 +269,7 @@ async fn a_replica_that_lost_its_lease_cannot_store_a_second_insight() {
             &Scope::Card("DAL".into(), app::domain::kpi::Metric::Otif),
             false,
             RunOrigin::Manual,
+            &Default::default(),
         )
         .await
         .unwrap();

@@ -53,6 +53,7 @@ fn input(name: &str, cron: &str, catch_up: &str) -> ScheduleInput {
         scope_value: Some("DAL".into()),
         catch_up: catch_up.into(),
         enabled: true,
+        view: Default::default(),
     }
 }
 

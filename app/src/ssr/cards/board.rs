@@ -1,63 +1,77 @@
-//! The read models of cards: the dashboard (every site × KPI for the latest complete
-//! week), the KPI page, insight lists and the lineage page.
+//! The read models of cards: the dashboard (every site × KPI for a period, the latest
+//! complete week by default), the KPI page, the evidence pack as JSON, insight lists and
+//! the lineage page.
 
 use super::evidence::{self, parse_metric, site_filter};
 use super::Cards;
 use crate::domain::card::{card, latest, mark_model_moved, tile, tile_from_pack, Daily};
-use crate::domain::evidence::{PeriodRef, NETWORK};
+use crate::domain::evidence::{EvidencePack, PeriodRef, NETWORK};
 use crate::domain::kpi::{KpiCounts, Metric};
-use crate::domain::period::{fmt_date, Week};
-use crate::domain::rules::Rules;
+use crate::domain::period::{fmt_date, resolve, Compare, Lens, Period, Week};
 use crate::dto::{
-    Card, Dashboard, InsightView, InsightsQuery, KpiDetail, KpiQuery, LineagePage,
-    MetricDefinition, SiteRow,
+    Card, Dashboard, DashboardQuery, EvidenceQuery, InsightView, InsightsQuery, KpiDetail,
+    KpiQuery, LineagePage, PeriodChoice, SiteRow, Tile,
 };
 use crate::ssr::error::ServiceError;
 use crate::ssr::store::{self, facts, insights};
+use chrono::NaiveDate;
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
-/// Daily counts per site and for the network, over the anomaly span.
-type DailyBySite = (HashMap<String, Daily>, Daily);
+/// Every tile of a dashboard (the network's first, then each site's): what depends only on
+/// the data, the rules and the period, so it is cached by their versions.
+#[derive(Debug)]
+pub struct Tiles {
+    pub period: Period,
+    pub previous: Period,
+    pub rows: Vec<(String, String, Vec<Tile>)>,
+    pub rules_version: i64,
+}
 
-/// The dashboard's daily roll-up and the hash of the weekly counts it was read with.
-pub type DailyCache = Arc<Mutex<Option<(u64, Arc<DailyBySite>)>>>;
+/// Cache key of [`Tiles`]: the store's data version, the rules version, the period, the
+/// comparison and the reference date.
+type TilesKey = (i64, i64, Period, Compare, NaiveDate);
+
+/// The dashboards' tiles by key; a handful of views at most are kept (the cache is
+/// cleared when it grows past [`TILES_KEPT`]).
+pub type TilesCache = Arc<Mutex<HashMap<TilesKey, Arc<Tiles>>>>;
+const TILES_KEPT: usize = 16;
 
 /// (latest good, latest failed) insight per card.
 type LatestByCard = HashMap<(String, Metric), (Option<InsightView>, Option<InsightView>)>;
 
-/// One dashboard row: a site's (or the network's) tiles and cards.
-#[allow(clippy::too_many_arguments)] // one call per row; a struct would only rename them
-fn row(
+/// The cards of one dashboard row, from the latest insights of the lens.
+fn cards_of(
     site: &str,
-    name: &str,
-    weeks: &[KpiCounts],
-    daily: &Daily,
-    defs: &[MetricDefinition],
-    rules: &Rules,
-    week: Week,
+    tiles: &[Tile],
+    period: Period,
+    compare: Compare,
+    rules_version: i64,
     latest: &mut LatestByCard,
-) -> SiteRow {
-    let tiles: Vec<_> = Metric::ALL
-        .iter()
-        .map(|m| tile(*m, defs, site, weeks, daily, week, rules))
-        .collect();
-    let cards = tiles
+) -> Vec<Card> {
+    tiles
         .iter()
         .map(|t| {
             let (ok, failed) = latest
                 .remove(&(site.to_string(), t.metric))
                 .unwrap_or_default();
-            card(site, t.metric, t.value, week, rules.version, ok, failed)
+            card(
+                site,
+                t.metric,
+                t.value,
+                (period, compare),
+                rules_version,
+                ok,
+                failed,
+            )
         })
-        .collect();
-    SiteRow {
-        site: site.to_string(),
-        name: name.to_string(),
-        tiles,
-        cards,
-    }
+        .collect()
+}
+
+/// Resolves a page's period choice against the reference date (400 naming the parameter).
+pub fn view_of(choice: &PeriodChoice, as_of: NaiveDate) -> Result<(Period, Compare), ServiceError> {
+    resolve(choice.period.as_deref(), choice.compare.as_deref(), as_of)
+        .map_err(|e| ServiceError::BadRequest(e.to_string()))
 }
 
 impl Cards {
@@ -90,62 +104,122 @@ impl Cards {
         mark_model_moved(c, current.as_ref().map(|(v, m)| (v.as_str(), m.as_str())));
     }
 
-    /// The daily roll-up the dashboard's anomaly verdicts read, cached while the weekly
-    /// counts stay the same (almost any change to the lines alters them; a line moved to
-    /// another day of the same week with the same outcome is the exception): reading ~750
-    /// rows through sqlx `Any` costs a few milliseconds per dashboard, the verdicts
-    /// themselves 0.3 ms. Rules are not part of the key: the verdicts are recomputed every
-    /// time.
-    async fn daily_by_site(
-        &self,
-        week: Week,
-        weekly: &[(String, Week, KpiCounts)],
-    ) -> Result<Arc<DailyBySite>, ServiceError> {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        week.start.hash(&mut h);
-        for (site, w, c) in weekly {
-            (site, w.start).hash(&mut h);
-            (c.lines, c.otif_lines, c.on_time_lines, c.in_full_lines).hash(&mut h);
-            (c.units_ordered, c.units_delivered).hash(&mut h);
-        }
-        let key = h.finish();
-        if let Some((k, v)) = self.daily.lock().ok().and_then(|c| c.clone()) {
-            if k == key {
-                return Ok(v);
-            }
-        }
-        let (from, to) = crate::domain::anomaly::span(week);
-        let mut per_site: HashMap<String, Daily> = HashMap::new();
-        let mut network = Daily::new();
-        for (site, day, c) in facts::daily_counts(&self.db, None, from, to).await? {
-            per_site
-                .entry(site)
-                .or_default()
-                .entry(day)
-                .or_default()
-                .add(&c);
-            network.entry(day).or_default().add(&c);
-        }
-        let value = Arc::new((per_site, network));
-        if let Ok(mut c) = self.daily.lock() {
-            *c = Some((key, value.clone()));
-        }
-        Ok(value)
-    }
-
-    /// Every site and KPI for the latest complete week, with each card's latest insight.
-    #[tracing::instrument(skip_all)]
-    pub async fn dashboard(&self) -> Result<Dashboard, ServiceError> {
-        self.refresh_model_versions().await;
+    /// The tiles of every site and the network for a period, from the metric store:
+    /// daily totals per site over the trend (and a week's anomaly baseline), bucketed into
+    /// the trend's periods, and the compared period's totals. Cached by the store's data
+    /// version and the rules version, so a dashboard costs a few small reads while the data
+    /// and rules stay the same.
+    async fn tiles(&self, period: Period, compare: Compare) -> Result<Arc<Tiles>, ServiceError> {
         let as_of = self.clock.today();
-        let week = Week::latest_complete(as_of);
-        let span = week.trailing(12);
+        let data_version = facts::store_state(&self.db).await?.data_version;
+        let rules_version = store::rules::version(&self.db).await?;
+        let key = (data_version, rules_version, period, compare, as_of);
+        if let Some(t) = self.tiles.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(t);
+        }
         let rules = store::rules::load(&self.db).await?;
         let defs = store::rules::metric_definitions(&self.db).await?;
         let sites = facts::sites(&self.db).await?;
-        let counts = facts::weekly_counts(&self.db, None, span[0], week).await?;
+        let trend = period.trend();
+        let previous = period.compared(compare);
+        let week = period.as_week();
+        let from = match week {
+            Some(w) => trend[0].start.min(crate::domain::anomaly::span(w).0),
+            None => trend[0].start,
+        };
+        let mut series: HashMap<String, Vec<KpiCounts>> = HashMap::new();
+        let mut daily: HashMap<String, Daily> = HashMap::new();
+        let mut network = vec![KpiCounts::default(); trend.len()];
+        let mut network_daily = Daily::new();
+        for (site, day, c) in facts::daily_counts(&self.db, None, from, period.end).await? {
+            if let Some(i) = trend.iter().position(|p| p.contains(day)) {
+                series
+                    .entry(site.clone())
+                    .or_insert_with(|| vec![KpiCounts::default(); trend.len()])[i]
+                    .add(&c);
+                network[i].add(&c);
+            }
+            if week.is_some() {
+                daily
+                    .entry(site)
+                    .or_default()
+                    .entry(day)
+                    .or_default()
+                    .add(&c);
+                network_daily.entry(day).or_default().add(&c);
+            }
+        }
+        // The compared period: the trend's previous point, or read on its own (a year ago).
+        let mut prior: HashMap<String, KpiCounts> = HashMap::new();
+        let mut network_prior = KpiCounts::default();
+        match trend.iter().position(|p| *p == previous) {
+            Some(i) => {
+                for (site, s) in &series {
+                    prior.insert(site.clone(), s[i]);
+                }
+                network_prior = network[i];
+            }
+            None => {
+                for (site, _, c) in
+                    facts::daily_counts(&self.db, None, previous.start, previous.end).await?
+                {
+                    prior.entry(site).or_default().add(&c);
+                    network_prior.add(&c);
+                }
+            }
+        }
+        let empty = vec![KpiCounts::default(); trend.len()];
+        let none = KpiCounts::default();
+        let no_days = Daily::new();
+        let row_tiles = |site: &str, s: &[KpiCounts], p: &KpiCounts, d: &Daily| -> Vec<Tile> {
+            Metric::ALL
+                .iter()
+                .map(|m| tile(*m, &defs, site, s, p, d, period, &rules))
+                .collect()
+        };
+        let mut rows = vec![(
+            NETWORK.to_string(),
+            "Network".to_string(),
+            row_tiles(NETWORK, &network, &network_prior, &network_daily),
+        )];
+        for s in &sites {
+            rows.push((
+                s.code.clone(),
+                s.name.clone(),
+                row_tiles(
+                    &s.code,
+                    series.get(&s.code).unwrap_or(&empty),
+                    prior.get(&s.code).unwrap_or(&none),
+                    daily.get(&s.code).unwrap_or(&no_days),
+                ),
+            ));
+        }
+        let tiles = Arc::new(Tiles {
+            period,
+            previous,
+            rows,
+            rules_version: rules.version,
+        });
+        if let Ok(mut c) = self.tiles.lock() {
+            if c.len() >= TILES_KEPT {
+                c.clear();
+            }
+            c.insert(key, tiles.clone());
+        }
+        Ok(tiles)
+    }
+
+    /// Every site and KPI for a period (the latest complete week by default), with each
+    /// card's latest insight of that lens.
+    #[tracing::instrument(skip_all)]
+    pub async fn dashboard(&self, q: DashboardQuery) -> Result<Dashboard, ServiceError> {
+        self.refresh_model_versions().await;
+        let as_of = self.clock.today();
+        let (period, compare) = view_of(&q.view, as_of)?;
+        let tiles = self.tiles(period, compare).await?;
+        let lens = Lens::of(&period, compare);
         let mut by_card: HashMap<(String, Metric), Vec<InsightView>> = HashMap::new();
-        for i in insights::latest_per_card(&self.db).await? {
+        for i in insights::latest_per_card(&self.db, lens).await? {
             by_card
                 .entry((i.site.clone(), i.metric))
                 .or_default()
@@ -153,53 +227,32 @@ impl Cards {
         }
         let mut latest_by_card: LatestByCard =
             by_card.into_iter().map(|(k, v)| (k, latest(v))).collect();
-        let index: HashMap<Week, usize> = span.iter().enumerate().map(|(i, w)| (*w, i)).collect();
-        let mut network = vec![KpiCounts::default(); span.len()];
-        let mut per_site: HashMap<String, Vec<KpiCounts>> = HashMap::new();
-        for (site, w, c) in &counts {
-            if let Some(&i) = index.get(w) {
-                per_site
-                    .entry(site.clone())
-                    .or_insert_with(|| vec![KpiCounts::default(); span.len()])[i]
-                    .add(c);
-                network[i].add(c);
-            }
-        }
-        let empty = vec![KpiCounts::default(); span.len()];
-        let daily = self.daily_by_site(week, &counts).await?;
-        let (per_site_daily, network_daily) = (&daily.0, &daily.1);
-        let no_days = Daily::new();
-        let site_rows = sites
+        let mut rows: Vec<SiteRow> = tiles
+            .rows
             .iter()
-            .map(|s| {
-                row(
-                    &s.code,
-                    &s.name,
-                    per_site.get(&s.code).unwrap_or(&empty),
-                    per_site_daily.get(&s.code).unwrap_or(&no_days),
-                    &defs,
-                    &rules,
-                    week,
+            .map(|(site, name, t)| SiteRow {
+                site: site.clone(),
+                name: name.clone(),
+                cards: cards_of(
+                    site,
+                    t,
+                    period,
+                    compare,
+                    tiles.rules_version,
                     &mut latest_by_card,
-                )
+                ),
+                tiles: t.clone(),
             })
             .collect();
+        let network = rows.remove(0);
         let mut dashboard = Dashboard {
             as_of: fmt_date(as_of),
-            period: PeriodRef::from(week),
-            previous_period: PeriodRef::from(week.previous()),
-            network: row(
-                NETWORK,
-                "Network",
-                &network,
-                network_daily,
-                &defs,
-                &rules,
-                week,
-                &mut latest_by_card,
-            ),
-            sites: site_rows,
-            rules_version: rules.version,
+            period: PeriodRef::from(period),
+            previous_period: PeriodRef::from(tiles.previous),
+            compare,
+            network,
+            sites: rows,
+            rules_version: tiles.rules_version,
         };
         let cards: Vec<&mut Card> = std::iter::once(&mut dashboard.network)
             .chain(dashboard.sites.iter_mut())
@@ -216,6 +269,15 @@ impl Cards {
         Ok(dashboard)
     }
 
+    /// One evidence pack as JSON: the numbers behind a card, for other apps.
+    pub async fn evidence(&self, q: EvidenceQuery) -> Result<EvidencePack, ServiceError> {
+        let metric = parse_metric(&q.metric)?;
+        let as_of = self.clock.today();
+        let (period, compare) = view_of(&q.view, as_of)?;
+        let rules = store::rules::load(&self.db).await?;
+        evidence::load_period(&self.db, &rules, &q.site, metric, period, compare, as_of).await
+    }
+
     /// The KPI page of one card: its tile and evidence pack, its card and insight history,
     /// and the current week's pace.
     #[tracing::instrument(skip_all, fields(site = %q.site, metric = %q.metric))]
@@ -224,12 +286,22 @@ impl Cards {
         let site = q.site.as_str();
         let rules = store::rules::load(&self.db).await?;
         let as_of = self.clock.today();
-        let pack = evidence::load(&self.db, &rules, site, metric, as_of).await?;
-        let history = insights::list(&self.db, Some(site), Some(metric), 20).await?;
+        let (period, compare) = view_of(&q.view, as_of)?;
+        let pack =
+            evidence::load_period(&self.db, &rules, site, metric, period, compare, as_of).await?;
+        let lens = Lens::of(&period, compare);
+        let history = insights::list(&self.db, Some(site), Some(metric), Some(lens), 20).await?;
         let (ok, failed) = latest(history.iter().cloned());
-        let week = Week::latest_complete(as_of);
         self.refresh_model_versions().await;
-        let mut card = card(site, metric, pack.value, week, rules.version, ok, failed);
+        let mut card = card(
+            site,
+            metric,
+            pack.value,
+            (period, compare),
+            rules.version,
+            ok,
+            failed,
+        );
         self.mark_model(&mut card);
         if let Some(i) = card.insight.as_mut() {
             self.attach_actions(&mut [i]).await?;
@@ -265,7 +337,7 @@ impl Cards {
             Some(m) => Some(parse_metric(&m)?),
             None => None,
         };
-        Ok(insights::list(&self.db, site.as_deref(), metric, limit).await?)
+        Ok(insights::list(&self.db, site.as_deref(), metric, None, limit).await?)
     }
 
     /// The agent call behind an insight or a conversation turn, with the insight it made

@@ -3,7 +3,7 @@
 use crate::domain::card::{definition, Daily};
 use crate::domain::evidence::{build_evidence, EvidenceInput, EvidencePack, Scope, NETWORK};
 use crate::domain::kpi::{KpiCounts, Metric};
-use crate::domain::period::Week;
+use crate::domain::period::{Compare, Period, Week};
 use crate::domain::rules::Rules;
 use crate::ssr::error::ServiceError;
 use crate::ssr::store::{self, facts, Db};
@@ -32,8 +32,8 @@ pub fn site_filter(site: &str) -> Option<&str> {
     (site != NETWORK).then_some(site)
 }
 
-/// The evidence pack for (site, metric) in the latest complete week before `as_of`.
-#[tracing::instrument(skip_all, fields(site = %site, metric = %metric.key()))]
+/// The evidence pack for (site, metric) in the latest complete week before `as_of`,
+/// against the week before.
 pub async fn load(
     db: &Db,
     rules: &Rules,
@@ -41,24 +41,55 @@ pub async fn load(
     metric: Metric,
     as_of: NaiveDate,
 ) -> Result<EvidencePack, ServiceError> {
+    let period = Period::week(Week::latest_complete(as_of));
+    load_period(db, rules, site, metric, period, Compare::Previous, as_of).await
+}
+
+/// The evidence pack for (site, metric) in `period` against the period `compare` names,
+/// summed from the metric store (never from raw lines): the period's and the compared
+/// period's breakdowns, the daily totals over the trend, the latest delivery.
+#[tracing::instrument(skip_all, fields(site = %site, metric = %metric.key(), period = %period))]
+pub async fn load_period(
+    db: &Db,
+    rules: &Rules,
+    site: &str,
+    metric: Metric,
+    period: Period,
+    compare: Compare,
+    as_of: NaiveDate,
+) -> Result<EvidencePack, ServiceError> {
     let site_name = site_name(db, site).await?;
-    let week = Week::latest_complete(as_of);
+    let previous = period.compared(compare);
     let filter = site_filter(site);
-    let lines = facts::line_facts(db, filter, week.previous().start, week.end()).await?;
-    let weekly: Vec<(Week, KpiCounts)> =
-        facts::weekly_counts(db, filter, week.trailing(12)[0], week)
-            .await?
-            .into_iter()
-            .map(|(_, w, c)| (w, c))
-            .collect();
+    let current = facts::breakdown(db, filter, period.start, period.end).await?;
+    let prior = facts::breakdown(db, filter, previous.start, previous.end).await?;
+    let trend = period.trend();
+    // Daily totals over the trend (and the anomaly baseline for a week), summed over the
+    // scope's sites by the database.
+    let week = period.as_week();
+    let from = match week {
+        Some(w) => trend[0].start.min(crate::domain::anomaly::span(w).0),
+        None => trend[0].start,
+    };
+    let days = facts::day_totals(db, filter, from, period.end).await?;
+    let series: Vec<(Period, KpiCounts)> = trend
+        .iter()
+        .map(|p| {
+            let mut c = KpiCounts::default();
+            for (_, t) in days.iter().filter(|(d, _)| p.contains(*d)) {
+                c.add(&t.counts);
+            }
+            (*p, c)
+        })
+        .collect();
+    let past_due_open = days
+        .iter()
+        .filter(|(d, _)| period.contains(*d) && *d < as_of)
+        .map(|(_, t)| t.open_lines)
+        .sum();
     let latest =
-        facts::latest_data_date(db, filter, week.start - Duration::days(28), as_of).await?;
+        facts::latest_data_date(db, filter, period.start - Duration::days(28), as_of).await?;
     let definitions = store::rules::metric_definitions(db).await?;
-    let (from, to) = crate::domain::anomaly::span(week);
-    let mut daily = Daily::new();
-    for (_, day, c) in facts::daily_counts(db, filter, from, to).await? {
-        daily.entry(day).or_default().add(&c);
-    }
     let mut pack = build_evidence(EvidenceInput {
         scope: Scope {
             site: site.to_string(),
@@ -68,38 +99,32 @@ pub async fn load(
             definition: definition(rules, metric, &definitions),
             unit: if metric.is_ratio() { "pct" } else { "count" }.to_string(),
         },
-        week,
+        period,
+        previous,
         as_of,
-        lines: &lines,
-        weekly: &weekly,
+        current: &current,
+        prior: &prior,
+        past_due_open,
+        series: &series,
         latest_data_date: latest,
         rules,
     });
-    // The series' counts, as the tiles have them (numerator and denominator per week).
-    let weekly_counts: Vec<KpiCounts> = week
-        .trailing(12)
-        .iter()
-        .map(|w| {
-            weekly
-                .iter()
-                .filter(|(x, _)| x == w)
-                .fold(KpiCounts::default(), |mut acc, (_, c)| {
-                    acc.add(c);
-                    acc
-                })
-        })
-        .collect();
     let costs = facts::cost_book(db).await?;
     if !costs.is_empty() {
-        pack.materiality = Some(crate::domain::materiality::at_stake(
-            &lines,
-            week,
-            rules,
-            &costs,
-            site == NETWORK,
-        ));
+        pack.materiality = Some(crate::domain::materiality::at_stake(&current, rules));
     }
-    pack.anomaly = crate::domain::anomaly::of_counts(metric, week, &weekly_counts, &daily, rules);
+    // Anomaly detection compares a week with the same weekdays and the weeks before; other
+    // grains have too little history for it (a year has a handful of predecessors).
+    if let Some(week) = week {
+        let weekly: Vec<KpiCounts> = series.iter().map(|(_, c)| *c).collect();
+        let (from, to) = crate::domain::anomaly::span(week);
+        let daily: Daily = days
+            .iter()
+            .filter(|(d, _)| *d >= from && *d <= to)
+            .map(|(d, t)| (*d, t.counts))
+            .collect();
+        pack.anomaly = crate::domain::anomaly::of_counts(metric, week, &weekly, &daily, rules);
+    }
     Ok(pack)
 }
 

@@ -38,8 +38,8 @@ pub struct Cards {
     clock: Clock,
     /// Questions being answered by this process.
     live: LiveTurns,
-    /// The dashboard's daily roll-up, while its inputs are unchanged.
-    daily: board::DailyCache,
+    /// The dashboards' tiles, by data and rules version.
+    tiles: board::TilesCache,
 }
 
 impl Cards {
@@ -49,7 +49,7 @@ impl Cards {
             agents,
             clock,
             live: LiveTurns::default(),
-            daily: Default::default(),
+            tiles: Default::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use super::ask::{ask, Subject};
 use super::evidence::{self, parse_metric};
 use super::{clean_question, Cards};
 use crate::domain::evidence::EvidencePack;
-use crate::domain::period::Week;
+use crate::domain::period::Period;
 use crate::domain::status::TurnStatus;
 use crate::dto::{ConversationView, FollowUp, StartConversation, TurnEvent, TurnStarted, TurnView};
 use crate::ssr::agent::wire::{follow_up_item, opening_items, request_for};
@@ -107,6 +107,7 @@ impl Cards {
     ) -> Result<TurnStarted, ServiceError> {
         let metric = parse_metric(&input.metric)?;
         evidence::site_name(&self.db, &input.site).await?;
+        let (period, compare) = super::board::view_of(&input.view, self.clock.today())?;
         let question = clean_question(Some(&input.question))?
             .ok_or_else(|| ServiceError::BadRequest("ask a question".into()))?;
         let now = chrono::Utc::now();
@@ -118,7 +119,8 @@ impl Cards {
                 id: &id,
                 site: &input.site,
                 metric,
-                period_start: Week::latest_complete(self.clock.today()).start,
+                period,
+                compare,
                 agent: self.agents.questions().name(),
                 title: &title,
                 created_at: &clock::timestamp(now),
@@ -182,11 +184,16 @@ impl Cards {
     ) -> Result<TurnStarted, ServiceError> {
         let conversation_id = conversation.id.as_str();
         let rules = store::rules::load(&self.db).await?;
-        let pack = evidence::load(
+        // Every turn reads the conversation's own period, however long it runs.
+        let period = Period::parse(&conversation.period_label)
+            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("stored period: {e}")))?;
+        let pack = evidence::load_period(
             &self.db,
             &rules,
             &conversation.site,
             conversation.metric,
+            period,
+            conversation.compare,
             self.clock.today(),
         )
         .await?;

@@ -19,7 +19,7 @@ use super::{clean_question, Cards};
 use crate::domain::card::{same_inputs, Inputs as CardInputs};
 use crate::domain::evidence::EvidencePack;
 use crate::domain::kpi::Metric;
-use crate::domain::period::{fmt_date, Week};
+use crate::domain::period::{fmt_date, resolve, Compare, Lens, Period};
 use crate::domain::rules::Rules;
 use crate::domain::status::{AnswerStatus, JobStatus};
 use crate::dto::{InsightView, RefreshRequest};
@@ -44,6 +44,9 @@ pub struct RefreshOptions<'a> {
     /// The run job this refresh is for: its result is stored only while the claim still
     /// holds the job, in the same transaction that finishes the job.
     pub job: Option<&'a JobClaim>,
+    /// The period and comparison; `None` for the latest complete week against the week
+    /// before (the default card).
+    pub view: Option<(Period, Compare)>,
 }
 
 /// What a refresh did.
@@ -60,7 +63,9 @@ pub struct Inputs {
     pub site: String,
     pub metric: Metric,
     pub rules: Rules,
-    pub week: Week,
+    /// The period explained and the card's lens.
+    pub period: Period,
+    pub lens: Lens,
     pub pack: EvidencePack,
     pub hash: String,
     pub agent: Arc<AgentClient>,
@@ -95,8 +100,15 @@ impl Cards {
     /// the API).
     pub async fn refresh(&self, input: RefreshRequest) -> Result<InsightView, ServiceError> {
         let metric = super::evidence::parse_metric(&input.metric)?;
+        let view = resolve(
+            input.view.period.as_deref(),
+            input.view.compare.as_deref(),
+            self.clock.today(),
+        )
+        .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
         let opts = RefreshOptions {
             question: input.question.as_deref(),
+            view: Some(view),
             ..Default::default()
         };
         match self.refresh_card(&input.site, metric, opts).await? {
@@ -115,7 +127,7 @@ impl Cards {
         metric: Metric,
         opts: RefreshOptions<'_>,
     ) -> Result<Refreshed, ServiceError> {
-        let inputs = self.load_inputs(site, metric).await?;
+        let inputs = self.load_inputs(site, metric, opts.view).await?;
         if opts.skip_unchanged {
             if let Some(insight_id) = self.decide(&inputs).await? {
                 return Ok(Refreshed::Unchanged { insight_id });
@@ -159,19 +171,33 @@ impl Cards {
         }
     }
 
-    /// Stage 1: the rules, the week and the pack. One reference date for the whole
-    /// refresh: the pack and the stored row agree on the week even when the clock passes
+    /// Stage 1: the rules, the period and the pack. One reference date for the whole
+    /// refresh: the pack and the stored row agree on the period even when the clock passes
     /// midnight in between.
     #[tracing::instrument(skip_all)]
-    pub async fn load_inputs(&self, site: &str, metric: Metric) -> Result<Inputs, ServiceError> {
+    pub async fn load_inputs(
+        &self,
+        site: &str,
+        metric: Metric,
+        view: Option<(Period, Compare)>,
+    ) -> Result<Inputs, ServiceError> {
         let rules = store::rules::load(&self.db).await?;
         let as_of = self.clock.today();
-        let pack = super::evidence::load(&self.db, &rules, site, metric, as_of).await?;
+        let (period, compare) = view.unwrap_or_else(|| {
+            (
+                Period::latest_complete(crate::domain::period::Grain::Week, as_of),
+                Compare::Previous,
+            )
+        });
+        let pack =
+            super::evidence::load_period(&self.db, &rules, site, metric, period, compare, as_of)
+                .await?;
         let agent = self.agents.cards().clone();
         Ok(Inputs {
             site: site.to_string(),
             metric,
-            week: Week::latest_complete(as_of),
+            period,
+            lens: Lens::of(&period, compare),
             hash: super::evidence::hash(&pack),
             model_version: agent.model_version().await,
             agent,
@@ -184,13 +210,15 @@ impl Cards {
     /// sent then (and nobody said anything new about the card): no call is needed.
     #[tracing::instrument(skip_all)]
     pub async fn decide(&self, inputs: &Inputs) -> Result<Option<String>, ServiceError> {
-        let Some(last) = insights::latest_ok(&self.db, &inputs.site, inputs.metric).await? else {
+        let Some(last) =
+            insights::latest_ok(&self.db, &inputs.site, inputs.metric, inputs.lens).await?
+        else {
             return Ok(None);
         };
         let now = CardInputs {
             evidence_hash: &inputs.hash,
             rules_version: inputs.rules.version,
-            week: inputs.week,
+            period: inputs.period,
             agent: inputs.agent.name(),
             model_version: inputs.model_version.as_deref(),
         };
@@ -240,7 +268,8 @@ impl Cards {
             id: &v.id,
             site: &v.site,
             metric: v.metric,
-            period_start: inputs.week.start,
+            lens: inputs.lens,
+            period: inputs.period,
             created_at: &v.created_at,
             status: v.status,
             agent: &v.agent,
@@ -290,8 +319,9 @@ pub fn record(inputs: &Inputs, id: String, asked: Asked) -> Attempt {
         id,
         site: inputs.site.clone(),
         metric: inputs.metric,
-        period_start: fmt_date(inputs.week.start),
-        period_label: inputs.week.label(),
+        lens: inputs.lens.key(),
+        period_start: fmt_date(inputs.period.start),
+        period_label: inputs.period.label(),
         created_at: clock::now(),
         agent: inputs.agent.name().to_string(),
         value: inputs.pack.value,

@@ -50,6 +50,9 @@ pub async fn save(
     }
     let mut tx = store::begin(db).await?;
     facts::upsert_costs(&mut tx, &checked, &clock::now()).await?;
+    // Money at stake is tallied with the costs: re-tally in the same transaction, so no
+    // page ever shows money from the old costs next to the new ones.
+    super::import::rescore_if_changed(&mut tx).await?;
     store::commit(tx).await?;
     Ok(checked.len())
 }

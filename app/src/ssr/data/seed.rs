@@ -12,10 +12,12 @@
 //! | CHI | delivery confirmations (PODs) missing | lines past due without a delivered date: a data problem |
 //! | PHX | volume surge at a structurally weaker DC | site mix effect on network OTIF |
 
-use crate::domain::kpi::ScoringParams;
+use super::import::LineWriter;
+use crate::domain::evidence::LineFact;
 use crate::domain::period::Week;
-use crate::ssr::store::facts::{self, OrderLine, Site};
-use crate::ssr::store::{self, Db};
+use crate::domain::tally::OrderLine;
+use crate::ssr::store::facts::{self, Site};
+use crate::ssr::store::Db;
 use chrono::{Datelike, Duration, NaiveDate, Weekday};
 
 pub const SITES: [(&str, &str, &str); 12] = [
@@ -249,20 +251,22 @@ pub fn generate(opts: SeedOptions) -> Vec<OrderLine> {
                     out.push(OrderLine {
                         order_id: format!("SO-{order_no:08}"),
                         line_no: line_no as i64,
-                        site: code.to_string(),
-                        customer: CUSTOMERS[customer].to_string(),
-                        carrier: CARRIERS[carrier].to_string(),
-                        sku: format!(
-                            "{}-{:04}",
-                            &CATEGORIES[category][..3].to_ascii_uppercase(),
-                            rng.below(60)
-                        ),
-                        category: CATEGORIES[category].to_string(),
-                        ordered_qty: ordered,
-                        delivered_qty,
-                        due_date: due,
-                        delivered_date,
-                        reason_code: reason.map(str::to_string),
+                        fact: LineFact {
+                            site: code.to_string(),
+                            customer: CUSTOMERS[customer].to_string(),
+                            carrier: CARRIERS[carrier].to_string(),
+                            sku: format!(
+                                "{}-{:04}",
+                                &CATEGORIES[category][..3].to_ascii_uppercase(),
+                                rng.below(60)
+                            ),
+                            category: CATEGORIES[category].to_string(),
+                            ordered_qty: ordered,
+                            delivered_qty,
+                            due_date: due,
+                            delivered_date,
+                            reason_code: reason.map(str::to_string),
+                        },
                     });
                 }
             }
@@ -271,14 +275,10 @@ pub fn generate(opts: SeedOptions) -> Vec<OrderLine> {
     out
 }
 
-/// Writes the demo network. Refuses to touch a database that already has order lines
-/// unless `reset` is set, in which case lines, roll-up and insights are replaced.
-pub async fn seed_demo(
-    db: &Db,
-    opts: SeedOptions,
-    params: ScoringParams,
-    reset: bool,
-) -> anyhow::Result<SeedReport> {
+/// Writes the demo network through the import's [`LineWriter`] (one transaction). Refuses
+/// to touch a database that already has order lines unless `reset` is set, in which case
+/// lines, the metric store and insights are replaced.
+pub async fn seed_demo(db: &Db, opts: SeedOptions, reset: bool) -> anyhow::Result<SeedReport> {
     let existing = facts::count_lines(db).await?;
     if existing > 0 && !reset {
         anyhow::bail!("the database already has {existing} order lines; run `opsight seed-demo --reset` to replace them");
@@ -290,9 +290,9 @@ pub async fn seed_demo(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "demo lines generated"
     );
-    let mut tx = store::begin(db).await?;
+    let mut writer = LineWriter::begin(db, "demo").await?;
     if reset {
-        facts::clear(&mut tx).await?;
+        writer.clear().await?;
     }
     let sites: Vec<Site> = SITES
         .iter()
@@ -302,23 +302,28 @@ pub async fn seed_demo(
             region: region.to_string(),
         })
         .collect();
-    facts::upsert_sites(&mut tx, &sites).await?;
-    facts::upsert_lines(&mut tx, &lines).await?;
+    writer.upsert_sites(&sites).await?;
+    let first_due = lines
+        .iter()
+        .map(|l| l.fact.due_date)
+        .min()
+        .unwrap_or(opts.as_of);
+    let last_due = lines
+        .iter()
+        .map(|l| l.fact.due_date)
+        .max()
+        .unwrap_or(opts.as_of);
+    let count = lines.len();
+    for (i, line) in lines.into_iter().enumerate() {
+        writer.push(i as u64 + 1, line).await?;
+    }
+    writer.finish().await?;
     tracing::info!(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "demo lines written"
     );
-    let first_due = lines.iter().map(|l| l.due_date).min().unwrap_or(opts.as_of);
-    let last_due = lines.iter().map(|l| l.due_date).max().unwrap_or(opts.as_of);
-    let codes: Vec<String> = SITES.iter().map(|s| s.0.to_string()).collect();
-    facts::rebuild_rollup(&mut tx, params, &codes, first_due, last_due).await?;
-    tracing::info!(
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "roll-up rebuilt"
-    );
-    store::commit(tx).await?;
     Ok(SeedReport {
-        lines: lines.len(),
+        lines: count,
         sites: SITES.len(),
         first_due,
         last_due,

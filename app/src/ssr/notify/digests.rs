@@ -5,7 +5,7 @@
 
 use super::Notify;
 use crate::domain::digest::{self, Digest, DigestItem};
-use crate::domain::evidence::{LineFact, NETWORK};
+use crate::domain::evidence::NETWORK;
 use crate::domain::materiality::at_stake;
 use crate::domain::period::Week;
 use crate::domain::rules::Status;
@@ -68,7 +68,7 @@ impl Notify {
     #[tracing::instrument(skip_all)]
     pub async fn build_digest(&self) -> Result<(Digest, f64), ServiceError> {
         let started = Instant::now();
-        let dashboard = self.cards.dashboard().await?;
+        let dashboard = self.cards.dashboard(Default::default()).await?;
         let mut items = Vec::new();
         let mut fine = 0;
         for row in std::iter::once(&dashboard.network).chain(&dashboard.sites) {
@@ -81,25 +81,20 @@ impl Notify {
             }
         }
         // Money at stake is the penalty on a scope's failed lines that week (the same
-        // figure the card's evidence pack shows): one read of the week's lines serves
-        // every card.
+        // figure the card's evidence pack shows), summed from the metric store once per
+        // scope.
         let costs = facts::cost_book(&self.db).await?;
         if !items.is_empty() && !costs.is_empty() {
             let rules = store::rules::load(&self.db).await?;
             let week = Week::latest_complete(self.cards.clock().today());
-            let lines = facts::line_facts(&self.db, None, week.start, week.end()).await?;
             let mut by_site: HashMap<String, f64> = HashMap::new();
             for i in &mut items {
-                let money = by_site.entry(i.site.clone()).or_insert_with(|| {
-                    if i.site == NETWORK {
-                        at_stake(&lines, week, &rules, &costs, true).at_stake
-                    } else {
-                        let site: Vec<LineFact> =
-                            lines.iter().filter(|l| l.site == i.site).cloned().collect();
-                        at_stake(&site, week, &rules, &costs, false).at_stake
-                    }
-                });
-                i.money_at_stake = Some(*money);
+                if !by_site.contains_key(&i.site) {
+                    let filter = (i.site != NETWORK).then_some(i.site.as_str());
+                    let b = facts::breakdown(&self.db, filter, week.start, week.end()).await?;
+                    by_site.insert(i.site.clone(), at_stake(&b, &rules).at_stake);
+                }
+                i.money_at_stake = by_site.get(&i.site).copied();
             }
         }
         digest::rank(&mut items);

@@ -16,10 +16,11 @@ pub use schedules::Schedules;
 
 use crate::domain::evidence::NETWORK;
 use crate::domain::kpi::Metric;
+use crate::domain::period::{Compare, Grain, Period};
 use crate::domain::rules::Status;
 use crate::domain::scope::Scope;
 use crate::domain::status::{JobStatus, RunOrigin, RunStatus};
-use crate::dto::{RunDetail, RunRequest, RunView, RunsQuery};
+use crate::dto::{PeriodChoice, RunDetail, RunRequest, RunView, RunsQuery};
 use crate::ssr::cards::{Cards, RefreshOptions, Refreshed};
 use crate::ssr::error::{chain, ServiceError};
 use crate::ssr::store::runs::{JobClaim, NewRun};
@@ -69,6 +70,21 @@ impl Default for JobQueue {
     fn default() -> Self {
         JobQueue::new(DEFAULT_LEASE)
     }
+}
+
+/// The period label a run stores (empty when none was asked for: each job then takes the
+/// latest complete week when it runs) and its comparison; 400 naming a bad parameter.
+pub fn run_period(
+    view: &PeriodChoice,
+    today: chrono::NaiveDate,
+) -> Result<(String, Compare), ServiceError> {
+    let (period, compare) = crate::ssr::cards::board::view_of(view, today)?;
+    let label = if view.period.as_deref().is_some_and(|p| !p.trim().is_empty()) {
+        period.label()
+    } else {
+        String::new()
+    };
+    Ok((label, compare))
 }
 
 /// How a job ended, for the worker's log (one line per job, at the worker) and counters.
@@ -133,7 +149,7 @@ impl Runs {
                 ))
             }
             Scope::Flagged => {
-                let dashboard = self.cards.dashboard().await?;
+                let dashboard = self.cards.dashboard(Default::default()).await?;
                 std::iter::once(&dashboard.network)
                     .chain(&dashboard.sites)
                     .flat_map(|row| {
@@ -155,7 +171,8 @@ impl Runs {
         origin: RunOrigin,
     ) -> Result<RunView, ServiceError> {
         let scope = Scope::parse(&input.scope, input.scope_value.as_deref())?;
-        self.start_scope(&scope, input.force, origin).await
+        self.start_scope(&scope, input.force, origin, &input.view)
+            .await
     }
 
     /// Creates a run of `scope` now and wakes this process's worker.
@@ -165,7 +182,9 @@ impl Runs {
         scope: &Scope,
         force: bool,
         origin: RunOrigin,
+        view: &PeriodChoice,
     ) -> Result<RunView, ServiceError> {
+        let (period, compare) = run_period(view, self.cards.clock().today())?;
         let cards = self.cards_in_scope(scope).await?;
         // One transaction: a run is never seen without its jobs (it would look finished).
         let mut tx = store::begin(&self.db).await?;
@@ -180,6 +199,8 @@ impl Runs {
                 scheduled_for: None,
                 note: None,
                 skipped: false,
+                period,
+                compare,
             },
             &cards,
         )
@@ -248,10 +269,27 @@ impl Runs {
                 .finish(claim, JobStatus::Failed, None, Some(reason), None)
                 .await;
         };
+        let view = if claim.period.is_empty() {
+            (claim.compare != Compare::Previous).then(|| {
+                let week = Period::latest_complete(Grain::Week, self.cards.clock().today());
+                (week, claim.compare)
+            })
+        } else {
+            match Period::parse(&claim.period) {
+                Ok(p) => Some((p, claim.compare)),
+                Err(e) => {
+                    let reason = format!("the run's period is invalid: {e}");
+                    return self
+                        .finish(claim, JobStatus::Failed, None, Some(reason), None)
+                        .await;
+                }
+            }
+        };
         let opts = RefreshOptions {
             question: None,
             skip_unchanged: !claim.force,
             job: Some(claim),
+            view,
         };
         match self.cards.refresh_card(&claim.site, metric, opts).await {
             // Stored, and the job finished, in one transaction.

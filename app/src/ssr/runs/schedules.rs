@@ -107,8 +107,20 @@ fn validate(input: &ScheduleInput) -> Result<(ScheduleInput, Crontab, Scope), Se
             "catch_up is 'once' (run once after missed ticks) or 'skip'".into(),
         ));
     }
+    // A grain word or a period, and a comparison: checked now (400 naming the parameter),
+    // resolved against the day each tick fires.
+    crate::domain::period::resolve(
+        input.view.period.as_deref(),
+        input.view.compare.as_deref(),
+        chrono::Utc::now().date_naive(),
+    )
+    .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
     let clean = ScheduleInput {
         name: name.to_string(),
+        view: crate::dto::PeriodChoice::new(
+            input.view.period.as_deref().unwrap_or_default().trim(),
+            input.view.compare.as_deref().unwrap_or_default().trim(),
+        ),
         cron: crontab.source.clone(),
         timezone: timezone.to_string(),
         scope: scope.key().to_string(),
@@ -360,7 +372,7 @@ impl Schedules {
             )));
         }
         self.runs
-            .start_scope(&scope, false, RunOrigin::Manual)
+            .start_scope(&scope, false, RunOrigin::Manual, &s.input.view)
             .await
     }
 
@@ -430,6 +442,15 @@ impl Schedules {
         let (at, missed, skipped) = match tick {
             Tick::Fire { at, missed } => (at, missed, false),
             Tick::Skip { at, missed } => (at, missed, true),
+        };
+        // The cards' period as of the tick (a monthly schedule on the 1st: the month just
+        // ended); a stored choice that no longer parses falls back to the default week.
+        let (period, compare) = match super::run_period(&s.input().view, at.date_naive()) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %chain(&e), "schedule period invalid; using the latest week");
+                (String::new(), crate::domain::period::Compare::Previous)
+            }
         };
         let cards = if skipped || digest {
             vec![]
@@ -503,6 +524,8 @@ impl Schedules {
                 scheduled_for: Some(timestamp(at)),
                 note,
                 skipped,
+                period,
+                compare,
             },
             &cards,
         )

@@ -4,10 +4,9 @@
 
 use super::{decode, Ctx, Exec, Result};
 use crate::domain::kpi::Metric;
-use crate::domain::period::{fmt_date, parse_date, Week};
+use crate::domain::period::{fmt_date, parse_date, Compare, Period, Week};
 use crate::domain::status::TurnStatus;
 use crate::dto::{ConversationView, TurnView};
-use chrono::NaiveDate;
 use sqlx::AssertSqlSafe;
 
 /// A conversation's anchor.
@@ -15,7 +14,8 @@ pub struct NewConversation<'a> {
     pub id: &'a str,
     pub site: &'a str,
     pub metric: Metric,
-    pub period_start: NaiveDate,
+    pub period: Period,
+    pub compare: Compare,
     pub agent: &'a str,
     pub title: &'a str,
     pub created_at: &'a str,
@@ -23,16 +23,18 @@ pub struct NewConversation<'a> {
 
 pub async fn insert<'e>(ex: impl Exec<'e>, c: &NewConversation<'_>) -> Result<()> {
     sqlx::query(
-        "INSERT INTO conversations (id, site, metric, period_start, agent, title, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO conversations (id, site, metric, period_start, agent, title, created_at, \
+         period, compare) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(c.id.to_string())
     .bind(c.site.to_string())
     .bind(c.metric.key())
-    .bind(fmt_date(c.period_start))
+    .bind(fmt_date(c.period.start))
     .bind(c.agent.to_string())
     .bind(c.title.to_string())
     .bind(c.created_at.to_string())
+    .bind(c.period.label())
+    .bind(c.compare.key())
     .execute(ex)
     .await
     .ctx("Failed to store the conversation")?;
@@ -163,6 +165,8 @@ struct ConversationRow {
     site: String,
     metric: String,
     period_start: String,
+    period: String,
+    compare: String,
     agent: String,
     title: String,
     created_at: String,
@@ -175,7 +179,8 @@ pub async fn get<'e>(
     id: &str,
 ) -> Result<Option<(ConversationView, Vec<serde_json::Value>)>> {
     let Some(c) = sqlx::query_as::<_, ConversationRow>(
-        "SELECT id, site, metric, period_start, agent, title, created_at FROM conversations WHERE id = $1",
+        "SELECT id, site, metric, period_start, period, compare, agent, title, created_at \
+         FROM conversations WHERE id = $1",
     )
     .bind(id.to_string())
     .fetch_optional(ex)
@@ -210,9 +215,15 @@ pub async fn get<'e>(
     }
     Ok(Some((
         ConversationView {
-            period_label: parse_date(&c.period_start)
-                .map(|d| Week::containing(d).label())
-                .unwrap_or_default(),
+            // Older conversations are about the ISO week of period_start.
+            period_label: if c.period.is_empty() {
+                parse_date(&c.period_start)
+                    .map(|d| Week::containing(d).label())
+                    .unwrap_or_default()
+            } else {
+                c.period
+            },
+            compare: Compare::parse(&c.compare).unwrap_or_default(),
             id: c.id,
             site: c.site,
             metric,

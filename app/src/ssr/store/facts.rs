@@ -1,22 +1,32 @@
-//! The facts: sites, order lines, the daily KPI roll-up and unit costs. This is the one
-//! seam through which Opsight reads order data; nothing outside it does.
+//! The facts: sites, order lines, the metric store and unit costs. This is the one seam
+//! through which Opsight reads order data; nothing outside it does.
 //!
-//! KPI scoring is not done in SQL: the roll-up is computed in Rust with
-//! [`crate::domain::kpi::score_line`], so there is one definition of OTIF.
+//! The metric store (`kpi_facts`) holds a [`Tally`] per site, due day and dimension member
+//! (the site's total is dimension `''`). Lines are tallied in Rust
+//! ([`Breakdown::add_line`]), so there is one definition of OTIF; the database only sums.
+//! Every read a page or a pack makes is a sum over it: the network is a sum over sites, a
+//! month a sum over days, never a rescan of lines.
+//!
+//! Writes: an import inserts lines in bulk ([`insert_new_lines`], [`update_lines`]) and
+//! adds their tallies ([`add_tallies`]); days whose lines were corrected, and a change of
+//! scoring rules or unit costs, re-tally from the lines ([`retally`], [`retally_all`]).
+//! The one row of `kpi_store` says what the store was tallied with and versions it.
 
-use super::{placeholders, Conn, Ctx, Db, Exec, Result};
+use super::{json_rows, Backend, Col, Conn, Ctx, Db, Exec, Result};
 use crate::domain::evidence::LineFact;
-use crate::domain::kpi::{score_line, KpiCounts, ScoringParams};
+use crate::domain::kpi::{KpiCounts, ScoringParams};
 use crate::domain::materiality::CostBook;
 use crate::domain::period::{fmt_date, parse_date, Week};
-use chrono::NaiveDate;
+use crate::domain::tally::{Breakdown, OrderLine, Tally, DELIVERED_ON};
+use chrono::{Duration, NaiveDate};
+use serde_json::{json, Value};
 use sqlx::AssertSqlSafe;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-/// Rows per multi-row statement. Binding gets slower than linear in the number of
-/// parameters (measured with seed-demo, 500k lines, release: 400 rows per INSERT wrote
-/// 13k lines/s, 50 rows 61k lines/s, 20 rows 74k lines/s), so batches stay small.
-const INSERT_BATCH: usize = 20;
+/// Rows per bulk statement (sent as one JSON parameter).
+pub const BULK_ROWS: usize = 2000;
+/// Days of one site's lines read at a time when re-tallying (bounds memory).
+const RETALLY_DAYS: i64 = 7;
 
 /// A distribution centre.
 #[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
@@ -73,12 +83,12 @@ pub async fn upsert_sites(conn: &mut Conn, sites: &[Site]) -> Result<()> {
     Ok(())
 }
 
-/// Removes every order line, the roll-up, the sites and the insights about them (the
+/// Removes every order line, the metric store, the sites and the insights about them (the
 /// demo's `--reset`).
 pub async fn clear(conn: &mut Conn) -> Result<()> {
     for (table, what) in [
         ("insights", "Failed to clear insights"),
-        ("kpi_daily", "Failed to clear the roll-up"),
+        ("kpi_facts", "Failed to clear the metric store"),
         ("order_lines", "Failed to clear order lines"),
         ("sites", "Failed to clear sites"),
     ] {
@@ -97,259 +107,273 @@ pub async fn count_lines<'e>(ex: impl Exec<'e>) -> Result<i64> {
         .ctx("Failed to count order lines")
 }
 
-/// An order line as stored.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OrderLine {
-    pub order_id: String,
-    pub line_no: i64,
-    pub site: String,
-    pub customer: String,
-    pub carrier: String,
-    pub sku: String,
-    pub category: String,
-    pub ordered_qty: i64,
-    pub delivered_qty: i64,
-    pub due_date: NaiveDate,
-    pub delivered_date: Option<NaiveDate>,
-    pub reason_code: Option<String>,
+/// What the metric store was tallied with, and its version.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoreState {
+    /// Fingerprint of the scoring rules and unit costs the tallies use.
+    pub scoring: String,
+    /// Moves on with every write to the store (read models are cached by it).
+    pub data_version: i64,
 }
 
-/// Inserts or updates order lines keyed by (order_id, line_no), in batches.
-pub async fn upsert_lines(conn: &mut Conn, lines: &[OrderLine]) -> Result<()> {
-    for chunk in lines.chunks(INSERT_BATCH) {
-        let mut sql = String::from(
-            "INSERT INTO order_lines (order_id, line_no, site, customer, carrier, sku, category, \
-             ordered_qty, delivered_qty, due_date, delivered_date, reason_code) VALUES ",
+/// Moves the store's version on and returns its state. The update takes the store's lock
+/// (PostgreSQL's row lock, SQLite's write lock) until the caller's transaction ends, so
+/// imports and re-scorings of the store never interleave.
+pub async fn lock_store(conn: &mut Conn, now: &str) -> Result<StoreState> {
+    sqlx::query(
+        "UPDATE kpi_store SET data_version = data_version + 1, updated_at = $1 WHERE id = 1",
+    )
+    .bind(now.to_string())
+    .execute(&mut *conn)
+    .await
+    .ctx("Failed to lock the metric store")?;
+    store_state(&mut *conn).await
+}
+
+pub async fn store_state<'e>(ex: impl Exec<'e>) -> Result<StoreState> {
+    sqlx::query_as("SELECT scoring, data_version FROM kpi_store WHERE id = 1")
+        .fetch_one(ex)
+        .await
+        .ctx("Failed to read the metric store's state")
+}
+
+/// Records what the store is now tallied with.
+pub async fn set_scoring(conn: &mut Conn, scoring: &str) -> Result<()> {
+    sqlx::query("UPDATE kpi_store SET scoring = $1 WHERE id = 1")
+        .bind(scoring.to_string())
+        .execute(&mut *conn)
+        .await
+        .ctx("Failed to record the metric store's scoring")?;
+    Ok(())
+}
+
+const LINE_COLS: [(&str, Col); 14] = [
+    ("order_id", Col::Text),
+    ("line_no", Col::Int),
+    ("site", Col::Text),
+    ("customer", Col::Text),
+    ("carrier", Col::Text),
+    ("sku", Col::Text),
+    ("category", Col::Text),
+    ("ordered_qty", Col::Int),
+    ("delivered_qty", Col::Int),
+    ("due_date", Col::Text),
+    ("delivered_date", Col::Text),
+    ("reason_code", Col::Text),
+    ("import_id", Col::Text),
+    ("import_line", Col::Int),
+];
+
+/// The lines as one JSON array of rows in [`LINE_COLS`] order.
+fn lines_json(lines: &[(u64, &OrderLine)], import_id: &str) -> String {
+    let rows: Vec<Value> = lines
+        .iter()
+        .map(|(src, l)| {
+            let f = &l.fact;
+            json!([
+                l.order_id,
+                l.line_no,
+                f.site,
+                f.customer,
+                f.carrier,
+                f.sku,
+                f.category,
+                f.ordered_qty,
+                f.delivered_qty,
+                fmt_date(f.due_date),
+                f.delivered_date.map(fmt_date),
+                f.reason_code,
+                import_id,
+                src
+            ])
+        })
+        .collect();
+    Value::Array(rows).to_string()
+}
+
+fn line_columns() -> String {
+    LINE_COLS
+        .iter()
+        .map(|(c, _)| *c)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Inserts the lines whose (order_id, line_no) is not stored yet, each stamped with its
+/// import and its line in the file; returns how many were inserted. Keys already stored
+/// are left alone: [`stored_keys`] tells the caller whether each is an update or a
+/// duplicate within the file.
+pub async fn insert_new_lines(
+    conn: &mut Conn,
+    lines: &[(u64, &OrderLine)],
+    import_id: &str,
+) -> Result<u64> {
+    let backend = Backend::of_conn(conn);
+    let mut inserted = 0;
+    for chunk in lines.chunks(BULK_ROWS) {
+        let sql = format!(
+            "INSERT INTO order_lines ({}) {} ON CONFLICT (order_id, line_no) DO NOTHING",
+            line_columns(),
+            json_rows(backend, &LINE_COLS)
         );
-        sql.push_str(&placeholders(chunk.len(), 12, 1));
-        sql.push_str(
-            " ON CONFLICT (order_id, line_no) DO UPDATE SET site = excluded.site, \
-             customer = excluded.customer, carrier = excluded.carrier, sku = excluded.sku, \
-             category = excluded.category, ordered_qty = excluded.ordered_qty, \
-             delivered_qty = excluded.delivered_qty, due_date = excluded.due_date, \
-             delivered_date = excluded.delivered_date, reason_code = excluded.reason_code",
-        );
-        let mut q = sqlx::query(AssertSqlSafe(sql));
-        for l in chunk {
-            q = q
-                .bind(l.order_id.clone())
-                .bind(l.line_no)
-                .bind(l.site.clone())
-                .bind(l.customer.clone())
-                .bind(l.carrier.clone())
-                .bind(l.sku.clone())
-                .bind(l.category.clone())
-                .bind(l.ordered_qty)
-                .bind(l.delivered_qty)
-                .bind(fmt_date(l.due_date))
-                .bind(l.delivered_date.map(fmt_date))
-                .bind(l.reason_code.clone());
-        }
-        q.execute(&mut *conn)
+        inserted += sqlx::query(AssertSqlSafe(sql))
+            .bind(lines_json(chunk, import_id))
+            .execute(&mut *conn)
             .await
-            .ctx("Failed to write order lines")?;
+            .ctx("Failed to write order lines")?
+            .rows_affected();
+    }
+    Ok(inserted)
+}
+
+/// Overwrites stored lines with these (same keys), stamped with this import.
+pub async fn update_lines(
+    conn: &mut Conn,
+    lines: &[(u64, &OrderLine)],
+    import_id: &str,
+) -> Result<()> {
+    let backend = Backend::of_conn(conn);
+    let set = LINE_COLS[2..]
+        .iter()
+        .map(|(c, _)| format!("{c} = excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for chunk in lines.chunks(BULK_ROWS) {
+        let sql = format!(
+            "INSERT INTO order_lines ({}) {} ON CONFLICT (order_id, line_no) DO UPDATE SET {set}",
+            line_columns(),
+            json_rows(backend, &LINE_COLS)
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(lines_json(chunk, import_id))
+            .execute(&mut *conn)
+            .await
+            .ctx("Failed to update order lines")?;
     }
     Ok(())
 }
 
-#[derive(sqlx::FromRow)]
-struct SiteDue {
-    site: String,
-    due_date: String,
+/// A stored line's key, where it falls and which import wrote it.
+#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
+pub struct StoredKey {
+    pub order_id: String,
+    pub line_no: i64,
+    pub site: String,
+    pub due_date: String,
+    pub import_id: Option<String>,
+    pub import_line: Option<i64>,
 }
 
-/// Existing (site, due date) of lines, so a re-import that moves a line's due date also
-/// refreshes the roll-up of the day it left.
-pub async fn due_dates_of(
-    conn: &mut Conn,
-    keys: &[(String, i64)],
-) -> Result<Vec<(String, NaiveDate)>> {
+/// The stored lines among these keys.
+pub async fn stored_keys(conn: &mut Conn, keys: &[(&str, i64)]) -> Result<Vec<StoredKey>> {
+    let backend = Backend::of_conn(conn);
     let mut out = Vec::new();
-    for chunk in keys.chunks(INSERT_BATCH) {
-        let mut sql = String::from("SELECT site, due_date FROM order_lines WHERE ");
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(" OR ");
-            }
-            sql.push_str(&format!(
-                "(order_id = ${} AND line_no = ${})",
-                2 * i + 1,
-                2 * i + 2
-            ));
-        }
-        let mut q = sqlx::query_as::<_, SiteDue>(AssertSqlSafe(sql));
-        for (id, no) in chunk {
-            q = q.bind(id.clone()).bind(*no);
-        }
-        for row in q
-            .fetch_all(&mut *conn)
-            .await
-            .ctx("Failed to read existing lines")?
-        {
-            if let Some(d) = parse_date(&row.due_date) {
-                out.push((row.site, d));
-            }
-        }
+    for chunk in keys.chunks(BULK_ROWS) {
+        let sql = format!(
+            "SELECT o.order_id, o.line_no, o.site, o.due_date, o.import_id, o.import_line \
+             FROM order_lines o JOIN ({}) k ON o.order_id = k.order_id AND o.line_no = k.line_no",
+            json_rows(backend, &[("order_id", Col::Text), ("line_no", Col::Int)])
+        );
+        let json = Value::Array(chunk.iter().map(|(id, no)| json!([id, no])).collect());
+        out.extend(
+            sqlx::query_as::<_, StoredKey>(AssertSqlSafe(sql))
+                .bind(json.to_string())
+                .fetch_all(&mut *conn)
+                .await
+                .ctx("Failed to look up stored lines")?,
+        );
     }
     Ok(out)
 }
 
-#[derive(sqlx::FromRow)]
-struct ScoredLine {
-    due_date: String,
-    ordered_qty: i64,
-    delivered_qty: i64,
-    delivered_date: Option<String>,
+const TALLY_COLS: [&str; 10] = [
+    "lines",
+    "otif_lines",
+    "on_time_lines",
+    "in_full_lines",
+    "units_ordered",
+    "units_delivered",
+    "open_lines",
+    "unreasoned_failures",
+    "failed_cost_cents",
+    "uncosted_failures",
+];
+
+fn tally_values(t: &Tally) -> [i64; 10] {
+    let c = &t.counts;
+    [
+        c.lines,
+        c.otif_lines,
+        c.on_time_lines,
+        c.in_full_lines,
+        c.units_ordered,
+        c.units_delivered,
+        t.open_lines,
+        t.unreasoned_failures,
+        t.failed_cost_cents,
+        t.uncosted_failures,
+    ]
 }
 
-/// Recomputes `kpi_daily` for the given sites over [from, to] (inclusive), from the lines.
-pub async fn rebuild_rollup(
+/// Adds tallies per (site, due day) to the store, summing with what it holds: rows for
+/// the total (dimension `''`) and for every member.
+pub async fn add_tallies(
     conn: &mut Conn,
-    params: ScoringParams,
-    sites: &[String],
-    from: NaiveDate,
-    to: NaiveDate,
+    days: &HashMap<(String, NaiveDate), Breakdown>,
 ) -> Result<()> {
-    for site in sites {
-        let rows: Vec<ScoredLine> = sqlx::query_as(
-            "SELECT due_date, ordered_qty, delivered_qty, delivered_date FROM order_lines \
-             WHERE site = $1 AND due_date >= $2 AND due_date <= $3",
-        )
-        .bind(site.clone())
-        .bind(fmt_date(from))
-        .bind(fmt_date(to))
-        .fetch_all(&mut *conn)
-        .await
-        .ctx("Failed to read lines for the roll-up")?;
-        let mut days: BTreeMap<NaiveDate, KpiCounts> = BTreeMap::new();
-        for r in &rows {
-            let Some(due) = parse_date(&r.due_date) else {
-                continue;
-            };
-            let score = score_line(
-                params,
-                r.ordered_qty,
-                r.delivered_qty,
-                due,
-                r.delivered_date.as_deref().and_then(parse_date),
-            );
-            days.entry(due)
-                .or_default()
-                .add_line(score, r.ordered_qty, r.delivered_qty);
-        }
-        sqlx::query("DELETE FROM kpi_daily WHERE site = $1 AND day >= $2 AND day <= $3")
-            .bind(site.clone())
-            .bind(fmt_date(from))
-            .bind(fmt_date(to))
-            .execute(&mut *conn)
-            .await
-            .ctx("Failed to clear the roll-up")?;
-        let days: Vec<_> = days.into_iter().collect();
-        for chunk in days.chunks(INSERT_BATCH) {
-            let mut sql = String::from(
-                "INSERT INTO kpi_daily (site, day, week_start, lines, otif_lines, on_time_lines, \
-                 in_full_lines, units_ordered, units_delivered) VALUES ",
-            );
-            sql.push_str(&placeholders(chunk.len(), 9, 1));
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for (day, c) in chunk {
-                q = q
-                    .bind(site.clone())
-                    .bind(fmt_date(*day))
-                    .bind(fmt_date(Week::containing(*day).start))
-                    .bind(c.lines)
-                    .bind(c.otif_lines)
-                    .bind(c.on_time_lines)
-                    .bind(c.in_full_lines)
-                    .bind(c.units_ordered)
-                    .bind(c.units_delivered);
+    let backend = Backend::of_conn(conn);
+    let mut cols: Vec<(&str, Col)> = vec![
+        ("site", Col::Text),
+        ("day", Col::Text),
+        ("dimension", Col::Text),
+        ("member", Col::Text),
+    ];
+    cols.extend(TALLY_COLS.iter().map(|c| (*c, Col::Int)));
+    let names = cols.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ");
+    let add = TALLY_COLS
+        .iter()
+        .map(|c| format!("{c} = kpi_facts.{c} + excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO kpi_facts ({names}) {} ON CONFLICT (site, day, dimension, member) DO UPDATE SET {add}",
+        json_rows(backend, &cols)
+    );
+    let mut rows: Vec<Value> = Vec::new();
+    let mut keys: Vec<&(String, NaiveDate)> = days.keys().collect();
+    keys.sort();
+    for key in keys {
+        let (site, day) = key;
+        let b = &days[key];
+        let day = fmt_date(*day);
+        let row = |dim: &str, member: &str, t: &Tally| {
+            let mut r = vec![json!(site), json!(day), json!(dim), json!(member)];
+            r.extend(tally_values(t).iter().map(|v| json!(v)));
+            Value::Array(r)
+        };
+        rows.push(row("", "", &b.total));
+        for (dim, members) in &b.dimensions {
+            for (member, t) in members {
+                rows.push(row(dim, member, t));
             }
-            q.execute(&mut *conn)
-                .await
-                .ctx("Failed to write the roll-up")?;
         }
+        if rows.len() >= BULK_ROWS {
+            write_rows(conn, &sql, std::mem::take(&mut rows)).await?;
+        }
+    }
+    if !rows.is_empty() {
+        write_rows(conn, &sql, rows).await?;
     }
     Ok(())
 }
 
-/// One roll-up row: a site, a period key (a day or a week's Monday) and its counts.
-#[derive(sqlx::FromRow)]
-struct CountsRow {
-    site: String,
-    period: String,
-    lines: i64,
-    otif_lines: i64,
-    on_time_lines: i64,
-    in_full_lines: i64,
-    units_ordered: i64,
-    units_delivered: i64,
-}
-
-impl CountsRow {
-    fn counts(&self) -> KpiCounts {
-        KpiCounts {
-            lines: self.lines,
-            otif_lines: self.otif_lines,
-            on_time_lines: self.on_time_lines,
-            in_full_lines: self.in_full_lines,
-            units_ordered: self.units_ordered,
-            units_delivered: self.units_delivered,
-        }
-    }
-}
-
-/// Weekly counts per site between two weeks (inclusive), summed by the database from the
-/// roll-up; one site or all of them.
-pub async fn weekly_counts<'e>(
-    ex: impl Exec<'e>,
-    site: Option<&str>,
-    from: Week,
-    to: Week,
-) -> Result<Vec<(String, Week, KpiCounts)>> {
-    let rows: Vec<CountsRow> = sqlx::query_as(
-        "SELECT site, week_start AS period, CAST(SUM(lines) AS BIGINT) AS lines, \
-         CAST(SUM(otif_lines) AS BIGINT) AS otif_lines, CAST(SUM(on_time_lines) AS BIGINT) AS on_time_lines, \
-         CAST(SUM(in_full_lines) AS BIGINT) AS in_full_lines, CAST(SUM(units_ordered) AS BIGINT) AS units_ordered, \
-         CAST(SUM(units_delivered) AS BIGINT) AS units_delivered \
-         FROM kpi_daily WHERE week_start >= $1 AND week_start <= $2 AND ($3 = '' OR site = $3) \
-         GROUP BY site, week_start",
-    )
-    .bind(fmt_date(from.start))
-    .bind(fmt_date(to.start))
-    .bind(site.unwrap_or_default().to_string())
-    .fetch_all(ex)
-    .await
-    .ctx("Failed to read the KPI roll-up")?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| {
-            let week = Week::containing(parse_date(&r.period)?);
-            Some((r.site.clone(), week, r.counts()))
-        })
-        .collect())
-}
-
-/// Daily counts per site between two days (inclusive), from the roll-up; one site or all.
-pub async fn daily_counts<'e>(
-    ex: impl Exec<'e>,
-    site: Option<&str>,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Result<Vec<(String, NaiveDate, KpiCounts)>> {
-    let rows: Vec<CountsRow> = sqlx::query_as(
-        "SELECT site, day AS period, lines, otif_lines, on_time_lines, in_full_lines, units_ordered, \
-         units_delivered FROM kpi_daily WHERE day >= $1 AND day <= $2 AND ($3 = '' OR site = $3)",
-    )
-    .bind(fmt_date(from))
-    .bind(fmt_date(to))
-    .bind(site.unwrap_or_default().to_string())
-    .fetch_all(ex)
-    .await
-    .ctx("Failed to read the daily roll-up")?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| Some((r.site.clone(), parse_date(&r.period)?, r.counts())))
-        .collect())
+async fn write_rows(conn: &mut Conn, sql: &str, rows: Vec<Value>) -> Result<()> {
+    sqlx::query(AssertSqlSafe(sql.to_string()))
+        .bind(Value::Array(rows).to_string())
+        .execute(&mut *conn)
+        .await
+        .ctx("Failed to write the metric store")?;
+    Ok(())
 }
 
 #[derive(sqlx::FromRow)]
@@ -383,65 +407,294 @@ impl LineRow {
     }
 }
 
-/// Lines due in [from, to] for one site, or for the whole network when `site` is `None`.
+const FACT_COLS: &str = "site, customer, carrier, sku, category, ordered_qty, delivered_qty, \
+                         due_date, delivered_date, reason_code";
+
+/// One site's lines due in [from, to] (drill-through, re-tallying; bounded by the caller's
+/// span).
 pub async fn line_facts<'e>(
     ex: impl Exec<'e>,
-    site: Option<&str>,
+    site: &str,
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<LineFact>> {
-    const COLS: &str = "site, customer, carrier, sku, category, ordered_qty, delivered_qty, due_date, delivered_date, reason_code";
-    let rows: Vec<LineRow> = match site {
-        Some(site) => {
-            sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {COLS} FROM order_lines WHERE site = $1 AND due_date >= $2 AND due_date <= $3"
-        )))
-            .bind(site.to_string())
-            .bind(fmt_date(from))
-            .bind(fmt_date(to))
-            .fetch_all(ex)
-            .await
-        }
-        // Without the site condition, so the due-date index serves the scan.
-        None => {
-            sqlx::query_as(AssertSqlSafe(format!(
-                "SELECT {COLS} FROM order_lines WHERE due_date >= $1 AND due_date <= $2"
-            )))
-            .bind(fmt_date(from))
-            .bind(fmt_date(to))
-            .fetch_all(ex)
-            .await
-        }
-    }
+    let rows: Vec<LineRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {FACT_COLS} FROM order_lines WHERE site = $1 AND due_date >= $2 AND due_date <= $3"
+    )))
+    .bind(site.to_string())
+    .bind(fmt_date(from))
+    .bind(fmt_date(to))
+    .fetch_all(ex)
+    .await
     .ctx("Failed to read order lines")?;
     Ok(rows.into_iter().filter_map(LineRow::into_fact).collect())
 }
 
-/// Latest delivered_date among lines due since `since` (a bounded scan on the due-date
-/// index), no later than `as_of`.
+/// Rebuilds one site's tallies for the days in [from, to] from its lines, under these
+/// rules and costs: deletes them, then reads and tallies a week of lines at a time.
+pub async fn retally(
+    conn: &mut Conn,
+    site: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    params: ScoringParams,
+    costs: &CostBook,
+) -> Result<()> {
+    sqlx::query("DELETE FROM kpi_facts WHERE site = $1 AND day >= $2 AND day <= $3")
+        .bind(site.to_string())
+        .bind(fmt_date(from))
+        .bind(fmt_date(to))
+        .execute(&mut *conn)
+        .await
+        .ctx("Failed to clear the metric store")?;
+    let mut start = from;
+    while start <= to {
+        let end = (start + Duration::days(RETALLY_DAYS - 1)).min(to);
+        let mut days: HashMap<(String, NaiveDate), Breakdown> = HashMap::new();
+        for line in line_facts(&mut *conn, site, start, end).await? {
+            days.entry((line.site.clone(), line.due_date))
+                .or_default()
+                .add_stored_line(&line, params, costs);
+        }
+        add_tallies(conn, &days).await?;
+        start = end + Duration::days(1);
+    }
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct SpanRow {
+    site: String,
+    first_day: Option<String>,
+    last_day: Option<String>,
+}
+
+/// Re-tallies the whole store from the lines (a change of scoring rules or unit costs).
+pub async fn retally_all(conn: &mut Conn, params: ScoringParams, costs: &CostBook) -> Result<()> {
+    sqlx::query("DELETE FROM kpi_facts")
+        .execute(&mut *conn)
+        .await
+        .ctx("Failed to clear the metric store")?;
+    let spans: Vec<SpanRow> = sqlx::query_as(
+        "SELECT site, MIN(due_date) AS first_day, MAX(due_date) AS last_day FROM order_lines GROUP BY site",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .ctx("Failed to read the lines' spans")?;
+    for s in spans {
+        let (Some(from), Some(to)) = (
+            s.first_day.as_deref().and_then(parse_date),
+            s.last_day.as_deref().and_then(parse_date),
+        ) else {
+            continue;
+        };
+        retally(conn, &s.site, from, to, params, costs).await?;
+    }
+    Ok(())
+}
+
+/// One summed row of the store.
+#[derive(sqlx::FromRow)]
+struct TallyRow {
+    site: String,
+    day: String,
+    dimension: String,
+    member: String,
+    lines: i64,
+    otif_lines: i64,
+    on_time_lines: i64,
+    in_full_lines: i64,
+    units_ordered: i64,
+    units_delivered: i64,
+    open_lines: i64,
+    unreasoned_failures: i64,
+    failed_cost_cents: i64,
+    uncosted_failures: i64,
+}
+
+impl TallyRow {
+    fn tally(&self) -> Tally {
+        Tally {
+            counts: KpiCounts {
+                lines: self.lines,
+                otif_lines: self.otif_lines,
+                on_time_lines: self.on_time_lines,
+                in_full_lines: self.in_full_lines,
+                units_ordered: self.units_ordered,
+                units_delivered: self.units_delivered,
+            },
+            open_lines: self.open_lines,
+            unreasoned_failures: self.unreasoned_failures,
+            failed_cost_cents: self.failed_cost_cents,
+            uncosted_failures: self.uncosted_failures,
+        }
+    }
+}
+
+/// `CAST(SUM(c) AS BIGINT) AS c` for every tally column.
+fn sums() -> String {
+    TALLY_COLS
+        .iter()
+        .map(|c| format!("CAST(SUM({c}) AS BIGINT) AS {c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The lines of one site, or of the network (`None`), due in [from, to], summed from the
+/// store: the total, each member of each dimension and, for the network, each site's
+/// total as the `site` dimension.
+pub async fn breakdown(
+    db: &Db,
+    site: Option<&str>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Breakdown> {
+    let rows: Vec<TallyRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT '' AS site, '' AS day, dimension, member, {} FROM kpi_facts \
+         WHERE day >= $1 AND day <= $2 AND ($3 = '' OR site = $3) AND dimension <> $4 \
+         GROUP BY dimension, member",
+        sums()
+    )))
+    .bind(fmt_date(from))
+    .bind(fmt_date(to))
+    .bind(site.unwrap_or_default().to_string())
+    .bind(DELIVERED_ON)
+    .fetch_all(db)
+    .await
+    .ctx("Failed to read the metric store")?;
+    let mut b = Breakdown::default();
+    for r in &rows {
+        if r.dimension.is_empty() {
+            b.total = r.tally();
+        } else {
+            b.add(&r.dimension, &r.member, &r.tally());
+        }
+    }
+    if site.is_none() {
+        for (site, _, t) in totals(db, None, from, to, true).await? {
+            b.add("site", &site, &t);
+        }
+    }
+    Ok(b)
+}
+
+/// Site totals in [from, to]: per site and day, or (`by_site`) per site over the span.
+async fn totals<'e>(
+    ex: impl Exec<'e>,
+    site: Option<&str>,
+    from: NaiveDate,
+    to: NaiveDate,
+    by_site: bool,
+) -> Result<Vec<(String, Option<NaiveDate>, Tally)>> {
+    let sql = if by_site {
+        format!(
+            "SELECT site, '' AS day, '' AS dimension, '' AS member, {} FROM kpi_facts \
+             WHERE day >= $1 AND day <= $2 AND ($3 = '' OR site = $3) AND dimension = '' GROUP BY site",
+            sums()
+        )
+    } else {
+        format!(
+            "SELECT site, day, dimension, member, {} FROM kpi_facts \
+             WHERE day >= $1 AND day <= $2 AND ($3 = '' OR site = $3) AND dimension = ''",
+            TALLY_COLS.join(", ")
+        )
+    };
+    let rows: Vec<TallyRow> = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(fmt_date(from))
+        .bind(fmt_date(to))
+        .bind(site.unwrap_or_default().to_string())
+        .fetch_all(ex)
+        .await
+        .ctx("Failed to read the metric store")?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.site.clone(), parse_date(&r.day), r.tally()))
+        .collect())
+}
+
+/// Each site's total per day in [from, to]; one site or all.
+pub async fn daily_tallies<'e>(
+    ex: impl Exec<'e>,
+    site: Option<&str>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<(String, NaiveDate, Tally)>> {
+    Ok(totals(ex, site, from, to, false)
+        .await?
+        .into_iter()
+        .filter_map(|(s, d, t)| Some((s, d?, t)))
+        .collect())
+}
+
+/// The scope's total per day in [from, to]: one site, or every site summed by the
+/// database (the network).
+pub async fn day_totals<'e>(
+    ex: impl Exec<'e>,
+    site: Option<&str>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<(NaiveDate, Tally)>> {
+    let rows: Vec<TallyRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT '' AS site, day, '' AS dimension, '' AS member, {} FROM kpi_facts          WHERE day >= $1 AND day <= $2 AND ($3 = '' OR site = $3) AND dimension = '' GROUP BY day",
+        sums()
+    )))
+    .bind(fmt_date(from))
+    .bind(fmt_date(to))
+    .bind(site.unwrap_or_default().to_string())
+    .fetch_all(ex)
+    .await
+    .ctx("Failed to read the metric store")?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| Some((parse_date(&r.day)?, r.tally())))
+        .collect())
+}
+
+/// Daily counts per site between two days (inclusive); one site or all.
+pub async fn daily_counts<'e>(
+    ex: impl Exec<'e>,
+    site: Option<&str>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<(String, NaiveDate, KpiCounts)>> {
+    Ok(daily_tallies(ex, site, from, to)
+        .await?
+        .into_iter()
+        .map(|(s, d, t)| (s, d, t.counts))
+        .collect())
+}
+
+/// Weekly counts per site between two weeks (inclusive); one site or all.
+pub async fn weekly_counts<'e>(
+    ex: impl Exec<'e>,
+    site: Option<&str>,
+    from: Week,
+    to: Week,
+) -> Result<Vec<(String, Week, KpiCounts)>> {
+    let mut weeks: BTreeMap<(String, Week), KpiCounts> = BTreeMap::new();
+    for (s, day, c) in daily_counts(ex, site, from.start, to.end()).await? {
+        weeks.entry((s, Week::containing(day))).or_default().add(&c);
+    }
+    Ok(weeks.into_iter().map(|((s, w), c)| (s, w, c)).collect())
+}
+
+/// Latest delivery date, no later than `as_of`, among lines due since `since`.
 pub async fn latest_data_date<'e>(
     ex: impl Exec<'e>,
     site: Option<&str>,
     since: NaiveDate,
     as_of: NaiveDate,
 ) -> Result<Option<NaiveDate>> {
-    let latest: Option<String> = match site {
-        Some(site) => sqlx::query_scalar(
-            "SELECT MAX(delivered_date) FROM order_lines WHERE site = $1 AND due_date >= $2 AND delivered_date <= $3",
-        )
-        .bind(site.to_string())
-        .bind(fmt_date(since))
-        .bind(fmt_date(as_of))
-        .fetch_one(ex)
-        .await,
-        None => sqlx::query_scalar(
-            "SELECT MAX(delivered_date) FROM order_lines WHERE due_date >= $1 AND delivered_date <= $2",
-        )
-        .bind(fmt_date(since))
-        .bind(fmt_date(as_of))
-        .fetch_one(ex)
-        .await,
-    }
+    let latest: Option<String> = sqlx::query_scalar(
+        "SELECT MAX(member) FROM kpi_facts WHERE dimension = $1 AND day >= $2 AND member <= $3 \
+         AND ($4 = '' OR site = $4)",
+    )
+    .bind(DELIVERED_ON)
+    .bind(fmt_date(since))
+    .bind(fmt_date(as_of))
+    .bind(site.unwrap_or_default().to_string())
+    .fetch_one(ex)
+    .await
     .ctx("Failed to read the latest data date")?;
     Ok(latest.as_deref().and_then(parse_date))
 }

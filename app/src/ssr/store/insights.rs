@@ -4,10 +4,9 @@
 use super::{decode, list as in_list, Ctx, Exec, Result};
 use crate::domain::actions::{ActionState, ActionView};
 use crate::domain::kpi::Metric;
-use crate::domain::period::{fmt_date, parse_date, Week};
+use crate::domain::period::{fmt_date, parse_date, Lens, Period, Week};
 use crate::domain::status::{AnswerStatus, FeedbackSync};
 use crate::dto::{FeedbackView, InsightView, Lineage};
-use chrono::NaiveDate;
 use sqlx::AssertSqlSafe;
 use std::collections::HashMap;
 
@@ -16,7 +15,9 @@ pub struct NewInsight<'a> {
     pub id: &'a str,
     pub site: &'a str,
     pub metric: Metric,
-    pub period_start: NaiveDate,
+    /// The card's lens and the period explained.
+    pub lens: Lens,
+    pub period: Period,
     pub created_at: &'a str,
     pub status: AnswerStatus,
     pub agent: &'a str,
@@ -41,13 +42,13 @@ pub async fn insert<'e>(ex: impl Exec<'e>, i: &NewInsight<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO insights (id, site, metric, period_start, created_at, status, agent, value, headline, \
          narrative, insight_json, evidence_hash, rules_version, error, latency_ms, agent_kind, \
-         model_version, trace_id, grounding_json, job_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+         model_version, trace_id, grounding_json, job_id, lens, period) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
     )
     .bind(i.id.to_string())
     .bind(i.site.to_string())
     .bind(i.metric.key())
-    .bind(fmt_date(i.period_start))
+    .bind(fmt_date(i.period.start))
     .bind(i.created_at.to_string())
     .bind(i.status.as_str())
     .bind(i.agent.to_string())
@@ -64,19 +65,23 @@ pub async fn insert<'e>(ex: impl Exec<'e>, i: &NewInsight<'_>) -> Result<()> {
     .bind(i.trace_id.clone())
     .bind(i.grounding_json.clone())
     .bind(i.job_id.map(str::to_string))
+    .bind(i.lens.key())
+    .bind(i.period.label())
     .execute(ex)
     .await
     .ctx("Failed to store the insight")?;
     Ok(())
 }
 
-const INSIGHT_COLS: &str = "id, site, metric, period_start, created_at, status, agent, value, headline, narrative, insight_json, evidence_hash, rules_version, error, latency_ms, agent_kind, model_version, trace_id, grounding_json";
+const INSIGHT_COLS: &str = "id, site, metric, lens, period, period_start, created_at, status, agent, value, headline, narrative, insight_json, evidence_hash, rules_version, error, latency_ms, agent_kind, model_version, trace_id, grounding_json";
 
 #[derive(sqlx::FromRow)]
 struct InsightRow {
     id: String,
     site: String,
     metric: String,
+    lens: String,
+    period: String,
     period_start: String,
     created_at: String,
     status: String,
@@ -103,9 +108,15 @@ impl InsightRow {
         };
         Ok(Some(InsightView {
             status: decode("insights.status", AnswerStatus::parse(&self.status))?,
-            period_label: parse_date(&self.period_start)
-                .map(|d| Week::containing(d).label())
-                .unwrap_or_default(),
+            // Rows from before cards had lenses explain weeks and have no label.
+            period_label: if self.period.is_empty() {
+                parse_date(&self.period_start)
+                    .map(|d| Week::containing(d).label())
+                    .unwrap_or_default()
+            } else {
+                self.period
+            },
+            lens: self.lens,
             actions: vec![],
             id: self.id,
             site: self.site,
@@ -157,19 +168,22 @@ pub async fn get<'e>(ex: impl Exec<'e>, id: &str) -> Result<Option<InsightView>>
     })
 }
 
-/// Insight attempts for one card (or all of a site's, or all), latest first.
+/// Insight attempts for one card (or all of a site's, or all; one lens or every lens),
+/// latest first.
 pub async fn list<'e>(
     ex: impl Exec<'e>,
     site: Option<&str>,
     metric: Option<Metric>,
+    lens: Option<Lens>,
     limit: i64,
 ) -> Result<Vec<InsightView>> {
     let rows = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {INSIGHT_COLS} FROM insights WHERE ($1 = '' OR site = $1) AND ($2 = '' OR metric = $2) \
-         ORDER BY created_at DESC, id DESC LIMIT $3"
+         AND ($3 = '' OR lens = $3) ORDER BY created_at DESC, id DESC LIMIT $4"
     )))
     .bind(site.unwrap_or_default().to_string())
     .bind(metric.map(Metric::key).unwrap_or_default())
+    .bind(lens.map(|l| l.key()).unwrap_or_default())
     .bind(limit)
     .fetch_all(ex)
     .await
@@ -182,14 +196,16 @@ pub async fn latest_ok<'e>(
     ex: impl Exec<'e>,
     site: &str,
     metric: Metric,
+    lens: Lens,
 ) -> Result<Option<InsightView>> {
     let row: Option<InsightRow> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {INSIGHT_COLS} FROM insights WHERE site = $1 AND metric = $2 AND status = $3 \
-         ORDER BY created_at DESC, id DESC LIMIT 1"
+         AND lens = $4 ORDER BY created_at DESC, id DESC LIMIT 1"
     )))
     .bind(site.to_string())
     .bind(metric.key())
     .bind(AnswerStatus::Ok.as_str())
+    .bind(lens.key())
     .fetch_optional(ex)
     .await
     .ctx("Failed to read the card's latest insight")?;
@@ -199,8 +215,8 @@ pub async fn latest_ok<'e>(
     })
 }
 
-/// The latest insight of each status (good, failed) for every card.
-pub async fn latest_per_card<'e>(ex: impl Exec<'e>) -> Result<Vec<InsightView>> {
+/// The latest insight of each status (good, failed) for every card of a lens.
+pub async fn latest_per_card<'e>(ex: impl Exec<'e>, lens: Lens) -> Result<Vec<InsightView>> {
     let cols = INSIGHT_COLS
         .split(", ")
         .map(|c| format!("i.{c}"))
@@ -208,9 +224,11 @@ pub async fn latest_per_card<'e>(ex: impl Exec<'e>) -> Result<Vec<InsightView>> 
         .join(", ");
     let rows = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {cols} FROM insights i JOIN (SELECT site, metric, status, MAX(created_at) AS latest \
-         FROM insights GROUP BY site, metric, status) l ON i.site = l.site AND i.metric = l.metric \
-         AND i.status = l.status AND i.created_at = l.latest"
+         FROM insights WHERE lens = $1 GROUP BY site, metric, status) l ON i.site = l.site \
+         AND i.metric = l.metric AND i.status = l.status AND i.created_at = l.latest \
+         WHERE i.lens = $1"
     )))
+    .bind(lens.key())
     .fetch_all(ex)
     .await
     .ctx("Failed to read the latest insights")?;

@@ -4,8 +4,8 @@
 //! replicas), one file per aggregate:
 //!
 //! - [`facts`]: the seam every read of order data goes through: sites, order lines, the
-//!   daily KPI roll-up, the latest data date and unit costs (and their writes: import,
-//!   seed, roll-up rebuilds).
+//!   metric store (tallies per site, day and dimension member), the latest data date and
+//!   unit costs (and their writes: bulk import, re-scoring).
 //! - [`rules`]: the rule book, KPI definitions, rule versions and their change log.
 //! - [`insights`]: insights, the agent calls behind them (lineage), feedback, next actions.
 //! - [`conversations`]: drill-down conversations and their turns.
@@ -19,8 +19,8 @@
 //! timestamps as fixed-width RFC 3339 UTC text (text order is time order), flags as
 //! integers, sums cast to BIGINT (PostgreSQL widens `SUM(bigint)` to numeric, which `Any`
 //! cannot decode), status columns holding the text of the vocabularies in
-//! [`crate::domain::status`]. The one statement that differs by backend is the job claim
-//! ([`Backend`]).
+//! [`crate::domain::status`]. What differs by backend is the job claim and how bulk writes
+//! unpack their JSON rows ([`Backend`], [`json_rows`]).
 //!
 //! Callers own transactions: functions take an executor (the pool, or `&mut *tx`), and
 //! those that run several statements take a connection. Rows are read into `*Row`
@@ -125,6 +125,56 @@ impl Backend {
     }
 }
 
+impl Backend {
+    /// The backend of a connection (or of a transaction, dereferenced).
+    pub fn of_conn(conn: &Conn) -> Backend {
+        if conn
+            .backend_name()
+            .to_ascii_lowercase()
+            .starts_with("postgres")
+        {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
+/// How a column of a bulk write reads its JSON value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Col {
+    Text,
+    Int,
+}
+
+/// `SELECT <one expression per column> FROM <the JSON array bound as $1>`: bulk writes
+/// send their rows as one JSON array of arrays in one parameter, so a statement carries
+/// thousands of rows without thousands of bound values (binding grows slower than linear
+/// in the number of parameters through the `Any` driver). The database unpacks it in C;
+/// the one place this differs by backend.
+/// Each column is read from its position in the row arrays and named `name`.
+pub(crate) fn json_rows(backend: Backend, cols: &[(&str, Col)]) -> String {
+    let exprs: Vec<String> = cols
+        .iter()
+        .enumerate()
+        .map(|(i, (name, c))| match (backend, c) {
+            (Backend::Postgres, Col::Int) => format!("CAST(j.value->>{i} AS BIGINT) AS {name}"),
+            _ => format!("j.value->>{i} AS {name}"),
+        })
+        .collect();
+    match backend {
+        // `WHERE true` lets an upsert clause follow (SQLite's parser needs it).
+        Backend::Sqlite => format!(
+            "SELECT {} FROM json_each($1) AS j WHERE true",
+            exprs.join(", ")
+        ),
+        Backend::Postgres => format!(
+            "SELECT {} FROM json_array_elements(CAST($1 AS json)) AS j",
+            exprs.join(", ")
+        ),
+    }
+}
+
 /// Connects, creating a SQLite file (and its folder) when missing, and applies migrations.
 pub async fn connect(url: &str) -> Result<Db> {
     sqlx::any::install_default_drivers();
@@ -212,20 +262,6 @@ pub async fn commit(tx: Tx) -> Result<()> {
     tx.commit().await.ctx("Failed to commit")
 }
 
-/// `($1,$2,..),($n+1,..)`: placeholders for a multi-row VALUES clause, numbered from
-/// `first`.
-fn placeholders(rows: usize, cols: usize, first: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let row: Vec<String> = (0..cols)
-                .map(|c| format!("${}", first + r * cols + c))
-                .collect();
-            format!("({})", row.join(","))
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// `$first, $first+1, …`: placeholders for an `IN (…)` list.
 fn list(n: usize, first: usize) -> String {
     (first..first + n)
@@ -238,8 +274,15 @@ fn list(n: usize, first: usize) -> String {
 mod tests {
     #[test]
     fn placeholders_number_rows_and_lists() {
-        assert_eq!(super::placeholders(2, 2, 1), "($1,$2),($3,$4)");
-        assert_eq!(super::placeholders(1, 3, 4), "($4,$5,$6)");
         assert_eq!(super::list(3, 2), "$2,$3,$4");
+        use super::{json_rows, Backend, Col};
+        let cols = [("a", Col::Text), ("b", Col::Int)];
+        assert_eq!(
+            json_rows(Backend::Sqlite, &cols),
+            "SELECT j.value->>0 AS a, j.value->>1 AS b FROM json_each($1) AS j WHERE true"
+        );
+        assert!(json_rows(Backend::Postgres, &cols).contains(
+            "j.value->>0 AS a, CAST(j.value->>1 AS BIGINT) AS b FROM json_array_elements"
+        ));
     }
 }

@@ -53,6 +53,12 @@ struct PlaybookRow {
 /// [`Rules::in_force`]), with targets in display units (percent for ratios).
 pub async fn load<'a>(conn: impl Acq<'a>) -> Result<Rules> {
     let mut conn = conn.acquire().await.ctx("Failed to read the rules")?;
+    load_on(&mut conn).await
+}
+
+/// [`load`] on a connection (or a transaction, dereferenced): its future is `Send` for
+/// every lifetime, which generic executors' futures are not when nested in a boxed one.
+pub async fn load_on(conn: &mut Conn) -> Result<Rules> {
     let version = version(&mut *conn).await?;
     let entries = sqlx::query_as::<_, RuleRow>(
         "SELECT rule_key, kind, metric, value, description, enabled FROM business_rules \

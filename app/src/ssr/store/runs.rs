@@ -6,6 +6,7 @@
 
 use super::{decode, Backend, Conn, Ctx, Db, Exec, Result};
 use crate::domain::kpi::Metric;
+use crate::domain::period::Compare;
 use crate::domain::status::{JobStatus, RunOrigin, RunStatus};
 use crate::dto::{JobView, RunView};
 use crate::ssr::clock::{new_id, parse_timestamp, timestamp};
@@ -27,6 +28,10 @@ pub struct NewRun<'a> {
     pub note: Option<String>,
     /// `skipped` records a tick that was not run; otherwise `running`.
     pub skipped: bool,
+    /// The cards' period (a label; empty for the latest complete week when each job runs)
+    /// and comparison.
+    pub period: String,
+    pub compare: Compare,
 }
 
 /// Inserts a run and its queued jobs on `conn`, which must be the caller's transaction (a
@@ -48,8 +53,8 @@ pub async fn insert_run(
     };
     sqlx::query(
         "INSERT INTO refresh_runs (id, schedule_id, schedule_name, origin, scope, scope_value, scheduled_for, \
-         force, status, total, note, created_at, finished_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         force, status, total, note, created_at, finished_at, period, compare) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
     )
     .bind(id.clone())
     .bind(run.schedule.map(|s| s.0.to_string()))
@@ -64,6 +69,8 @@ pub async fn insert_run(
     .bind(run.note.clone())
     .bind(created_at.clone())
     .bind((status != RunStatus::Running).then(|| created_at.clone()))
+    .bind(run.period.clone())
+    .bind(run.compare.key())
     .execute(&mut *conn)
     .await
     .ctx("Failed to store the run")?;
@@ -108,6 +115,9 @@ pub struct JobClaim {
     pub attempts: i64,
     pub replica: Arc<str>,
     pub force: bool,
+    /// The run's period label (empty: the latest complete week) and comparison.
+    pub period: String,
+    pub compare: Compare,
 }
 
 #[derive(sqlx::FromRow)]
@@ -170,18 +180,24 @@ pub async fn claim(
             attempts: r.attempts,
             replica: replica.clone(),
             force: false,
+            period: String::new(),
+            compare: Compare::Previous,
         })
         .collect();
     if !claims.is_empty() {
-        // Forced runs are rare; one query for the claimed runs' flags.
-        let forced: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM refresh_runs WHERE status = $1 AND force = 1")
+        // The claimed runs' settings: one query for the running runs (a handful).
+        let runs: Vec<(String, i64, String, String)> =
+            sqlx::query_as("SELECT id, force, period, compare FROM refresh_runs WHERE status = $1")
                 .bind(RunStatus::Running.as_str())
                 .fetch_all(db)
                 .await
                 .ctx("Failed to read the runs")?;
         for c in &mut claims {
-            c.force = forced.contains(&c.run_id);
+            if let Some((_, force, period, compare)) = runs.iter().find(|r| r.0 == c.run_id) {
+                c.force = *force != 0;
+                c.period = period.clone();
+                c.compare = Compare::parse(compare).unwrap_or_default();
+            }
         }
     }
     Ok(claims)

@@ -16,6 +16,8 @@ pub struct ScheduleRow {
     pub scope_value: Option<String>,
     pub catch_up: String,
     pub enabled: i64,
+    pub period: String,
+    pub compare: String,
     pub next_fire_at: Option<String>,
     pub last_fire_at: Option<String>,
     pub created_at: String,
@@ -32,13 +34,14 @@ impl ScheduleRow {
             scope_value: self.scope_value.clone(),
             catch_up: self.catch_up.clone(),
             enabled: self.enabled != 0,
+            view: crate::dto::PeriodChoice::new(&self.period, &self.compare),
         }
     }
 }
 
 const COLS: &str =
-    "id, name, cron, timezone, scope, scope_value, catch_up, enabled, next_fire_at, \
-     last_fire_at, created_at, updated_at";
+    "id, name, cron, timezone, scope, scope_value, catch_up, enabled, period, compare, \
+     next_fire_at, last_fire_at, created_at, updated_at";
 
 pub async fn list<'e>(ex: impl Exec<'e>) -> Result<Vec<ScheduleRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -83,11 +86,12 @@ pub async fn save<'e>(
 ) -> Result<()> {
     let sql = if create {
         "INSERT INTO schedules (id, name, cron, timezone, scope, scope_value, catch_up, enabled, \
-         next_fire_at, last_fire_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $10)"
+         next_fire_at, last_fire_at, created_at, updated_at, period, compare) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10, $10, $11, $12)"
     } else {
         "UPDATE schedules SET name = $2, cron = $3, timezone = $4, scope = $5, scope_value = $6, \
-         catch_up = $7, enabled = $8, next_fire_at = $9, updated_at = $10 WHERE id = $1"
+         catch_up = $7, enabled = $8, next_fire_at = $9, updated_at = $10, period = $11, \
+         compare = $12 WHERE id = $1"
     };
     sqlx::query(sql)
         .bind(id.to_string())
@@ -100,6 +104,14 @@ pub async fn save<'e>(
         .bind(i64::from(input.enabled))
         .bind(next_fire_at)
         .bind(now.to_string())
+        .bind(input.view.period.clone().unwrap_or_default())
+        .bind(
+            input
+                .view
+                .compare
+                .clone()
+                .unwrap_or_else(|| "previous".into()),
+        )
         .execute(ex)
         .await
         .ctx("Failed to store the schedule")?;

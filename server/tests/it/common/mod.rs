@@ -151,7 +151,6 @@ async fn sqlite_test_db() -> TestDb {
 }
 
 pub async fn seed(db: &Db, lines: usize) {
-    let rules = store::rules::load(db).await.unwrap();
     seed_demo(
         db,
         SeedOptions {
@@ -159,7 +158,6 @@ pub async fn seed(db: &Db, lines: usize) {
             as_of: as_of(),
             seed: 7,
         },
-        rules.scoring(),
         false,
     )
     .await
