@@ -176,6 +176,27 @@ pub fn of_counts(
     Some(detect(metric, week, &weekly, &days, sensitivity))
 }
 
+/// The verdict for a period that is not a week: not judged, and it says why (a month,
+/// a quarter or a year has too few predecessors for a robust baseline). `None` when the
+/// rules switch detection off for the metric.
+pub fn not_judged(
+    metric: Metric,
+    grain: crate::domain::period::Grain,
+    rules: &Rules,
+) -> Option<Anomaly> {
+    let sensitivity = rules.anomaly_sensitivity(metric)?;
+    Some(Anomaly {
+        unusual: false,
+        week: None,
+        unusual_days: vec![],
+        sensitivity,
+        summary: format!(
+            "not judged: a {g} has too few earlier {g}s to judge what is usual (weeks are judged against the {BASELINE_WEEKS} before them)",
+            g = grain.noun()
+        ),
+    })
+}
+
 /// Scores a card's reported `week`: its weekly value against the previous weeks
 /// (`weekly`, oldest first, ending with the reported week) and each of its days against the
 /// same weekday of the previous weeks (`daily`: (day, value) for every day with data).

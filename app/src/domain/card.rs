@@ -162,9 +162,10 @@ pub fn tile(
         trigger: rules.trigger(metric, &spark, target).map(|t| t.key.clone()),
         numerator,
         denominator,
-        anomaly: period
-            .as_week()
-            .and_then(|w| crate::domain::anomaly::of_counts(metric, w, series, daily, rules)),
+        anomaly: match period.as_week() {
+            Some(w) => crate::domain::anomaly::of_counts(metric, w, series, daily, rules),
+            None => crate::domain::anomaly::not_judged(metric, period.grain, rules),
+        },
         spark,
     }
 }

@@ -538,6 +538,13 @@ async fn any_period_through_the_api_with_bad_ones_named() {
         .unwrap();
     assert_eq!(q.period.label, "2026-Q3");
     assert_eq!(q.sites[0].tiles[0].spark.len(), 8);
+    assert!(
+        pack.anomaly
+            .as_ref()
+            .is_some_and(|a| !a.unusual && a.summary.starts_with("not judged: a month")),
+        "{:?}",
+        pack.anomaly
+    );
     let y: EvidencePack = app
         .get("/api/v1/evidence?site=network&metric=otif&period=2026-10&compare=year_ago")
         .await

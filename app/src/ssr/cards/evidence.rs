@@ -115,6 +115,7 @@ pub async fn load_period(
     }
     // Anomaly detection compares a week with the same weekdays and the weeks before; other
     // grains have too little history for it (a year has a handful of predecessors).
+    pack.anomaly = crate::domain::anomaly::not_judged(metric, period.grain, rules);
     if let Some(week) = week {
         let weekly: Vec<KpiCounts> = series.iter().map(|(_, c)| *c).collect();
         let (from, to) = crate::domain::anomaly::span(week);
