@@ -310,7 +310,7 @@ pub async fn import_orders_with_progress(
 /// Rows between two progress reports.
 pub const PROGRESS_EVERY: u64 = 500_000;
 /// Site-days of tallies held before they are added to the store (bounds memory).
-const TALLY_DAYS_HELD: usize = 20_000;
+const TALLY_DAYS_HELD: usize = 2_000;
 
 /// Fingerprint of what tallies depend on: the scoring rules and the unit costs. The store
 /// records the one it was tallied with; a different one means re-tally.
@@ -506,8 +506,13 @@ impl LineWriter {
         let mut updates: Vec<(u64, &OrderLine)> = Vec::new();
         let mut updated_keys: HashSet<(&str, i64)> = HashSet::new();
         for (line, l) in refs {
+            // Every key of the batch was either inserted or already stored; a key that is
+            // neither means the write went wrong: fail rather than lose the line.
             let Some(k) = stored.get(&(l.order_id.clone(), l.line_no)) else {
-                continue;
+                return Err(ImportError::Store(StoreError::Corrupt {
+                    what: "An imported line is missing after its write",
+                    detail: format!("order_id '{}' line_no {}", l.order_id, l.line_no),
+                }));
             };
             let ours = k.import_id.as_deref() == Some(self.import_id.as_str());
             if ours && k.import_line == Some(*line as i64) {

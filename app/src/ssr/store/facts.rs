@@ -164,31 +164,32 @@ const LINE_COLS: [(&str, Col); 14] = [
     ("import_line", Col::Int),
 ];
 
-/// The lines as one JSON array of rows in [`LINE_COLS`] order.
-fn lines_json(lines: &[(u64, &OrderLine)], import_id: &str) -> String {
-    let rows: Vec<Value> = lines
+/// The lines as one JSON array of rows in [`LINE_COLS`] order (tuples serialize as
+/// arrays, with no intermediate `Value`s: this runs for every imported line).
+fn lines_json(lines: &[(u64, &OrderLine)], import_id: &str) -> Result<String> {
+    let rows: Vec<_> = lines
         .iter()
         .map(|(src, l)| {
             let f = &l.fact;
-            json!([
-                l.order_id,
+            (
+                &l.order_id,
                 l.line_no,
-                f.site,
-                f.customer,
-                f.carrier,
-                f.sku,
-                f.category,
+                &f.site,
+                &f.customer,
+                &f.carrier,
+                &f.sku,
+                &f.category,
                 f.ordered_qty,
                 f.delivered_qty,
                 fmt_date(f.due_date),
                 f.delivered_date.map(fmt_date),
-                f.reason_code,
+                &f.reason_code,
                 import_id,
-                src
-            ])
+                src,
+            )
         })
         .collect();
-    Value::Array(rows).to_string()
+    super::decode("Failed to encode order lines", serde_json::to_string(&rows))
 }
 
 fn line_columns() -> String {
@@ -217,7 +218,7 @@ pub async fn insert_new_lines(
             json_rows(backend, &LINE_COLS)
         );
         inserted += sqlx::query(AssertSqlSafe(sql))
-            .bind(lines_json(chunk, import_id))
+            .bind(lines_json(chunk, import_id)?)
             .execute(&mut *conn)
             .await
             .ctx("Failed to write order lines")?
@@ -245,7 +246,7 @@ pub async fn update_lines(
             json_rows(backend, &LINE_COLS)
         );
         sqlx::query(AssertSqlSafe(sql))
-            .bind(lines_json(chunk, import_id))
+            .bind(lines_json(chunk, import_id)?)
             .execute(&mut *conn)
             .await
             .ctx("Failed to update order lines")?;
@@ -531,6 +532,15 @@ impl TallyRow {
     }
 }
 
+/// The scope condition on parameter `$n`: one site (`site = $n`, so the primary key's
+/// site prefix serves the read) or every site (`$n = ''`, the day index serves it).
+fn scope(site: Option<&str>, n: usize) -> String {
+    match site {
+        Some(_) => format!("site = ${n}"),
+        None => format!("${n} = ''"),
+    }
+}
+
 /// `CAST(SUM(c) AS BIGINT) AS c` for every tally column.
 fn sums() -> String {
     TALLY_COLS
@@ -551,9 +561,10 @@ pub async fn breakdown(
 ) -> Result<Breakdown> {
     let rows: Vec<TallyRow> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT '' AS site, '' AS day, dimension, member, {} FROM kpi_facts \
-         WHERE day >= $1 AND day <= $2 AND ($3 = '' OR site = $3) AND dimension <> $4 \
+         WHERE day >= $1 AND day <= $2 AND {} AND dimension <> $4 \
          GROUP BY dimension, member",
-        sums()
+        sums(),
+        scope(site, 3)
     )))
     .bind(fmt_date(from))
     .bind(fmt_date(to))
@@ -589,14 +600,16 @@ async fn totals<'e>(
     let sql = if by_site {
         format!(
             "SELECT site, '' AS day, '' AS dimension, '' AS member, {} FROM kpi_facts \
-             WHERE day >= $1 AND day <= $2 AND ($3 = '' OR site = $3) AND dimension = '' GROUP BY site",
-            sums()
+             WHERE day >= $1 AND day <= $2 AND {} AND dimension = '' GROUP BY site",
+            sums(),
+            scope(site, 3)
         )
     } else {
         format!(
             "SELECT site, day, dimension, member, {} FROM kpi_facts \
-             WHERE day >= $1 AND day <= $2 AND ($3 = '' OR site = $3) AND dimension = ''",
-            TALLY_COLS.join(", ")
+             WHERE day >= $1 AND day <= $2 AND {} AND dimension = ''",
+            TALLY_COLS.join(", "),
+            scope(site, 3)
         )
     };
     let rows: Vec<TallyRow> = sqlx::query_as(AssertSqlSafe(sql))
@@ -635,8 +648,9 @@ pub async fn day_totals<'e>(
     to: NaiveDate,
 ) -> Result<Vec<(NaiveDate, Tally)>> {
     let rows: Vec<TallyRow> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT '' AS site, day, '' AS dimension, '' AS member, {} FROM kpi_facts          WHERE day >= $1 AND day <= $2 AND ($3 = '' OR site = $3) AND dimension = '' GROUP BY day",
-        sums()
+        "SELECT '' AS site, day, '' AS dimension, '' AS member, {} FROM kpi_facts          WHERE day >= $1 AND day <= $2 AND {} AND dimension = '' GROUP BY day",
+        sums(),
+        scope(site, 3)
     )))
     .bind(fmt_date(from))
     .bind(fmt_date(to))
@@ -685,10 +699,11 @@ pub async fn latest_data_date<'e>(
     since: NaiveDate,
     as_of: NaiveDate,
 ) -> Result<Option<NaiveDate>> {
-    let latest: Option<String> = sqlx::query_scalar(
+    let latest: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT MAX(member) FROM kpi_facts WHERE dimension = $1 AND day >= $2 AND member <= $3 \
-         AND ($4 = '' OR site = $4)",
-    )
+         AND {}",
+        scope(site, 4)
+    )))
     .bind(DELIVERED_ON)
     .bind(fmt_date(since))
     .bind(fmt_date(as_of))
