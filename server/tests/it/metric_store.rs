@@ -118,12 +118,20 @@ fn direct(lines: &[Raw], s: &Scoring) -> BTreeMap<Key, Counts> {
         if let Some(d) = l.delivered_on {
             members.push(("delivered_on", fmt_date(d)));
         }
+        // Each site's rows, and the network's (site `*`: the sum over sites).
         for (dim, member) in members {
-            add(
-                out.entry((l.site.clone(), day.clone(), dim.to_string(), member))
+            for site in [l.site.as_str(), facts::ALL_SITES] {
+                add(
+                    out.entry((
+                        site.to_string(),
+                        day.clone(),
+                        dim.to_string(),
+                        member.clone(),
+                    ))
                     .or_default(),
-                &c,
-            );
+                    &c,
+                );
+            }
         }
     }
     out
@@ -349,7 +357,7 @@ async fn a_late_correction_changes_exactly_the_days_it_touches() {
     let after = stored(&t.db).await;
     let lines = raw_lines(&t.db).await;
     assert_eq!(after, direct(&lines, &demo_scoring(&t.db).await));
-    // Only rows of DAL on the old and the new day differ.
+    // Only rows of DAL (and of the network, its sum) on the old and the new day differ.
     let touched = [fmt_date(old_day), fmt_date(new_day)];
     let keys: std::collections::BTreeSet<&Key> = before.keys().chain(after.keys()).collect();
     let changed: Vec<&&Key> = keys
@@ -359,7 +367,7 @@ async fn a_late_correction_changes_exactly_the_days_it_touches() {
     assert!(!changed.is_empty());
     for k in &changed {
         assert!(
-            k.0 == "DAL" && touched.contains(&k.1),
+            (k.0 == "DAL" || k.0 == facts::ALL_SITES) && touched.contains(&k.1),
             "unexpected change {k:?}"
         );
     }

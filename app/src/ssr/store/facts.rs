@@ -316,9 +316,32 @@ fn tally_values(t: &Tally) -> [i64; 10] {
     ]
 }
 
+/// The store's site key for the whole network: every day's rows summed over the sites, so
+/// a network read costs what one site's does. Never a site code (codes are letters,
+/// digits, `-` and `_`).
+pub const ALL_SITES: &str = "*";
+
 /// Adds tallies per (site, due day) to the store, summing with what it holds: rows for
-/// the total (dimension `''`) and for every member.
+/// the total (dimension `''`) and for every member, for the site and for the network.
 pub async fn add_tallies(
+    conn: &mut Conn,
+    days: &HashMap<(String, NaiveDate), Breakdown>,
+) -> Result<()> {
+    // The network's rows: one per key in a statement (PostgreSQL refuses to update a row
+    // twice in one upsert), so the sites' days are merged here first.
+    let mut network: HashMap<(String, NaiveDate), Breakdown> = HashMap::new();
+    for ((_, day), b) in days {
+        network
+            .entry((ALL_SITES.to_string(), *day))
+            .or_default()
+            .merge(b);
+    }
+    write_tallies(conn, days).await?;
+    write_tallies(conn, &network).await
+}
+
+/// Adds tallies to the rows of exactly the keys given (no network rows).
+async fn write_tallies(
     conn: &mut Conn,
     days: &HashMap<(String, NaiveDate), Breakdown>,
 ) -> Result<()> {
@@ -432,8 +455,47 @@ pub async fn line_facts<'e>(
 }
 
 /// Rebuilds one site's tallies for the days in [from, to] from its lines, under these
-/// rules and costs: deletes them, then reads and tallies a week of lines at a time.
+/// rules and costs, and the network's rows of those days.
 pub async fn retally(
+    conn: &mut Conn,
+    site: &str,
+    from: NaiveDate,
+    to: NaiveDate,
+    params: ScoringParams,
+    costs: &CostBook,
+) -> Result<()> {
+    retally_site(conn, site, from, to, params, costs).await?;
+    renetwork(conn, from, to).await
+}
+
+/// Recomputes the network's rows for the days in [from, to] as the sum of the sites'.
+async fn renetwork(conn: &mut Conn, from: NaiveDate, to: NaiveDate) -> Result<()> {
+    sqlx::query("DELETE FROM kpi_facts WHERE site = $1 AND day >= $2 AND day <= $3")
+        .bind(ALL_SITES)
+        .bind(fmt_date(from))
+        .bind(fmt_date(to))
+        .execute(&mut *conn)
+        .await
+        .ctx("Failed to clear the network's tallies")?;
+    let cols = TALLY_COLS.join(", ");
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO kpi_facts (site, day, dimension, member, {cols}) \
+         SELECT $1, day, dimension, member, {} FROM kpi_facts \
+         WHERE site <> $1 AND day >= $2 AND day <= $3 GROUP BY day, dimension, member",
+        sums()
+    )))
+    .bind(ALL_SITES)
+    .bind(fmt_date(from))
+    .bind(fmt_date(to))
+    .execute(&mut *conn)
+    .await
+    .ctx("Failed to sum the network's tallies")?;
+    Ok(())
+}
+
+/// One site's tallies for [from, to], rebuilt from its lines: deleted, then a week of
+/// lines read and tallied at a time (bounded memory).
+async fn retally_site(
     conn: &mut Conn,
     site: &str,
     from: NaiveDate,
@@ -457,7 +519,7 @@ pub async fn retally(
                 .or_default()
                 .add_stored_line(&line, params, costs);
         }
-        add_tallies(conn, &days).await?;
+        write_tallies(conn, &days).await?;
         start = end + Duration::days(1);
     }
     Ok(())
@@ -482,6 +544,7 @@ pub async fn retally_all(conn: &mut Conn, params: ScoringParams, costs: &CostBoo
     .fetch_all(&mut *conn)
     .await
     .ctx("Failed to read the lines' spans")?;
+    let mut span: Option<(NaiveDate, NaiveDate)> = None;
     for s in spans {
         let (Some(from), Some(to)) = (
             s.first_day.as_deref().and_then(parse_date),
@@ -489,9 +552,13 @@ pub async fn retally_all(conn: &mut Conn, params: ScoringParams, costs: &CostBoo
         ) else {
             continue;
         };
-        retally(conn, &s.site, from, to, params, costs).await?;
+        retally_site(conn, &s.site, from, to, params, costs).await?;
+        span = Some(span.map_or((from, to), |(a, b)| (a.min(from), b.max(to))));
     }
-    Ok(())
+    match span {
+        Some((from, to)) => renetwork(conn, from, to).await,
+        None => Ok(()),
+    }
 }
 
 /// One summed row of the store.
@@ -532,13 +599,17 @@ impl TallyRow {
     }
 }
 
-/// The scope condition on parameter `$n`: one site (`site = $n`, so the primary key's
-/// site prefix serves the read) or every site (`$n = ''`, the day index serves it).
-fn scope(site: Option<&str>, n: usize) -> String {
+/// The condition on `$3` selecting one site's rows, or every site's (not the network's).
+fn each_site(site: Option<&str>) -> &'static str {
     match site {
-        Some(_) => format!("site = ${n}"),
-        None => format!("${n} = ''"),
+        Some(_) => "site = $3",
+        None => "site <> $3",
     }
+}
+
+/// The key a scope's own rows are stored under: a site's code, or the network's.
+fn key(site: Option<&str>) -> String {
+    site.unwrap_or(ALL_SITES).to_string()
 }
 
 /// `CAST(SUM(c) AS BIGINT) AS c` for every tally column.
@@ -561,14 +632,13 @@ pub async fn breakdown(
 ) -> Result<Breakdown> {
     let rows: Vec<TallyRow> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT '' AS site, '' AS day, dimension, member, {} FROM kpi_facts \
-         WHERE day >= $1 AND day <= $2 AND {} AND dimension <> $4 \
+         WHERE site = $3 AND day >= $1 AND day <= $2 AND dimension <> $4 \
          GROUP BY dimension, member",
-        sums(),
-        scope(site, 3)
+        sums()
     )))
     .bind(fmt_date(from))
     .bind(fmt_date(to))
-    .bind(site.unwrap_or_default().to_string())
+    .bind(key(site))
     .bind(DELIVERED_ON)
     .fetch_all(db)
     .await
@@ -589,7 +659,8 @@ pub async fn breakdown(
     Ok(b)
 }
 
-/// Site totals in [from, to]: per site and day, or (`by_site`) per site over the span.
+/// Site totals in [from, to], one site or every site (not the network's own rows): per
+/// site and day, or (`by_site`) per site over the span.
 async fn totals<'e>(
     ex: impl Exec<'e>,
     site: Option<&str>,
@@ -602,20 +673,20 @@ async fn totals<'e>(
             "SELECT site, '' AS day, '' AS dimension, '' AS member, {} FROM kpi_facts \
              WHERE day >= $1 AND day <= $2 AND {} AND dimension = '' GROUP BY site",
             sums(),
-            scope(site, 3)
+            each_site(site)
         )
     } else {
         format!(
             "SELECT site, day, dimension, member, {} FROM kpi_facts \
              WHERE day >= $1 AND day <= $2 AND {} AND dimension = ''",
             TALLY_COLS.join(", "),
-            scope(site, 3)
+            each_site(site)
         )
     };
     let rows: Vec<TallyRow> = sqlx::query_as(AssertSqlSafe(sql))
         .bind(fmt_date(from))
         .bind(fmt_date(to))
-        .bind(site.unwrap_or_default().to_string())
+        .bind(key(site))
         .fetch_all(ex)
         .await
         .ctx("Failed to read the metric store")?;
@@ -639,8 +710,7 @@ pub async fn daily_tallies<'e>(
         .collect())
 }
 
-/// The scope's total per day in [from, to]: one site, or every site summed by the
-/// database (the network).
+/// The scope's total per day in [from, to]: one site's, or the network's own rows.
 pub async fn day_totals<'e>(
     ex: impl Exec<'e>,
     site: Option<&str>,
@@ -648,13 +718,13 @@ pub async fn day_totals<'e>(
     to: NaiveDate,
 ) -> Result<Vec<(NaiveDate, Tally)>> {
     let rows: Vec<TallyRow> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT '' AS site, day, '' AS dimension, '' AS member, {} FROM kpi_facts          WHERE day >= $1 AND day <= $2 AND {} AND dimension = '' GROUP BY day",
-        sums(),
-        scope(site, 3)
+        "SELECT site, day, dimension, member, {} FROM kpi_facts \
+         WHERE site = $3 AND day >= $1 AND day <= $2 AND dimension = ''",
+        TALLY_COLS.join(", ")
     )))
     .bind(fmt_date(from))
     .bind(fmt_date(to))
-    .bind(site.unwrap_or_default().to_string())
+    .bind(key(site))
     .fetch_all(ex)
     .await
     .ctx("Failed to read the metric store")?;
@@ -699,15 +769,14 @@ pub async fn latest_data_date<'e>(
     since: NaiveDate,
     as_of: NaiveDate,
 ) -> Result<Option<NaiveDate>> {
-    let latest: Option<String> = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT MAX(member) FROM kpi_facts WHERE dimension = $1 AND day >= $2 AND member <= $3 \
-         AND {}",
-        scope(site, 4)
-    )))
+    let latest: Option<String> = sqlx::query_scalar(
+        "SELECT MAX(member) FROM kpi_facts WHERE site = $4 AND day >= $2 AND dimension = $1 \
+         AND member <= $3",
+    )
     .bind(DELIVERED_ON)
     .bind(fmt_date(since))
     .bind(fmt_date(as_of))
-    .bind(site.unwrap_or_default().to_string())
+    .bind(key(site))
     .fetch_one(ex)
     .await
     .ctx("Failed to read the latest data date")?;
