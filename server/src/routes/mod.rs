@@ -7,7 +7,7 @@
 //! - [`auth`]: the sign-in and sign-out forms; [`health`]: `/healthz`, `/readyz`,
 //!   `/metrics`; [`analyst`]: the built-in analyst at `/agent/invocations`.
 //! - Leptos pages and server functions (with `AppState` in their context), static files
-//!   and the 404 page.
+//!   and the 404 page; [`page_cache`]: rendered pages kept a second per viewer and URL.
 
 pub mod analyst;
 pub mod api;
@@ -15,6 +15,7 @@ pub mod auth;
 pub mod health;
 pub mod openapi;
 pub mod operations;
+pub mod page_cache;
 
 use crate::guard;
 use app::app::{shell, App};
@@ -109,6 +110,12 @@ pub fn router(state: AppState, guarded: bool) -> Router {
             AppState,
             _,
         >(context, shell));
+    // Rendered pages, for a second, per viewer and URL (inside the guard: it knows who
+    // asks; inside the security headers: each response gets its own nonce).
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        page_cache::PageCache::default(),
+        page_cache::page_cache,
+    ));
     // Who is asking and may they (every route, static files included: their policy is
     // public).
     let router = if guarded {

@@ -224,3 +224,42 @@ async fn metrics_count_agent_errors_by_kind() {
             .join("\n")
     );
 }
+
+#[tokio::test]
+async fn a_page_served_again_within_the_second_carries_its_own_nonce() {
+    let app = spawn_app(2_000, None).await;
+    let nonce = |r: &reqwest::Response| {
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        csp.split("'nonce-")
+            .nth(1)
+            .unwrap()
+            .split('\'')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let a = app.get("/").await;
+    let na = nonce(&a);
+    let body_a = a.text().await.unwrap();
+    let b = app.get("/").await;
+    let nb = nonce(&b);
+    let body_b = b.text().await.unwrap();
+    assert_ne!(na, nb, "a nonce per response");
+    assert!(
+        body_a.contains(&format!("nonce=\"{na}\"")),
+        "first page uses its nonce"
+    );
+    assert!(
+        body_b.contains(&format!("nonce=\"{nb}\"")),
+        "second page uses its nonce"
+    );
+    assert!(
+        !body_b.contains(&na),
+        "no trace of the first response's nonce"
+    );
+    // Apart from the nonce, the same page.
+    assert_eq!(body_a.replace(&na, "N"), body_b.replace(&nb, "N"));
+}
