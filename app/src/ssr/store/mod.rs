@@ -164,8 +164,11 @@ pub(crate) fn json_rows(backend: Backend, cols: &[(&str, Col)]) -> String {
         .collect();
     match backend {
         // `WHERE true` lets an upsert clause follow (SQLite's parser needs it).
+        // `jsonb_each`: each row's `value` is a binary array, so reading its columns does
+        // not render and re-parse it as text once per column (`json_each` did: a fifth of
+        // an import's time in a profile).
         Backend::Sqlite => format!(
-            "SELECT {} FROM json_each($1) AS j WHERE true",
+            "SELECT {} FROM jsonb_each($1) AS j WHERE true",
             exprs.join(", ")
         ),
         Backend::Postgres => format!(
@@ -279,7 +282,7 @@ mod tests {
         let cols = [("a", Col::Text), ("b", Col::Int)];
         assert_eq!(
             json_rows(Backend::Sqlite, &cols),
-            "SELECT j.value->>0 AS a, j.value->>1 AS b FROM json_each($1) AS j WHERE true"
+            "SELECT j.value->>0 AS a, j.value->>1 AS b FROM jsonb_each($1) AS j WHERE true"
         );
         assert!(json_rows(Backend::Postgres, &cols).contains(
             "j.value->>0 AS a, CAST(j.value->>1 AS BIGINT) AS b FROM json_array_elements"
