@@ -7,6 +7,10 @@
 //! same bytes to the rest. Pages update in place afterwards (server functions and the live
 //! run progress are never cached), so a reload shows data at most a second old.
 //!
+//! When a page is older than the second, one request renders it again while the others
+//! keep getting the previous one (for up to [`STALE`]): a crowd arriving together never
+//! renders the same page in parallel.
+//!
 //! Keyed by who is asking (user, token or anonymous, and role: pages show what a role may
 //! do) and the path with its query. Only `GET` of an HTML page that answered 200 without
 //! setting a cookie is kept. Each response carries its own CSP nonce: the cached page's
@@ -26,6 +30,8 @@ use std::time::{Duration, Instant};
 
 /// How long a rendered page is served again.
 pub const TTL: Duration = Duration::from_secs(1);
+/// How long an expired page may still be served while one request renders its successor.
+pub const STALE: Duration = Duration::from_secs(10);
 /// Pages held at most (older entries are dropped first when full).
 pub const MAX_PAGES: usize = 256;
 /// Larger pages are not kept.
@@ -33,6 +39,8 @@ pub const MAX_PAGE_BYTES: usize = 4 << 20;
 
 struct Page {
     at: Instant,
+    /// A request is rendering this page again.
+    refreshing: bool,
     nonce: String,
     headers: HeaderMap,
     body: Bytes,
@@ -78,10 +86,12 @@ pub async fn page_cache(State(cache): State<PageCache>, request: Request, next: 
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with("text/html"));
     if !cacheable || nonce.is_empty() {
+        cache.release(&key);
         return response;
     }
     let (parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_PAGE_BYTES).await else {
+        cache.release(&key);
         // Too large to keep (or the body failed): this request gets an error page rather
         // than a truncated one.
         return Response::builder()
@@ -94,9 +104,18 @@ pub async fn page_cache(State(cache): State<PageCache>, request: Request, next: 
 }
 
 impl PageCache {
+    /// The page to serve, if any: a fresh one, or an expired one while another request
+    /// renders its successor. `None` means "render it" (and, for an expired page, this
+    /// request is now the one that does).
     fn get(&self, key: &(String, String), nonce: &str) -> Option<Response> {
-        let map = self.0.lock().ok()?;
-        let page = map.get(key).filter(|p| p.at.elapsed() < TTL)?;
+        let mut map = self.0.lock().ok()?;
+        let page = map.get_mut(key)?;
+        let age = page.at.elapsed();
+        // Expired and nobody rendering it (or rendering for too long): this one renders.
+        if age >= TTL && !(page.refreshing && age < TTL + STALE) {
+            page.refreshing = true;
+            return None;
+        }
         let body = std::str::from_utf8(&page.body).ok()?;
         let body = if page.nonce.is_empty() {
             body.to_string()
@@ -121,11 +140,24 @@ impl PageCache {
             key,
             Page {
                 at: Instant::now(),
+                refreshing: false,
                 nonce: nonce.to_string(),
                 headers: headers.clone(),
                 body,
             },
         );
+    }
+}
+
+impl PageCache {
+    /// The render this request took on did not give a page to keep: let the next request
+    /// try.
+    fn release(&self, key: &(String, String)) {
+        if let Ok(mut map) = self.0.lock() {
+            if let Some(p) = map.get_mut(key) {
+                p.refreshing = false;
+            }
+        }
     }
 }
 
@@ -176,5 +208,37 @@ mod tests {
         assert!(cache
             .get(&(key.0.clone(), "/?period=month".into()), "x")
             .is_none());
+    }
+
+    #[test]
+    fn an_expired_page_is_rendered_by_one_request_while_the_others_get_the_old_one() {
+        let cache = PageCache::default();
+        let key = ("anonymous".to_string(), "/".to_string());
+        cache.put(
+            key.clone(),
+            "n",
+            &HeaderMap::new(),
+            Bytes::from_static(b"old"),
+        );
+        if let Ok(mut m) = cache.0.lock() {
+            m.get_mut(&key).unwrap().at = Instant::now() - TTL;
+        }
+        assert!(cache.get(&key, "a").is_none(), "the first request renders");
+        assert!(
+            cache.get(&key, "b").is_some(),
+            "the next ones get the old page"
+        );
+        cache.release(&key);
+        assert!(
+            cache.get(&key, "c").is_none(),
+            "after a failed render, the next one tries"
+        );
+        cache.put(
+            key.clone(),
+            "n2",
+            &HeaderMap::new(),
+            Bytes::from_static(b"new"),
+        );
+        assert!(cache.get(&key, "d").is_some());
     }
 }
