@@ -526,9 +526,29 @@ pub fn resolve(
     Ok((period, compare))
 }
 
-/// Parses a `YYYY-MM-DD` date.
+/// Years Opsight accepts anywhere (dates and periods): keeps every date written as ten
+/// characters (so text order is date order) and date arithmetic (ten years of trend back,
+/// a window forward) far from chrono's limits.
+pub const YEARS: std::ops::RangeInclusive<i32> = 1900..=9998;
+
+/// Parses a `YYYY-MM-DD` date: exactly that shape (`2026-1-5`, `26-11-01` and `+10000-01-01`
+/// are refused), a year in [`YEARS`].
 pub fn parse_date(text: &str) -> Option<NaiveDate> {
-    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()
+    let t = text.trim().as_bytes();
+    if t.len() != 10 || t[4] != b'-' || t[7] != b'-' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let part = &t[r];
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    let year = i32::try_from(num(0..4)?)
+        .ok()
+        .filter(|y| YEARS.contains(y))?;
+    NaiveDate::from_ymd_opt(year, num(5..7)?, num(8..10)?)
 }
 
 /// Formats a date as `YYYY-MM-DD`, the storage format (it sorts as text).
@@ -636,6 +656,23 @@ mod tests {
         assert!(err("26-11").contains("four-digit year"));
         assert!(err("2000-01-01..2026-01-01").contains("longer than"));
         assert!(err("next week").contains("four-digit year"));
+        // Extreme or loose dates in a range are refused, never a panic further on.
+        assert!(err("-262143-01-01..-262143-01-01").contains("does not start with a date"));
+        assert!(err("1899-12-31..1900-01-05").contains("does not start with a date"));
+        for text in [
+            "1900-01-01..1900-01-07",
+            "9998-12-25..9998-12-31",
+            "1900",
+            "9998-Q4",
+        ] {
+            let p = p(text);
+            let _ = (p.trend(), p.year_ago().trend(), p.previous().previous());
+        }
+        assert_eq!(parse_date("2026-1-05"), None);
+        assert_eq!(parse_date("26-11-01"), None);
+        assert_eq!(parse_date("+10000-01-01"), None);
+        assert_eq!(parse_date("2026-02-30"), None);
+        assert_eq!(parse_date(" 2026-02-28 "), Some(d("2026-02-28")));
     }
 
     #[test]

@@ -44,7 +44,10 @@ impl Tally {
         self.counts.add(&other.counts);
         self.open_lines += other.open_lines;
         self.unreasoned_failures += other.unreasoned_failures;
-        self.failed_cost_cents += other.failed_cost_cents;
+        // Saturating: absurd costs must not wrap (or panic) the money.
+        self.failed_cost_cents = self
+            .failed_cost_cents
+            .saturating_add(other.failed_cost_cents);
         self.uncosted_failures += other.uncosted_failures;
     }
 

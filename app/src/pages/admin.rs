@@ -133,7 +133,7 @@ pub fn AdminPage() -> impl IntoView {
                         <tbody>{p.audit.into_iter().map(audit_row).collect_view()}</tbody>
                     </table>
                 }.into_any(),
-                Err(e) => view! { <p class="badge error-badge">{e.to_string()}</p> }.into_any(),
+                Err(e) => view! { <p class="badge error-badge" data-page-error="true">{e.to_string()}</p> }.into_any(),
             })}
         </Transition>
         <section class="admin-forms">

@@ -85,7 +85,7 @@ pub fn ConversationPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match conversation.await {
                     Ok(c) => view! { <Conversation c/> }.into_any(),
-                    Err(e) => view! { <p class="badge error-badge">{e.to_string()}</p> }.into_any(),
+                    Err(e) => view! { <p class="badge error-badge" data-page-error="true">{e.to_string()}</p> }.into_any(),
                 }
             })}
         </Suspense>

@@ -188,7 +188,7 @@ pub fn KpiDetailPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match detail.await {
                     Ok(d) => view! { <Detail d/> }.into_any(),
-                    Err(e) => view! { <p class="badge error-badge">{e.to_string()}</p> }.into_any(),
+                    Err(e) => view! { <p class="badge error-badge" data-page-error="true">{e.to_string()}</p> }.into_any(),
                 }
             })}
         </Suspense>

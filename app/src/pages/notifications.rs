@@ -106,7 +106,7 @@ pub fn NotificationsPage() -> impl IntoView {
                         }}
                     </section>
                 }.into_any(),
-                Err(e) => view! { <p class="badge error-badge">{e.to_string()}</p> }.into_any(),
+                Err(e) => view! { <p class="badge error-badge" data-page-error="true">{e.to_string()}</p> }.into_any(),
             })}
         </Transition>
     }

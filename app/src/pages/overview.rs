@@ -105,7 +105,7 @@ pub fn OverviewPage() -> impl IntoView {
                         <h2 class="section">"Distribution centres"</h2>
                         {d.sites.into_iter().map(|r| view! { <Row row=r network=false query=query.clone()/> }).collect_view()}
                     }.into_any()},
-                    Err(e) => view! { <p class="badge error-badge">{format!("The dashboard could not be loaded: {e}")}</p> }.into_any(),
+                    Err(e) => view! { <p class="badge error-badge" data-page-error="true">{format!("The dashboard could not be loaded: {e}")}</p> }.into_any(),
                 }
             })}
         </Transition>

@@ -542,7 +542,7 @@ pub fn RulesPage() -> impl IntoView {
                             {tables(&v, editing, act)}
                         }.into_any()
                     }
-                    Err(e) => view! { <p class="badge error-badge">{e.to_string()}</p> }.into_any(),
+                    Err(e) => view! { <p class="badge error-badge" data-page-error="true">{e.to_string()}</p> }.into_any(),
                 }
             })}}
         </Suspense>

@@ -56,7 +56,7 @@ pub fn RunsPage() -> impl IntoView {
                             <tbody>{list.into_iter().map(|run| view! { <HistoryRow run/> }).collect_view()}</tbody>
                         </table>
                     }.into_any(),
-                    Err(e) => view! { <p class="badge error-badge">{e.to_string()}</p> }.into_any(),
+                    Err(e) => view! { <p class="badge error-badge" data-page-error="true">{e.to_string()}</p> }.into_any(),
                 }
             })}
         </Suspense>
@@ -100,7 +100,7 @@ pub fn RunDetailPage() -> impl IntoView {
                             <tbody>{d.jobs.into_iter().map(|job| view! { <JobRow job/> }).collect_view()}</tbody>
                         </table>
                     }.into_any(),
-                    Err(e) => view! { <p class="badge error-badge">{e.to_string()}</p> }.into_any(),
+                    Err(e) => view! { <p class="badge error-badge" data-page-error="true">{e.to_string()}</p> }.into_any(),
                 }
             })}
         </Suspense>

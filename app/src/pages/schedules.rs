@@ -222,7 +222,7 @@ pub fn SchedulesPage() -> impl IntoView {
                         <tbody>{list.into_iter().map(|s| view! { <Row s editing changed/> }).collect_view()}</tbody>
                     </table>
                 }.into_any(),
-                Err(e) => view! { <p class="badge error-badge">{e.to_string()}</p> }.into_any(),
+                Err(e) => view! { <p class="badge error-badge" data-page-error="true">{e.to_string()}</p> }.into_any(),
             })}
         </Transition>
         {crate::app::can(crate::domain::access::Role::Editor).then(|| view! { <Editor editing saved=changed/> })}

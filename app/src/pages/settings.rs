@@ -49,7 +49,7 @@ pub fn SettingsPage() -> impl IntoView {
                             <tbody>{list.into_iter().map(|a| view! { <AgentRow a/> }).collect_view()}</tbody>
                         </table>
                     }.into_any(),
-                    Err(e) => view! { <p class="badge error-badge">{e.to_string()}</p> }.into_any(),
+                    Err(e) => view! { <p class="badge error-badge" data-page-error="true">{e.to_string()}</p> }.into_any(),
                 }
             })}
         </Suspense>

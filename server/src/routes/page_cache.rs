@@ -13,7 +13,8 @@
 //!
 //! Keyed by who is asking (user, token or anonymous, and role: pages show what a role may
 //! do) and the path with its query. Only `GET` of an HTML page that answered 200 without
-//! setting a cookie is kept. Each response carries its own CSP nonce: the cached page's
+//! setting a cookie, and without a page-level error view (`data-page-error`: a failed read
+//! renders with 200, since the status is sent before the page streams), is kept. Each response carries its own CSP nonce: the cached page's
 //! nonce is replaced by the request's before it is sent. At most [`MAX_PAGES`] pages of up
 //! to [`MAX_PAGE_BYTES`] each are held.
 
@@ -34,8 +35,11 @@ pub const TTL: Duration = Duration::from_secs(1);
 pub const STALE: Duration = Duration::from_secs(10);
 /// Pages held at most (older entries are dropped first when full).
 pub const MAX_PAGES: usize = 256;
-/// Larger pages are not kept.
-pub const MAX_PAGE_BYTES: usize = 4 << 20;
+/// Largest page kept (the overview of a 40-DC network is about 0.4 MB); a larger one is
+/// answered with an error rather than cut.
+pub const MAX_PAGE_BYTES: usize = 8 << 20;
+/// Bytes of pages held at most; past it the cache starts empty again.
+pub const MAX_TOTAL_BYTES: usize = 64 << 20;
 
 struct Page {
     at: Instant,
@@ -99,7 +103,11 @@ pub async fn page_cache(State(cache): State<PageCache>, request: Request, next: 
             .body(Body::from("the page could not be rendered"))
             .unwrap_or_default();
     };
-    cache.put(key, &nonce, &parts.headers, bytes.clone());
+    if shows_page_error(&bytes) {
+        cache.release(&key);
+    } else {
+        cache.put(key, &nonce, &parts.headers, bytes.clone());
+    }
     Response::from_parts(parts, Body::from(bytes))
 }
 
@@ -130,9 +138,11 @@ impl PageCache {
 
     fn put(&self, key: (String, String), nonce: &str, headers: &HeaderMap, body: Bytes) {
         let Ok(mut map) = self.0.lock() else { return };
-        if map.len() >= MAX_PAGES {
+        let held: usize = map.values().map(|p| p.body.len()).sum();
+        if map.len() >= MAX_PAGES || held + body.len() > MAX_TOTAL_BYTES {
             map.retain(|_, p| p.at.elapsed() < TTL);
-            if map.len() >= MAX_PAGES {
+            let held: usize = map.values().map(|p| p.body.len()).sum();
+            if map.len() >= MAX_PAGES || held + body.len() > MAX_TOTAL_BYTES {
                 map.clear();
             }
         }
@@ -147,6 +157,12 @@ impl PageCache {
             },
         );
     }
+}
+
+/// Whether a rendered page shows a page-level error (never kept).
+fn shows_page_error(body: &[u8]) -> bool {
+    const MARK: &[u8] = b"data-page-error";
+    body.windows(MARK.len()).any(|w| w == MARK)
 }
 
 impl PageCache {
@@ -240,5 +256,9 @@ mod tests {
             Bytes::from_static(b"new"),
         );
         assert!(cache.get(&key, "d").is_some());
+        assert!(shows_page_error(
+            b"<p class=\"badge\" data-page-error=\"true\">x</p>"
+        ));
+        assert!(!shows_page_error(b"<p>fine</p>"));
     }
 }

@@ -7,6 +7,9 @@ use crate::ssr::error::ServiceError;
 use crate::ssr::store::facts::{self, CostKey};
 use crate::ssr::store::{self, Db};
 
+/// Largest unit cost accepted (one item of any currency).
+pub const MAX_UNIT_COST: f64 = 1_000_000.0;
+
 fn check(c: &UnitCost) -> Result<(CostKey, String), String> {
     let pick = |v: &Option<String>| {
         v.as_deref()
@@ -20,8 +23,12 @@ fn check(c: &UnitCost) -> Result<(CostKey, String), String> {
         (Some(_), Some(_)) => return Err("give a sku or a category, not both".into()),
         (None, None) => return Err("a sku or a category is required".into()),
     };
-    if !c.unit_cost.is_finite() || c.unit_cost < 0.0 {
-        return Err(format!("unit_cost {} must be a number ≥ 0", c.unit_cost));
+    // The cap keeps money at stake (kept in integer cents) far from overflowing.
+    if !c.unit_cost.is_finite() || c.unit_cost < 0.0 || c.unit_cost > MAX_UNIT_COST {
+        return Err(format!(
+            "unit_cost {} must be a number ≥ 0 (at most {MAX_UNIT_COST})",
+            c.unit_cost
+        ));
     }
     Ok(item)
 }

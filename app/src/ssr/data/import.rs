@@ -473,6 +473,20 @@ impl LineWriter {
             self.known_sites.extend(new_sites.iter().cloned());
             self.sites_created.extend(new_sites);
         }
+        // A key twice in one batch: the second is a duplicate whatever line numbers the
+        // caller gave (the store's check below tells lines apart by them).
+        let mut in_batch: HashMap<(&str, i64), u64> = HashMap::new();
+        for (line, l) in &batch {
+            if let Some(first) = in_batch.insert((l.order_id.as_str(), l.line_no), *line) {
+                self.reject(RowError {
+                    line: *line,
+                    message: duplicate(l, first),
+                });
+            }
+        }
+        if !self.errors.is_empty() {
+            return Ok(());
+        }
         let refs: Vec<(u64, &OrderLine)> = batch.iter().map(|(n, l)| (*n, l)).collect();
         let inserted = facts::insert_new_lines(&mut self.tx, &refs, &self.import_id).await?;
         self.lines += batch.len();

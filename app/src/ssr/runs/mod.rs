@@ -125,6 +125,11 @@ impl Runs {
         &self.queue
     }
 
+    /// The reference date's source (a pinned `OPSIGHT_AS_OF` when replaying history).
+    pub fn clock(&self) -> crate::ssr::clock::Clock {
+        self.cards.clock()
+    }
+
     /// The cards of a scope, in dashboard order (network first).
     pub async fn cards_in_scope(
         &self,

@@ -443,9 +443,16 @@ impl Schedules {
             Tick::Fire { at, missed } => (at, missed, false),
             Tick::Skip { at, missed } => (at, missed, true),
         };
-        // The cards' period as of the tick (a monthly schedule on the 1st: the month just
-        // ended); a stored choice that no longer parses falls back to the default week.
-        let (period, compare) = match super::run_period(&s.input().view, at.date_naive()) {
+        // The cards' period as of the tick, on the tick's date in the schedule's own time
+        // zone (a monthly schedule at 06:00 on the 1st in Tokyo fires on the last day of the
+        // month in UTC, and means the month just ended), or the pinned reference date when
+        // replaying history. A stored choice that no longer parses falls back to the week.
+        let today = self
+            .runs
+            .clock()
+            .as_of
+            .unwrap_or_else(|| at.with_timezone(&crontab.tz).date_naive());
+        let (period, compare) = match super::run_period(&s.input().view, today) {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %chain(&e), "schedule period invalid; using the latest week");
