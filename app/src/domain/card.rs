@@ -66,6 +66,32 @@ pub fn card(
 }
 
 /// Picks, from a card's insight history (any order), the latest good insight and the
+/// latest failed attempt about `period`; when there is none about it, about the latest
+/// earlier period (shown stale: its period has moved on). Insights about later periods
+/// never stand for an earlier one.
+pub fn for_period(
+    history: impl IntoIterator<Item = InsightView>,
+    period: &Period,
+) -> (Option<InsightView>, Option<InsightView>) {
+    let start = fmt_date(period.start);
+    let (same, earlier): (Vec<InsightView>, Vec<InsightView>) = history
+        .into_iter()
+        .filter(|i| i.period_start <= start)
+        .partition(|i| i.period_start == start);
+    if same.is_empty() {
+        // The latest earlier period's attempts only.
+        let last = earlier.iter().map(|i| i.period_start.clone()).max();
+        latest(
+            earlier
+                .into_iter()
+                .filter(|i| Some(&i.period_start) == last.as_ref()),
+        )
+    } else {
+        latest(same)
+    }
+}
+
+/// Picks, from a card's insight history (any order), the latest good insight and the
 /// latest failed attempt.
 pub fn latest(
     history: impl IntoIterator<Item = InsightView>,
@@ -453,5 +479,51 @@ mod tests {
                 ..now
             }
         ));
+    }
+
+    #[test]
+    fn a_card_shows_its_own_periods_insight_else_the_last_earlier_one() {
+        let w45 = view(
+            "1",
+            "2026-11-10T10:00:00.000000Z",
+            "2026-11-02",
+            90.0,
+            1,
+            None,
+        );
+        let w46 = view(
+            "2",
+            "2026-11-17T10:00:00.000000Z",
+            "2026-11-09",
+            91.0,
+            1,
+            None,
+        );
+        // Refreshed later, about an earlier week.
+        let w44_late = view(
+            "3",
+            "2026-11-19T10:00:00.000000Z",
+            "2026-10-26",
+            92.0,
+            1,
+            None,
+        );
+        let all = vec![w45.clone(), w46.clone(), w44_late.clone()];
+        let (ok, _) = for_period(all.clone(), &week());
+        assert_eq!(
+            ok.unwrap().id,
+            "2",
+            "the week's own insight, not the newest row"
+        );
+        let w45_period = Period::week(Week::containing(parse_date("2026-11-02").unwrap()));
+        let (ok, _) = for_period(all.clone(), &w45_period);
+        assert_eq!(
+            ok.unwrap().id,
+            "1",
+            "a past week never shows a later week's insight"
+        );
+        let w47 = Period::week(Week::containing(parse_date("2026-11-16").unwrap()));
+        let (ok, _) = for_period(all, &w47);
+        assert_eq!(ok.unwrap().id, "2", "the latest earlier week, shown stale");
     }
 }

@@ -634,6 +634,37 @@ async fn monthly_and_weekly_cards_live_side_by_side() {
             .clone()
     };
     assert_eq!((dal(&w), dal(&m)), (None, None));
+    // An earlier month: never next month's insight; once refreshed, its own, while the
+    // latest month keeps its own, current.
+    let sep: Dashboard = app
+        .get("/api/v1/dashboard?period=2026-09")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(card_of(&sep), None);
+    let r = app
+        .post_json(
+            "/api/v1/insights/refresh",
+            &json!({"site": "DAL", "metric": "otif", "period": "2026-09"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let sep: Dashboard = app
+        .get("/api/v1/dashboard?period=2026-09")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(card_of(&sep), Some(("month".into(), "2026-09".into())));
+    let m: Dashboard = app
+        .get("/api/v1/dashboard?period=month")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(card_of(&m), Some(("month".into(), "2026-10".into())));
+    assert_eq!(dal(&m), None);
     // A run of monthly cards, as a monthly schedule starts it.
     let r = app
         .post_json(

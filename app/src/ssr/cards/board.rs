@@ -4,7 +4,7 @@
 
 use super::evidence::{self, parse_metric, site_filter};
 use super::Cards;
-use crate::domain::card::{card, latest, mark_model_moved, tile, tile_from_pack, Daily};
+use crate::domain::card::{card, for_period, mark_model_moved, tile, tile_from_pack, Daily};
 use crate::domain::evidence::{EvidencePack, PeriodRef, NETWORK};
 use crate::domain::kpi::{KpiCounts, Metric};
 use crate::domain::period::{fmt_date, resolve, Compare, Lens, Period, Week};
@@ -219,14 +219,16 @@ impl Cards {
         let tiles = self.tiles(period, compare).await?;
         let lens = Lens::of(&period, compare);
         let mut by_card: HashMap<(String, Metric), Vec<InsightView>> = HashMap::new();
-        for i in insights::latest_per_card(&self.db, lens).await? {
+        for i in insights::latest_per_card(&self.db, lens, &period).await? {
             by_card
                 .entry((i.site.clone(), i.metric))
                 .or_default()
                 .push(i);
         }
-        let mut latest_by_card: LatestByCard =
-            by_card.into_iter().map(|(k, v)| (k, latest(v))).collect();
+        let mut latest_by_card: LatestByCard = by_card
+            .into_iter()
+            .map(|(k, v)| (k, for_period(v, &period)))
+            .collect();
         let mut rows: Vec<SiteRow> = tiles
             .rows
             .iter()
@@ -291,7 +293,7 @@ impl Cards {
             evidence::load_period(&self.db, &rules, site, metric, period, compare, as_of).await?;
         let lens = Lens::of(&period, compare);
         let history = insights::list(&self.db, Some(site), Some(metric), Some(lens), 20).await?;
-        let (ok, failed) = latest(history.iter().cloned());
+        let (ok, failed) = for_period(history.iter().cloned(), &period);
         self.refresh_model_versions().await;
         let mut card = card(
             site,

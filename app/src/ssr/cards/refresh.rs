@@ -210,8 +210,14 @@ impl Cards {
     /// sent then (and nobody said anything new about the card): no call is needed.
     #[tracing::instrument(skip_all)]
     pub async fn decide(&self, inputs: &Inputs) -> Result<Option<String>, ServiceError> {
-        let Some(last) =
-            insights::latest_ok(&self.db, &inputs.site, inputs.metric, inputs.lens).await?
+        let Some(last) = insights::latest_ok(
+            &self.db,
+            &inputs.site,
+            inputs.metric,
+            inputs.lens,
+            &inputs.period,
+        )
+        .await?
         else {
             return Ok(None);
         };

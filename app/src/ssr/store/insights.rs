@@ -1,7 +1,7 @@
 //! Insights (every attempt, good or failed), the agent call behind each one (lineage),
 //! thumbs up/down on them, and the next actions people acted on.
 
-use super::{decode, list as in_list, Ctx, Exec, Result};
+use super::{decode, list as in_list, Ctx, Db, Exec, Result};
 use crate::domain::actions::{ActionState, ActionView};
 use crate::domain::kpi::Metric;
 use crate::domain::period::{fmt_date, parse_date, Lens, Period, Week};
@@ -197,15 +197,17 @@ pub async fn latest_ok<'e>(
     site: &str,
     metric: Metric,
     lens: Lens,
+    period: &Period,
 ) -> Result<Option<InsightView>> {
     let row: Option<InsightRow> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {INSIGHT_COLS} FROM insights WHERE site = $1 AND metric = $2 AND status = $3 \
-         AND lens = $4 ORDER BY created_at DESC, id DESC LIMIT 1"
+         AND lens = $4 AND period_start = $5 ORDER BY created_at DESC, id DESC LIMIT 1"
     )))
     .bind(site.to_string())
     .bind(metric.key())
     .bind(AnswerStatus::Ok.as_str())
     .bind(lens.key())
+    .bind(fmt_date(period.start))
     .fetch_optional(ex)
     .await
     .ctx("Failed to read the card's latest insight")?;
@@ -215,24 +217,33 @@ pub async fn latest_ok<'e>(
     })
 }
 
-/// The latest insight of each status (good, failed) for every card of a lens.
-pub async fn latest_per_card<'e>(ex: impl Exec<'e>, lens: Lens) -> Result<Vec<InsightView>> {
+/// The latest insight of each status (good, failed) for every card of a lens: those
+/// about `period` itself, and those about earlier periods (a card that has not been
+/// refreshed since its period moved on shows its last insight as stale). Insights about
+/// later periods are left out: a past month does not show next month's card.
+/// [`crate::domain::card::for_period`] picks between them.
+pub async fn latest_per_card(db: &Db, lens: Lens, period: &Period) -> Result<Vec<InsightView>> {
     let cols = INSIGHT_COLS
         .split(", ")
         .map(|c| format!("i.{c}"))
         .collect::<Vec<_>>()
         .join(", ");
-    let rows = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {cols} FROM insights i JOIN (SELECT site, metric, status, MAX(created_at) AS latest \
-         FROM insights WHERE lens = $1 GROUP BY site, metric, status) l ON i.site = l.site \
-         AND i.metric = l.metric AND i.status = l.status AND i.created_at = l.latest \
-         WHERE i.lens = $1"
-    )))
-    .bind(lens.key())
-    .fetch_all(ex)
-    .await
-    .ctx("Failed to read the latest insights")?;
-    views(rows)
+    let mut out = Vec::new();
+    for relation in ["=", "<"] {
+        let rows = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {cols} FROM insights i JOIN (SELECT site, metric, status, MAX(created_at) AS latest \
+             FROM insights WHERE lens = $1 AND period_start {relation} $2 GROUP BY site, metric, status) l \
+             ON i.site = l.site AND i.metric = l.metric AND i.status = l.status AND i.created_at = l.latest \
+             WHERE i.lens = $1 AND i.period_start {relation} $2"
+        )))
+        .bind(lens.key())
+        .bind(fmt_date(period.start))
+        .fetch_all(db)
+        .await
+        .ctx("Failed to read the latest insights")?;
+        out.extend(views(rows)?);
+    }
+    Ok(out)
 }
 
 /// One agent call, for lineage.
