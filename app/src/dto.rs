@@ -348,6 +348,12 @@ pub struct RunView {
     pub scope_label: String,
     pub scheduled_for: Option<String>,
     pub force: bool,
+    /// The cards' period (a label; empty for the latest complete week when each job ran)
+    /// and comparison.
+    #[serde(default)]
+    pub period: String,
+    #[serde(default)]
+    pub compare: crate::domain::period::Compare,
     pub status: RunStatus,
     pub total: i64,
     pub queued: i64,

@@ -674,6 +674,10 @@ async fn monthly_and_weekly_cards_live_side_by_side() {
         .await;
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
     let run: app::dto::RunView = r.json().await.unwrap();
+    assert_eq!(
+        run.period, "2026-10",
+        "the run says which month it refreshes"
+    );
     let done = app.wait_run(&run.id).await;
     assert_eq!(done.run.done, 5, "{:?}", done.run);
     let m: Dashboard = app
@@ -693,4 +697,32 @@ async fn monthly_and_weekly_cards_live_side_by_side() {
         atl.cards.iter().all(|c| c.insight.is_none()),
         "weekly ATL cards untouched"
     );
+    // Flagged means flagged in the run's own period: the month's off-target or triggered
+    // tiles, not the week's.
+    let flagged = |d: &Dashboard| -> usize {
+        std::iter::once(&d.network)
+            .chain(&d.sites)
+            .flat_map(|r| &r.tiles)
+            .filter(|t| t.status == app::domain::rules::Status::OffTarget || t.trigger.is_some())
+            .count()
+    };
+    let m: Dashboard = app
+        .get("/api/v1/dashboard?period=month")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let w: Dashboard = app.get("/api/v1/dashboard").await.json().await.unwrap();
+    let r = app
+        .post_json(
+            "/api/v1/runs",
+            &json!({"scope": "flagged", "period": "month"}),
+        )
+        .await;
+    assert_eq!(r.status(), 202);
+    let run: app::dto::RunView = r.json().await.unwrap();
+    // The demo's planted problems are in its latest week: the month flags other cards.
+    assert_ne!(flagged(&m), flagged(&w));
+    assert_eq!(run.total as usize, flagged(&m));
+    app.wait_run(&run.id).await;
 }

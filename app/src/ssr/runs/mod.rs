@@ -130,10 +130,13 @@ impl Runs {
         self.cards.clock()
     }
 
-    /// The cards of a scope, in dashboard order (network first).
+    /// The cards of a scope, in dashboard order (network first). `flagged` means flagged
+    /// in the run's period and comparison (`period` a label, empty for the latest week).
     pub async fn cards_in_scope(
         &self,
         scope: &Scope,
+        period: &str,
+        compare: Compare,
     ) -> Result<Vec<(String, Metric)>, ServiceError> {
         let mut sites = vec![NETWORK.to_string()];
         sites.extend(facts::site_codes(&self.db).await?);
@@ -154,7 +157,11 @@ impl Runs {
                 ))
             }
             Scope::Flagged => {
-                let dashboard = self.cards.dashboard(Default::default()).await?;
+                let view = PeriodChoice::new(period, compare.key());
+                let dashboard = self
+                    .cards
+                    .dashboard(crate::dto::DashboardQuery { view })
+                    .await?;
                 std::iter::once(&dashboard.network)
                     .chain(&dashboard.sites)
                     .flat_map(|row| {
@@ -190,7 +197,7 @@ impl Runs {
         view: &PeriodChoice,
     ) -> Result<RunView, ServiceError> {
         let (period, compare) = run_period(view, self.cards.clock().today())?;
-        let cards = self.cards_in_scope(scope).await?;
+        let cards = self.cards_in_scope(scope, &period, compare).await?;
         // One transaction: a run is never seen without its jobs (it would look finished).
         let mut tx = store::begin(&self.db).await?;
         let id = insert(

@@ -462,7 +462,7 @@ impl Schedules {
         let cards = if skipped || digest {
             vec![]
         } else {
-            match self.runs.cards_in_scope(&scope).await {
+            match self.runs.cards_in_scope(&scope, &period, compare).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(error = %chain(&e), "schedule scope has no cards");

@@ -282,7 +282,7 @@ pub async fn close_finished(db: &Db) -> Result<u64> {
 /// [`JobStatus`] order: queued, running, done, unchanged, failed.
 const RUN_COLS: &str =
     "r.id, r.origin, r.schedule_id, r.schedule_name, r.scope, r.scope_value, r.scheduled_for, \
-     r.force, r.status, r.total, r.note, r.created_at, r.finished_at, \
+     r.force, r.status, r.total, r.note, r.created_at, r.finished_at, r.period, r.compare, \
      CAST(COALESCE(SUM(CASE WHEN j.status = $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS queued, \
      CAST(COALESCE(SUM(CASE WHEN j.status = $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS running, \
      CAST(COALESCE(SUM(CASE WHEN j.status = $3 THEN 1 ELSE 0 END), 0) AS BIGINT) AS done, \
@@ -290,7 +290,8 @@ const RUN_COLS: &str =
      CAST(COALESCE(SUM(CASE WHEN j.status = $5 THEN 1 ELSE 0 END), 0) AS BIGINT) AS failed";
 const RUN_GROUP: &str =
     "GROUP BY r.id, r.origin, r.schedule_id, r.schedule_name, r.scope, r.scope_value, \
-     r.scheduled_for, r.force, r.status, r.total, r.note, r.created_at, r.finished_at";
+     r.scheduled_for, r.force, r.status, r.total, r.note, r.created_at, r.finished_at, \
+     r.period, r.compare";
 
 fn bind_job_statuses<'q>(
     q: sqlx::query::QueryAs<'q, sqlx::Any, RunRow, sqlx::any::AnyArguments>,
@@ -317,6 +318,8 @@ struct RunRow {
     note: Option<String>,
     created_at: String,
     finished_at: Option<String>,
+    period: String,
+    compare: String,
     queued: i64,
     running: i64,
     done: i64,
@@ -345,6 +348,8 @@ impl RunRow {
             scope_value: self.scope_value,
             scheduled_for: self.scheduled_for,
             force: self.force != 0,
+            period: self.period,
+            compare: Compare::parse(&self.compare).unwrap_or_default(),
             total: self.total,
             queued: self.queued,
             running: self.running,
