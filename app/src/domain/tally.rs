@@ -141,19 +141,24 @@ pub struct Breakdown {
 impl Breakdown {
     /// Adds one line: its total and its member in each of [`DIMENSIONS`].
     pub fn add_line(&mut self, line: &LineFact, params: ScoringParams, costs: &CostBook) {
-        let t = Tally::of_line(line, params, costs);
-        self.total.add(&t);
+        self.add_scored(line, &Tally::of_line(line, params, costs));
+    }
+
+    /// Adds a line already scored as `t`: its total and its member in each dimension.
+    fn add_scored(&mut self, line: &LineFact, t: &Tally) {
+        self.total.add(t);
         for dim in DIMENSIONS {
-            self.add(dim, member_of(line, dim), &t);
+            self.add(dim, member_of(line, dim), t);
         }
     }
 
     /// What the metric store keeps of a line: [`Breakdown::add_line`] plus its delivery
     /// in [`DELIVERED_ON`].
     pub fn add_stored_line(&mut self, line: &LineFact, params: ScoringParams, costs: &CostBook) {
-        self.add_line(line, params, costs);
+        // Scored once: this runs for every imported line.
+        let t = Tally::of_line(line, params, costs);
+        self.add_scored(line, &t);
         if let Some(d) = line.delivered_date {
-            let t = Tally::of_line(line, params, costs);
             self.add(DELIVERED_ON, &super::period::fmt_date(d), &t);
         }
     }

@@ -696,20 +696,6 @@ async fn totals<'e>(
         .collect())
 }
 
-/// Each site's total per day in [from, to]; one site or all.
-pub async fn daily_tallies<'e>(
-    ex: impl Exec<'e>,
-    site: Option<&str>,
-    from: NaiveDate,
-    to: NaiveDate,
-) -> Result<Vec<(String, NaiveDate, Tally)>> {
-    Ok(totals(ex, site, from, to, false)
-        .await?
-        .into_iter()
-        .filter_map(|(s, d, t)| Some((s, d?, t)))
-        .collect())
-}
-
 /// The scope's total per day in [from, to]: one site's, or the network's own rows.
 pub async fn day_totals<'e>(
     ex: impl Exec<'e>,
@@ -741,10 +727,10 @@ pub async fn daily_counts<'e>(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<(String, NaiveDate, KpiCounts)>> {
-    Ok(daily_tallies(ex, site, from, to)
+    Ok(totals(ex, site, from, to, false)
         .await?
         .into_iter()
-        .map(|(s, d, t)| (s, d, t.counts))
+        .filter_map(|(s, d, t)| Some((s, d?, t.counts)))
         .collect())
 }
 
