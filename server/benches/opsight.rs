@@ -97,7 +97,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         ));
     }
     let started = Instant::now();
-    let r = import::import_orders(&pool, csv.as_bytes())
+    let r = import::import_orders(&pool, std::io::Cursor::new(csv.as_bytes().to_vec()))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let t = started.elapsed();
@@ -110,7 +110,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
     );
     // Re-import of the same file: every line is an update.
     let started = Instant::now();
-    import::import_orders(&pool, csv.as_bytes())
+    import::import_orders(&pool, std::io::Cursor::new(csv.as_bytes().to_vec()))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let t = started.elapsed();
@@ -288,7 +288,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
             let started = Instant::now();
             let (digest, _) = state
                 .notify()
-                .build_digest()
+                .build_digest(&Default::default())
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             std::hint::black_box(app::domain::digest::slack(&digest));

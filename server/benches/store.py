@@ -24,6 +24,8 @@ import urllib.request
 
 AS_OF = "2026-11-21"
 SITE = "DC07"
+# network.py's categories ("Category 00" .. "Category 11").
+CATEGORIES = [f"Category {i:02d}" for i in range(12)]
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -145,6 +147,13 @@ def one_size(bin_, site_root, work, n, pg_url) -> dict:
     finally:
         server.terminate()
         server.wait()
+    # Re-scoring: saving unit costs re-tallies every line (as editing the on-time window or
+    # the in-full tolerance does), in the saving transaction.
+    costs = os.path.join(work, "costs.csv")
+    with open(costs, "w") as f:
+        f.write("category,unit_cost\n" + "".join(f"{c},{5 + i}\n" for i, c in enumerate(CATEGORIES)))
+    wall, rss, _ = timed_run([bin_, "import", "costs", costs], env)
+    out["rescore_s"], out["rescore_peak_rss_mb"] = round(wall, 1), rss
     return out
 
 
@@ -169,6 +178,11 @@ def main() -> None:
               f"network pack {r['network_pack_ms'] / d['network_pack_ms']:.2f}x DuckDB; month/quarter/year "
               f"{r['network_month_pack_ms']}/{r['network_quarter_pack_ms']}/{r['network_year_pack_ms']} ms "
               f"(DuckDB {d['network_month_pack_ms']}/{d['network_quarter_pack_ms']}/{d['network_year_pack_ms']})")
+        if "pg_import_lines_per_s" in r:
+            print(f"  PostgreSQL import (COPY): {r['pg_import_lines_per_s']} lines/s "
+                  f"({r['pg_import_s']} s, peak {r['pg_import_peak_rss_mb']} MB)")
+        print(f"  re-scoring every line (a unit-cost or scoring edit): {r['rescore_s']} s, "
+              f"peak {r['rescore_peak_rss_mb']} MB")
         if "overview_c32" in r:
             o, s = r["overview_c32"], r["static_c32"]
             print(f"  overview at c32: p50 {o['p50_ms']} ms, p99 {o['p99_ms']} ms; static file p50 "

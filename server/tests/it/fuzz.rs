@@ -158,7 +158,9 @@ async fn one_bad_row_names_its_line_and_imports_nothing() {
         .chain((0..5).map(good_row))
         .collect::<Vec<_>>()
         .join("\n");
-    import_orders(&t.db, first.as_bytes()).await.unwrap();
+    import_orders(&t.db, std::io::Cursor::new(first.as_bytes().to_vec()))
+        .await
+        .unwrap();
     let before = db::count_lines(&t.db).await.unwrap();
     let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
         cases: 40,
@@ -190,7 +192,8 @@ async fn one_bad_row_names_its_line_and_imports_nothing() {
                 .collect::<Vec<_>>()
                 .join("\n");
             let (outcome, after) = handle.block_on(async {
-                let outcome = import_orders(&db, file.as_bytes()).await;
+                let outcome =
+                    import_orders(&db, std::io::Cursor::new(file.as_bytes().to_vec())).await;
                 (outcome, db::count_lines(&db).await.unwrap())
             });
             match outcome {

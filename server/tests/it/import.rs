@@ -76,7 +76,9 @@ async fn assert_rollup_matches_direct_count(db: &Db) {
 #[tokio::test]
 async fn good_file_imports_creates_sites_and_rolls_up() {
     let t = crate::common::test_db().await;
-    let report = import_orders(&t.db, csv(&GOOD).as_bytes()).await.unwrap();
+    let report = import_orders(&t.db, std::io::Cursor::new(csv(&GOOD).as_bytes().to_vec()))
+        .await
+        .unwrap();
     assert_eq!((report.lines, report.inserted, report.updated), (4, 4, 0));
     assert_eq!(
         report.sites_created,
@@ -97,7 +99,9 @@ async fn good_file_imports_creates_sites_and_rolls_up() {
 async fn columns_may_come_in_any_order_and_reason_code_is_optional() {
     let t = crate::common::test_db().await;
     let file = "due_date,site,order_id,line_no,customer,carrier,sku,category,ordered_qty,delivered_qty,delivered_date\n2026-11-10,ATL,A-1,1,C,K,S,Dairy,3,3,2026-11-09\n";
-    let r = import_orders(&t.db, file.as_bytes()).await.unwrap();
+    let r = import_orders(&t.db, std::io::Cursor::new(file.as_bytes().to_vec()))
+        .await
+        .unwrap();
     assert_eq!(r.lines, 1);
 }
 
@@ -120,7 +124,9 @@ async fn every_kind_of_bad_row_names_its_line_and_imports_nothing() {
     ];
     for (file, expected) in cases {
         let t = crate::common::test_db().await;
-        let err = import_orders(&t.db, file.as_bytes()).await.unwrap_err();
+        let err = import_orders(&t.db, std::io::Cursor::new(file.as_bytes().to_vec()))
+            .await
+            .unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, ImportError::Invalid(_)), "{text}");
         assert!(text.contains(expected), "expected {expected:?} in {text:?}");
@@ -136,12 +142,18 @@ async fn every_kind_of_bad_row_names_its_line_and_imports_nothing() {
 #[tokio::test]
 async fn a_bad_file_leaves_earlier_data_untouched() {
     let t = crate::common::test_db().await;
-    import_orders(&t.db, csv(&GOOD).as_bytes()).await.unwrap();
+    import_orders(&t.db, std::io::Cursor::new(csv(&GOOD).as_bytes().to_vec()))
+        .await
+        .unwrap();
     let bad = csv(&[
         "SO-1,1,DAL,MegaMart,RoadRunner Freight,BEV-1,Beverages,10,0,2026-11-10,,",
         "broken,row",
     ]);
-    assert!(import_orders(&t.db, bad.as_bytes()).await.is_err());
+    assert!(
+        import_orders(&t.db, std::io::Cursor::new(bad.as_bytes().to_vec()))
+            .await
+            .is_err()
+    );
     let delivered: i64 = sqlx::query_scalar(
         "SELECT delivered_qty FROM order_lines WHERE order_id = 'SO-1' AND line_no = 1",
     )
@@ -154,13 +166,17 @@ async fn a_bad_file_leaves_earlier_data_untouched() {
 #[tokio::test]
 async fn reimport_updates_lines_and_never_duplicates() {
     let t = crate::common::test_db().await;
-    import_orders(&t.db, csv(&GOOD).as_bytes()).await.unwrap();
+    import_orders(&t.db, std::io::Cursor::new(csv(&GOOD).as_bytes().to_vec()))
+        .await
+        .unwrap();
     // The open line is delivered later, and a line's due date moves to another day.
     let update = csv(&[
         "SO-3,1,NEWDC,FreshCo,Coastal Haul,SNA-1,Snacks,5,5,2026-11-12,2026-11-12,",
         "SO-1,1,DAL,MegaMart,RoadRunner Freight,BEV-1,Beverages,10,10,2026-11-11,2026-11-11,",
     ]);
-    let r = import_orders(&t.db, update.as_bytes()).await.unwrap();
+    let r = import_orders(&t.db, std::io::Cursor::new(update.as_bytes().to_vec()))
+        .await
+        .unwrap();
     assert_eq!((r.inserted, r.updated), (0, 2));
     assert_eq!(line_count(&t.db).await, 4);
     let (qty, date): (i64, Option<String>) = sqlx::query_as(

@@ -106,9 +106,12 @@ async fn unchanged_cards_make_no_agent_call_and_changed_data_only_calls_its_card
     let csv = "order_id,line_no,site,customer,carrier,sku,category,ordered_qty,delivered_qty,due_date,delivered_date,reason_code\n\
                NEW-1,1,DAL,Acme,FastFreight,SKU-1,Dairy,10,4,2026-11-11,2026-11-14,short_pick\n\
                NEW-2,1,DAL,Acme,FastFreight,SKU-2,Dairy,10,10,2026-11-12,2026-11-13,carrier_late\n";
-    app::ssr::data::import::import_orders(app.state.db(), csv.as_bytes())
-        .await
-        .unwrap();
+    app::ssr::data::import::import_orders(
+        app.state.db(),
+        std::io::Cursor::new(csv.as_bytes().to_vec()),
+    )
+    .await
+    .unwrap();
     let third = app.run("all", None).await;
     let called: BTreeSet<String> = stub.calls()[65..]
         .iter()

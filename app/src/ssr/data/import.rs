@@ -8,11 +8,14 @@
 //! nothing is imported. Unknown sites are created from their code. Re-importing an
 //! (order_id, line_no) updates that line; the same key twice in one file is an error.
 //!
-//! How: rows are validated as they are read and written in bulk batches
-//! ([`LineWriter`]); each new line's tally is added to the metric store, and the days of
-//! lines that were updated are re-tallied from the lines at the end. The transaction is
-//! the staging area: nothing is visible until the commit, and a bad row anywhere rolls it
-//! all back. The seed and, later, data sources write through the same [`LineWriter`].
+//! How: a blocking thread reads, validates and tallies rows a batch at a time; the
+//! [`LineWriter`] streams each batch into a staging area ([`store::staging`]: a temporary
+//! table on SQLite, `COPY` into an unlogged table on PostgreSQL) and adds its tallies to
+//! the metric store; at the end it moves the staged lines into `order_lines` with a few
+//! set-based statements (new keys inserted, earlier imports' keys updated and their days
+//! re-tallied from the lines, a key twice in the file reported with both lines) and
+//! commits. Nothing is visible until the commit, and a bad row anywhere rolls it all back.
+//! The seed and, later, data sources write through the same [`LineWriter`].
 
 use crate::domain::evidence::LineFact;
 use crate::domain::kpi::ScoringParams;
@@ -21,10 +24,11 @@ use crate::domain::period::parse_date;
 use crate::domain::tally::{Breakdown, OrderLine};
 use crate::ssr::clock;
 use crate::ssr::store::facts::{self, BULK_ROWS};
+use crate::ssr::store::staging::{self, Moved, Stage};
 use crate::ssr::store::{self, Db, StoreError, Tx};
 use chrono::NaiveDate;
 use sha2::Digest;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 
 const REQUIRED: [&str; 11] = [
@@ -57,6 +61,9 @@ pub enum ImportError {
     Invalid(Vec<RowError>),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The thread reading the file died (a bug): nothing was imported.
+    #[error("the file's reader failed ({0}) — nothing was imported")]
+    Reader(String),
 }
 
 fn describe(errors: &[RowError]) -> String {
@@ -166,7 +173,7 @@ pub fn parse_orders(input: impl Read) -> Result<Vec<OrderLine>, Vec<RowError>> {
                 if let Some(first) = seen.insert((l.order_id.clone(), l.line_no), line) {
                     errors.push(RowError {
                         line,
-                        message: duplicate(&l, first),
+                        message: duplicate(&l.order_id, l.line_no, first),
                     });
                 } else {
                     lines.push(l);
@@ -182,11 +189,8 @@ pub fn parse_orders(input: impl Read) -> Result<Vec<OrderLine>, Vec<RowError>> {
     }
 }
 
-fn duplicate(l: &OrderLine, first: u64) -> String {
-    format!(
-        "duplicate key order_id '{}' line_no {} (first on line {first})",
-        l.order_id, l.line_no
-    )
+fn duplicate(order_id: &str, line_no: i64, first: u64) -> String {
+    format!("duplicate key order_id '{order_id}' line_no {line_no} (first on line {first})")
 }
 
 fn csv_reason(e: &csv::Error) -> String {
@@ -279,33 +283,73 @@ fn parse_row<'a>(
 }
 
 /// Imports a CSV file of order lines (see the module docs): all or nothing.
-pub async fn import_orders(db: &Db, input: impl Read) -> Result<ImportReport, ImportError> {
+pub async fn import_orders(
+    db: &Db,
+    input: impl Read + Send + 'static,
+) -> Result<ImportReport, ImportError> {
     import_orders_with_progress(db, input, |_| ()).await
 }
 
 /// [`import_orders`], calling `progress` with the number of rows read every
 /// [`PROGRESS_EVERY`] rows (the CLI prints it for large files).
+///
+/// The file is read and parsed on a blocking thread, at most [`BATCHES_AHEAD`] batches
+/// ahead of the writer, so parsing, the writer and the database (SQLite's own thread, or
+/// the PostgreSQL server) work at the same time and memory stays bounded.
 pub async fn import_orders_with_progress(
     db: &Db,
-    input: impl Read,
+    input: impl Read + Send + 'static,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportReport, ImportError> {
-    let reader = OrderReader::new(input).map_err(|e| ImportError::Invalid(vec![e]))?;
+    let mut reader = OrderReader::new(input).map_err(|e| ImportError::Invalid(vec![e]))?;
     let mut writer = LineWriter::begin(db, "csv").await?;
-    for (n, (line, parsed)) in reader.enumerate() {
-        match parsed {
-            Ok(l) => writer.push(line, l).await?,
-            Err(message) => writer.reject(RowError { line, message }),
+    let (batches, mut parsed) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
+    // Reads, validates and tallies; stops at the end of the file, or when the writer stops
+    // listening (an error, or enough bad rows listed).
+    let scoring = writer.scoring().clone();
+    let parser = tokio::task::spawn_blocking(move || loop {
+        let batch: Vec<_> = reader.by_ref().take(BULK_ROWS).collect();
+        if batch.is_empty() {
+            break;
+        }
+        let mut tallies = DayTallies::new();
+        for (_, row) in &batch {
+            if let Ok(l) = row {
+                scoring.tally(&mut tallies, &l.fact);
+            }
+        }
+        if batches.blocking_send((batch, tallies)).is_err() {
+            break;
+        }
+    });
+    let mut read = 0u64;
+    while let Some((rows, tallies)) = parsed.recv().await {
+        let before = read;
+        read += rows.len() as u64;
+        let mut lines = Vec::with_capacity(rows.len());
+        for (line, row) in rows {
+            match row {
+                Ok(l) => lines.push((line, l)),
+                Err(message) => writer.reject(RowError { line, message }),
+            }
         }
         if writer.errors.len() >= MAX_REPORTED {
             break;
         }
-        if (n as u64 + 1).is_multiple_of(PROGRESS_EVERY) {
-            progress(n as u64 + 1);
+        writer.write_batch(lines, Some(tallies)).await?;
+        if read / PROGRESS_EVERY > before / PROGRESS_EVERY {
+            progress(read - read % PROGRESS_EVERY);
         }
     }
+    drop(parsed);
+    parser
+        .await
+        .map_err(|e| ImportError::Reader(e.to_string()))?;
     writer.finish().await
 }
+
+/// Parsed batches waiting for the writer.
+const BATCHES_AHEAD: usize = 2;
 
 /// Rows between two progress reports.
 pub const PROGRESS_EVERY: u64 = 500_000;
@@ -367,34 +411,53 @@ pub async fn bring_store_up_to_date(db: &Db) -> Result<bool, StoreError> {
     Ok(changed)
 }
 
-/// Writes order lines into the store in one transaction (see the module docs): lines in
-/// bulk batches, their tallies added to the metric store, updated lines' days re-tallied.
-/// Rows rejected by the caller ([`LineWriter::reject`]) stop the writing; `finish` then
-/// rolls everything back and names them.
+/// Tallies of lines per (site, due day): what the metric store gains from them.
+pub type DayTallies = HashMap<(String, NaiveDate), Breakdown>;
+
+/// What tallies depend on: the scoring rules and unit costs in force. Cheap to clone into
+/// the thread that parses a file, which tallies each batch as it reads it.
+#[derive(Clone, Debug)]
+pub struct Scoring {
+    pub params: ScoringParams,
+    pub costs: CostBook,
+}
+
+impl Scoring {
+    /// Adds a line's tally to its site and due day.
+    pub fn tally(&self, into: &mut DayTallies, line: &LineFact) {
+        let key = (line.site.clone(), line.due_date);
+        into.entry(key)
+            .or_default()
+            .add_stored_line(line, self.params, &self.costs);
+    }
+}
+
+/// Writes order lines into the store in one transaction (see the module docs): lines
+/// streamed into a staging area ([`store::staging`]) and moved into `order_lines` at the
+/// end, their tallies added to the metric store as they come (updated lines' days are
+/// re-tallied from the lines instead). Rows rejected by the caller
+/// ([`LineWriter::reject`]) stop the writing; `finish` then rolls everything back and
+/// names them.
 pub struct LineWriter {
     tx: Tx,
-    import_id: String,
-    params: ScoringParams,
-    costs: CostBook,
+    stage: Stage,
+    scoring: Scoring,
     known_sites: BTreeSet<String>,
     sites_created: Vec<String>,
     pending: Vec<(u64, OrderLine)>,
-    /// Tallies of new lines not yet added to the store, per (site, due day).
-    tallies: HashMap<(String, NaiveDate), Breakdown>,
-    /// Days holding a line that was updated (before or after): re-tallied at the end.
-    dirty: BTreeSet<(String, NaiveDate)>,
+    /// Tallies of staged lines not yet added to the store.
+    tallies: DayTallies,
     errors: Vec<RowError>,
     lines: usize,
-    inserted: usize,
-    updated: usize,
 }
 
 impl LineWriter {
-    /// Starts the transaction, takes the store's lock and brings it in line with the
-    /// rules in force (so new tallies and old ones are scored alike). `source` names where
-    /// the lines come from (`csv`, `demo`), kept with each line.
+    /// Starts the transaction, takes the store's lock, brings it in line with the rules in
+    /// force (so new tallies and old ones are scored alike) and opens the stage. `source`
+    /// names where the lines come from (`csv`, `demo`), kept with each line.
     pub async fn begin(db: &Db, source: &str) -> Result<LineWriter, ImportError> {
         let mut tx = store::begin(db).await?;
+        staging::prepare_transaction(&mut tx).await?;
         rescore_if_changed(&mut tx).await?;
         let rules = store::rules::load_on(&mut tx).await?;
         let costs = facts::cost_book(&mut *tx).await?;
@@ -403,21 +466,27 @@ impl LineWriter {
             .into_iter()
             .map(|s| s.code)
             .collect();
+        let import_id = clock::new_id(chrono::Utc::now(), source);
+        let stage = Stage::open(db, &mut tx, &import_id).await?;
         Ok(LineWriter {
             tx,
-            import_id: clock::new_id(chrono::Utc::now(), source),
-            params: rules.scoring(),
-            costs,
+            stage,
+            scoring: Scoring {
+                params: rules.scoring(),
+                costs,
+            },
             known_sites,
             sites_created: Vec::new(),
             pending: Vec::with_capacity(BULK_ROWS),
             tallies: HashMap::new(),
-            dirty: BTreeSet::new(),
             errors: Vec::new(),
             lines: 0,
-            inserted: 0,
-            updated: 0,
         })
+    }
+
+    /// The scoring lines are tallied with (for a reader that tallies as it parses).
+    pub fn scoring(&self) -> &Scoring {
+        &self.scoring
     }
 
     /// Removes every line, the metric store, the sites and the insights (the demo's
@@ -443,7 +512,8 @@ impl LineWriter {
         }
         self.pending.push((line, order));
         if self.pending.len() >= BULK_ROWS {
-            self.flush().await?;
+            let batch = std::mem::take(&mut self.pending);
+            self.write_batch(batch, None).await?;
         }
         Ok(())
     }
@@ -455,48 +525,48 @@ impl LineWriter {
         }
     }
 
-    async fn flush(&mut self) -> Result<(), ImportError> {
-        let batch = std::mem::take(&mut self.pending);
-        if batch.is_empty() {
+    /// Stages a batch of lines, with their tallies when the caller made them already
+    /// (under [`LineWriter::scoring`]); does nothing once a row was rejected (the import
+    /// then only validates what is left).
+    pub async fn write_batch(
+        &mut self,
+        batch: Vec<(u64, OrderLine)>,
+        tallied: Option<DayTallies>,
+    ) -> Result<(), ImportError> {
+        if batch.is_empty() || !self.errors.is_empty() {
             return Ok(());
         }
-        let new_sites: Vec<String> = batch
+        let new_sites: BTreeSet<&String> = batch
             .iter()
             .map(|(_, l)| &l.fact.site)
             .filter(|s| !self.known_sites.contains(*s))
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
             .collect();
         if !new_sites.is_empty() {
+            let new_sites: Vec<String> = new_sites.into_iter().cloned().collect();
             facts::ensure_sites(&mut self.tx, &new_sites).await?;
             self.known_sites.extend(new_sites.iter().cloned());
             self.sites_created.extend(new_sites);
         }
-        // A key twice in one batch: the second is a duplicate whatever line numbers the
-        // caller gave (the store's check below tells lines apart by them).
-        let mut in_batch: HashMap<(&str, i64), u64> = HashMap::new();
-        for (line, l) in &batch {
-            if let Some(first) = in_batch.insert((l.order_id.as_str(), l.line_no), *line) {
-                self.reject(RowError {
-                    line: *line,
-                    message: duplicate(l, first),
-                });
-            }
-        }
-        if !self.errors.is_empty() {
-            return Ok(());
-        }
-        let refs: Vec<(u64, &OrderLine)> = batch.iter().map(|(n, l)| (*n, l)).collect();
-        let inserted = facts::insert_new_lines(&mut self.tx, &refs, &self.import_id).await?;
+        self.stage.send(&mut self.tx, &batch).await?;
         self.lines += batch.len();
-        if inserted as usize == batch.len() {
-            for (_, l) in &batch {
-                self.tally(&l.fact);
+        // Every line is tallied as if new; `finish` re-tallies the days of the lines that
+        // turn out to be updates from the lines themselves, dropping these tallies.
+        match tallied {
+            Some(t) => {
+                for (key, b) in t {
+                    match self.tallies.get_mut(&key) {
+                        Some(held) => held.merge(&b),
+                        None => {
+                            self.tallies.insert(key, b);
+                        }
+                    }
+                }
             }
-            self.inserted += batch.len();
-        } else {
-            self.sort_out_conflicts(&refs).await?;
+            None => {
+                for (_, l) in &batch {
+                    self.scoring.tally(&mut self.tallies, &l.fact);
+                }
+            }
         }
         if self.tallies.len() > TALLY_DAYS_HELD {
             facts::add_tallies(&mut self.tx, &std::mem::take(&mut self.tallies)).await?;
@@ -504,83 +574,69 @@ impl LineWriter {
         Ok(())
     }
 
-    /// Some keys of the batch were stored already: each is a line this batch inserted, a
-    /// duplicate within the file (an error) or an update of an earlier import's line.
-    async fn sort_out_conflicts(&mut self, refs: &[(u64, &OrderLine)]) -> Result<(), ImportError> {
-        let keys: Vec<(&str, i64)> = refs
-            .iter()
-            .map(|(_, l)| (l.order_id.as_str(), l.line_no))
-            .collect();
-        let stored: HashMap<(String, i64), facts::StoredKey> =
-            facts::stored_keys(&mut self.tx, &keys)
-                .await?
-                .into_iter()
-                .map(|k| ((k.order_id.clone(), k.line_no), k))
-                .collect();
-        let mut updates: Vec<(u64, &OrderLine)> = Vec::new();
-        let mut updated_keys: HashSet<(&str, i64)> = HashSet::new();
-        for (line, l) in refs {
-            // Every key of the batch was either inserted or already stored; a key that is
-            // neither means the write went wrong: fail rather than lose the line.
-            let Some(k) = stored.get(&(l.order_id.clone(), l.line_no)) else {
-                return Err(ImportError::Store(StoreError::Corrupt {
-                    what: "An imported line is missing after its write",
-                    detail: format!("order_id '{}' line_no {}", l.order_id, l.line_no),
-                }));
-            };
-            let ours = k.import_id.as_deref() == Some(self.import_id.as_str());
-            if ours && k.import_line == Some(*line as i64) {
-                self.tally(&l.fact);
-                self.inserted += 1;
-            } else if ours || !updated_keys.insert((l.order_id.as_str(), l.line_no)) {
-                let first = k.import_line.unwrap_or_default().max(0) as u64;
-                self.reject(RowError {
-                    line: *line,
-                    message: duplicate(l, first),
-                });
-            } else {
-                if let Some(day) = parse_date(&k.due_date) {
-                    self.dirty.insert((k.site.clone(), day));
-                }
-                self.dirty.insert((l.fact.site.clone(), l.fact.due_date));
-                updates.push((*line, l));
-            }
-        }
-        if self.errors.is_empty() && !updates.is_empty() {
-            facts::update_lines(&mut self.tx, &updates, &self.import_id).await?;
-            self.updated += updates.len();
-        }
-        Ok(())
-    }
-
-    fn tally(&mut self, line: &LineFact) {
-        self.tallies
-            .entry((line.site.clone(), line.due_date))
-            .or_default()
-            .add_stored_line(line, self.params, &self.costs);
-    }
-
-    /// Writes what is left, re-tallies the updated lines' days and commits; or, when any
-    /// row was bad, rolls everything back and names them.
+    /// Moves the staged lines in, re-tallies the updated lines' days and commits; or, when
+    /// any row was bad (a key twice in the input included), rolls everything back and
+    /// names them.
     pub async fn finish(mut self) -> Result<ImportReport, ImportError> {
         if self.errors.is_empty() {
-            self.flush().await?;
+            let batch = std::mem::take(&mut self.pending);
+            self.write_batch(batch, None).await?;
+        }
+        let started = std::time::Instant::now();
+        let moved = if self.errors.is_empty() {
+            self.stage
+                .move_into_lines(&mut self.tx, self.lines as u64, MAX_REPORTED)
+                .await?
+        } else {
+            Moved::default()
+        };
+        tracing::debug!(
+            lines = self.lines,
+            inserted = moved.inserted,
+            updated = moved.updated,
+            ms = started.elapsed().as_millis() as u64,
+            "staged lines moved in"
+        );
+        for (line, first, order_id, line_no) in moved.duplicates {
+            self.reject(RowError {
+                line,
+                message: duplicate(&order_id, line_no, first),
+            });
         }
         if !self.errors.is_empty() {
-            // Dropping the transaction rolls it back.
-            return Err(ImportError::Invalid(self.errors));
+            let LineWriter {
+                tx,
+                stage,
+                mut errors,
+                ..
+            } = self;
+            // Rolled back first: the stage can be cleared over its own connection only
+            // once this transaction no longer reads it. A failure to clean up is logged;
+            // the rows' errors are what the caller needs.
+            if let Err(e) = store::rollback(tx).await {
+                tracing::warn!(error = %e, "rolling back a refused import failed");
+            }
+            stage.abandon().await;
+            errors.sort_by_key(|e| e.line);
+            return Err(ImportError::Invalid(errors));
         }
+        // The lines are in the transaction now: the stage is emptied with it.
+        self.stage.discard(&mut self.tx).await?;
+        let dirty: BTreeSet<(String, NaiveDate)> = moved.dirty.into_iter().collect();
         let mut tallies = std::mem::take(&mut self.tallies);
-        tallies.retain(|key, _| !self.dirty.contains(key));
+        tallies.retain(|key, _| !dirty.contains(key));
         facts::add_tallies(&mut self.tx, &tallies).await?;
-        for (site, day) in &self.dirty {
-            facts::retally(&mut self.tx, site, *day, *day, self.params, &self.costs).await?;
+        let Scoring { params, costs } = &self.scoring;
+        for (site, day) in &dirty {
+            facts::retally(&mut self.tx, site, *day, *day, *params, costs).await?;
         }
         store::commit(self.tx).await?;
+        let inserted = moved.inserted as usize;
+        let updated = moved.updated as usize;
         Ok(ImportReport {
             lines: self.lines,
-            inserted: self.inserted,
-            updated: self.updated,
+            inserted,
+            updated,
             sites_created: self.sites_created,
         })
     }

@@ -7,7 +7,7 @@
 //! Every read a page or a pack makes is a sum over it: the network is a sum over sites, a
 //! month a sum over days, never a rescan of lines.
 //!
-//! Writes: an import inserts lines in bulk ([`insert_new_lines`], [`update_lines`]) and
+//! Writes: an import moves lines in from its stage ([`super::staging`]) and
 //! adds their tallies ([`add_tallies`]); days whose lines were corrected, and a change of
 //! scoring rules or unit costs, re-tally from the lines ([`retally`], [`retally_all`]).
 //! The one row of `kpi_store` says what the store was tallied with and versions it.
@@ -17,7 +17,7 @@ use crate::domain::evidence::LineFact;
 use crate::domain::kpi::{KpiCounts, ScoringParams};
 use crate::domain::materiality::CostBook;
 use crate::domain::period::{fmt_date, parse_date, Week};
-use crate::domain::tally::{Breakdown, OrderLine, Tally, DELIVERED_ON};
+use crate::domain::tally::{Breakdown, Tally, DELIVERED_ON};
 use chrono::{Duration, NaiveDate};
 use serde_json::{json, Value};
 use sqlx::AssertSqlSafe;
@@ -145,146 +145,6 @@ pub async fn set_scoring(conn: &mut Conn, scoring: &str) -> Result<()> {
         .await
         .ctx("Failed to record the metric store's scoring")?;
     Ok(())
-}
-
-const LINE_COLS: [(&str, Col); 14] = [
-    ("order_id", Col::Text),
-    ("line_no", Col::Int),
-    ("site", Col::Text),
-    ("customer", Col::Text),
-    ("carrier", Col::Text),
-    ("sku", Col::Text),
-    ("category", Col::Text),
-    ("ordered_qty", Col::Int),
-    ("delivered_qty", Col::Int),
-    ("due_date", Col::Text),
-    ("delivered_date", Col::Text),
-    ("reason_code", Col::Text),
-    ("import_id", Col::Text),
-    ("import_line", Col::Int),
-];
-
-/// The lines as one JSON array of rows in [`LINE_COLS`] order (tuples serialize as
-/// arrays, with no intermediate `Value`s: this runs for every imported line).
-fn lines_json(lines: &[(u64, &OrderLine)], import_id: &str) -> Result<String> {
-    let rows: Vec<_> = lines
-        .iter()
-        .map(|(src, l)| {
-            let f = &l.fact;
-            (
-                &l.order_id,
-                l.line_no,
-                &f.site,
-                &f.customer,
-                &f.carrier,
-                &f.sku,
-                &f.category,
-                f.ordered_qty,
-                f.delivered_qty,
-                fmt_date(f.due_date),
-                f.delivered_date.map(fmt_date),
-                &f.reason_code,
-                import_id,
-                src,
-            )
-        })
-        .collect();
-    super::decode("Failed to encode order lines", serde_json::to_string(&rows))
-}
-
-fn line_columns() -> String {
-    LINE_COLS
-        .iter()
-        .map(|(c, _)| *c)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Inserts the lines whose (order_id, line_no) is not stored yet, each stamped with its
-/// import and its line in the file; returns how many were inserted. Keys already stored
-/// are left alone: [`stored_keys`] tells the caller whether each is an update or a
-/// duplicate within the file.
-pub async fn insert_new_lines(
-    conn: &mut Conn,
-    lines: &[(u64, &OrderLine)],
-    import_id: &str,
-) -> Result<u64> {
-    let backend = Backend::of_conn(conn);
-    let mut inserted = 0;
-    for chunk in lines.chunks(BULK_ROWS) {
-        let sql = format!(
-            "INSERT INTO order_lines ({}) {} ON CONFLICT (order_id, line_no) DO NOTHING",
-            line_columns(),
-            json_rows(backend, &LINE_COLS)
-        );
-        inserted += sqlx::query(AssertSqlSafe(sql))
-            .bind(lines_json(chunk, import_id)?)
-            .execute(&mut *conn)
-            .await
-            .ctx("Failed to write order lines")?
-            .rows_affected();
-    }
-    Ok(inserted)
-}
-
-/// Overwrites stored lines with these (same keys), stamped with this import.
-pub async fn update_lines(
-    conn: &mut Conn,
-    lines: &[(u64, &OrderLine)],
-    import_id: &str,
-) -> Result<()> {
-    let backend = Backend::of_conn(conn);
-    let set = LINE_COLS[2..]
-        .iter()
-        .map(|(c, _)| format!("{c} = excluded.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    for chunk in lines.chunks(BULK_ROWS) {
-        let sql = format!(
-            "INSERT INTO order_lines ({}) {} ON CONFLICT (order_id, line_no) DO UPDATE SET {set}",
-            line_columns(),
-            json_rows(backend, &LINE_COLS)
-        );
-        sqlx::query(AssertSqlSafe(sql))
-            .bind(lines_json(chunk, import_id)?)
-            .execute(&mut *conn)
-            .await
-            .ctx("Failed to update order lines")?;
-    }
-    Ok(())
-}
-
-/// A stored line's key, where it falls and which import wrote it.
-#[derive(Clone, Debug, PartialEq, sqlx::FromRow)]
-pub struct StoredKey {
-    pub order_id: String,
-    pub line_no: i64,
-    pub site: String,
-    pub due_date: String,
-    pub import_id: Option<String>,
-    pub import_line: Option<i64>,
-}
-
-/// The stored lines among these keys.
-pub async fn stored_keys(conn: &mut Conn, keys: &[(&str, i64)]) -> Result<Vec<StoredKey>> {
-    let backend = Backend::of_conn(conn);
-    let mut out = Vec::new();
-    for chunk in keys.chunks(BULK_ROWS) {
-        let sql = format!(
-            "SELECT o.order_id, o.line_no, o.site, o.due_date, o.import_id, o.import_line \
-             FROM order_lines o JOIN ({}) k ON o.order_id = k.order_id AND o.line_no = k.line_no",
-            json_rows(backend, &[("order_id", Col::Text), ("line_no", Col::Int)])
-        );
-        let json = Value::Array(chunk.iter().map(|(id, no)| json!([id, no])).collect());
-        out.extend(
-            sqlx::query_as::<_, StoredKey>(AssertSqlSafe(sql))
-                .bind(json.to_string())
-                .fetch_all(&mut *conn)
-                .await
-                .ctx("Failed to look up stored lines")?,
-        );
-    }
-    Ok(out)
 }
 
 const TALLY_COLS: [&str; 10] = [
@@ -510,19 +370,44 @@ async fn retally_site(
         .execute(&mut *conn)
         .await
         .ctx("Failed to clear the metric store")?;
-    let mut start = from;
-    while start <= to {
-        let end = (start + Duration::days(RETALLY_DAYS - 1)).min(to);
+    let mut start = Some(from);
+    while let Some(first) = start.filter(|d| *d <= to) {
+        let end = (first + Duration::days(RETALLY_DAYS - 1)).min(to);
         let mut days: HashMap<(String, NaiveDate), Breakdown> = HashMap::new();
-        for line in line_facts(&mut *conn, site, start, end).await? {
+        for line in line_facts(&mut *conn, site, first, end).await? {
             days.entry((line.site.clone(), line.due_date))
                 .or_default()
                 .add_stored_line(&line, params, costs);
         }
         write_tallies(conn, &days).await?;
-        start = end + Duration::days(1);
+        // Skip the days without lines: a stray date years away costs one lookup, not a
+        // walk through every week in between.
+        start = if end >= to {
+            None
+        } else {
+            next_line_day(&mut *conn, site, end, to).await?
+        };
     }
     Ok(())
+}
+
+/// The first day after `after`, up to `to`, on which the site has a line due.
+async fn next_line_day(
+    conn: &mut Conn,
+    site: &str,
+    after: NaiveDate,
+    to: NaiveDate,
+) -> Result<Option<NaiveDate>> {
+    let day: Option<String> = sqlx::query_scalar(
+        "SELECT MIN(due_date) FROM order_lines WHERE site = $1 AND due_date > $2 AND due_date <= $3",
+    )
+    .bind(site.to_string())
+    .bind(fmt_date(after))
+    .bind(fmt_date(to))
+    .fetch_one(&mut *conn)
+    .await
+    .ctx("Failed to read order lines")?;
+    Ok(day.as_deref().and_then(parse_date))
 }
 
 #[derive(sqlx::FromRow)]

@@ -12,6 +12,8 @@
 //! - [`runs`]: refresh runs and their jobs (claims, leases, fencing).
 //! - [`schedules`]: cron schedules and their ticks.
 //! - [`notifications`]: digests and alerts, their deliveries, alert states.
+//! - [`staging`]: where an import's lines wait for its commit (a temporary table on SQLite,
+//!   `COPY` into an unlogged table on PostgreSQL).
 //! - [`accounts`]: users, sessions, API tokens.
 //! - [`audit`]: the audit log.
 //!
@@ -19,8 +21,9 @@
 //! timestamps as fixed-width RFC 3339 UTC text (text order is time order), flags as
 //! integers, sums cast to BIGINT (PostgreSQL widens `SUM(bigint)` to numeric, which `Any`
 //! cannot decode), status columns holding the text of the vocabularies in
-//! [`crate::domain::status`]. What differs by backend is the job claim and how bulk writes
-//! unpack their JSON rows ([`Backend`], [`json_rows`]).
+//! [`crate::domain::status`]. What differs by backend is the job claim, how bulk writes
+//! unpack their JSON rows ([`Backend`], [`json_rows`]) and an import's staging area
+//! ([`staging`]).
 //!
 //! Callers own transactions: functions take an executor (the pool, or `&mut *tx`), and
 //! those that run several statements take a connection. Rows are read into `*Row`
@@ -36,6 +39,7 @@ pub mod notifications;
 pub mod rules;
 pub mod runs;
 pub mod schedules;
+pub mod staging;
 
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
@@ -171,8 +175,9 @@ pub(crate) fn json_rows(backend: Backend, cols: &[(&str, Col)]) -> String {
             "SELECT {} FROM jsonb_each($1) AS j WHERE true",
             exprs.join(", ")
         ),
+        // `jsonb`, for the same reason: `->>` on a `json` value re-reads its text.
         Backend::Postgres => format!(
-            "SELECT {} FROM json_array_elements(CAST($1 AS json)) AS j",
+            "SELECT {} FROM jsonb_array_elements(CAST($1 AS jsonb)) AS j",
             exprs.join(", ")
         ),
     }
@@ -265,6 +270,11 @@ pub async fn commit(tx: Tx) -> Result<()> {
     tx.commit().await.ctx("Failed to commit")
 }
 
+/// Rolls back now (dropping a transaction rolls it back too, but later, in the background).
+pub async fn rollback(tx: Tx) -> Result<()> {
+    tx.rollback().await.ctx("Failed to roll back")
+}
+
 /// `$first, $first+1, …`: placeholders for an `IN (…)` list.
 fn list(n: usize, first: usize) -> String {
     (first..first + n)
@@ -285,7 +295,7 @@ mod tests {
             "SELECT j.value->>0 AS a, j.value->>1 AS b FROM jsonb_each($1) AS j WHERE true"
         );
         assert!(json_rows(Backend::Postgres, &cols).contains(
-            "j.value->>0 AS a, CAST(j.value->>1 AS BIGINT) AS b FROM json_array_elements"
+            "j.value->>0 AS a, CAST(j.value->>1 AS BIGINT) AS b FROM jsonb_array_elements"
         ));
     }
 }
