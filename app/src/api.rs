@@ -191,10 +191,12 @@ pub async fn get_notifications(
     respond(state()?.notify().notifications(q).await)
 }
 
-/// Builds the digest now and queues it to every digest channel.
-#[server(endpoint = "send_digest")]
-pub async fn send_digest() -> Result<DigestQueued, AppError> {
-    respond(state()?.notify().send_digest().await)
+/// Builds the digest of a period now and queues it to every digest channel.
+#[server(endpoint = "send_digest", input = Json)]
+pub async fn send_digest(
+    #[server(flatten)] request: DigestRequest,
+) -> Result<DigestQueued, AppError> {
+    respond(state()?.notify().send_digest(request).await)
 }
 
 /// Observes every card's trigger state now; returns the alerts queued.

@@ -299,7 +299,8 @@ pub struct ScheduleInput {
     pub enabled: bool,
     /// The cards' period: a grain (`month`: the latest complete month when the tick
     /// fires, e.g. monthly cards on the 1st) or a fixed period; and the comparison.
-    /// Default: the latest complete week against the week before.
+    /// Default: the default grain's latest complete period (`OPSIGHT_DEFAULT_PERIOD`, the
+    /// week unless set) against the one before.
     #[serde(flatten)]
     pub view: PeriodChoice,
 }
@@ -348,7 +349,7 @@ pub struct RunView {
     pub scope_label: String,
     pub scheduled_for: Option<String>,
     pub force: bool,
-    /// The cards' period (a label; empty for the latest complete week when each job ran)
+    /// The cards' period (a label; empty for the default grain's latest complete period when each job ran)
     /// and comparison.
     #[serde(default)]
     pub period: String,
@@ -405,7 +406,7 @@ pub struct RunRequest {
     pub scope: String,
     #[serde(default)]
     pub scope_value: Option<String>,
-    /// The cards' period and comparison (the latest complete week by default).
+    /// The cards' period and comparison (the default view when none is named).
     #[serde(flatten)]
     pub view: PeriodChoice,
     /// Call the agent even for cards whose evidence, rules and agent version are unchanged.
@@ -540,7 +541,8 @@ fn weekly() -> String {
 pub struct PeriodChoice {
     /// ISO week `2026-W46`, month `2026-11`, quarter `2026-Q4`, year `2026`, a range
     /// `2026-10-01..2026-10-31`, or a grain (`week`, `month`, `quarter`, `year`) for its
-    /// latest complete period. Default: the latest complete week.
+    /// latest complete period. Default: the latest complete period of the configured
+    /// grain (`OPSIGHT_DEFAULT_PERIOD`; the week unless set).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub period: Option<String>,
     /// `previous` (the period before, of the same length; the default) or `year_ago`.
@@ -661,7 +663,7 @@ pub struct StartConversation {
     pub site: String,
     pub metric: String,
     pub question: String,
-    /// The card's period and comparison (the latest complete week by default).
+    /// The card's period and comparison (the default view when none is named).
     #[serde(flatten)]
     pub view: PeriodChoice,
 }
@@ -726,6 +728,16 @@ impl NotificationsQuery {
 pub struct DigestFormat {
     /// `slack`, `json` (default) or `email`.
     pub format: Option<String>,
+    /// The digest's period (the default grain's latest complete one when none is named).
+    #[serde(flatten)]
+    pub view: PeriodChoice,
+}
+
+/// Send a digest now: of the period named, or of the default view.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct DigestRequest {
+    #[serde(flatten)]
+    pub view: PeriodChoice,
 }
 
 /// A digest queued to every digest channel.

@@ -76,6 +76,7 @@ impl Application {
             agents,
             clock: Clock {
                 as_of: config.as_of,
+                grain: config.default_grain,
             },
             queue: JobQueue::new(config.job_lease),
             notifier: config.notifier,

@@ -84,7 +84,7 @@
 
 use anyhow::{bail, Context};
 use app::domain::access::Role;
-use app::domain::period::parse_date;
+use app::domain::period::{parse_date, Grain};
 use app::domain::status::ChannelKind;
 use app::ssr::access::limits::Allowance;
 use app::ssr::access::AuthSettings;
@@ -112,6 +112,9 @@ pub struct Config {
     pub questions_agent: String,
     pub addr: SocketAddr,
     pub as_of: Option<NaiveDate>,
+    /// What a page, run or digest naming no period shows: the latest complete one of this
+    /// grain (`OPSIGHT_DEFAULT_PERIOD`, week by default).
+    pub default_grain: Grain,
     /// How long a replica's claim on a job lasts without renewal (a killed replica's jobs
     /// are taken over after this).
     pub job_lease: Duration,
@@ -431,6 +434,12 @@ impl Config {
             ),
             None => None,
         };
+        let default_grain = match get("OPSIGHT_DEFAULT_PERIOD") {
+            Some(g) => Grain::parse(&g).with_context(|| {
+                format!("OPSIGHT_DEFAULT_PERIOD '{g}' is week, month, quarter or year")
+            })?,
+            None => Grain::Week,
+        };
         let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
         if !["sqlite:", "postgres://", "postgresql://"]
             .iter()
@@ -534,6 +543,7 @@ impl Config {
             questions_agent,
             addr,
             as_of,
+            default_grain,
             job_lease,
             shutdown_grace,
             job_concurrency,
@@ -851,6 +861,13 @@ mod tests {
             (BUILTIN, BUILTIN)
         );
         assert_eq!(c.addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.default_grain, Grain::Week);
+        assert_eq!(
+            cfg(&[("OPSIGHT_DEFAULT_PERIOD", "month")])
+                .unwrap()
+                .default_grain,
+            Grain::Month
+        );
         let local: SocketAddr = "0.0.0.0:4000".parse().unwrap();
         assert_eq!(
             c.agents_at(local)[0].invoke_url(),
@@ -868,6 +885,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("YYYY-MM-DD"));
+        assert!(cfg(&[("OPSIGHT_DEFAULT_PERIOD", "fortnight")])
+            .unwrap_err()
+            .to_string()
+            .contains("OPSIGHT_DEFAULT_PERIOD 'fortnight' is week, month, quarter or year"));
         assert!(cfg(&[("OPSIGHT_ADDR", "nope")])
             .unwrap_err()
             .to_string()

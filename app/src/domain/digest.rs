@@ -25,15 +25,18 @@ pub struct DigestItem {
     pub unit: String,
     pub value: Option<f64>,
     pub target: Option<f64>,
-    /// Week over week, in points (lines for volume).
+    /// Against the compared period (`compare`), in points (lines for volume).
     pub change: Option<f64>,
+    /// What `change` is against: the period before (`previous`) or a year ago.
+    #[serde(default)]
+    pub compare: crate::domain::period::Compare,
     pub status: Status,
     pub unusual: bool,
     /// "unusual: 81.2 % vs 93.0 % expected (z −5.1)".
     pub anomaly: Option<String>,
     /// The trigger that fired, if any.
     pub trigger: Option<String>,
-    /// Money at stake on the week's failed lines (unit costs × penalty), if costs are known.
+    /// Money at stake on the period's failed lines (unit costs × penalty), if costs are known.
     pub money_at_stake: Option<f64>,
     pub headline: Option<String>,
     /// The top root cause, in words.
@@ -55,7 +58,7 @@ pub struct Digest {
     pub title: String,
     /// RFC 3339, UTC.
     pub generated_at: String,
-    /// The reference date and the ISO week reported.
+    /// The reference date and the period reported (its label).
     pub as_of: String,
     pub period: String,
     /// Ranked: most money at stake first.
@@ -135,7 +138,11 @@ impl DigestItem {
         }
         if let Some(c) = self.change {
             let unit = if self.unit == "%" { " pts" } else { " lines" };
-            extra.push(format!("{c:+.1}{unit} w/w"));
+            let against = match self.compare {
+                crate::domain::period::Compare::Previous => "vs the period before",
+                crate::domain::period::Compare::YearAgo => "vs a year ago",
+            };
+            extra.push(format!("{c:+.1}{unit} {against}"));
         }
         if !extra.is_empty() {
             s.push_str(&format!(" ({})", extra.join(", ")));
@@ -353,6 +360,7 @@ pub(crate) fn sample_digest() -> Digest {
             value: Some(88.25),
             target: Some(95.0),
             change: Some(-3.5),
+            compare: Default::default(),
             status,
             unusual,
             anomaly: unusual.then(|| "unusual: 88.2 % vs 94.0 % expected (z −5.1)".to_string()),

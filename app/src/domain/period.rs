@@ -513,9 +513,10 @@ pub fn resolve(
     period: Option<&str>,
     compare: Option<&str>,
     as_of: NaiveDate,
+    default: Grain,
 ) -> Result<(Period, Compare), PeriodError> {
     let period = match period.map(str::trim).filter(|p| !p.is_empty()) {
-        None => Period::latest_complete(Grain::Week, as_of),
+        None => Period::latest_complete(default, as_of),
         Some(text) => match Grain::parse(text) {
             Some(grain) => Period::latest_complete(grain, as_of),
             None => Period::parse(text).map_err(|e| PeriodError(format!("period: {e}")))?,
@@ -731,9 +732,9 @@ mod tests {
             Period::week(Week::latest_complete(as_of))
         );
         assert_eq!(Compare::parse("year_ago"), Ok(Compare::YearAgo));
-        let (p, c) = resolve(Some("month"), None, as_of).unwrap();
+        let (p, c) = resolve(Some("month"), None, as_of, Grain::Week).unwrap();
         assert_eq!((p.label(), c), ("2026-10".to_string(), Compare::Previous));
-        let (p, c) = resolve(Some(" "), Some("year_ago"), as_of).unwrap();
+        let (p, c) = resolve(Some(" "), Some("year_ago"), as_of, Grain::Week).unwrap();
         assert_eq!((p.label(), c), ("2026-W46".to_string(), Compare::YearAgo));
         for lens in [
             Lens::WEEKLY,
@@ -745,11 +746,11 @@ mod tests {
             assert_eq!(Lens::parse(&lens.key()), Some(lens));
         }
         assert_eq!(Lens::WEEKLY.key(), "week");
-        let e = resolve(Some("2026-W54"), None, as_of)
+        let e = resolve(Some("2026-W54"), None, as_of, Grain::Week)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("period: period '2026-W54'"), "{e}");
-        let e = resolve(None, Some("yesterday"), as_of)
+        let e = resolve(None, Some("yesterday"), as_of, Grain::Week)
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("compare: "), "{e}");

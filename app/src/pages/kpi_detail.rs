@@ -57,7 +57,7 @@ fn Tree(tree: OtifTree, previous: OtifTree) -> impl IntoView {
         <div class="tree">
             <h3>"OTIF tree"</h3>
             <table>
-                <thead><tr><th>"lines"</th><th>"previous"</th><th>"this week"</th><th>"change"</th></tr></thead>
+                <thead><tr><th>"lines"</th><th>"previous"</th><th>"this period"</th><th>"change"</th></tr></thead>
                 <tbody>
                     {row("lines due", tree.lines, previous.lines)}
                     {row("OTIF", tree.otif_lines, previous.otif_lines)}

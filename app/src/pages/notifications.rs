@@ -69,7 +69,7 @@ pub fn NotificationsPage() -> impl IntoView {
             <p class="hint">"Digests list off-target and unusual KPIs with their insights, most money at stake first; schedule one on the Schedules page (\"Send the digest\"). Alerts go out when a trigger starts or stops firing, never once per refresh, and pause while a trigger flaps."</p>
             {crate::app::can(crate::domain::access::Role::Editor).then(|| view! {
             <div class="run-buttons">
-                <button class="send-digest" on:click=move |_| { send.dispatch(SendDigest {}); } disabled=move || send.pending().get()>"Send digest now"</button>
+                <button class="send-digest" on:click=move |_| { send.dispatch(SendDigest { request: Default::default() }); } disabled=move || send.pending().get()>"Send digest now"</button>
                 <button class="check-alerts" on:click=move |_| { check.dispatch(CheckAlerts {}); } disabled=move || check.pending().get()>"Check alerts now"</button>
                 {move || check.value().get().map(|r| match r {
                     Ok(n) => view! { <span class="hint checked">{format!("{} alert(s) queued", n.queued.len())}</span> }.into_any(),

@@ -40,7 +40,8 @@ pub fn PeriodPicker(choice: PeriodChoice, action: String) -> impl IntoView {
     let period = choice.period.clone().unwrap_or_default();
     let compare = choice.compare.clone().unwrap_or_default();
     let grains = [
-        ("", "Latest week"),
+        ("", "Latest (default)"),
+        ("week", "Latest week"),
         ("month", "Latest month"),
         ("quarter", "Latest quarter"),
         ("year", "Latest year"),

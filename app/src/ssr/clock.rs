@@ -1,23 +1,68 @@
 //! Time and identity: the reference date services reason about, the timestamps the
 //! database stores, and the ids of new rows.
 
+use crate::domain::period::{self, Compare, Grain, Period, PeriodError};
+use crate::dto::PeriodChoice;
 use chrono::{DateTime, NaiveDate, Utc};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// The reference date: "today" for the dashboard's latest complete week. Fixed with
-/// `OPSIGHT_AS_OF` (demos, tests), else today in UTC.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The reference date and the default grain: what "the latest complete period" means for
+/// a page, a run or a digest that names no period. The date is fixed with `OPSIGHT_AS_OF`
+/// (demos, tests), else today in UTC; the grain is `OPSIGHT_DEFAULT_PERIOD` (`week` unless
+/// set: a network with a few hundred lines a month reads months).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Clock {
     pub as_of: Option<NaiveDate>,
+    pub grain: Grain,
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock {
+            as_of: None,
+            grain: Grain::Week,
+        }
+    }
 }
 
 impl Clock {
     pub fn fixed(as_of: NaiveDate) -> Clock {
-        Clock { as_of: Some(as_of) }
+        Clock {
+            as_of: Some(as_of),
+            ..Clock::default()
+        }
+    }
+
+    /// This clock seen from another day (a schedule's tick in its own time zone).
+    pub fn on(self, day: NaiveDate) -> Clock {
+        Clock {
+            as_of: Some(day),
+            ..self
+        }
     }
 
     pub fn today(&self) -> NaiveDate {
         self.as_of.unwrap_or_else(|| Utc::now().date_naive())
+    }
+
+    /// The latest complete period of the default grain, compared with the one before.
+    pub fn default_view(&self) -> (Period, Compare) {
+        (
+            Period::latest_complete(self.grain, self.today()),
+            Compare::Previous,
+        )
+    }
+
+    /// A period choice (text from a query or a body) resolved against this clock: the
+    /// default grain's latest complete period when none is named; a 400 naming the
+    /// parameter when it does not parse.
+    pub fn resolve(&self, choice: &PeriodChoice) -> Result<(Period, Compare), PeriodError> {
+        period::resolve(
+            choice.period.as_deref(),
+            choice.compare.as_deref(),
+            self.today(),
+            self.grain,
+        )
     }
 }
 

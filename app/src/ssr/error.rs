@@ -49,6 +49,13 @@ impl From<ScopeError> for ServiceError {
     }
 }
 
+/// A period or comparison that does not parse: the request's fault, named.
+impl From<crate::domain::period::PeriodError> for ServiceError {
+    fn from(e: crate::domain::period::PeriodError) -> Self {
+        ServiceError::BadRequest(e.to_string())
+    }
+}
+
 impl From<ServiceError> for AppError {
     /// The safe form. Internal causes are logged here, once, with their chain; agent
     /// failures as warnings.

@@ -97,6 +97,37 @@ impl<T: DeserializeOwned + JsonSchema, S: Send + Sync> FromRequest<S> for Body<T
     }
 }
 
+/// [`Body`] that may be left out: no body at all is the input's default (for operations
+/// whose every field is optional, so `curl -X POST` works).
+pub struct OptionalBody<T>(pub T);
+
+impl<T: DeserializeOwned + JsonSchema + Default, S: Send + Sync> FromRequest<S>
+    for OptionalBody<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, crate::MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                ApiError(AppError::TooLarge(format!(
+                    "the request body is larger than {} MiB",
+                    crate::MAX_BODY_BYTES / (1024 * 1024)
+                )))
+            })?;
+        // Empty (whatever the headers say) is the default; anything else must be the
+        // input's JSON, with `Body`'s checks and messages.
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalBody(T::default()));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+        Body::<T>::from_request(req, state)
+            .await
+            .map(|Body(v)| OptionalBody(v))
+    }
+}
+
 fn body_error<T: JsonSchema>(e: JsonRejection) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         return ApiError(AppError::TooLarge(format!(
@@ -383,9 +414,12 @@ pub fn edit_rules(m: MethodFilter) -> Handler {
 }
 
 pub fn send_digest(m: MethodFilter) -> Handler {
-    on(m, |State(s): St| async move {
-        reply(s.notify().send_digest().await)
-    })
+    on(
+        m,
+        |State(s): St, OptionalBody(b): OptionalBody<DigestRequest>| async move {
+            reply(s.notify().send_digest(b).await)
+        },
+    )
 }
 
 /// The digest as a channel of the given format would get it (JSON, or HTML for e-mail).

@@ -360,6 +360,7 @@ fn table() -> Vec<Operation> {
         )
         .server_fn()
         .rest("POST", "/digests", api::send_digest)
+        .body(input::<DigestRequest>)
         .reply(out::<DigestQueued>)
         .status(202),
         op(

@@ -308,7 +308,9 @@ async fn a_year_ago_comparison_sums_the_same_week_a_year_before() {
             ));
         }
     }
-    import::import_orders(&t.db, csv.as_bytes()).await.unwrap();
+    import::import_orders(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()))
+        .await
+        .unwrap();
     let lines = raw_lines(&t.db).await;
     let s = demo_scoring(&t.db).await;
     assert_eq!(stored(&t.db).await, direct(&lines, &s));
@@ -352,7 +354,9 @@ async fn a_late_correction_changes_exactly_the_days_it_touches() {
         fmt_date(new_day),
         fmt_date(new_day),
     );
-    let r = import::import_orders(&t.db, csv.as_bytes()).await.unwrap();
+    let r = import::import_orders(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()))
+        .await
+        .unwrap();
     assert_eq!((r.lines, r.inserted, r.updated), (2, 1, 1));
     let after = stored(&t.db).await;
     let lines = raw_lines(&t.db).await;
@@ -393,7 +397,7 @@ async fn a_bad_row_at_the_end_of_a_large_file_leaves_the_database_untouched() {
         ));
     }
     csv.push_str("\nBIG-bad,1,DAL,C,K,S,G,ten,10,2026-10-01,2026-10-01,");
-    let err = import::import_orders(&t.db, csv.as_bytes())
+    let err = import::import_orders(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()))
         .await
         .unwrap_err();
     let msg = err.to_string();
@@ -415,7 +419,7 @@ async fn a_bad_row_at_the_end_of_a_large_file_leaves_the_database_untouched() {
         ));
     }
     csv.push_str("\nDUP-17,1,DAL,C,K,S,G,10,10,2026-10-02,2026-10-02,");
-    let err = import::import_orders(&t.db, csv.as_bytes())
+    let err = import::import_orders(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()))
         .await
         .unwrap_err();
     assert!(
@@ -424,6 +428,83 @@ async fn a_bad_row_at_the_end_of_a_large_file_leaves_the_database_untouched() {
         "{err}"
     );
     assert_eq!(facts::count_lines(&t.db).await.unwrap(), lines_before);
+}
+
+#[tokio::test]
+async fn an_earlier_imports_key_twice_in_a_file_names_both_lines() {
+    let t = test_db().await;
+    seed(&t.db, 2_000).await;
+    let (order_id, line_no): (String, i64) =
+        sqlx::query_as("SELECT order_id, line_no FROM order_lines ORDER BY order_id LIMIT 1")
+            .fetch_one(&t.db)
+            .await
+            .unwrap();
+    let lines_before = facts::count_lines(&t.db).await.unwrap();
+    let store_before = stored(&t.db).await;
+    // The stored key on line 3 and again on line 4,503: an update, then a duplicate of it
+    // (the seed's own line number for the key must not be the one reported).
+    let mut csv = String::from(HEADER);
+    for i in 0..4_502 {
+        let key = if i == 1 {
+            format!("{order_id},{line_no}")
+        } else {
+            format!("TWICE-{i},1")
+        };
+        csv.push_str(&format!("\n{key},DAL,C,K,S,G,10,10,2026-10-01,2026-10-01,"));
+    }
+    csv.push_str(&format!(
+        "\n{order_id},{line_no},DAL,C,K,S,G,9,9,2026-10-02,2026-10-02,"
+    ));
+    let err = import::import_orders(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()))
+        .await
+        .unwrap_err();
+    let expected = format!(
+        "line 4504: duplicate key order_id '{order_id}' line_no {line_no} (first on line 3)"
+    );
+    assert!(err.to_string().contains(&expected), "{err}");
+    assert_eq!(facts::count_lines(&t.db).await.unwrap(), lines_before);
+    assert_eq!(stored(&t.db).await, store_before);
+}
+
+#[tokio::test]
+async fn stray_dates_centuries_apart_rescore_like_any_other() {
+    let t = test_db().await;
+    seed(&t.db, 2_000).await;
+    // The oldest and the latest dates Opsight accepts, for one site: re-scoring visits the
+    // days that hold lines, not the three million in between.
+    let csv = format!(
+        "{HEADER}\nSTRAY-1,1,DAL,C,K,S,G,10,10,1900-01-01,1900-01-09,\n\
+         STRAY-2,1,DAL,C,K,S,G,10,4,9998-12-31,9998-12-31,short_pick\n"
+    );
+    import::import_orders(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()))
+        .await
+        .unwrap();
+    // Saving unit costs re-tallies the whole store.
+    costs::put(
+        &t.db,
+        vec![UnitCost {
+            sku: Some("S".into()),
+            category: None,
+            unit_cost: 3.5,
+        }],
+    )
+    .await
+    .unwrap();
+    let s = demo_scoring(&t.db).await;
+    let lines = raw_lines(&t.db).await;
+    assert_eq!(stored(&t.db).await, direct(&lines, &s));
+    let far = facts::breakdown(
+        &t.db,
+        None,
+        parse_date("9998-01-01").unwrap(),
+        parse_date("9998-12-31").unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (far.total.counts.lines, far.total.counts.in_full_lines),
+        (1, 0)
+    );
 }
 
 /// OTIF of a site's latest week three ways: the dashboard tile, the KPI page's pack and a
@@ -725,4 +806,88 @@ async fn monthly_and_weekly_cards_live_side_by_side() {
     assert_ne!(flagged(&m), flagged(&w));
     assert_eq!(run.total as usize, flagged(&m));
     app.wait_run(&run.id).await;
+}
+
+#[tokio::test]
+async fn a_default_grain_and_digests_follow_the_period_asked_for() {
+    use app::domain::period::Grain;
+    let app = crate::common::spawn_app_tuned(6_000, |c| {
+        c.default_grain = Grain::Month;
+        c.notifier.base_url = Some("https://ops.example.com".into());
+    })
+    .await;
+    let month = Period::latest_complete(Grain::Month, as_of()).label();
+    // No period named: the configured grain's latest complete period.
+    let d: Dashboard = app.get("/api/v1/dashboard").await.json().await.unwrap();
+    assert_eq!(d.period.label, month);
+    let preview: serde_json::Value = app
+        .get("/api/v1/digests/preview")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(preview["digest"]["period"], month.as_str());
+    // A digest of a named week: its figures, and links that open the same view.
+    let week = Period::latest_complete(Grain::Week, as_of())
+        .previous()
+        .label();
+    let preview: serde_json::Value = app
+        .get(&format!(
+            "/api/v1/digests/preview?period={week}&compare=year_ago"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let digest = &preview["digest"];
+    assert_eq!(digest["period"], week.as_str());
+    let view = format!("?period={week}&compare=year_ago");
+    assert!(digest["link"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/{view}")));
+    let items = digest["items"].as_array().unwrap();
+    assert!(!items.is_empty(), "the demo has cards needing attention");
+    for i in items {
+        assert!(i["link"].as_str().unwrap().ends_with(&view), "{i}");
+    }
+    // A digest's value is the tile of that period's dashboard.
+    let d: Dashboard = app
+        .get(&format!("/api/v1/dashboard?period={week}&compare=year_ago"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let first = &items[0];
+    let row = std::iter::once(&d.network)
+        .chain(&d.sites)
+        .find(|r| r.site == first["site"].as_str().unwrap())
+        .unwrap();
+    let tile = row
+        .tiles
+        .iter()
+        .find(|t| t.metric.key() == first["metric"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(first["value"].as_f64(), tile.value);
+    // Sent with no body at all (`curl -X POST`): the default view; a bad period is a 400.
+    let r = app
+        .http
+        .post(format!("{}/api/v1/digests", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let r = app
+        .http
+        .post(format!("{}/api/v1/digests", app.base))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let r = app
+        .post_json("/api/v1/digests", &json!({"period": "2026-13"}))
+        .await;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("period"));
 }

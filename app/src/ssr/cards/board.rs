@@ -7,10 +7,10 @@ use super::Cards;
 use crate::domain::card::{card, for_period, mark_model_moved, tile, tile_from_pack, Daily};
 use crate::domain::evidence::{EvidencePack, PeriodRef, NETWORK};
 use crate::domain::kpi::{KpiCounts, Metric};
-use crate::domain::period::{fmt_date, resolve, Compare, Lens, Period, Week};
+use crate::domain::period::{fmt_date, Compare, Lens, Period, Week};
 use crate::dto::{
     Card, Dashboard, DashboardQuery, EvidenceQuery, InsightView, InsightsQuery, KpiDetail,
-    KpiQuery, LineagePage, PeriodChoice, SiteRow, Tile,
+    KpiQuery, LineagePage, SiteRow, Tile,
 };
 use crate::ssr::error::ServiceError;
 use crate::ssr::store::{self, facts, insights};
@@ -66,12 +66,6 @@ fn cards_of(
             )
         })
         .collect()
-}
-
-/// Resolves a page's period choice against the reference date (400 naming the parameter).
-pub fn view_of(choice: &PeriodChoice, as_of: NaiveDate) -> Result<(Period, Compare), ServiceError> {
-    resolve(choice.period.as_deref(), choice.compare.as_deref(), as_of)
-        .map_err(|e| ServiceError::BadRequest(e.to_string()))
 }
 
 impl Cards {
@@ -209,13 +203,13 @@ impl Cards {
         Ok(tiles)
     }
 
-    /// Every site and KPI for a period (the latest complete week by default), with each
+    /// Every site and KPI for a period (the default grain's latest complete one when none is named), with each
     /// card's latest insight of that lens.
     #[tracing::instrument(skip_all)]
     pub async fn dashboard(&self, q: DashboardQuery) -> Result<Dashboard, ServiceError> {
         self.refresh_model_versions().await;
         let as_of = self.clock.today();
-        let (period, compare) = view_of(&q.view, as_of)?;
+        let (period, compare) = self.clock.resolve(&q.view)?;
         let tiles = self.tiles(period, compare).await?;
         let lens = Lens::of(&period, compare);
         let mut by_card: HashMap<(String, Metric), Vec<InsightView>> = HashMap::new();
@@ -275,7 +269,7 @@ impl Cards {
     pub async fn evidence(&self, q: EvidenceQuery) -> Result<EvidencePack, ServiceError> {
         let metric = parse_metric(&q.metric)?;
         let as_of = self.clock.today();
-        let (period, compare) = view_of(&q.view, as_of)?;
+        let (period, compare) = self.clock.resolve(&q.view)?;
         let rules = store::rules::load(&self.db).await?;
         evidence::load_period(&self.db, &rules, &q.site, metric, period, compare, as_of).await
     }
@@ -288,7 +282,7 @@ impl Cards {
         let site = q.site.as_str();
         let rules = store::rules::load(&self.db).await?;
         let as_of = self.clock.today();
-        let (period, compare) = view_of(&q.view, as_of)?;
+        let (period, compare) = self.clock.resolve(&q.view)?;
         let pack =
             evidence::load_period(&self.db, &rules, site, metric, period, compare, as_of).await?;
         let lens = Lens::of(&period, compare);

@@ -107,7 +107,7 @@ impl Cards {
     ) -> Result<TurnStarted, ServiceError> {
         let metric = parse_metric(&input.metric)?;
         evidence::site_name(&self.db, &input.site).await?;
-        let (period, compare) = super::board::view_of(&input.view, self.clock.today())?;
+        let (period, compare) = self.clock.resolve(&input.view)?;
         let question = clean_question(Some(&input.question))?
             .ok_or_else(|| ServiceError::BadRequest("ask a question".into()))?;
         let now = chrono::Utc::now();

@@ -19,7 +19,7 @@ use super::{clean_question, Cards};
 use crate::domain::card::{same_inputs, Inputs as CardInputs};
 use crate::domain::evidence::EvidencePack;
 use crate::domain::kpi::Metric;
-use crate::domain::period::{fmt_date, resolve, Compare, Lens, Period};
+use crate::domain::period::{fmt_date, Compare, Lens, Period};
 use crate::domain::rules::Rules;
 use crate::domain::status::{AnswerStatus, JobStatus};
 use crate::dto::{InsightView, RefreshRequest};
@@ -44,8 +44,8 @@ pub struct RefreshOptions<'a> {
     /// The run job this refresh is for: its result is stored only while the claim still
     /// holds the job, in the same transaction that finishes the job.
     pub job: Option<&'a JobClaim>,
-    /// The period and comparison; `None` for the latest complete week against the week
-    /// before (the default card).
+    /// The period and comparison; `None` for the clock's default view (the default grain's
+    /// latest complete period against the one before: the default card).
     pub view: Option<(Period, Compare)>,
 }
 
@@ -100,12 +100,7 @@ impl Cards {
     /// the API).
     pub async fn refresh(&self, input: RefreshRequest) -> Result<InsightView, ServiceError> {
         let metric = super::evidence::parse_metric(&input.metric)?;
-        let view = resolve(
-            input.view.period.as_deref(),
-            input.view.compare.as_deref(),
-            self.clock.today(),
-        )
-        .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+        let view = self.clock.resolve(&input.view)?;
         let opts = RefreshOptions {
             question: input.question.as_deref(),
             view: Some(view),
@@ -183,12 +178,7 @@ impl Cards {
     ) -> Result<Inputs, ServiceError> {
         let rules = store::rules::load(&self.db).await?;
         let as_of = self.clock.today();
-        let (period, compare) = view.unwrap_or_else(|| {
-            (
-                Period::latest_complete(crate::domain::period::Grain::Week, as_of),
-                Compare::Previous,
-            )
-        });
+        let (period, compare) = view.unwrap_or_else(|| self.clock.default_view());
         let pack =
             super::evidence::load_period(&self.db, &rules, site, metric, period, compare, as_of)
                 .await?;

@@ -75,7 +75,8 @@ impl Notify {
                     continue;
                 }
                 if let Some(notice) = notice {
-                    let mut item = self.item(row, tile, row.card(tile.metric));
+                    let mut item =
+                        self.item(row, tile, row.card(tile.metric), "", dashboard.compare);
                     if notice == Notice::Resolved {
                         item.trigger = None;
                     }

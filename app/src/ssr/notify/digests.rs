@@ -1,16 +1,20 @@
-//! Building and sending digests: the dashboard's cards that are off target or unusual,
-//! with their latest insights, ranked by money at stake (when unit costs are known: the
-//! penalty on each scope's failed lines that week, the figure its evidence pack shows),
-//! queued to every channel that takes digests.
+//! Building and sending digests: the dashboard's cards that are off target or unusual in a
+//! period (the default grain's latest complete one, or the period a request or a schedule
+//! names: a monthly digest on the 1st), with their latest insights of that period, ranked
+//! by money at stake (when unit costs are known: the penalty on each scope's failed lines
+//! in the period, the figure its evidence pack shows), queued to every channel that takes
+//! digests. Links open the same view.
 
 use super::Notify;
 use crate::domain::digest::{self, Digest, DigestItem};
 use crate::domain::evidence::NETWORK;
 use crate::domain::materiality::at_stake;
-use crate::domain::period::Week;
+use crate::domain::period::{parse_date, Compare};
 use crate::domain::rules::Status;
 use crate::domain::status::{ChannelKind, NotificationKind};
-use crate::dto::{Card, DigestFormat, DigestQueued, SiteRow, Tile};
+use crate::dto::{
+    Card, DashboardQuery, DigestFormat, DigestQueued, DigestRequest, PeriodChoice, SiteRow, Tile,
+};
 use crate::ssr::clock;
 use crate::ssr::error::ServiceError;
 use crate::ssr::store::{self, facts, Conn};
@@ -23,8 +27,16 @@ pub fn needs_attention(t: &Tile) -> bool {
 }
 
 impl Notify {
-    /// One digest line from a tile, its card and its row.
-    pub fn item(&self, row: &SiteRow, tile: &Tile, card: Option<&Card>) -> DigestItem {
+    /// One digest line from a tile, its card and its row; `view` is the link's query
+    /// (`?period=2026-11`) and `compare` what the tile's change is against.
+    pub fn item(
+        &self,
+        row: &SiteRow,
+        tile: &Tile,
+        card: Option<&Card>,
+        view: &str,
+        compare: Compare,
+    ) -> DigestItem {
         let insight = card.and_then(|c| c.insight.as_ref());
         let contract = insight.and_then(|i| i.insight.as_ref());
         DigestItem {
@@ -36,6 +48,7 @@ impl Notify {
             value: tile.value,
             target: tile.target,
             change: tile.change,
+            compare,
             status: tile.status,
             unusual: tile.anomaly.as_ref().is_some_and(|a| a.unusual),
             anomaly: tile
@@ -60,38 +73,45 @@ impl Notify {
             stale: card.and_then(|c| c.stale.clone()),
             link: self
                 .notifier
-                .link(&format!("/kpi/{}/{}", row.site, tile.metric.key())),
+                .link(&format!("/kpi/{}/{}{view}", row.site, tile.metric.key())),
         }
     }
 
-    /// The digest as of now (and how long it took to build, in ms).
+    /// The digest of a period as of now (and how long it took to build, in ms).
     #[tracing::instrument(skip_all)]
-    pub async fn build_digest(&self) -> Result<(Digest, f64), ServiceError> {
+    pub async fn build_digest(&self, view: &PeriodChoice) -> Result<(Digest, f64), ServiceError> {
         let started = Instant::now();
-        let dashboard = self.cards.dashboard(Default::default()).await?;
+        let dashboard = self
+            .cards
+            .dashboard(DashboardQuery { view: view.clone() })
+            .await?;
+        // Links open the period reported, pinned: a link to "the latest month" would open
+        // another month once this one is over.
+        let query = PeriodChoice::new(&dashboard.period.label, dashboard.compare.key()).query();
         let mut items = Vec::new();
         let mut fine = 0;
         for row in std::iter::once(&dashboard.network).chain(&dashboard.sites) {
             for tile in &row.tiles {
                 if needs_attention(tile) {
-                    items.push(self.item(row, tile, row.card(tile.metric)));
+                    let card = row.card(tile.metric);
+                    items.push(self.item(row, tile, card, &query, dashboard.compare));
                 } else {
                     fine += 1;
                 }
             }
         }
-        // Money at stake is the penalty on a scope's failed lines that week (the same
+        // Money at stake is the penalty on a scope's failed lines in the period (the same
         // figure the card's evidence pack shows), summed from the metric store once per
         // scope.
         let costs = facts::cost_book(&self.db).await?;
-        if !items.is_empty() && !costs.is_empty() {
+        let span = parse_date(&dashboard.period.start).zip(parse_date(&dashboard.period.end));
+        if let Some((from, to)) = span.filter(|_| !items.is_empty() && !costs.is_empty()) {
             let rules = store::rules::load(&self.db).await?;
-            let week = Week::latest_complete(self.cards.clock().today());
             let mut by_site: HashMap<String, f64> = HashMap::new();
             for i in &mut items {
                 if !by_site.contains_key(&i.site) {
                     let filter = (i.site != NETWORK).then_some(i.site.as_str());
-                    let b = facts::breakdown(&self.db, filter, week.start, week.end()).await?;
+                    let b = facts::breakdown(&self.db, filter, from, to).await?;
                     by_site.insert(i.site.clone(), at_stake(&b, &rules).at_stake);
                 }
                 i.money_at_stake = by_site.get(&i.site).copied();
@@ -107,7 +127,7 @@ impl Notify {
             items,
             more: 0,
             fine,
-            link: self.notifier.link("/"),
+            link: self.notifier.link(&format!("/{query}")),
         };
         digest::truncate(&mut d);
         Ok((d, started.elapsed().as_secs_f64() * 1000.0))
@@ -136,9 +156,9 @@ impl Notify {
         Ok(id)
     }
 
-    /// Builds a digest now and queues it to every digest channel.
-    pub async fn send_digest(&self) -> Result<DigestQueued, ServiceError> {
-        let (d, ms) = self.build_digest().await?;
+    /// Builds a digest of the period asked for now and queues it to every digest channel.
+    pub async fn send_digest(&self, input: DigestRequest) -> Result<DigestQueued, ServiceError> {
+        let (d, ms) = self.build_digest(&input.view).await?;
         let mut tx = store::begin(&self.db).await?;
         let id = self.queue_digest(&mut tx, &d, ms, None).await?;
         store::commit(tx).await?;
@@ -161,7 +181,7 @@ impl Notify {
                     format.format.unwrap_or_default()
                 ))
             })?;
-        let (digest, _) = self.build_digest().await?;
+        let (digest, _) = self.build_digest(&format.view).await?;
         Ok(super::render(kind, &digest))
     }
 }

@@ -16,12 +16,13 @@ pub use schedules::Schedules;
 
 use crate::domain::evidence::NETWORK;
 use crate::domain::kpi::Metric;
-use crate::domain::period::{Compare, Grain, Period};
+use crate::domain::period::{Compare, Period};
 use crate::domain::rules::Status;
 use crate::domain::scope::Scope;
 use crate::domain::status::{JobStatus, RunOrigin, RunStatus};
 use crate::dto::{PeriodChoice, RunDetail, RunRequest, RunView, RunsQuery};
 use crate::ssr::cards::{Cards, RefreshOptions, Refreshed};
+use crate::ssr::clock::Clock;
 use crate::ssr::error::{chain, ServiceError};
 use crate::ssr::store::runs::{JobClaim, NewRun};
 use crate::ssr::store::{self, facts, Conn, Db};
@@ -73,12 +74,10 @@ impl Default for JobQueue {
 }
 
 /// The period label a run stores (empty when none was asked for: each job then takes the
-/// latest complete week when it runs) and its comparison; 400 naming a bad parameter.
-pub fn run_period(
-    view: &PeriodChoice,
-    today: chrono::NaiveDate,
-) -> Result<(String, Compare), ServiceError> {
-    let (period, compare) = crate::ssr::cards::board::view_of(view, today)?;
+/// default grain's latest complete period when it runs) and its comparison; 400 naming a
+/// bad parameter.
+pub fn run_period(view: &PeriodChoice, clock: Clock) -> Result<(String, Compare), ServiceError> {
+    let (period, compare) = clock.resolve(view)?;
     let label = if view.period.as_deref().is_some_and(|p| !p.trim().is_empty()) {
         period.label()
     } else {
@@ -126,7 +125,7 @@ impl Runs {
     }
 
     /// The reference date's source (a pinned `OPSIGHT_AS_OF` when replaying history).
-    pub fn clock(&self) -> crate::ssr::clock::Clock {
+    pub fn clock(&self) -> Clock {
         self.cards.clock()
     }
 
@@ -196,7 +195,7 @@ impl Runs {
         origin: RunOrigin,
         view: &PeriodChoice,
     ) -> Result<RunView, ServiceError> {
-        let (period, compare) = run_period(view, self.cards.clock().today())?;
+        let (period, compare) = run_period(view, self.cards.clock())?;
         let cards = self.cards_in_scope(scope, &period, compare).await?;
         // One transaction: a run is never seen without its jobs (it would look finished).
         let mut tx = store::begin(&self.db).await?;
@@ -283,8 +282,8 @@ impl Runs {
         };
         let view = if claim.period.is_empty() {
             (claim.compare != Compare::Previous).then(|| {
-                let week = Period::latest_complete(Grain::Week, self.cards.clock().today());
-                (week, claim.compare)
+                let (latest, _) = self.cards.clock().default_view();
+                (latest, claim.compare)
             })
         } else {
             match Period::parse(&claim.period) {

@@ -14,8 +14,8 @@ use super::{insert, Runs};
 use crate::domain::evidence::NETWORK;
 use crate::domain::scope::Scope;
 use crate::domain::status::RunOrigin;
-use crate::dto::{RunView, ScheduleInput, SchedulePreview, ScheduleView};
-use crate::ssr::clock::{new_id, parse_timestamp, timestamp};
+use crate::dto::{PeriodChoice, RunView, ScheduleInput, SchedulePreview, ScheduleView};
+use crate::ssr::clock::{new_id, parse_timestamp, timestamp, Clock};
 use crate::ssr::error::{chain, ServiceError};
 use crate::ssr::notify::Notify;
 use crate::ssr::store::runs::NewRun;
@@ -109,12 +109,7 @@ fn validate(input: &ScheduleInput) -> Result<(ScheduleInput, Crontab, Scope), Se
     }
     // A grain word or a period, and a comparison: checked now (400 naming the parameter),
     // resolved against the day each tick fires.
-    crate::domain::period::resolve(
-        input.view.period.as_deref(),
-        input.view.compare.as_deref(),
-        chrono::Utc::now().date_naive(),
-    )
-    .map_err(|e| ServiceError::BadRequest(e.to_string()))?;
+    Clock::default().resolve(&input.view)?;
     let clean = ScheduleInput {
         name: name.to_string(),
         view: crate::dto::PeriodChoice::new(
@@ -447,15 +442,14 @@ impl Schedules {
         // zone (a monthly schedule at 06:00 on the 1st in Tokyo fires on the last day of the
         // month in UTC, and means the month just ended), or the pinned reference date when
         // replaying history. A stored choice that no longer parses falls back to the week.
-        let today = self
-            .runs
-            .clock()
+        let clock = self.runs.clock();
+        let today = clock
             .as_of
             .unwrap_or_else(|| at.with_timezone(&crontab.tz).date_naive());
-        let (period, compare) = match super::run_period(&s.input().view, today) {
+        let (period, compare) = match super::run_period(&s.input().view, clock.on(today)) {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(error = %chain(&e), "schedule period invalid; using the latest week");
+                tracing::warn!(error = %chain(&e), "schedule period invalid; using the default view");
                 (String::new(), crate::domain::period::Compare::Previous)
             }
         };
@@ -489,7 +483,15 @@ impl Schedules {
         // A digest is built before the claim so that claiming the tick and queueing the
         // digest commit together: if building fails, the tick stays due and is tried again.
         let built = if digest && !skipped {
-            Some(self.notify.build_digest().await?)
+            // No period named: the default grain's latest complete one as of the tick's
+            // day in the schedule's time zone (not as of now in UTC).
+            let label = if period.is_empty() {
+                clock.on(today).default_view().0.label()
+            } else {
+                period.clone()
+            };
+            let view = PeriodChoice::new(&label, compare.key());
+            Some(self.notify.build_digest(&view).await?)
         } else {
             None
         };
