@@ -467,11 +467,12 @@ async fn an_earlier_imports_key_twice_in_a_file_names_both_lines() {
 }
 
 #[tokio::test]
-async fn stray_dates_centuries_apart_rescore_like_any_other() {
+async fn lines_centuries_apart_are_tallied_and_rescored_exactly() {
     let t = test_db().await;
     seed(&t.db, 2_000).await;
-    // The oldest and the latest dates Opsight accepts, for one site: re-scoring visits the
-    // days that hold lines, not the three million in between.
+    // The oldest and the latest dates Opsight accepts, for one site, next to the demo's:
+    // imported, then re-scored, each counted exactly (re-scoring visits the days that hold
+    // lines, not the three million in between, so this runs in a second).
     let csv = format!(
         "{HEADER}\nSTRAY-1,1,DAL,C,K,S,G,10,10,1900-01-01,1900-01-09,\n\
          STRAY-2,1,DAL,C,K,S,G,10,4,9998-12-31,9998-12-31,short_pick\n"
