@@ -117,7 +117,7 @@ pub fn document() -> &'static Value {
                 }
             }
             if let Some(body) = r.body {
-                operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": body(&mut s)}}});
+                operation["requestBody"] = json!({"required": !r.body_optional, "content": {"application/json": {"schema": body(&mut s)}}});
             }
             paths
                 .entry(r.path)

@@ -44,6 +44,8 @@ pub struct Rest {
     pub status: u16,
     pub query: Option<SchemaFn>,
     pub body: Option<SchemaFn>,
+    /// The body may be left out (every field of the input is optional).
+    pub body_optional: bool,
     pub reply: Reply,
     pub handler: fn(MethodFilter) -> MethodRouter<AppState>,
 }
@@ -98,6 +100,7 @@ impl Operation {
             status: 200,
             query: None,
             body: None,
+            body_optional: false,
             reply: Reply::Json(object),
             handler,
         });
@@ -115,6 +118,14 @@ impl Operation {
 
     fn body(self, schema: SchemaFn) -> Self {
         self.with(|r| r.body = Some(schema))
+    }
+
+    /// A body that may be left out (the handler reads it with `OptionalBody`).
+    fn optional_body(self, schema: SchemaFn) -> Self {
+        self.with(|r| {
+            r.body = Some(schema);
+            r.body_optional = true;
+        })
     }
 
     fn reply(self, schema: SchemaFn) -> Self {
@@ -360,7 +371,7 @@ fn table() -> Vec<Operation> {
         )
         .server_fn()
         .rest("POST", "/digests", api::send_digest)
-        .body(input::<DigestRequest>)
+        .optional_body(input::<DigestRequest>)
         .reply(out::<DigestQueued>)
         .status(202),
         op(

@@ -326,6 +326,15 @@ async fn openapi_describes_every_route_with_its_role() {
         );
     }
     assert!(schemas.contains_key("Dashboard") && schemas.contains_key("InsightView"));
+    // A body is required except where the operation takes none at all (`curl -X POST`).
+    assert_eq!(
+        doc["paths"]["/insights/refresh"]["post"]["requestBody"]["required"],
+        true
+    );
+    assert_eq!(
+        doc["paths"]["/digests"]["post"]["requestBody"]["required"],
+        false
+    );
     // OpenAPI 3.0's dialect throughout: no `const`, no type lists (3.1 / JSON Schema 2020).
     assert!(!text.contains("\"const\""), "const in the document");
     assert!(
