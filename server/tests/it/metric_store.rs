@@ -467,6 +467,61 @@ async fn an_earlier_imports_key_twice_in_a_file_names_both_lines() {
 }
 
 #[tokio::test]
+async fn updates_spread_over_a_large_import_are_applied_and_tallied_exactly() {
+    let t = test_db().await;
+    seed(&t.db, 2_000).await;
+    let keys: Vec<(String, i64)> =
+        sqlx::query_as("SELECT order_id, line_no FROM order_lines ORDER BY order_id, line_no")
+            .fetch_all(&t.db)
+            .await
+            .unwrap();
+    let lines_before = facts::count_lines(&t.db).await.unwrap();
+    // 5,000 rows (three batches): every seventh one rewrites a stored line (short, on
+    // another day and site), the rest are new, so batches mix new keys and updates.
+    let mut csv = String::from(HEADER);
+    let mut updates = 0;
+    for i in 0..5_000usize {
+        let key = if i % 7 == 3 {
+            updates += 1;
+            let (order_id, line_no) = &keys[i / 7 % keys.len()];
+            format!("{order_id},{line_no}")
+        } else {
+            format!("BIG-{i},1")
+        };
+        csv.push_str(&format!(
+            "\n{key},AUS,C{},K{},S,G,10,{},2026-10-0{},2026-10-0{},",
+            i % 5,
+            i % 3,
+            10 - i % 4,
+            1 + i % 9,
+            2 + i % 8
+        ));
+    }
+    let r = import::import_orders(&t.db, std::io::Cursor::new(csv.as_bytes().to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.lines, r.inserted, r.updated),
+        (5_000, 5_000 - updates, updates)
+    );
+    assert_eq!(
+        facts::count_lines(&t.db).await.unwrap(),
+        lines_before + (5_000 - updates) as i64
+    );
+    let lines = raw_lines(&t.db).await;
+    assert_eq!(
+        stored(&t.db).await,
+        direct(&lines, &demo_scoring(&t.db).await)
+    );
+    // Nothing of this import is left waiting: the next one only counts its own lines.
+    let next = format!("{HEADER}\nNEXT-1,1,AUS,C,K,S,G,4,4,2026-10-03,2026-10-03,");
+    let r = import::import_orders(&t.db, std::io::Cursor::new(next.as_bytes().to_vec()))
+        .await
+        .unwrap();
+    assert_eq!((r.lines, r.inserted, r.updated), (1, 1, 0));
+}
+
+#[tokio::test]
 async fn lines_centuries_apart_are_tallied_and_rescored_exactly() {
     let t = test_db().await;
     seed(&t.db, 2_000).await;

@@ -9,12 +9,12 @@
 //! (order_id, line_no) updates that line; the same key twice in one file is an error.
 //!
 //! How: a blocking thread reads, validates and tallies rows a batch at a time; the
-//! [`LineWriter`] streams each batch into a staging area ([`store::staging`]: a temporary
-//! table on SQLite, `COPY` into an unlogged table on PostgreSQL) and adds its tallies to
-//! the metric store; at the end it moves the staged lines into `order_lines` with a few
-//! set-based statements (new keys inserted, earlier imports' keys updated and their days
-//! re-tallied from the lines, a key twice in the file reported with both lines) and
-//! commits. Nothing is visible until the commit, and a bad row anywhere rolls it all back.
+//! [`LineWriter`] streams each batch into the import's transaction ([`store::staging`]: on
+//! SQLite new keys straight into `order_lines` and the rest into a temporary table, on
+//! PostgreSQL `COPY` into an unlogged table) and adds its tallies to the metric store; at
+//! the end a few set-based statements settle the staged lines (new keys inserted, earlier
+//! imports' keys updated and their days re-tallied from the lines, a key twice in the file
+//! reported with both lines) and it commits. Nothing is visible until the commit, and a bad row anywhere rolls it all back.
 //! The seed and, later, data sources write through the same [`LineWriter`].
 
 use crate::domain::evidence::LineFact;
@@ -24,7 +24,7 @@ use crate::domain::period::parse_date;
 use crate::domain::tally::{Breakdown, OrderLine};
 use crate::ssr::clock;
 use crate::ssr::store::facts::{self, BULK_ROWS};
-use crate::ssr::store::staging::{self, Moved, Stage};
+use crate::ssr::store::staging::{self, Encoded, Moved, Stage};
 use crate::ssr::store::{self, Db, StoreError, Tx};
 use chrono::NaiveDate;
 use sha2::Digest;
@@ -90,16 +90,16 @@ pub struct ImportReport {
 /// reason it is bad)`. A header that lacks a column fails at once, as line 1.
 pub struct OrderReader<R: Read> {
     records: csv::StringRecordsIntoIter<R>,
-    idx: HashMap<&'static str, usize>,
+    /// Where each of [`REQUIRED`] is in a row, in that order.
+    idx: [usize; REQUIRED.len()],
     reason_idx: Option<usize>,
 }
 
 impl<R: Read> OrderReader<R> {
     pub fn new(input: R) -> Result<Self, RowError> {
-        let mut reader = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .flexible(false)
-            .from_reader(input);
+        // Fields are trimmed as they are read (`str::trim`, no copy): the reader's own
+        // trimming rebuilt every record, a twentieth of an import's instructions.
+        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
         let headers = reader
             .headers()
             .map_err(|e| RowError {
@@ -107,7 +107,12 @@ impl<R: Read> OrderReader<R> {
                 message: format!("cannot read the header row: {e}"),
             })?
             .iter()
-            .map(|h| h.trim().trim_start_matches('\u{feff}').to_ascii_lowercase())
+            .map(|h| {
+                h.trim()
+                    .trim_start_matches('\u{feff}')
+                    .trim()
+                    .to_ascii_lowercase()
+            })
             .collect::<Vec<_>>();
         let missing: Vec<&str> = REQUIRED
             .iter()
@@ -121,10 +126,7 @@ impl<R: Read> OrderReader<R> {
             });
         }
         let col = |name: &str| headers.iter().position(|h| h == name);
-        let idx = REQUIRED
-            .iter()
-            .filter_map(|c| Some((*c, col(c)?)))
-            .collect();
+        let idx = REQUIRED.map(|c| col(c).unwrap_or_default()); // all present (checked)
         let reason_idx = col("reason_code");
         Ok(OrderReader {
             records: reader.into_records(),
@@ -149,7 +151,14 @@ impl<R: Read> Iterator for OrderReader<R> {
             }
         };
         let line = record.position().map_or(0, |p| p.line());
-        let field = |name: &str| record.get(self.idx[name]).unwrap_or_default();
+        let field = |name: &str| {
+            REQUIRED
+                .iter()
+                .position(|c| *c == name)
+                .and_then(|at| record.get(self.idx[at]))
+                .unwrap_or_default()
+                .trim()
+        };
         Some((
             line,
             parse_row(&field, self.reason_idx.and_then(|i| record.get(i))),
@@ -304,39 +313,47 @@ pub async fn import_orders_with_progress(
     let mut reader = OrderReader::new(input).map_err(|e| ImportError::Invalid(vec![e]))?;
     let mut writer = LineWriter::begin(db, "csv").await?;
     let (batches, mut parsed) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
-    // Reads, validates and tallies; stops at the end of the file, or when the writer stops
-    // listening (an error, or enough bad rows listed).
+    // Reads, validates, tallies and encodes for the stage; stops at the end of the file, or
+    // when the writer stops listening (an error, or enough bad rows listed).
     let scoring = writer.scoring().clone();
+    let encoder = writer.stage.encoder();
     let parser = tokio::task::spawn_blocking(move || loop {
-        let batch: Vec<_> = reader.by_ref().take(BULK_ROWS).collect();
-        if batch.is_empty() {
-            break;
-        }
-        let mut tallies = DayTallies::new();
-        for (_, row) in &batch {
-            if let Ok(l) = row {
-                scoring.tally(&mut tallies, &l.fact);
+        let mut batch = Parsed::default();
+        for (line, row) in reader.by_ref().take(BULK_ROWS) {
+            batch.rows += 1;
+            match row {
+                Ok(l) => {
+                    scoring.tally(&mut batch.tallies, &l.fact);
+                    batch.lines.push((line, l));
+                }
+                Err(message) => batch.errors.push(RowError { line, message }),
             }
         }
-        if batches.blocking_send((batch, tallies)).is_err() {
+        if batch.rows == 0 {
+            break;
+        }
+        // A batch with a bad row is not written (nothing will be): no need to encode it.
+        if batch.errors.is_empty() {
+            batch.encoded = Some(encoder.encode(&batch.lines));
+        }
+        if batches.blocking_send(batch).is_err() {
             break;
         }
     });
     let mut read = 0u64;
-    while let Some((rows, tallies)) = parsed.recv().await {
+    while let Some(batch) = parsed.recv().await {
         let before = read;
-        read += rows.len() as u64;
-        let mut lines = Vec::with_capacity(rows.len());
-        for (line, row) in rows {
-            match row {
-                Ok(l) => lines.push((line, l)),
-                Err(message) => writer.reject(RowError { line, message }),
-            }
+        read += batch.rows;
+        for e in batch.errors {
+            writer.reject(e);
         }
         if writer.errors.len() >= MAX_REPORTED {
             break;
         }
-        writer.write_batch(lines, Some(tallies)).await?;
+        let encoded = batch.encoded.transpose()?;
+        writer
+            .write_batch(batch.lines, Some(batch.tallies), encoded)
+            .await?;
         if read / PROGRESS_EVERY > before / PROGRESS_EVERY {
             progress(read - read % PROGRESS_EVERY);
         }
@@ -346,6 +363,17 @@ pub async fn import_orders_with_progress(
         .await
         .map_err(|e| ImportError::Reader(e.to_string()))?;
     writer.finish().await
+}
+
+/// A batch of rows, read on the parser's thread: the good ones with their tallies (and
+/// encoded for the stage when all were good) and the bad ones.
+#[derive(Default)]
+struct Parsed {
+    rows: u64,
+    lines: Vec<(u64, OrderLine)>,
+    errors: Vec<RowError>,
+    tallies: DayTallies,
+    encoded: Option<Result<Encoded, StoreError>>,
 }
 
 /// Parsed batches waiting for the writer.
@@ -433,8 +461,8 @@ impl Scoring {
 }
 
 /// Writes order lines into the store in one transaction (see the module docs): lines
-/// streamed into a staging area ([`store::staging`]) and moved into `order_lines` at the
-/// end, their tallies added to the metric store as they come (updated lines' days are
+/// streamed through a stage ([`store::staging`]) and settled in `order_lines` at the end,
+/// their tallies added to the metric store as they come (updated lines' days are
 /// re-tallied from the lines instead). Rows rejected by the caller
 /// ([`LineWriter::reject`]) stop the writing; `finish` then rolls everything back and
 /// names them.
@@ -513,7 +541,7 @@ impl LineWriter {
         self.pending.push((line, order));
         if self.pending.len() >= BULK_ROWS {
             let batch = std::mem::take(&mut self.pending);
-            self.write_batch(batch, None).await?;
+            self.write_batch(batch, None, None).await?;
         }
         Ok(())
     }
@@ -525,13 +553,14 @@ impl LineWriter {
         }
     }
 
-    /// Stages a batch of lines, with their tallies when the caller made them already
-    /// (under [`LineWriter::scoring`]); does nothing once a row was rejected (the import
-    /// then only validates what is left).
-    pub async fn write_batch(
+    /// Stages a batch of lines, with their tallies and encoding when the caller made them
+    /// already (under [`LineWriter::scoring`], with the stage's encoder); does nothing once
+    /// a row was rejected (the import then only validates what is left).
+    async fn write_batch(
         &mut self,
         batch: Vec<(u64, OrderLine)>,
         tallied: Option<DayTallies>,
+        encoded: Option<Encoded>,
     ) -> Result<(), ImportError> {
         if batch.is_empty() || !self.errors.is_empty() {
             return Ok(());
@@ -547,7 +576,10 @@ impl LineWriter {
             self.known_sites.extend(new_sites.iter().cloned());
             self.sites_created.extend(new_sites);
         }
-        self.stage.send(&mut self.tx, &batch).await?;
+        match encoded {
+            Some(e) => self.stage.send_encoded(&mut self.tx, e).await?,
+            None => self.stage.send(&mut self.tx, &batch).await?,
+        }
         self.lines += batch.len();
         // Every line is tallied as if new; `finish` re-tallies the days of the lines that
         // turn out to be updates from the lines themselves, dropping these tallies.
@@ -580,7 +612,7 @@ impl LineWriter {
     pub async fn finish(mut self) -> Result<ImportReport, ImportError> {
         if self.errors.is_empty() {
             let batch = std::mem::take(&mut self.pending);
-            self.write_batch(batch, None).await?;
+            self.write_batch(batch, None, None).await?;
         }
         let started = std::time::Instant::now();
         let moved = if self.errors.is_empty() {
