@@ -5,7 +5,8 @@ on the same generated network, in the same run, at each size.
 
 For each size (lines): generates the CSV (network.py), times DuckDB loading it and building
 the packs' content on the raw table, then `opsight import orders` into a fresh SQLite
-database (wall time, peak RSS), serves it and times `GET /api/v1/evidence` for a DC and the
+database (wall time, peak RSS) and SQLite's own insert rate for the same lines into the same
+schema (the import's ceiling on this machine), serves it and times `GET /api/v1/evidence` for a DC and the
 network (median of 7 after a warm-up) and for a month, a quarter and a year; requests every
 page once and reads the server's RSS; and, when `wrk` is installed, loads the overview at
 concurrency 32 next to a static file from the same server. With PG_URL, also imports into a
@@ -84,6 +85,58 @@ def wrk(url: str) -> dict | None:
     return {"p50_ms": ms("50%"), "p99_ms": ms("99%"), "rps": round(rps)}
 
 
+CEILING_LINES = 2_000_000
+
+
+def sqlite_insert_rate(opsight_db: str, csv_path: str, work: str) -> int:
+    """SQLite's own rate, in lines/s, for inserting (up to CEILING_LINES of) the file's lines
+    into Opsight's `order_lines` schema (read from the database Opsight just imported into:
+    same indexes and foreign key, same pragmas, same SQLite version through apsw), with the
+    lines already parsed in memory and nothing else to do: no parsing, no validation, no
+    metric store. The ceiling for any importer of this schema on this machine."""
+    import apsw
+    import csv
+
+    src = apsw.Connection(opsight_db)
+    ddl = [sql for (sql,) in src.execute(
+        "SELECT sql FROM sqlite_master WHERE tbl_name IN ('sites', 'order_lines') "
+        "AND sql IS NOT NULL ORDER BY type DESC")]
+    src.close()
+    path = os.path.join(work, "sqlite-insert-rate.db")
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    con = apsw.Connection(path)
+    con.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON")
+    for sql in ddl:
+        con.execute(sql)
+    rows, sites = [], set()
+    with open(csv_path, newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        for i, r in enumerate(reader):
+            if i >= CEILING_LINES:
+                break
+            sites.add(r[2])
+            rows.append((r[0], int(r[1]), r[2], r[3], r[4], r[5], r[6], int(r[7]), int(r[8]),
+                         r[9], r[10] or None, r[11] or None, "bench", i + 2))
+    con.executemany("INSERT INTO sites (code, name, region) VALUES (?, ?, '')",
+                    [(s, s) for s in sorted(sites)])
+    cols = ("order_id, line_no, site, customer, carrier, sku, category, ordered_qty, "
+            "delivered_qty, due_date, delivered_date, reason_code, import_id, import_line")
+    t = time.perf_counter()
+    con.execute("BEGIN")
+    con.executemany(f"INSERT INTO order_lines ({cols}) VALUES ({', '.join('?' * 14)}) "
+                    "ON CONFLICT (order_id, line_no) DO NOTHING", rows)
+    con.execute("COMMIT")
+    wall = time.perf_counter() - t
+    con.close()
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    return round(len(rows) / wall)
+
+
 def one_size(bin_, site_root, work, n, pg_url) -> dict:
     py = sys.executable
     csv = os.path.join(work, f"network-{n}.csv")
@@ -102,7 +155,8 @@ def one_size(bin_, site_root, work, n, pg_url) -> dict:
     env = dict(os.environ, DATABASE_URL=f"sqlite:{db}", OPSIGHT_AS_OF=AS_OF, RUST_LOG="warn")
     wall, rss, _ = timed_run([bin_, "import", "orders", csv], env)
     out = {"lines": n, "duckdb": duck, "import_s": round(wall, 1),
-           "import_lines_per_s": round(n / wall), "import_peak_rss_mb": rss}
+           "import_lines_per_s": round(n / wall), "import_peak_rss_mb": rss,
+           "sqlite_insert_lines_per_s": sqlite_insert_rate(db, csv, work)}
     if pg_url:
         name = f"opsight_bench_{n}"
         subprocess.run(["psql", pg_url, "-qc", f"DROP DATABASE IF EXISTS {name}"], check=True)
@@ -178,6 +232,10 @@ def main() -> None:
               f"network pack {r['network_pack_ms'] / d['network_pack_ms']:.2f}x DuckDB; month/quarter/year "
               f"{r['network_month_pack_ms']}/{r['network_quarter_pack_ms']}/{r['network_year_pack_ms']} ms "
               f"(DuckDB {d['network_month_pack_ms']}/{d['network_quarter_pack_ms']}/{d['network_year_pack_ms']})")
+        print(f"  import: {r['import_lines_per_s']} lines/s, {r['import_lines_per_s'] / d['load_lines_per_s']:.2f}x "
+              f"DuckDB's load; SQLite's own insert of these lines (parsed, nothing else to do, first "
+              f"{min(r['lines'], CEILING_LINES)}): {r['sqlite_insert_lines_per_s']} lines/s, import "
+              f"{r['import_lines_per_s'] / r['sqlite_insert_lines_per_s']:.2f}x of it")
         if "pg_import_lines_per_s" in r:
             print(f"  PostgreSQL import (COPY): {r['pg_import_lines_per_s']} lines/s "
                   f"({r['pg_import_s']} s, peak {r['pg_import_peak_rss_mb']} MB)")
