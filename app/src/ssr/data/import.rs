@@ -14,8 +14,9 @@
 //! PostgreSQL `COPY` into an unlogged table) and adds its tallies to the metric store; at
 //! the end a few set-based statements settle the staged lines (new keys inserted, earlier
 //! imports' keys updated and their days re-tallied from the lines, a key twice in the file
-//! reported with both lines) and it commits. Nothing is visible until the commit, and a bad row anywhere rolls it all back.
-//! The seed and, later, data sources write through the same [`LineWriter`].
+//! reported with both lines) and it commits. Nothing is visible until the commit, and a
+//! bad row anywhere rolls it all back. The seed and, later, data sources write through the
+//! same [`LineWriter`].
 
 use crate::domain::evidence::LineFact;
 use crate::domain::kpi::ScoringParams;
@@ -350,7 +351,12 @@ pub async fn import_orders_with_progress(
         if writer.errors.len() >= MAX_REPORTED {
             break;
         }
-        let encoded = batch.encoded.transpose()?;
+        // Once a row was refused nothing more is written (nor is a failed encoding news).
+        let encoded = if writer.errors.is_empty() {
+            batch.encoded.transpose()?
+        } else {
+            None
+        };
         writer
             .write_batch(batch.lines, Some(batch.tallies), encoded)
             .await?;
@@ -461,8 +467,8 @@ impl Scoring {
 }
 
 /// Writes order lines into the store in one transaction (see the module docs): lines
-/// streamed through a stage ([`store::staging`]) and settled in `order_lines` at the end,
-/// their tallies added to the metric store as they come (updated lines' days are
+/// streamed through a stage ([`store::staging`]), updates and duplicates settled at the
+/// end, their tallies added to the metric store as they come (updated lines' days are
 /// re-tallied from the lines instead). Rows rejected by the caller
 /// ([`LineWriter::reject`]) stop the writing; `finish` then rolls everything back and
 /// names them.

@@ -7,7 +7,7 @@
 //! Every read a page or a pack makes is a sum over it: the network is a sum over sites, a
 //! month a sum over days, never a rescan of lines.
 //!
-//! Writes: an import moves lines in from its stage ([`super::staging`]) and
+//! Writes: an import writes lines through its stage ([`super::staging`]) and
 //! adds their tallies ([`add_tallies`]); days whose lines were corrected, and a change of
 //! scoring rules or unit costs, re-tally from the lines ([`retally`], [`retally_all`]).
 //! The one row of `kpi_store` says what the store was tallied with and versions it.

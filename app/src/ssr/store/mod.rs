@@ -12,8 +12,9 @@
 //! - [`runs`]: refresh runs and their jobs (claims, leases, fencing).
 //! - [`schedules`]: cron schedules and their ticks.
 //! - [`notifications`]: digests and alerts, their deliveries, alert states.
-//! - [`staging`]: where an import's lines wait for its commit (a temporary table on SQLite,
-//!   `COPY` into an unlogged table on PostgreSQL).
+//! - [`staging`]: how an import's lines reach `order_lines` in its transaction (SQLite: new
+//!   keys directly, the rest through a temporary table; PostgreSQL: `COPY` into an unlogged
+//!   table, moved in at the end).
 //! - [`accounts`]: users, sessions, API tokens.
 //! - [`audit`]: the audit log.
 //!
