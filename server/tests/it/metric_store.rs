@@ -513,7 +513,7 @@ async fn updates_spread_over_a_large_import_are_applied_and_tallied_exactly() {
         stored(&t.db).await,
         direct(&lines, &demo_scoring(&t.db).await)
     );
-    // Nothing of this import is left waiting: the next one only counts its own lines.
+    // The next import counts only its own lines (its stage and counts start afresh).
     let next = format!("{HEADER}\nNEXT-1,1,AUS,C,K,S,G,4,4,2026-10-03,2026-10-03,");
     let r = import::import_orders(&t.db, std::io::Cursor::new(next.as_bytes().to_vec()))
         .await
