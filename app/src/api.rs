@@ -143,6 +143,24 @@ pub async fn preview_schedule(
     ))
 }
 
+/// The data sources and where their syncs stand.
+#[server(endpoint = "sources", input = Json)]
+pub async fn sources() -> Result<Vec<SourceView>, AppError> {
+    respond(state()?.sources().list().await)
+}
+
+/// Syncs a data source now, in the background (the sync as it starts).
+#[server(endpoint = "sync_source", input = Json)]
+pub async fn sync_source(name: String) -> Result<SyncView, AppError> {
+    use crate::domain::status::SyncTrigger;
+    respond(
+        state()?
+            .sources()
+            .sync(&name, SyncTrigger::Manual, Some(&actor()), false)
+            .await,
+    )
+}
+
 #[server(endpoint = "run_schedule", input = Json)]
 pub async fn run_schedule_now(id: String) -> Result<RunView, AppError> {
     respond(state()?.schedules().run_now(&id).await)

@@ -7,7 +7,7 @@ use crate::domain::kpi::Metric;
 use crate::domain::rules::{Rules, Status};
 use crate::domain::status::{
     AnswerStatus, BreakerState, ChannelKind, DeliveryStatus, FeedbackSync, JobStatus,
-    NotificationKind, RunOrigin, RunStatus, TurnStatus,
+    NotificationKind, RunOrigin, RunStatus, SyncStatus, SyncTrigger, TurnStatus,
 };
 use serde::{Deserialize, Serialize};
 
@@ -116,6 +116,10 @@ pub struct Dashboard {
     pub network: SiteRow,
     pub sites: Vec<SiteRow>,
     pub rules_version: i64,
+    /// Data sources whose last sync failed: their data on this page is as old as their last
+    /// good sync (shown above the tiles).
+    #[serde(default)]
+    pub stale_sources: Vec<StaleSource>,
 }
 
 /// The KPI detail page for one (site, metric).
@@ -819,4 +823,69 @@ impl AuditQuery {
     pub fn limit(&self) -> i64 {
         self.limit.unwrap_or(100).clamp(1, 1000)
     }
+}
+
+/// A data source from the sources file, and where its syncs stand. Never carries its
+/// connection string or token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SourceView {
+    pub name: String,
+    /// postgres, mysql, databricks or csv.
+    pub kind: String,
+    /// What is read: "table shipments", "a query", "files drop/*.csv".
+    pub reads: String,
+    pub schedule: Option<String>,
+    /// Days of lines (by due date) each sync reads again, when there is no watermark.
+    pub window_days: u32,
+    pub watermark_column: Option<String>,
+    /// The highest watermark value synced so far.
+    pub watermark: Option<String>,
+    pub next_due: Option<String>,
+    pub last_success_at: Option<String>,
+    pub last_attempt_at: Option<String>,
+    /// Why the last sync failed; empty once one succeeds.
+    pub last_error: Option<String>,
+    /// Hours since the last good sync (none if there never was one).
+    pub age_hours: Option<f64>,
+    /// The latest sync, running or finished.
+    pub last_sync: Option<SyncView>,
+}
+
+/// A data source whose last sync failed, as the dashboard warns of it: "data from wms is
+/// 3 h old: connection refused".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct StaleSource {
+    pub name: String,
+    pub error: String,
+    pub last_success_at: Option<String>,
+    /// Hours since the last good sync (none if there never was one).
+    pub age_hours: Option<f64>,
+}
+
+/// One sync of a data source: what it read and wrote, how it ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SyncView {
+    pub id: String,
+    pub source: String,
+    pub trigger: SyncTrigger,
+    pub actor: Option<String>,
+    pub status: SyncStatus,
+    /// The window's first day (YYYY-MM-DD), or the watermark value it read from.
+    pub since: Option<String>,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    /// Rows read from the source so far.
+    pub rows_read: i64,
+    pub inserted: i64,
+    pub updated: i64,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// A request to sync a source now.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SyncRequest {
+    /// Answer when the sync has finished (else at once, with the sync running).
+    #[serde(default)]
+    pub wait: bool,
 }

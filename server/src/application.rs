@@ -4,10 +4,10 @@
 //! [`Application::run_until_stopped`] serves HTTP and supervises the background loops.
 //!
 //! Supervision: every long-running task (HTTP, the tick loop, the job worker, the
-//! notification loop, the agent checks) is awaited together. A task that ends before the
-//! shutdown signal, or panics, is logged with its cause and brings the process down with
-//! an error (exit code 1), so an orchestrator restarts it rather than leaving a replica
-//! that serves pages but no longer runs schedules.
+//! notification loop, the agent checks, the sources' ticks) is awaited together. A task
+//! that ends before the shutdown signal, or panics, is logged with its cause and brings
+//! the process down with an error (exit code 1), so an orchestrator restarts it rather
+//! than leaving a replica that serves pages but no longer runs schedules.
 
 use crate::config::Config;
 use crate::scheduler::{self, WorkerOptions, WorkerReport};
@@ -83,6 +83,7 @@ impl Application {
             auth: config.auth,
             limits: RateLimits::new(config.allowance),
             leptos_options: config.site,
+            sources: config.sources,
         });
         Ok(Application {
             state,
@@ -145,6 +146,11 @@ impl Application {
         loops.spawn(async move {
             scheduler::agent_checks(agents, rx).await;
             ("agent health checks", None)
+        });
+        let (sources, rx) = (state.sources().clone(), stopped.clone());
+        loops.spawn(async move {
+            scheduler::source_ticks(sources, rx).await;
+            ("source tick loop", None)
         });
         let (runs, rx) = (state.runs().clone(), stopped);
         loops.spawn(async move {

@@ -16,6 +16,7 @@
 //! | `OPSIGHT_JOB_CONCURRENCY` | cards agent's `max_concurrency` | refresh jobs this replica runs at once |
 //! | `OPSIGHT_JOB_LEASE_SECS` | 30 | a claim's lease: a dead replica's jobs are taken over after it |
 //! | `OPSIGHT_SHUTDOWN_GRACE_SECS` | 10 | in-flight jobs may finish this long at shutdown, then are released |
+//! | `OPSIGHT_SOURCES_FILE` | `opsight-sources.toml` if present | data sources synced into the metric store (below) |
 //! | `OPSIGHT_NOTIFY_FILE` | `opsight-notify.toml` if present | digest and alert channels, SMTP (below) |
 //! | `OPSIGHT_SLACK_WEBHOOK_URL` | none | one Slack-compatible channel `slack` without a file |
 //! | `OPSIGHT_WEBHOOK_URL` | none | one generic JSON channel `webhook` without a file |
@@ -81,6 +82,27 @@
 //! max_attempts = 5             # then the delivery is marked failed
 //! base_secs = 30               # wait after the first failure; ×4 each time, at most 1 h
 //! ```
+//!
+//! The sources file: where order lines are synced from. Connection strings are never
+//! written in it: `url_env` names the variable holding one. A csv source's `path` is
+//! relative to the file's folder.
+//!
+//! ```toml
+//! [[source]]
+//! name = "wms"
+//! kind = "postgres"            # postgres | mysql (MariaDB too) | csv
+//! url_env = "WMS_DATABASE_URL"
+//! table = "shipments"          # or: query = "SELECT … WHERE due_date >= :since"
+//! schedule = "*/15 * * * *"    # optional; timezone = "Europe/Berlin" (UTC by default)
+//! window_days = 35             # lines due in the last 35 days are read again each sync
+//! watermark = "updated_at"     # optional: then only rows at or above the last value seen
+//! timeout_secs = 600
+//! [source.columns]             # Opsight field = source column
+//! order_id = "so_number"
+//! line_no = "line"
+//! site = "dc_code"
+//! # … every field of `opsight import orders`; reason_code is optional
+//! ```
 
 use anyhow::{bail, Context};
 use app::domain::access::Role;
@@ -90,6 +112,7 @@ use app::ssr::access::limits::Allowance;
 use app::ssr::access::AuthSettings;
 use app::ssr::agent::{AgentKind, AgentProfile, ModelRef, Secret};
 use app::ssr::notify::{Channel, Notifier, RetryPolicy, Smtp};
+use app::ssr::sources::{SourceDef, SourceSpec};
 use chrono::NaiveDate;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -99,6 +122,7 @@ use std::time::Duration;
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:data/opsight.db";
 pub const DEFAULT_AGENTS_FILE: &str = "opsight-agents.toml";
 pub const DEFAULT_NOTIFY_FILE: &str = "opsight-notify.toml";
+pub const DEFAULT_SOURCES_FILE: &str = "opsight-sources.toml";
 /// The built-in analyst's agent name.
 pub const BUILTIN: &str = "builtin";
 
@@ -128,6 +152,8 @@ pub struct Config {
     pub auth: AuthSettings,
     /// Agent calls a minute, per principal and for this replica.
     pub allowance: Allowance,
+    /// Data sources synced into the metric store (none by default).
+    pub sources: Vec<SourceDef>,
     /// Where the site (wasm, styles, static files) is served from (`LEPTOS_SITE_ROOT`,
     /// `target/site` by default).
     pub site: leptos::config::LeptosOptions,
@@ -345,6 +371,45 @@ fn check_url(url: &str, what: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The sources file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourcesFile {
+    #[serde(default, rename = "source")]
+    sources: Vec<SourceSpec>,
+}
+
+/// The sources of the sources file (`OPSIGHT_SOURCES_FILE`, else `opsight-sources.toml`
+/// when present), validated; names are unique.
+fn sources(
+    get: &impl Fn(&str) -> Option<String>,
+    read: &impl Fn(&Path) -> Option<String>,
+) -> anyhow::Result<Vec<SourceDef>> {
+    let file = get("OPSIGHT_SOURCES_FILE").map(PathBuf::from);
+    let text = match &file {
+        Some(path) => Some(read(path).with_context(|| {
+            format!("OPSIGHT_SOURCES_FILE '{}' cannot be read", path.display())
+        })?),
+        None => read(Path::new(DEFAULT_SOURCES_FILE)),
+    };
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let path = file.unwrap_or_else(|| PathBuf::from(DEFAULT_SOURCES_FILE));
+    let parsed: SourcesFile = toml::from_str(&text)
+        .with_context(|| format!("sources file '{}' is not valid", path.display()))?;
+    let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut defs: Vec<SourceDef> = Vec::new();
+    for spec in parsed.sources {
+        let def = SourceDef::from_spec(spec, get, &base).map_err(anyhow::Error::msg)?;
+        if defs.iter().any(|d| d.name == def.name) {
+            bail!("source '{}' is defined twice", def.name);
+        }
+        defs.push(def);
+    }
+    Ok(defs)
+}
+
 /// The agents file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -519,6 +584,7 @@ impl Config {
             },
         };
         let notifier = notifier(&get, &read)?;
+        let sources = sources(&get, &read)?;
         let auth = auth(&get, notifier.base_url.as_deref())?;
         let count = |key: &str, default: u32| match get(key) {
             None => Ok(default),
@@ -533,6 +599,7 @@ impl Config {
             global: count("OPSIGHT_AGENT_CALLS_PER_MIN", d.global)?,
         };
         Ok(Config {
+            sources,
             site: crate::application::leptos_options(),
             notifier,
             auth,
@@ -653,6 +720,61 @@ mod tests {
 
     fn with_notify_file(pairs: &[(&str, &str)], file: &str) -> anyhow::Result<Config> {
         with(pairs, file, true)
+    }
+
+    #[test]
+    fn a_sources_file_names_sources_whose_connection_strings_stay_in_the_environment() {
+        let file = r#"
+            [[source]]
+            name = "wms"
+            kind = "postgres"
+            url_env = "WMS_URL"
+            table = "shipments"
+            schedule = "*/15 * * * *"
+            [source.columns]
+            order_id = "so_number"
+            line_no = "line"
+            site = "dc_code"
+            customer = "account"
+            carrier = "haulier"
+            sku = "item"
+            category = "item_group"
+            ordered_qty = "qty_ordered"
+            delivered_qty = "qty_shipped"
+            due_date = "must_arrive"
+            delivered_date = "arrived_at"
+        "#;
+        let map: HashMap<String, String> = [
+            ("OPSIGHT_SOURCES_FILE", "/etc/opsight/sources.toml"),
+            ("WMS_URL", "postgres://u:pw-secret@db/wms"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let sources_file = |text: &'static str| {
+            let map = map.clone();
+            Config::from_lookup(
+                move |k| map.get(k).cloned(),
+                move |p| (p == Path::new("/etc/opsight/sources.toml")).then(|| text.to_string()),
+            )
+        };
+        let c = sources_file(file).unwrap();
+        assert_eq!(c.sources.len(), 1);
+        assert_eq!(c.sources[0].reads(), "table shipments");
+        assert_eq!(
+            c.sources[0].schedule_text.as_deref(),
+            Some("*/15 * * * * (UTC)")
+        );
+        assert!(!format!("{c:?}").contains("pw-secret"));
+        let twice = Box::leak(format!("{file}\n{file}").into_boxed_str());
+        assert_eq!(
+            sources_file(twice).unwrap_err().to_string(),
+            "source 'wms' is defined twice"
+        );
+        let unknown = Box::leak(file.replace("table =", "tabel =").into_boxed_str());
+        assert!(
+            format!("{:#}", sources_file(unknown).unwrap_err()).contains("unknown field `tabel`")
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The process's background work: the schedule tick loop, the job worker, the
-//! notification loop (deliveries and alert checks) and the agents' health checks. Every
-//! replica runs all four; the database decides who does what (see
+//! notification loop (deliveries and alert checks), the agents' health checks and the data
+//! sources' scheduled syncs. Every replica runs all five; the database decides who does what (see
 //! `app::ssr::runs::schedules`, `app::ssr::runs` and `app::ssr::notify`).
 //! [`crate::Application`] supervises them.
 //!
@@ -12,6 +12,7 @@ use app::ssr::agent::Agents;
 use app::ssr::error::chain;
 use app::ssr::notify::Notify;
 use app::ssr::runs::{JobOutcome, Runs, Schedules};
+use app::ssr::sources::Sources;
 use app::ssr::store::runs::JobClaim;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
@@ -28,6 +29,9 @@ pub const TICK_POLL: Duration = Duration::from_secs(1);
 /// How often due deliveries are looked for when nothing wakes the loop (deliveries queued
 /// by other replicas, retries coming due).
 pub const DELIVERY_POLL: Duration = Duration::from_secs(1);
+
+/// The sources' tick loop sleeps at most this long (their schedules are per minute).
+pub const SOURCE_POLL: Duration = Duration::from_secs(5);
 
 /// How often agents are health-checked (and aliases resolved) in the background.
 pub const AGENT_CHECK_EVERY: Duration = Duration::from_secs(30);
@@ -108,6 +112,29 @@ pub async fn ticks(schedules: Schedules, shutdown: watch::Receiver<bool>) {
         move |now| {
             let schedules = schedules.clone();
             async move { fire_due(&schedules, now).await }
+        },
+        shutdown,
+    )
+    .await
+}
+
+/// The data sources' scheduled syncs: each due tick claimed by one replica, which syncs
+/// the source in the background.
+pub async fn source_ticks(sources: Sources, shutdown: watch::Receiver<bool>) {
+    tick_loop(
+        Clock::System,
+        SOURCE_POLL,
+        move |now| {
+            let sources = sources.clone();
+            async move {
+                match sources.fire_due(now).await {
+                    Ok(next) => next,
+                    Err(e) => {
+                        tracing::error!(error = %chain(&e), "source tick failed");
+                        None
+                    }
+                }
+            }
         },
         shutdown,
     )

@@ -198,3 +198,24 @@ mod tests {
         assert!(JobStatus::Unchanged.is_final() && !JobStatus::Running.is_final());
     }
 }
+
+vocabulary! {
+    /// A data source's sync: reading, done, failed (nothing written), or abandoned (the
+    /// replica running it died; its transaction never committed, so nothing was written).
+    SyncStatus {
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Abandoned = "abandoned",
+    }
+}
+
+vocabulary! {
+    /// What started a sync: someone on the dashboard or the API, its schedule, or
+    /// `opsight sources sync`.
+    SyncTrigger {
+        Manual = "manual",
+        Schedule = "schedule",
+        Command = "command",
+    }
+}

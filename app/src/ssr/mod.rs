@@ -17,6 +17,7 @@
 //!   - [`notify`]: digests, alerts, their deliveries to channels, e-mail.
 //!   - [`runs`]: refresh runs and their jobs, cron schedules, the crontab dialect.
 //!   - [`data`]: CSV import of order lines, unit costs, the demo network.
+//!   - [`sources`]: data sources (databases, CSV folders) synced into the metric store.
 //!   - [`ops`]: agent status and health, liveness and readiness, the Prometheus scrape.
 //! - [`state`]: `AppState`, the capabilities of one running Opsight, wired once.
 //! - [`context`]: what a server function finds in its context (state, principal) and
@@ -34,6 +35,7 @@ pub mod notify;
 pub mod ops;
 pub mod rules;
 pub mod runs;
+pub mod sources;
 pub mod state;
 pub mod store;
 pub mod tasks;

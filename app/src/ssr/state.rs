@@ -11,6 +11,7 @@ use super::clock::Clock;
 use super::notify::{Notifier, Notify};
 use super::rules::Rulebook;
 use super::runs::{JobQueue, Runs, Schedules};
+use super::sources::{SourceDef, Sources};
 use super::store::Db;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
@@ -26,6 +27,8 @@ pub struct Parts {
     pub auth: AuthSettings,
     pub limits: RateLimits,
     pub leptos_options: LeptosOptions,
+    /// The sources file's sources (none by default).
+    pub sources: Vec<SourceDef>,
 }
 
 #[derive(Clone, Debug)]
@@ -38,6 +41,7 @@ pub struct AppState {
     notify: Notify,
     rules: Rulebook,
     accounts: Accounts,
+    sources: Sources,
     limits: Arc<RateLimits>,
     leptos_options: LeptosOptions,
 }
@@ -45,7 +49,8 @@ pub struct AppState {
 impl AppState {
     /// Wires the capabilities together (each gets only what it uses).
     pub fn new(p: Parts) -> AppState {
-        let cards = Cards::new(p.db.clone(), p.agents.clone(), p.clock);
+        let cards = Cards::new(p.db.clone(), p.agents.clone(), p.clock)
+            .with_sources(p.sources.iter().map(|d| d.name.clone()).collect());
         let notify = Notify::new(
             p.db.clone(),
             cards.clone(),
@@ -53,9 +58,12 @@ impl AppState {
             p.agents.http().clone(),
             p.queue.replica.clone(),
         );
+        let (replica, lease) = (p.queue.replica.clone(), p.queue.lease);
         let runs = Runs::new(p.db.clone(), cards.clone(), p.queue);
         let schedules = Schedules::new(p.db.clone(), runs.clone(), notify.clone());
+        let sources = Sources::new(p.db.clone(), p.clock, p.sources, replica, lease);
         AppState {
+            sources,
             rules: Rulebook::new(p.db.clone()),
             accounts: Accounts::new(p.db.clone(), p.auth),
             limits: Arc::new(p.limits),
@@ -96,6 +104,10 @@ impl AppState {
 
     pub fn rules(&self) -> &Rulebook {
         &self.rules
+    }
+
+    pub fn sources(&self) -> &Sources {
+        &self.sources
     }
 
     pub fn accounts(&self) -> &Accounts {

@@ -5,6 +5,7 @@
 //! - [`accounts`]: `opsight user …` and `opsight token …`.
 //! - [`data`]: `opsight migrate`, `opsight seed-demo`, `opsight import orders|costs`.
 //! - [`refresh`]: `opsight refresh`, a run executed here.
+//! - [`sources`]: `opsight sources list|sync`, the sources file's data sources.
 //!
 //! Every command reads the same configuration ([`Config::from_env`]); errors are printed
 //! once, with their causes, and the process exits with 1.
@@ -13,6 +14,7 @@ pub mod accounts;
 pub mod data;
 pub mod refresh;
 pub mod serve;
+pub mod sources;
 
 use crate::config::Config;
 use clap::{Parser, Subcommand};
@@ -51,6 +53,11 @@ enum Command {
         #[command(subcommand)]
         what: data::ImportWhat,
     },
+    /// Data sources (OPSIGHT_SOURCES_FILE): list them, sync them now.
+    Sources {
+        #[command(subcommand)]
+        command: sources::SourcesCommand,
+    },
     /// Refresh insights now, as a run (the same jobs a schedule makes), and print the run,
     /// its jobs and the new insights as JSON. Serving replicas on the same database help.
     Refresh(refresh::RefreshArgs),
@@ -66,6 +73,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::User { command } => accounts::user(&config, command).await,
         Command::Token { command } => accounts::token(&config, command).await,
         Command::Import { what } => data::import(&config, what).await,
+        Command::Sources { command } => sources::run(&config, command).await,
         Command::Refresh(args) => refresh::run(config, args).await,
     }
 }

@@ -8,7 +8,7 @@
 //! low or cross-site, 404 unknown site, metric or id, 409 a lost race (the rules or the
 //! job moved on), 413 too large, 429 rate-limited, 502 the agent failed.
 
-use app::domain::status::RunOrigin;
+use app::domain::status::{RunOrigin, SyncTrigger};
 use app::dto::*;
 use app::error::AppError;
 use app::ssr::access::{actor_of, Principal};
@@ -395,6 +395,35 @@ pub fn save_unit_costs(m: MethodFilter) -> Handler {
     on(m, |State(s): St, Body(b): Body<Vec<UnitCost>>| async move {
         reply(data::costs::put(s.db(), b).await)
     })
+}
+
+pub fn sources(m: MethodFilter) -> Handler {
+    on(
+        m,
+        |State(s): St| async move { reply(s.sources().list().await) },
+    )
+}
+
+pub fn source_syncs(m: MethodFilter) -> Handler {
+    on(m, |State(s): St, Path(name): Path<String>| async move {
+        reply(s.sources().history(&name).await)
+    })
+}
+
+pub fn sync_source(m: MethodFilter) -> Handler {
+    on(
+        m,
+        |State(s): St,
+         w: Who,
+         Path(name): Path<String>,
+         OptionalBody(b): OptionalBody<SyncRequest>| async move {
+            reply(
+                s.sources()
+                    .sync(&name, SyncTrigger::Manual, Some(&w.actor()), b.wait)
+                    .await,
+            )
+        },
+    )
 }
 
 pub fn rules(m: MethodFilter) -> Handler {

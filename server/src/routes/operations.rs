@@ -345,6 +345,27 @@ fn table() -> Vec<Operation> {
         .rest("PUT", "/unit-costs", api::save_unit_costs)
         .body(input::<Vec<UnitCost>>)
         .reply(out::<CostsSaved>),
+        op(
+            "sources",
+            VIEWER,
+            "Data sources and where their syncs stand (never their connection strings)",
+        )
+        .server_fn()
+        .rest("GET", "/sources", api::sources)
+        .reply(out::<Vec<SourceView>>),
+        op("source_syncs", VIEWER, "A data source's syncs, latest first")
+            .rest("GET", "/sources/{name}/syncs", api::source_syncs)
+            .reply(out::<Vec<SyncView>>),
+        op(
+            "sync_source",
+            EDITOR,
+            "Sync a data source now (409 while a sync of it runs); with wait, answer when it ends",
+        )
+        .server_fn()
+        .rest("POST", "/sources/{name}/sync", api::sync_source)
+        .optional_body(input::<SyncRequest>)
+        .reply(out::<SyncView>)
+        .status(202),
         // Rules
         op(
             "rules",

@@ -26,4 +26,5 @@ mod replicas;
 mod rules;
 mod runs;
 mod schedules;
+mod sources;
 mod transports;

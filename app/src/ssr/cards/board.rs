@@ -10,7 +10,7 @@ use crate::domain::kpi::{KpiCounts, Metric};
 use crate::domain::period::{fmt_date, Compare, Lens, Period, Week};
 use crate::dto::{
     Card, Dashboard, DashboardQuery, EvidenceQuery, InsightView, InsightsQuery, KpiDetail,
-    KpiQuery, LineagePage, SiteRow, Tile,
+    KpiQuery, LineagePage, SiteRow, StaleSource, Tile,
 };
 use crate::ssr::error::ServiceError;
 use crate::ssr::store::{self, facts, insights};
@@ -249,6 +249,7 @@ impl Cards {
             network,
             sites: rows,
             rules_version: tiles.rules_version,
+            stale_sources: self.stale_sources().await?,
         };
         let cards: Vec<&mut Card> = std::iter::once(&mut dashboard.network)
             .chain(dashboard.sites.iter_mut())
@@ -263,6 +264,33 @@ impl Cards {
         }
         self.attach_actions(&mut insights).await?;
         Ok(dashboard)
+    }
+
+    /// The configured sources whose last sync failed: the figures hold their last good data.
+    async fn stale_sources(&self) -> Result<Vec<StaleSource>, ServiceError> {
+        if self.sources.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = chrono::Utc::now();
+        Ok(store::sources::states(&self.db)
+            .await?
+            .into_iter()
+            .filter(|s| self.sources.contains(&s.name))
+            .filter_map(|s| {
+                let error = s.last_error?;
+                let age_hours = s
+                    .last_success_at
+                    .as_deref()
+                    .and_then(crate::ssr::clock::parse_timestamp)
+                    .map(|t| ((now - t).num_minutes().max(0) as f64 / 6.0).round() / 10.0);
+                Some(StaleSource {
+                    name: s.name,
+                    error,
+                    last_success_at: s.last_success_at,
+                    age_hours,
+                })
+            })
+            .collect())
     }
 
     /// One evidence pack as JSON: the numbers behind a card, for other apps.

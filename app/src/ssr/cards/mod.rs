@@ -40,6 +40,8 @@ pub struct Cards {
     live: LiveTurns,
     /// The dashboards' tiles, by data and rules version.
     tiles: board::TilesCache,
+    /// The configured data sources' names (the dashboard warns of those failing).
+    sources: std::sync::Arc<[String]>,
 }
 
 impl Cards {
@@ -50,7 +52,14 @@ impl Cards {
             clock,
             live: LiveTurns::default(),
             tiles: Default::default(),
+            sources: std::sync::Arc::new([]),
         }
+    }
+
+    /// These cards with the configured data sources' names.
+    pub fn with_sources(mut self, names: Vec<String>) -> Cards {
+        self.sources = names.into();
+        self
     }
 
     pub fn agents(&self) -> &Agents {

@@ -32,7 +32,8 @@ use sha2::Digest;
 use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 
-const REQUIRED: [&str; 11] = [
+/// The columns every order line has, in this order (sources map theirs onto these).
+pub const REQUIRED: [&str; 11] = [
     "order_id",
     "line_no",
     "site",
@@ -62,6 +63,9 @@ pub enum ImportError {
     Invalid(Vec<RowError>),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The input failed mid-way (a source's connection dropped): nothing was imported.
+    #[error("{0} — nothing was imported")]
+    Input(String),
     /// The thread reading the file died (a bug): nothing was imported.
     #[error("the file's reader failed ({0}) — nothing was imported")]
     Reader(String),
@@ -98,6 +102,16 @@ pub struct OrderReader<R: Read> {
 
 impl<R: Read> OrderReader<R> {
     pub fn new(input: R) -> Result<Self, RowError> {
+        Self::with_columns(input, REQUIRED, Some("reason_code"))
+    }
+
+    /// A reader of a file whose columns have other names: `columns[i]` holds
+    /// `REQUIRED[i]`, `reason` the reason code (header names compare without case).
+    pub fn with_columns(
+        input: R,
+        columns: [&str; REQUIRED.len()],
+        reason: Option<&str>,
+    ) -> Result<Self, RowError> {
         // Fields are trimmed as they are read (`str::trim`, no copy): the reader's own
         // trimming rebuilt every record, a twentieth of an import's instructions.
         let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(input);
@@ -112,13 +126,21 @@ impl<R: Read> OrderReader<R> {
                 h.trim()
                     .trim_start_matches('\u{feff}')
                     .trim()
-                    .to_ascii_lowercase()
+                    .to_lowercase()
             })
             .collect::<Vec<_>>();
-        let missing: Vec<&str> = REQUIRED
+        let columns = columns.map(|c| c.trim().to_lowercase());
+        let missing: Vec<String> = REQUIRED
             .iter()
-            .copied()
-            .filter(|c| !headers.iter().any(|h| h == c))
+            .zip(&columns)
+            .filter(|(_, c)| !headers.iter().any(|h| h == *c))
+            .map(|(field, c)| {
+                if field == c {
+                    c.clone()
+                } else {
+                    format!("{c} (for {field})")
+                }
+            })
             .collect();
         if !missing.is_empty() {
             return Err(RowError {
@@ -126,9 +148,13 @@ impl<R: Read> OrderReader<R> {
                 message: format!("missing column(s): {}", missing.join(", ")),
             });
         }
-        let col = |name: &str| headers.iter().position(|h| h == name);
-        let idx = REQUIRED.map(|c| col(c).unwrap_or_default()); // all present (checked)
-        let reason_idx = col("reason_code");
+        let col = |name: &str| {
+            headers
+                .iter()
+                .position(|h| *h == name.trim().to_lowercase())
+        };
+        let idx = columns.map(|c| col(&c).unwrap_or_default()); // all present (checked)
+        let reason_idx = reason.and_then(col);
         Ok(OrderReader {
             records: reader.into_records(),
             idx,
@@ -211,6 +237,21 @@ fn csv_reason(e: &csv::Error) -> String {
         csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".to_string(),
         _ => "unreadable".to_string(),
     }
+}
+
+/// Validates one row given as text in [`REQUIRED`] order (a source's row), as a file's
+/// row is validated.
+pub fn parse_values(
+    values: &[&str; REQUIRED.len()],
+    reason: Option<&str>,
+) -> Result<OrderLine, String> {
+    let field = |name: &str| {
+        REQUIRED
+            .iter()
+            .position(|c| *c == name)
+            .map_or("", |at| values[at].trim())
+    };
+    parse_row(&field, reason)
 }
 
 fn parse_row<'a>(
@@ -302,25 +343,51 @@ pub async fn import_orders(
 
 /// [`import_orders`], calling `progress` with the number of rows read every
 /// [`PROGRESS_EVERY`] rows (the CLI prints it for large files).
-///
-/// The file is read and parsed on a blocking thread, at most [`BATCHES_AHEAD`] batches
-/// ahead of the writer, so parsing, the writer and the database (SQLite's own thread, or
-/// the PostgreSQL server) work at the same time and memory stays bounded.
 pub async fn import_orders_with_progress(
     db: &Db,
     input: impl Read + Send + 'static,
+    progress: impl FnMut(u64),
+) -> Result<ImportReport, ImportError> {
+    let reader = OrderReader::new(input).map_err(|e| ImportError::Invalid(vec![e]))?;
+    import_lines(db, "csv", reader.map(Ok), PROGRESS_EVERY, progress).await
+}
+
+/// One row of an input: its number (a file's line, a query result's row) and the order
+/// line or why it is bad; or the input failing (`Err`: a source dropped mid-way).
+pub type InputRow = Result<(u64, Result<OrderLine, String>), String>;
+
+/// Imports order lines from any input (a CSV file, a data source's rows), all or nothing:
+/// every bad row is named, an input that fails mid-way imports nothing. `source` names
+/// where the lines come from (kept with each line). `progress` gets the number of rows
+/// read every `every` rows.
+///
+/// The rows are read (and parsed) on a blocking thread, at most [`BATCHES_AHEAD`] batches
+/// ahead of the writer, so parsing, the writer and the database (SQLite's own thread, or
+/// the PostgreSQL server) work at the same time and memory stays bounded.
+pub async fn import_lines(
+    db: &Db,
+    source: &str,
+    mut rows: impl Iterator<Item = InputRow> + Send + 'static,
+    every: u64,
     mut progress: impl FnMut(u64),
 ) -> Result<ImportReport, ImportError> {
-    let mut reader = OrderReader::new(input).map_err(|e| ImportError::Invalid(vec![e]))?;
-    let mut writer = LineWriter::begin(db, "csv").await?;
+    let mut writer = LineWriter::begin(db, source).await?;
     let (batches, mut parsed) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
-    // Reads, validates, tallies and encodes for the stage; stops at the end of the file, or
-    // when the writer stops listening (an error, or enough bad rows listed).
+    // Reads, validates, tallies and encodes for the stage; stops at the end of the input,
+    // when the input fails, or when the writer stops listening (an error, or enough bad
+    // rows listed).
     let scoring = writer.scoring().clone();
     let encoder = writer.stage.encoder();
     let parser = tokio::task::spawn_blocking(move || loop {
         let mut batch = Parsed::default();
-        for (line, row) in reader.by_ref().take(BULK_ROWS) {
+        for row in rows.by_ref().take(BULK_ROWS) {
+            let (line, row) = match row {
+                Ok(r) => r,
+                Err(failure) => {
+                    batch.failure = Some(failure);
+                    break;
+                }
+            };
             batch.rows += 1;
             match row {
                 Ok(l) => {
@@ -330,19 +397,27 @@ pub async fn import_orders_with_progress(
                 Err(message) => batch.errors.push(RowError { line, message }),
             }
         }
-        if batch.rows == 0 {
+        let last = batch.failure.is_some();
+        if batch.rows == 0 && !last {
             break;
         }
         // A batch with a bad row is not written (nothing will be): no need to encode it.
-        if batch.errors.is_empty() {
+        if batch.errors.is_empty() && !last {
             batch.encoded = Some(encoder.encode(&batch.lines));
         }
-        if batches.blocking_send(batch).is_err() {
+        if batches.blocking_send(batch).is_err() || last {
             break;
         }
     });
     let mut read = 0u64;
+    let every = every.max(1);
     while let Some(batch) = parsed.recv().await {
+        if let Some(failure) = batch.failure {
+            drop(parsed);
+            writer.abandon().await;
+            let _ = parser.await;
+            return Err(ImportError::Input(failure));
+        }
         let before = read;
         read += batch.rows;
         for e in batch.errors {
@@ -360,8 +435,8 @@ pub async fn import_orders_with_progress(
         writer
             .write_batch(batch.lines, Some(batch.tallies), encoded)
             .await?;
-        if read / PROGRESS_EVERY > before / PROGRESS_EVERY {
-            progress(read - read % PROGRESS_EVERY);
+        if read / every > before / every {
+            progress(read - read % every);
         }
     }
     drop(parsed);
@@ -380,6 +455,8 @@ struct Parsed {
     errors: Vec<RowError>,
     tallies: DayTallies,
     encoded: Option<Result<Encoded, StoreError>>,
+    /// The input failed after this batch's rows: nothing is imported.
+    failure: Option<String>,
 }
 
 /// Parsed batches waiting for the writer.
@@ -610,6 +687,15 @@ impl LineWriter {
             facts::add_tallies(&mut self.tx, &std::mem::take(&mut self.tallies)).await?;
         }
         Ok(())
+    }
+
+    /// Rolls everything back (the input failed): nothing is imported.
+    pub async fn abandon(self) {
+        let LineWriter { tx, stage, .. } = self;
+        if let Err(e) = store::rollback(tx).await {
+            tracing::warn!(error = %e, "rolling back an abandoned import failed");
+        }
+        stage.abandon().await;
     }
 
     /// Moves the staged lines in, re-tallies the updated lines' days and commits; or, when

@@ -35,11 +35,13 @@ pub mod accounts;
 pub mod audit;
 pub mod conversations;
 pub mod facts;
+pub mod foreign;
 pub mod insights;
 pub mod notifications;
 pub mod rules;
 pub mod runs;
 pub mod schedules;
+pub mod sources;
 pub mod staging;
 
 use sqlx::any::AnyPoolOptions;

@@ -1,0 +1,355 @@
+//! A data source as the sources file defines it (`opsight-sources.toml`), validated: its
+//! kind, where it reads (a connection string from the environment, or files), what (a
+//! query or a table), how often, and the mapping of Opsight's fields onto its columns.
+
+use crate::ssr::agent::Secret;
+use crate::ssr::data::import::REQUIRED;
+use crate::ssr::runs::crontab::Crontab;
+use crate::ssr::store::foreign::{Dialect, Relation};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where a source's lines live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    Postgres,
+    Mysql,
+    Csv,
+}
+
+impl SourceKind {
+    pub const ALL: [SourceKind; 3] = [SourceKind::Postgres, SourceKind::Mysql, SourceKind::Csv];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            SourceKind::Postgres => "postgres",
+            SourceKind::Mysql => "mysql",
+            SourceKind::Csv => "csv",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SourceKind> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.key() == text.trim().to_ascii_lowercase())
+            .or_else(|| (text.trim().eq_ignore_ascii_case("mariadb")).then_some(SourceKind::Mysql))
+    }
+
+    pub fn dialect(self) -> Option<Dialect> {
+        match self {
+            SourceKind::Postgres => Some(Dialect::Postgres),
+            SourceKind::Mysql => Some(Dialect::Mysql),
+            SourceKind::Csv => None,
+        }
+    }
+}
+
+/// One `[[source]]` of the sources file, as written.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSpec {
+    pub name: String,
+    pub kind: String,
+    /// The variable holding the connection string (postgres, mysql).
+    pub url_env: Option<String>,
+    /// A file or a pattern (`drop/*.csv`), relative to the sources file (csv).
+    pub path: Option<String>,
+    pub query: Option<String>,
+    pub table: Option<String>,
+    /// Cron (five fields) in `timezone` (UTC by default).
+    pub schedule: Option<String>,
+    pub timezone: Option<String>,
+    /// Days of lines, by due date, each sync reads again (35 by default).
+    pub window_days: Option<u32>,
+    /// A column that grows with every change (an update timestamp, a sequence): once a
+    /// sync has seen it, the next ones read only rows at or above the highest value seen.
+    pub watermark: Option<String>,
+    /// Seconds a sync may take (600 by default); a source silent for a tenth of it mid-way
+    /// fails the sync.
+    pub timeout_secs: Option<u64>,
+    /// Opsight field = source column.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+}
+
+/// A validated source.
+#[derive(Clone, Debug)]
+pub struct SourceDef {
+    pub name: String,
+    pub kind: SourceKind,
+    /// The connection string (never shown, logged or sent).
+    pub url: Option<Secret>,
+    /// The files' folder and name pattern (csv).
+    pub files: Option<(PathBuf, String)>,
+    pub relation: Option<Relation>,
+    pub schedule: Option<Crontab>,
+    pub schedule_text: Option<String>,
+    pub window_days: u32,
+    pub watermark: Option<String>,
+    pub timeout: Duration,
+    /// The source column of each of [`REQUIRED`], in that order.
+    pub columns: [String; REQUIRED.len()],
+    pub reason_code: Option<String>,
+}
+
+pub const DEFAULT_WINDOW_DAYS: u32 = 35;
+pub const DEFAULT_TIMEOUT_SECS: u64 = 600;
+/// Optional fields a mapping may name besides [`REQUIRED`].
+const OPTIONAL: [&str; 1] = ["reason_code"];
+
+impl SourceDef {
+    /// Validates a spec: every message names the source and what is wrong. `env` reads the
+    /// connection string's variable; `base` is the sources file's folder.
+    pub fn from_spec(
+        spec: SourceSpec,
+        env: &impl Fn(&str) -> Option<String>,
+        base: &Path,
+    ) -> Result<SourceDef, String> {
+        let name = spec.name.trim().to_string();
+        if name.is_empty()
+            || name.len() > 40
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!(
+                "source '{name}': a name is 1 to 40 letters, digits, '-' or '_'"
+            ));
+        }
+        let at = |m: String| format!("source '{name}': {m}");
+        let kind = SourceKind::parse(&spec.kind).ok_or_else(|| {
+            at(format!(
+                "kind '{}' is not one of {}",
+                spec.kind,
+                SourceKind::ALL.map(|k| k.key()).join(", ")
+            ))
+        })?;
+        let mut def = SourceDef {
+            name: name.clone(),
+            kind,
+            url: None,
+            files: None,
+            relation: None,
+            schedule: None,
+            schedule_text: None,
+            window_days: spec.window_days.unwrap_or(DEFAULT_WINDOW_DAYS),
+            watermark: spec.watermark.map(|w| w.trim().to_string()),
+            timeout: Duration::from_secs(spec.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS)),
+            columns: Default::default(),
+            reason_code: None,
+        };
+        if !(1..=3660).contains(&def.window_days) {
+            return Err(at("window_days must be 1 to 3660".into()));
+        }
+        if !(10..=86_400).contains(&def.timeout.as_secs()) {
+            return Err(at("timeout_secs must be 10 to 86400".into()));
+        }
+        match kind {
+            SourceKind::Csv => {
+                if spec.url_env.is_some() || spec.query.is_some() || spec.table.is_some() {
+                    return Err(at(
+                        "a csv source reads `path`, not url_env, query or table".into()
+                    ));
+                }
+                let path = spec.path.filter(|p| !p.trim().is_empty()).ok_or_else(|| {
+                    at("path is required (a file, or a pattern such as drop/*.csv)".into())
+                })?;
+                let path = base.join(path.trim());
+                let pattern = path
+                    .file_name()
+                    .map(|f| f.to_string_lossy().to_string())
+                    .ok_or_else(|| at("path names no file".into()))?;
+                let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                def.files = Some((dir, pattern));
+                if def.watermark.is_some() {
+                    return Err(at(
+                        "a csv source has no watermark: every file is read whole".into(),
+                    ));
+                }
+            }
+            _ => {
+                if spec.path.is_some() {
+                    return Err(at(format!(
+                        "a {} source reads url_env, not path",
+                        kind.key()
+                    )));
+                }
+                let var = spec
+                    .url_env
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| {
+                        at(
+                            "url_env (the variable holding the connection string) is required"
+                                .into(),
+                        )
+                    })?;
+                let url = env(var.trim())
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| at(format!("url_env names {var}, which is not set")))?;
+                let schemes: &[&str] = match kind {
+                    SourceKind::Postgres => &["postgres://", "postgresql://"],
+                    _ => &["mysql://", "mariadb://"],
+                };
+                let url = url.trim().replacen("mariadb://", "mysql://", 1);
+                if !schemes.iter().any(|s| url.starts_with(s)) {
+                    return Err(at(format!(
+                        "the connection string in {var} must start with {}",
+                        schemes.join(" or ")
+                    )));
+                }
+                def.url = Some(Secret::new(url));
+                def.relation = Some(match (spec.query, spec.table) {
+                    (Some(q), None) if !q.trim().is_empty() => {
+                        Relation::Query(q.trim().trim_end_matches(';').to_string())
+                    }
+                    (None, Some(t)) if valid_table(&t) => Relation::Table(t.trim().to_string()),
+                    (None, Some(t)) => {
+                        return Err(at(format!(
+                            "table '{t}' must be a name such as shipments or wms.shipments"
+                        )))
+                    }
+                    _ => return Err(at("exactly one of query and table is required".into())),
+                });
+            }
+        }
+        if let Some(expr) = spec.schedule.filter(|s| !s.trim().is_empty()) {
+            let tz = spec.timezone.unwrap_or_else(|| "UTC".into());
+            let crontab = Crontab::parse(expr.trim(), tz.trim())
+                .map_err(|e| at(format!("schedule: {}", e.0)))?;
+            def.schedule = Some(crontab);
+            def.schedule_text = Some(format!("{} ({})", expr.trim(), tz.trim()));
+        }
+        // The mapping: every required field, optional ones, nothing unknown.
+        let mut columns = spec.columns;
+        for (field, column) in &columns {
+            if column.trim().is_empty() || column.chars().any(char::is_control) {
+                return Err(at(format!("columns.{field} must name a column")));
+            }
+            if !REQUIRED.contains(&field.as_str()) && !OPTIONAL.contains(&field.as_str()) {
+                return Err(at(format!(
+                    "columns.{field} is not an Opsight field (fields: {}, {})",
+                    REQUIRED.join(", "),
+                    OPTIONAL.join(", ")
+                )));
+            }
+        }
+        let missing: Vec<&str> = REQUIRED
+            .iter()
+            .copied()
+            .filter(|f| !columns.contains_key(*f))
+            .collect();
+        if !missing.is_empty() {
+            return Err(at(format!(
+                "the mapping lacks {} (columns.FIELD = \"source column\")",
+                missing.join(", ")
+            )));
+        }
+        def.columns = REQUIRED.map(|f| columns.remove(f).unwrap_or_default().trim().to_string());
+        def.reason_code = columns.remove("reason_code").map(|c| c.trim().to_string());
+        if let Some(w) = &def.watermark {
+            if w.is_empty() || w.chars().any(char::is_control) {
+                return Err(at("watermark must name a column".into()));
+            }
+        }
+        Ok(def)
+    }
+
+    /// The due date's source column (the window filters on it).
+    pub fn due_column(&self) -> &str {
+        let at = REQUIRED.iter().position(|f| *f == "due_date").unwrap_or(0);
+        &self.columns[at]
+    }
+
+    /// What the source reads, for people: "table shipments", "a query", "files drop/*.csv".
+    pub fn reads(&self) -> String {
+        match (&self.relation, &self.files) {
+            (Some(Relation::Table(t)), _) => format!("table {t}"),
+            (Some(Relation::Query(_)), _) => "a query".into(),
+            (None, Some((_, pattern))) => format!("files {pattern}"),
+            _ => String::new(),
+        }
+    }
+}
+
+fn valid_table(t: &str) -> bool {
+    let t = t.trim();
+    !t.is_empty()
+        && t.len() <= 200
+        && t.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(kind: &str) -> SourceSpec {
+        let mut columns = BTreeMap::new();
+        for f in REQUIRED {
+            columns.insert(f.to_string(), format!("src_{f}"));
+        }
+        SourceSpec {
+            name: "wms".into(),
+            kind: kind.into(),
+            url_env: Some("WMS_URL".into()),
+            table: Some("wms.shipments".into()),
+            columns,
+            ..SourceSpec::default()
+        }
+    }
+
+    fn env(k: &str) -> Option<String> {
+        (k == "WMS_URL").then(|| "postgres://u:hunter2@db/wms".to_string())
+    }
+
+    #[test]
+    fn a_source_maps_every_field_and_keeps_its_url_secret() {
+        let def = SourceDef::from_spec(spec("postgres"), &env, Path::new(".")).unwrap();
+        assert_eq!(def.columns[0], "src_order_id");
+        assert_eq!(def.due_column(), "src_due_date");
+        assert_eq!(def.reads(), "table wms.shipments");
+        assert_eq!(def.window_days, DEFAULT_WINDOW_DAYS);
+        assert!(!format!("{def:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn bad_sources_say_what_is_wrong() {
+        let err = |s: SourceSpec| SourceDef::from_spec(s, &env, Path::new(".")).unwrap_err();
+        let mut s = spec("postgres");
+        s.columns.remove("carrier");
+        s.columns.remove("sku");
+        assert_eq!(
+            err(s),
+            "source 'wms': the mapping lacks carrier, sku (columns.FIELD = \"source column\")"
+        );
+        let mut s = spec("postgres");
+        s.columns.insert("colour".into(), "c".into());
+        assert!(err(s).contains("columns.colour is not an Opsight field"));
+        let mut s = spec("postgres");
+        s.url_env = Some("NOPE".into());
+        assert_eq!(err(s), "source 'wms': url_env names NOPE, which is not set");
+        let mut s = spec("mysql");
+        assert!(err(s.clone()).contains("must start with mysql:// or mariadb://"));
+        s.kind = "oracle".into();
+        assert!(err(s).contains("kind 'oracle' is not one of postgres, mysql, csv"));
+        let mut s = spec("postgres");
+        s.query = Some("a query".into());
+        assert!(err(s).contains("exactly one of query and table"));
+        let mut s = spec("postgres");
+        s.table = Some("x; DROP TABLE y".into());
+        assert!(err(s).contains("must be a name such as"));
+        let mut s = spec("postgres");
+        s.schedule = Some("every day".into());
+        assert!(err(s).starts_with("source 'wms': schedule: "));
+        let mut s = spec("csv");
+        s.url_env = None;
+        s.table = None;
+        assert!(err(s).contains("path is required"));
+    }
+}

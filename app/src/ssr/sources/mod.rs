@@ -1,0 +1,411 @@
+//! Data sources: order lines synced from where they live (a PostgreSQL or MySQL/MariaDB
+//! database, CSV files in a folder) into the metric store, on a schedule or on demand.
+//!
+//! A sync:
+//! 1. claims the source (a lease in `sources`, renewed while it runs: one replica syncs a
+//!    source at a time; a killed replica's claim runs out) and records a sync (`running`);
+//! 2. connects and checks the mapping against the source's columns before anything is
+//!    written (a missing column is named);
+//! 3. reads the rows (the window's days by due date, or from the watermark on) as text,
+//!    streamed: the source's reader sends rows while the import parses, validates and
+//!    writes them ([`import_lines`], the CSV import's path: all or nothing, upserts by
+//!    (order_id, line_no), the metric store kept consistent);
+//! 4. records the outcome: counts, duration and the new watermark; or the error, with the
+//!    last good data kept (the import's transaction never committed).
+
+pub mod def;
+mod read;
+
+pub use def::{SourceDef, SourceKind, SourceSpec};
+
+use crate::domain::status::{SyncStatus, SyncTrigger};
+use crate::dto::{SourceView, SyncView};
+use crate::ssr::clock::{self, parse_timestamp, timestamp, Clock};
+use crate::ssr::data::import::{import_lines, ImportError, RowError};
+use crate::ssr::error::chain;
+use crate::ssr::store::{self, sources::NewSync, sources::SyncEnd, Db};
+use crate::ssr::ServiceError;
+use chrono::{DateTime, Utc};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The sources of one running Opsight, and their syncs.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    db: Db,
+    clock: Clock,
+    defs: Arc<Vec<SourceDef>>,
+    replica: Arc<str>,
+    /// How long a sync's claim lasts without renewal (renewed every third of it).
+    lease: Duration,
+}
+
+/// Rows between two progress records of a running sync.
+const PROGRESS_EVERY: u64 = 10_000;
+/// Syncs listed per source.
+const HISTORY: i64 = 20;
+
+impl Sources {
+    pub fn new(
+        db: Db,
+        clock: Clock,
+        defs: Vec<SourceDef>,
+        replica: Arc<str>,
+        lease: Duration,
+    ) -> Sources {
+        Sources {
+            db,
+            clock,
+            defs: Arc::new(defs),
+            replica,
+            lease,
+        }
+    }
+
+    pub fn defs(&self) -> &[SourceDef] {
+        &self.defs
+    }
+
+    fn def(&self, name: &str) -> Result<&SourceDef, ServiceError> {
+        self.defs
+            .iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| ServiceError::NotFound(format!("no data source is named '{name}'")))
+    }
+
+    /// Every source with where its syncs stand.
+    pub async fn list(&self) -> Result<Vec<SourceView>, ServiceError> {
+        let now = Utc::now();
+        store::sources::abandon_orphans(&self.db, &timestamp(now)).await?;
+        let states = store::sources::states(&self.db).await?;
+        let mut out = Vec::with_capacity(self.defs.len());
+        for def in self.defs.iter() {
+            let state = states
+                .iter()
+                .find(|s| s.name == def.name)
+                .cloned()
+                .unwrap_or_default();
+            let last_sync = store::sources::syncs(&self.db, Some(&def.name), 1)
+                .await?
+                .into_iter()
+                .next();
+            out.push(view(def, state, last_sync, now));
+        }
+        Ok(out)
+    }
+
+    /// A source's syncs, newest first.
+    pub async fn history(&self, name: &str) -> Result<Vec<SyncView>, ServiceError> {
+        self.def(name)?;
+        Ok(store::sources::syncs(&self.db, Some(name), HISTORY).await?)
+    }
+
+    /// Syncs a source: at once in the background (the sync `running`), or, with `wait`,
+    /// when it has finished (the sync as it ended). 409 while another sync of it runs.
+    pub async fn sync(
+        &self,
+        name: &str,
+        trigger: SyncTrigger,
+        actor: Option<&str>,
+        wait: bool,
+    ) -> Result<SyncView, ServiceError> {
+        let def = self.def(name)?.clone();
+        let started = self.claim(&def, trigger, actor).await?;
+        let id = started.id.clone();
+        let this = self.clone();
+        let work = async move { this.run(&def, started).await };
+        if wait {
+            work.await;
+        } else {
+            crate::ssr::tasks::spawn("source sync", work);
+        }
+        store::sources::sync(&self.db, &id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("no sync {id}")))
+    }
+
+    /// Fires the scheduled syncs that are due (each tick claimed by one replica) and
+    /// returns when the next one is due. A source's first tick is set, not fired.
+    pub async fn fire_due(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, ServiceError> {
+        let mut next_wake: Option<DateTime<Utc>> = None;
+        for def in self.defs.iter() {
+            let Some(crontab) = &def.schedule else {
+                continue;
+            };
+            store::sources::ensure(&self.db, &def.name).await?;
+            let state = store::sources::state(&self.db, &def.name)
+                .await?
+                .unwrap_or_default();
+            let Some(next) = crontab.next_after(now) else {
+                continue;
+            };
+            let due = state.next_due.as_deref().and_then(parse_timestamp);
+            match due {
+                None => {
+                    store::sources::claim_tick(&self.db, &def.name, None, &timestamp(next)).await?;
+                }
+                Some(due_at) if due_at <= now => {
+                    let won = store::sources::claim_tick(
+                        &self.db,
+                        &def.name,
+                        state.next_due.as_deref(),
+                        &timestamp(next),
+                    )
+                    .await?;
+                    if won {
+                        match self
+                            .sync(&def.name, SyncTrigger::Schedule, None, false)
+                            .await
+                        {
+                            Ok(_) => {}
+                            // Still syncing from an earlier tick, here or elsewhere.
+                            Err(ServiceError::Conflict(m)) => {
+                                tracing::info!(source = %def.name, "{m}")
+                            }
+                            Err(e) => {
+                                tracing::error!(source = %def.name, error = %chain(&e), "scheduled sync could not start")
+                            }
+                        }
+                    }
+                }
+                Some(_) => {}
+            }
+            let wake = store::sources::state(&self.db, &def.name)
+                .await?
+                .and_then(|s| s.next_due.as_deref().and_then(parse_timestamp))
+                .unwrap_or(next);
+            next_wake = Some(next_wake.map_or(wake, |w| w.min(wake)));
+        }
+        Ok(next_wake)
+    }
+
+    /// Claims the source and records a running sync.
+    async fn claim(
+        &self,
+        def: &SourceDef,
+        trigger: SyncTrigger,
+        actor: Option<&str>,
+    ) -> Result<Started, ServiceError> {
+        let now = Utc::now();
+        store::sources::ensure(&self.db, &def.name).await?;
+        store::sources::abandon_orphans(&self.db, &timestamp(now)).await?;
+        let until = timestamp(now + self.lease_chrono());
+        if !store::sources::claim(&self.db, &def.name, &self.replica, &timestamp(now), &until)
+            .await?
+        {
+            return Err(ServiceError::Conflict(format!(
+                "a sync of '{}' is already running",
+                def.name
+            )));
+        }
+        let state = store::sources::state(&self.db, &def.name)
+            .await?
+            .unwrap_or_default();
+        let since = read::since(def, state.watermark.as_deref(), self.clock.today());
+        let id = clock::new_id(now, "sync");
+        store::sources::insert_sync(
+            &self.db,
+            &NewSync {
+                id: &id,
+                source: &def.name,
+                trigger,
+                actor,
+                replica: &self.replica,
+                since: Some(&since.value),
+                started_at: &timestamp(now),
+            },
+        )
+        .await?;
+        Ok(Started {
+            id,
+            since,
+            at: std::time::Instant::now(),
+        })
+    }
+
+    fn lease_chrono(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(30))
+    }
+
+    /// Runs a claimed sync to its end and records it; never fails (the outcome is in the
+    /// sync's record and on the source).
+    #[tracing::instrument(skip_all, fields(source = %def.name, sync = %started.id))]
+    async fn run(&self, def: &SourceDef, started: Started) {
+        let rows_read = Arc::new(AtomicU64::new(0));
+        let keeper = self.keep_claim(def.name.clone(), started.id.clone(), rows_read.clone());
+        let result = self.read_and_import(def, &started, rows_read.clone()).await;
+        keeper.abort();
+        let now = Utc::now();
+        let duration_ms = started.at.elapsed().as_millis() as i64;
+        let read = rows_read.load(Ordering::Relaxed) as i64;
+        let (end, outcome) = match &result {
+            Ok((report, watermark)) => {
+                tracing::info!(
+                    rows = report.lines,
+                    inserted = report.inserted,
+                    updated = report.updated,
+                    ms = duration_ms,
+                    "source synced"
+                );
+                (
+                    SyncEnd {
+                        status: SyncStatus::Succeeded,
+                        finished_at: &timestamp(now),
+                        rows_read: report.lines as i64,
+                        inserted: report.inserted as i64,
+                        updated: report.updated as i64,
+                        duration_ms,
+                        error: None,
+                    },
+                    Ok(watermark.as_deref()),
+                )
+            }
+            Err(message) => {
+                tracing::warn!(error = %message, ms = duration_ms, "source sync failed");
+                (
+                    SyncEnd {
+                        status: SyncStatus::Failed,
+                        finished_at: &timestamp(now),
+                        rows_read: read,
+                        inserted: 0,
+                        updated: 0,
+                        duration_ms,
+                        error: Some(message.as_str()),
+                    },
+                    Err(message.as_str()),
+                )
+            }
+        };
+        let at = timestamp(now);
+        let outcome = outcome.map(|w| (at.as_str(), w));
+        let recorded = async {
+            store::sources::finish_sync(&self.db, &started.id, &end).await?;
+            store::sources::release(&self.db, &def.name, &self.replica, outcome).await
+        };
+        if let Err(e) = recorded.await {
+            tracing::error!(error = %chain(&e), "recording the sync's end failed");
+        }
+    }
+
+    /// Renews the claim and records the rows read, every third of the lease, until aborted.
+    fn keep_claim(
+        &self,
+        name: String,
+        id: String,
+        rows_read: Arc<AtomicU64>,
+    ) -> tokio::task::JoinHandle<()> {
+        let db = self.db.clone();
+        let replica = self.replica.clone();
+        let lease = self.lease;
+        let lease_chrono = self.lease_chrono();
+        crate::ssr::tasks::spawn("source sync lease", async move {
+            loop {
+                tokio::time::sleep(lease / 3).await;
+                let until = timestamp(Utc::now() + lease_chrono);
+                if let Err(e) = store::sources::renew(&db, &name, &replica, &until).await {
+                    tracing::warn!(error = %chain(&e), "renewing a sync's claim failed");
+                }
+                let read = rows_read.load(Ordering::Relaxed) as i64;
+                if let Err(e) = store::sources::progress(&db, &id, read).await {
+                    tracing::warn!(error = %chain(&e), "recording a sync's progress failed");
+                }
+            }
+        })
+    }
+
+    /// Reads the source and imports its rows: the report and the highest watermark seen,
+    /// or the reason it failed (safe to show: names the source's column or row, never its
+    /// connection string).
+    async fn read_and_import(
+        &self,
+        def: &SourceDef,
+        started: &Started,
+        rows_read: Arc<AtomicU64>,
+    ) -> Result<(crate::ssr::data::import::ImportReport, Option<String>), String> {
+        let input = tokio::time::timeout(def.timeout, read::open(def, &started.since))
+            .await
+            .map_err(|_| format!("no answer within {} s", def.timeout.as_secs()))??;
+        let read::Input {
+            rows,
+            watermark,
+            reader,
+            numbering,
+        } = input;
+        let counter = rows_read.clone();
+        let import = import_lines(&self.db, &def.name, rows, PROGRESS_EVERY, move |n| {
+            counter.store(n, Ordering::Relaxed)
+        });
+        let result = tokio::time::timeout(def.timeout, import).await;
+        if let Some(reader) = reader {
+            reader.abort();
+        }
+        let report = match result {
+            Err(_) => return Err(format!("not finished within {} s", def.timeout.as_secs())),
+            Ok(Ok(report)) => report,
+            Ok(Err(ImportError::Invalid(errors))) => {
+                return Err(describe_rows(&errors, &numbering));
+            }
+            Ok(Err(ImportError::Input(m))) => return Err(m),
+            Ok(Err(e)) => {
+                tracing::error!(error = %chain(&e), "importing a source's rows failed");
+                return Err("the lines could not be written (see the server's log)".into());
+            }
+        };
+        rows_read.store(report.lines as u64, Ordering::Relaxed);
+        let watermark = watermark.lock().map(|w| w.clone()).unwrap_or_default();
+        Ok((report, watermark))
+    }
+}
+
+/// A claimed sync about to run.
+struct Started {
+    id: String,
+    since: crate::ssr::store::foreign::Since,
+    at: std::time::Instant,
+}
+
+/// Bad rows named as the source numbers them: "row 17" of a query's result, "orders.csv
+/// line 5" of a file.
+fn describe_rows(errors: &[RowError], numbering: &read::Numbering) -> String {
+    let mut text = errors
+        .iter()
+        .map(|e| format!("{}: {}", numbering.name(e.line), e.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if errors.len() >= 20 {
+        text.push_str("; (further errors not listed)");
+    }
+    format!("{text} — nothing was imported")
+}
+
+fn view(
+    def: &SourceDef,
+    state: store::sources::SourceState,
+    last_sync: Option<SyncView>,
+    now: DateTime<Utc>,
+) -> SourceView {
+    let age_hours = state
+        .last_success_at
+        .as_deref()
+        .and_then(parse_timestamp)
+        .map(|t| ((now - t).num_seconds().max(0) as f64 / 3600.0 * 10.0).round() / 10.0);
+    SourceView {
+        name: def.name.clone(),
+        kind: def.kind.key().into(),
+        reads: def.reads(),
+        schedule: def.schedule_text.clone(),
+        window_days: def.window_days,
+        watermark_column: def.watermark.clone(),
+        watermark: state.watermark,
+        next_due: state.next_due,
+        last_success_at: state.last_success_at,
+        last_attempt_at: state.last_attempt_at,
+        last_error: state.last_error,
+        age_hours,
+        last_sync,
+    }
+}

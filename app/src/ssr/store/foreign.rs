@@ -1,0 +1,306 @@
+//! Other databases: the `SELECT` a data source's column mapping makes, in its dialect, and
+//! its rows read as text.
+//!
+//! Every mapped column is cast to text in the source (`CAST(… AS TEXT)`, `AS CHAR` on
+//! MySQL, `AS STRING` on Databricks), so one validation reads any source's values as it
+//! reads a CSV file's, whatever the column types (dates, timestamps, numerics, integers).
+//! The source's own query (or table) is wrapped, never edited: the window and watermark
+//! are a `WHERE` on the wrapped result. The only value written into the SQL is a date or
+//! watermark Opsight produced, as a quoted literal (a literal adapts to the column's type
+//! on every engine, where a bound text parameter would not compare with a date in
+//! PostgreSQL); the user's `:since` in a query is replaced by the same literal.
+
+use sqlx::{AnyConnection, Column, Connection, Executor, Row};
+use std::time::Duration;
+
+/// The SQL dialect of a source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Mysql,
+    Databricks,
+}
+
+impl Dialect {
+    /// A quoted identifier; a dotted name (`schema.table`) is quoted part by part.
+    pub fn quote(self, name: &str) -> String {
+        let q = match self {
+            Dialect::Postgres => '"',
+            Dialect::Mysql | Dialect::Databricks => '`',
+        };
+        name.split('.')
+            .map(|part| {
+                let escaped = part.replace(q, &format!("{q}{q}"));
+                format!("{q}{escaped}{q}")
+            })
+            .collect::<Vec<_>>()
+            .join(".")
+    }
+
+    fn text(self, expr: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("CAST({expr} AS TEXT)"),
+            Dialect::Mysql => format!("CAST({expr} AS CHAR)"),
+            Dialect::Databricks => format!("CAST({expr} AS STRING)"),
+        }
+    }
+}
+
+/// A quoted SQL string literal.
+pub fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// What a source reads: its own query, or a table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Relation {
+    Query(String),
+    Table(String),
+}
+
+impl Relation {
+    /// As a `FROM` item, with `:since` in a query replaced by `since` (a literal).
+    fn as_from_item(&self, dialect: Dialect, since: &str) -> String {
+        match self {
+            Relation::Table(t) => format!("{} AS src", dialect.quote(t)),
+            Relation::Query(q) => format!("({}) AS src", replace_since(q, &literal(since))),
+        }
+    }
+}
+
+/// `:since` as a whole word (not `::since`, not `:since_x`) replaced by `with`.
+pub fn replace_since(query: &str, with: &str) -> String {
+    let key = ":since";
+    let mut out = String::with_capacity(query.len());
+    let mut rest = query;
+    while let Some(at) = rest.find(key) {
+        let before = &rest[..at];
+        let after = &rest[at + key.len()..];
+        let glued_before = before.ends_with(':');
+        let glued_after = after
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_');
+        out.push_str(before);
+        out.push_str(if glued_before || glued_after {
+            key
+        } else {
+            with
+        });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Which rows a sync asks for: those whose column is at or after the value (the window's
+/// first day on the due date, or the watermark synced so far).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Since {
+    pub column: String,
+    pub value: String,
+}
+
+/// `SELECT CAST(col AS TEXT), … FROM (<query>) AS src WHERE col >= '<since>'`: the mapped
+/// columns, in the order given, as text.
+pub fn select(dialect: Dialect, relation: &Relation, columns: &[&str], since: &Since) -> String {
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|c| dialect.text(&format!("src.{}", dialect.quote(c))))
+        .collect();
+    format!(
+        "SELECT {} FROM {} WHERE src.{} >= {}",
+        cols.join(", "),
+        relation.as_from_item(dialect, &since.value),
+        dialect.quote(&since.column),
+        literal(&since.value)
+    )
+}
+
+/// The columns a relation has, without reading a row.
+pub fn probe(dialect: Dialect, relation: &Relation, since: &str) -> String {
+    format!(
+        "SELECT * FROM {} WHERE 1 = 0",
+        relation.as_from_item(dialect, since)
+    )
+}
+
+/// Why reading another database failed: a message naming what failed, safe to show (the
+/// connection string is never in it).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ForeignError(pub String);
+
+/// A database error's message, without sqlx's wrapping and never with the URL.
+fn reason(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(d) => d.message().to_string(),
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            std::io::ErrorKind::TimedOut => "timed out".into(),
+            std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof => {
+                "the connection was closed".into()
+            }
+            _ => format!("I/O error ({})", io.kind()),
+        },
+        sqlx::Error::Tls(_) => "TLS failed".into(),
+        sqlx::Error::Configuration(_) => "the connection string is not valid".into(),
+        sqlx::Error::Protocol(p) => format!("protocol error ({p})"),
+        sqlx::Error::PoolTimedOut => "timed out".into(),
+        other => {
+            // Other variants' texts do not carry the URL, but keep them short.
+            let text = other.to_string();
+            text.chars().take(200).collect()
+        }
+    }
+}
+
+/// A connection to a source, within `timeout`.
+pub async fn connect(url: &str, timeout: Duration) -> Result<AnyConnection, ForeignError> {
+    sqlx::any::install_default_drivers();
+    match tokio::time::timeout(timeout, AnyConnection::connect(url)).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(ForeignError(format!("cannot connect: {}", reason(&e)))),
+        Err(_) => Err(ForeignError(format!(
+            "cannot connect: no answer within {} s",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+/// The column names a [`probe`] returns, asked over a connection of the source's own
+/// driver: the `Any` driver refuses to describe some column types (PostgreSQL's numeric),
+/// which the rows themselves never carry (every value is cast to text).
+pub async fn columns(
+    dialect: Dialect,
+    url: &str,
+    sql: &str,
+    timeout: Duration,
+) -> Result<Vec<String>, ForeignError> {
+    async fn names<C>(url: &str, sql: &str, timeout: Duration) -> Result<Vec<String>, ForeignError>
+    where
+        C: Connection,
+        for<'c> &'c mut C: Executor<'c, Database = C::Database>,
+    {
+        let mut conn = match tokio::time::timeout(timeout, C::connect(url)).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => return Err(ForeignError(format!("cannot connect: {}", reason(&e)))),
+            Err(_) => {
+                return Err(ForeignError(format!(
+                    "cannot connect: no answer within {} s",
+                    timeout.as_secs()
+                )))
+            }
+        };
+        let stmt = (&mut conn)
+            .prepare(sqlx::SqlSafeStr::into_sql_str(sqlx::AssertSqlSafe(
+                sql.to_string(),
+            )))
+            .await
+            .map_err(|e| ForeignError(format!("the query fails: {}", reason(&e))))?;
+        let names = sqlx::Statement::columns(&stmt)
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect();
+        drop(stmt);
+        let _ = conn.close().await;
+        Ok(names)
+    }
+    match dialect {
+        Dialect::Postgres => names::<sqlx::PgConnection>(url, sql, timeout).await,
+        Dialect::Mysql => names::<sqlx::MySqlConnection>(url, sql, timeout).await,
+        Dialect::Databricks => Err(ForeignError("not a database connection".into())),
+    }
+}
+
+/// Rows of a [`select`] as text, sent `chunk` at a time to `out` as they arrive; stops
+/// when `out` is closed (the import stopped listening). A row that takes longer than
+/// `idle` to arrive fails the read (a source that stalls mid-way).
+pub async fn stream(
+    conn: &mut AnyConnection,
+    sql: &str,
+    width: usize,
+    chunk: usize,
+    idle: Duration,
+    out: &tokio::sync::mpsc::Sender<Result<Vec<Vec<Option<String>>>, String>>,
+) -> Result<(), ForeignError> {
+    use futures::StreamExt;
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(sql.to_string())).fetch(&mut *conn);
+    let mut batch = Vec::with_capacity(chunk);
+    loop {
+        let next = match tokio::time::timeout(idle, rows.next()).await {
+            Ok(n) => n,
+            Err(_) => {
+                return Err(ForeignError(format!(
+                    "the source sent nothing for {} s mid-way",
+                    idle.as_secs()
+                )))
+            }
+        };
+        let Some(row) = next else { break };
+        let row = row.map_err(|e| ForeignError(format!("reading rows failed: {}", reason(&e))))?;
+        let mut values = Vec::with_capacity(width);
+        for i in 0..width {
+            let v: Option<String> = row.try_get(i).map_err(|e| {
+                ForeignError(format!("a value does not read as text: {}", reason(&e)))
+            })?;
+            values.push(v);
+        }
+        batch.push(values);
+        if batch.len() >= chunk {
+            if out.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+                return Ok(());
+            }
+            batch.reserve(chunk);
+        }
+    }
+    if !batch.is_empty() {
+        let _ = out.send(Ok(batch)).await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mapping_reads_its_columns_as_text_after_the_window() {
+        let since = Since {
+            column: "due".into(),
+            value: "2026-10-01".into(),
+        };
+        let sql = select(
+            Dialect::Postgres,
+            &Relation::Table("wms.shipments".into()),
+            &["so_number", "Ship \"Date\""],
+            &since,
+        );
+        assert_eq!(
+            sql,
+            "SELECT CAST(src.\"so_number\" AS TEXT), CAST(src.\"Ship \"\"Date\"\"\" AS TEXT) \
+             FROM \"wms\".\"shipments\" AS src WHERE src.\"due\" >= '2026-10-01'"
+        );
+        let sql = select(
+            Dialect::Mysql,
+            &Relation::Query("SELECT * FROM t WHERE d >= :since AND x::text = 'a'".into()),
+            &["a"],
+            &since,
+        );
+        assert_eq!(
+            sql,
+            "SELECT CAST(src.`a` AS CHAR) FROM (SELECT * FROM t WHERE d >= '2026-10-01' AND \
+             x::text = 'a') AS src WHERE src.`due` >= '2026-10-01'"
+        );
+    }
+
+    #[test]
+    fn since_is_replaced_only_as_a_word() {
+        assert_eq!(replace_since("a >= :since", "X"), "a >= X");
+        assert_eq!(
+            replace_since("a::since :sinced :since)", "X"),
+            "a::since :sinced X)"
+        );
+        assert_eq!(literal("it's"), "'it''s'");
+    }
+}

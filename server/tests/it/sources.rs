@@ -1,0 +1,725 @@
+//! Data sources against the real servers this machine runs: a PostgreSQL table and a
+//! MariaDB query, each with its own column names, types and an extra column, give the
+//! dashboard the CSV import of the same lines gives; syncs are idempotent, see updates,
+//! fail whole (naming the column or the row) while the last good data stays on the
+//! dashboard, marked stale; one sync of a source at a time, one scheduled tick across
+//! replicas; no connection string in any answer.
+
+use crate::common::{as_of, spawn_app_tuned, TestApp};
+use app::domain::status::{SyncStatus, SyncTrigger};
+use app::ssr::data::import::import_orders;
+use app::ssr::sources::{SourceDef, SourceSpec, Sources};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const MARIADB_SERVER: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// One generated order line.
+#[derive(Clone)]
+struct Line {
+    order: String,
+    line: i64,
+    site: &'static str,
+    customer: &'static str,
+    carrier: &'static str,
+    sku: String,
+    category: &'static str,
+    ordered: i64,
+    delivered: i64,
+    due: String,
+    delivered_on: Option<String>,
+    reason: Option<&'static str>,
+}
+
+/// Lines due over the 60 days before the tests' date at three sites, with late and short
+/// ones (a simple deterministic generator, not the app's).
+fn lines() -> Vec<Line> {
+    let mut state: u64 = 42;
+    let mut next = |n: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % n
+    };
+    let sites = ["DAL", "ATL", "SEA"];
+    let customers = ["MegaMart", "FreshCo", "Corner Shops"];
+    let carriers = ["RoadRunner Freight", "Coastal Haul"];
+    let categories = ["Beverages", "Snacks", "Frozen"];
+    let mut out = Vec::new();
+    for day in 1..=60 {
+        let due = as_of() - chrono::Duration::days(day);
+        for (s, site) in sites.iter().enumerate() {
+            for k in 0..12 {
+                let ordered = 1 + next(20) as i64;
+                let short = next(10) == 0;
+                let late = next(8) == 0 || (*site == "DAL" && day < 8 && next(3) == 0);
+                let open = day < 3 && next(5) == 0;
+                out.push(Line {
+                    order: format!("SO-{day}-{s}-{k}"),
+                    line: 1 + (k % 3) as i64,
+                    site,
+                    customer: customers[next(3) as usize],
+                    carrier: carriers[next(2) as usize],
+                    sku: format!("SKU-{}", next(40)),
+                    category: categories[next(3) as usize],
+                    ordered,
+                    delivered: if short { ordered / 2 } else { ordered },
+                    due: due.format("%Y-%m-%d").to_string(),
+                    delivered_on: (!open).then(|| {
+                        (due + chrono::Duration::days(if late { 2 } else { 0 }))
+                            .format("%Y-%m-%d")
+                            .to_string()
+                    }),
+                    reason: if late {
+                        Some("carrier_late")
+                    } else if short {
+                        Some("stockout")
+                    } else {
+                        None
+                    },
+                });
+            }
+        }
+    }
+    out
+}
+
+fn csv_of(lines: &[Line]) -> String {
+    let mut out = String::from(
+        "order_id,line_no,site,customer,carrier,sku,category,ordered_qty,delivered_qty,due_date,delivered_date,reason_code\n",
+    );
+    for l in lines {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            l.order,
+            l.line,
+            l.site,
+            l.customer,
+            l.carrier,
+            l.sku,
+            l.category,
+            l.ordered,
+            l.delivered,
+            l.due,
+            l.delivered_on.as_deref().unwrap_or(""),
+            l.reason.unwrap_or("")
+        ));
+    }
+    out
+}
+
+/// A database of its own on a server, dropped at the end.
+struct SourceDb {
+    url: String,
+    pool: sqlx::AnyPool,
+    admin: sqlx::AnyPool,
+    name: String,
+    postgres: bool,
+}
+
+impl SourceDb {
+    async fn new(server: &str, postgres: bool) -> SourceDb {
+        sqlx::any::install_default_drivers();
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("opsight_src_{}_{n}", std::process::id());
+        let admin = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(server)
+            .await
+            .unwrap_or_else(|e| panic!("this test needs the database server at {server}: {e}"));
+        let drop = if postgres {
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        } else {
+            format!("DROP DATABASE IF EXISTS {name}")
+        };
+        sqlx::query(sqlx::AssertSqlSafe(drop))
+            .execute(&admin)
+            .await
+            .unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(server).unwrap();
+        url.set_path(&name);
+        let url = url.to_string();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&url)
+            .await
+            .unwrap();
+        SourceDb {
+            url,
+            pool,
+            admin,
+            name,
+            postgres,
+        }
+    }
+
+    async fn exec(&self, sql: &str) {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+            .execute(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    async fn drop_db(self) {
+        self.pool.close().await;
+        let drop = if self.postgres {
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)
+        } else {
+            format!("DROP DATABASE IF EXISTS {}", self.name)
+        };
+        let _ = sqlx::query(sqlx::AssertSqlSafe(drop))
+            .execute(&self.admin)
+            .await;
+    }
+}
+
+fn quote(v: &str) -> String {
+    format!("'{}'", v.replace('\'', "''"))
+}
+
+/// The WMS's table on PostgreSQL: its own names and types (numeric quantities, a
+/// timestamp for the delivery), an update timestamp and a region nobody maps.
+async fn postgres_wms(lines: &[Line]) -> SourceDb {
+    let db = SourceDb::new(PG_SERVER, true).await;
+    db.exec(
+        "CREATE TABLE shipments (so_number TEXT, line INTEGER, dc_code VARCHAR(8), \
+         account TEXT, haulier TEXT, item TEXT, item_group TEXT, qty_ordered NUMERIC(12,2), \
+         qty_shipped INTEGER, must_arrive DATE, arrived_at TIMESTAMP, why TEXT, region TEXT, \
+         updated_at TIMESTAMP NOT NULL DEFAULT '2026-11-01 00:00:00')",
+    )
+    .await;
+    for chunk in lines.chunks(500) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|l| {
+                format!(
+                    "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 'South')",
+                    quote(&l.order),
+                    l.line,
+                    quote(&l.site.to_lowercase()),
+                    quote(l.customer),
+                    quote(l.carrier),
+                    quote(&l.sku),
+                    quote(l.category),
+                    l.ordered,
+                    l.delivered,
+                    quote(&l.due),
+                    l.delivered_on
+                        .as_deref()
+                        .map_or("NULL".into(), |d| quote(&format!("{d} 14:30:00"))),
+                    l.reason.map_or("NULL".into(), quote),
+                )
+            })
+            .collect();
+        db.exec(&format!(
+            "INSERT INTO shipments (so_number, line, dc_code, account, haulier, item, item_group, \
+             qty_ordered, qty_shipped, must_arrive, arrived_at, why, region) VALUES {}",
+            values.join(", ")
+        ))
+        .await;
+    }
+    db
+}
+
+/// The ERP's order lines on MariaDB, read through a query with `:since`.
+async fn mariadb_erp(lines: &[Line]) -> SourceDb {
+    let db = SourceDb::new(MARIADB_SERVER, false).await;
+    db.exec(
+        "CREATE TABLE order_rows (OrderNo VARCHAR(40), LineNo INT, Site VARCHAR(8), \
+         Customer VARCHAR(60), Carrier VARCHAR(60), Sku VARCHAR(40), Category VARCHAR(40), \
+         Ordered DECIMAL(12,3), Shipped INT, DueDate DATE, DeliveredAt DATETIME NULL, \
+         Reason VARCHAR(40) NULL, Lane VARCHAR(20))",
+    )
+    .await;
+    for chunk in lines.chunks(500) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|l| {
+                format!(
+                    "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 'L1')",
+                    quote(&l.order),
+                    l.line,
+                    quote(l.site),
+                    quote(l.customer),
+                    quote(l.carrier),
+                    quote(&l.sku),
+                    quote(l.category),
+                    l.ordered,
+                    l.delivered,
+                    quote(&l.due),
+                    l.delivered_on
+                        .as_deref()
+                        .map_or("NULL".into(), |d| quote(&format!("{d} 09:00:00"))),
+                    l.reason.map_or("NULL".into(), quote),
+                )
+            })
+            .collect();
+        db.exec(&format!(
+            "INSERT INTO order_rows VALUES {}",
+            values.join(", ")
+        ))
+        .await;
+    }
+    db
+}
+
+fn mapping(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(f, c)| (f.to_string(), c.to_string()))
+        .collect()
+}
+
+fn wms_spec() -> SourceSpec {
+    SourceSpec {
+        name: "wms".into(),
+        kind: "postgres".into(),
+        url_env: Some("WMS_DATABASE_URL".into()),
+        table: Some("shipments".into()),
+        window_days: Some(90),
+        watermark: None,
+        columns: mapping(&[
+            ("order_id", "so_number"),
+            ("line_no", "line"),
+            ("site", "dc_code"),
+            ("customer", "account"),
+            ("carrier", "haulier"),
+            ("sku", "item"),
+            ("category", "item_group"),
+            ("ordered_qty", "qty_ordered"),
+            ("delivered_qty", "qty_shipped"),
+            ("due_date", "must_arrive"),
+            ("delivered_date", "arrived_at"),
+            ("reason_code", "why"),
+        ]),
+        ..SourceSpec::default()
+    }
+}
+
+fn erp_spec() -> SourceSpec {
+    SourceSpec {
+        name: "erp".into(),
+        kind: "mariadb".into(),
+        url_env: Some("ERP_DATABASE_URL".into()),
+        query: Some("SELECT * FROM order_rows WHERE DueDate >= :since".into()),
+        window_days: Some(90),
+        columns: mapping(&[
+            ("order_id", "OrderNo"),
+            ("line_no", "LineNo"),
+            ("site", "site"), // another case than the table's: resolved
+            ("customer", "Customer"),
+            ("carrier", "Carrier"),
+            ("sku", "Sku"),
+            ("category", "Category"),
+            ("ordered_qty", "Ordered"),
+            ("delivered_qty", "Shipped"),
+            ("due_date", "DueDate"),
+            ("delivered_date", "DeliveredAt"),
+            ("reason_code", "Reason"),
+        ]),
+        ..SourceSpec::default()
+    }
+}
+
+fn def(spec: SourceSpec, var: &str, url: &str) -> SourceDef {
+    let (var, url) = (var.to_string(), url.to_string());
+    SourceDef::from_spec(
+        spec,
+        &move |k| (k == var).then(|| url.clone()),
+        Path::new("."),
+    )
+    .expect("a valid source")
+}
+
+async fn app_with(defs: Vec<SourceDef>) -> TestApp {
+    spawn_app_tuned(0, move |c| c.sources = defs).await
+}
+
+async fn sync(app: &TestApp, name: &str) -> Value {
+    let r = app
+        .post_json(
+            &format!("/api/v1/sources/{name}/sync"),
+            &json!({"wait": true}),
+        )
+        .await;
+    assert_eq!(r.status(), 202, "sync {name}");
+    r.json().await.unwrap()
+}
+
+/// What the dashboard shows of the data: every tile of the network and of each site, and
+/// the stale-source warnings.
+async fn figures(app: &TestApp) -> (Value, Value) {
+    let d: Value = app.get("/api/v1/dashboard").await.json().await.unwrap();
+    let mut tiles = vec![d["network"]["tiles"].clone()];
+    let mut sites: Vec<&Value> = d["sites"].as_array().unwrap().iter().collect();
+    sites.sort_by_key(|s| s["site"].as_str().unwrap_or_default().to_string());
+    for s in sites {
+        tiles.push(json!([s["site"], s["tiles"]]));
+    }
+    (Value::Array(tiles), d["stale_sources"].clone())
+}
+
+/// The evidence pack's breakdowns for a site (the numbers behind the card).
+async fn pack(app: &TestApp, site: &str) -> Value {
+    let p: Value = app
+        .get(&format!("/api/v1/evidence?site={site}&metric=otif"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    json!([p["kpi"], p["contributions"], p["tree"], p["data_quality"]])
+}
+
+#[tokio::test]
+async fn postgres_and_mariadb_sources_give_the_dashboard_of_the_same_csv() {
+    let data = lines();
+    let csv_app = app_with(vec![]).await;
+    import_orders(
+        csv_app.db(),
+        std::io::Cursor::new(csv_of(&data).into_bytes()),
+    )
+    .await
+    .expect("the CSV imports");
+    let pg = postgres_wms(&data).await;
+    let my = mariadb_erp(&data).await;
+    let secret_pg = pg.url.replace("postgres@", "postgres:pg-secret-pw@");
+    let wms = app_with(vec![def(wms_spec(), "WMS_DATABASE_URL", &secret_pg)]).await;
+    let erp = app_with(vec![def(erp_spec(), "ERP_DATABASE_URL", &my.url)]).await;
+
+    let s = sync(&wms, "wms").await;
+    assert_eq!(s["status"], "succeeded", "{s}");
+    assert_eq!(s["rows_read"], data.len() as i64);
+    assert_eq!(s["inserted"], data.len() as i64);
+    assert_eq!(s["trigger"], "manual");
+    let s = sync(&erp, "erp").await;
+    assert_eq!(s["status"], "succeeded", "{s}");
+    assert_eq!(s["inserted"], data.len() as i64);
+
+    let expected = figures(&csv_app).await;
+    assert!(expected.0.to_string().contains("\"numerator\""));
+    assert_eq!(figures(&wms).await, expected, "PostgreSQL source vs CSV");
+    assert_eq!(figures(&erp).await, expected, "MariaDB source vs CSV");
+    for site in ["DAL", "network"] {
+        let want = pack(&csv_app, site).await;
+        assert_eq!(pack(&wms, site).await, want, "{site} pack from PostgreSQL");
+        assert_eq!(pack(&erp, site).await, want, "{site} pack from MariaDB");
+    }
+
+    // Idempotent: the same rows again change nothing.
+    let s = sync(&wms, "wms").await;
+    assert_eq!(
+        (s["inserted"].as_i64(), s["updated"].as_i64()),
+        (Some(0), Some(data.len() as i64))
+    );
+    assert_eq!(figures(&wms).await, expected);
+
+    // A line delivered short in the WMS reaches the tiles as a re-import of it would.
+    // (Due in the dashboard's week, the latest complete one: eight days before the tests' date.)
+    let changed = data
+        .iter()
+        .find(|l| l.due == "2026-11-13" && l.delivered > 1)
+        .unwrap();
+    pg.exec(&format!(
+        "UPDATE shipments SET qty_shipped = 0, why = 'stockout' WHERE so_number = {} AND line = {}",
+        quote(&changed.order),
+        changed.line
+    ))
+    .await;
+    let mut fixed = changed.clone();
+    fixed.delivered = 0;
+    fixed.reason = Some("stockout");
+    import_orders(
+        csv_app.db(),
+        std::io::Cursor::new(csv_of(&[fixed]).into_bytes()),
+    )
+    .await
+    .unwrap();
+    sync(&wms, "wms").await;
+    let after = figures(&csv_app).await;
+    assert!(after != expected, "the change moves a tile");
+    assert_eq!(figures(&wms).await, after);
+
+    // The source as listed: what it reads and its last sync, never its connection string.
+    let list: Value = wms.get("/api/v1/sources").await.json().await.unwrap();
+    assert_eq!(list[0]["name"], "wms");
+    assert_eq!(list[0]["reads"], "table shipments");
+    assert_eq!(list[0]["last_sync"]["status"], "succeeded");
+    let history: Value = wms
+        .get("/api/v1/sources/wms/syncs")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history.as_array().unwrap().len(), 3);
+    for page in [list.to_string(), history.to_string()] {
+        assert!(
+            !page.contains("pg-secret-pw") && !page.contains(&pg.name),
+            "{page}"
+        );
+    }
+    pg.drop_db().await;
+    my.drop_db().await;
+}
+
+#[tokio::test]
+async fn a_failing_source_keeps_the_last_good_data_and_says_so() {
+    let data = lines();
+    let pg = postgres_wms(&data).await;
+    let wms = app_with(vec![
+        def(wms_spec(), "WMS_DATABASE_URL", &pg.url),
+        def(
+            SourceSpec {
+                name: "down".into(),
+                ..wms_spec()
+            },
+            "WMS_DATABASE_URL",
+            "postgres://postgres:down-secret@127.0.0.1:1/nothing",
+        ),
+    ])
+    .await;
+    assert_eq!(sync(&wms, "wms").await["status"], "succeeded");
+    let (good, stale) = figures(&wms).await;
+    assert_eq!(stale, json!([]));
+    let lines_before = app::ssr::store::facts::count_lines(wms.db()).await.unwrap();
+
+    // A value that does not parse, deep in the result: named by row and order, nothing written.
+    pg.exec("ALTER TABLE shipments ALTER COLUMN qty_shipped TYPE TEXT")
+        .await;
+    pg.exec(&format!(
+        "UPDATE shipments SET qty_shipped = 'lots' WHERE so_number = {}",
+        quote(&data[1000].order)
+    ))
+    .await;
+    pg.exec("UPDATE shipments SET qty_ordered = qty_ordered + 1")
+        .await;
+    let s = sync(&wms, "wms").await;
+    assert_eq!(s["status"], "failed");
+    let error = s["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("row ")
+            && error.contains("delivered_qty 'lots' is not a whole number")
+            && error.contains(&format!("(order_id '{}')", data[1000].order))
+            && error.ends_with("nothing was imported"),
+        "{error}"
+    );
+    assert_eq!(figures(&wms).await.0, good, "nothing half-written");
+    assert_eq!(
+        app::ssr::store::facts::count_lines(wms.db()).await.unwrap(),
+        lines_before
+    );
+
+    // A mapped column that is gone: named, with the columns the table has.
+    pg.exec("ALTER TABLE shipments RENAME COLUMN haulier TO carrier_code")
+        .await;
+    let s = sync(&wms, "wms").await;
+    let error = s["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("table shipments has no column 'haulier' (for carrier); its columns are so_number, line,"),
+        "{error}"
+    );
+    // The dashboard keeps the last good figures and says where they come from.
+    let (now, stale) = figures(&wms).await;
+    assert_eq!(now, good);
+    assert_eq!(stale[0]["name"], "wms");
+    assert!(stale[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("has no column 'haulier'"));
+    assert!(stale[0]["age_hours"].as_f64().unwrap() < 1.0);
+
+    // A server that is not there.
+    let s = sync(&wms, "down").await;
+    assert_eq!(s["status"], "failed");
+    assert_eq!(s["error"], "cannot connect: connection refused");
+    let (_, stale) = figures(&wms).await;
+    assert_eq!(stale[0]["name"], "down");
+    assert_eq!(stale[0]["age_hours"], Value::Null, "never synced");
+    let everything = format!(
+        "{}{}{}",
+        wms.get("/api/v1/sources").await.text().await.unwrap(),
+        wms.get("/api/v1/sources/down/syncs")
+            .await
+            .text()
+            .await
+            .unwrap(),
+        wms.get("/api/v1/dashboard").await.text().await.unwrap(),
+    );
+    assert!(!everything.contains("down-secret"), "{everything}");
+
+    // Fixed at the source: the next sync brings it up to date and the warning goes.
+    pg.exec("ALTER TABLE shipments RENAME COLUMN carrier_code TO haulier")
+        .await;
+    pg.exec("UPDATE shipments SET qty_shipped = '0' WHERE qty_shipped = 'lots'")
+        .await;
+    assert_eq!(sync(&wms, "wms").await["status"], "succeeded");
+    let (fixed, stale) = figures(&wms).await;
+    assert!(fixed != good, "the source's changes arrived");
+    assert_eq!(
+        stale.as_array().unwrap().len(),
+        1,
+        "only 'down' is still stale: {stale}"
+    );
+    pg.drop_db().await;
+}
+
+#[tokio::test]
+async fn one_sync_of_a_source_at_a_time_and_one_per_scheduled_tick_across_replicas() {
+    let data = lines();
+    let pg = postgres_wms(&data).await;
+    let spec = SourceSpec {
+        schedule: Some("*/5 * * * *".into()),
+        ..wms_spec()
+    };
+    let app = app_with(vec![def(spec.clone(), "WMS_DATABASE_URL", &pg.url)]).await;
+
+    // A second sync while one runs is refused, through the API too.
+    let first = app
+        .state
+        .sources()
+        .sync("wms", SyncTrigger::Manual, Some("tests"), false)
+        .await
+        .unwrap();
+    assert_eq!(first.status, SyncStatus::Running);
+    let r = app.post_json("/api/v1/sources/wms/sync", &json!({})).await;
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "a sync of 'wms' is already running");
+    let done = wait_sync(&app, &first.id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let r = app.post_json("/api/v1/sources/nope/sync", &json!({})).await;
+    assert_eq!(r.status(), 404);
+
+    // Two replicas (services with their own replica ids on the same database) see the
+    // same due tick: one sync.
+    let replica = |n: &str| {
+        Sources::new(
+            app.db().clone(),
+            app::ssr::clock::Clock::fixed(as_of()),
+            vec![def(spec.clone(), "WMS_DATABASE_URL", &pg.url)],
+            n.into(),
+            Duration::from_secs(30),
+        )
+    };
+    let (a, b) = (replica("replica-a"), replica("replica-b"));
+    let t0 = chrono::Utc::now();
+    let next = a.fire_due(t0).await.unwrap().expect("a next tick");
+    b.fire_due(t0).await.unwrap();
+    let later = next + chrono::Duration::seconds(1);
+    let (ra, rb) = tokio::join!(a.fire_due(later), b.fire_due(later));
+    ra.unwrap();
+    rb.unwrap();
+    let scheduled = || async {
+        app.state
+            .sources()
+            .history("wms")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|s| s.trigger == SyncTrigger::Schedule)
+            .collect::<Vec<_>>()
+    };
+    let mut waited = 0;
+    while scheduled()
+        .await
+        .iter()
+        .any(|s| s.status == SyncStatus::Running)
+        || scheduled().await.is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+        assert!(waited < 300, "the scheduled sync did not finish");
+    }
+    let runs = scheduled().await;
+    assert_eq!(runs.len(), 1, "one sync for the tick: {runs:?}");
+    assert_eq!(runs[0].status, SyncStatus::Succeeded);
+    // The tick moved on: firing again at the same time does nothing.
+    a.fire_due(later).await.unwrap();
+    assert_eq!(scheduled().await.len(), 1);
+    pg.drop_db().await;
+}
+
+async fn wait_sync(app: &TestApp, id: &str) -> Value {
+    for _ in 0..300 {
+        let list: Value = app
+            .get("/api/v1/sources/wms/syncs")
+            .await
+            .json()
+            .await
+            .unwrap();
+        if let Some(s) = list.as_array().unwrap().iter().find(|s| s["id"] == id) {
+            if s["status"] != "running" {
+                return s.clone();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("sync {id} did not finish");
+}
+
+#[tokio::test]
+async fn a_csv_drop_folder_is_a_source_with_its_own_column_names() {
+    let data = lines();
+    let dir = std::env::temp_dir().join(format!("opsight-drop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let renamed = |text: String| text.replacen("order_id,line_no,site", "Order,Line,DC", 1);
+    let (first, second) = data.split_at(data.len() / 2);
+    std::fs::write(dir.join("orders-1.csv"), renamed(csv_of(first))).unwrap();
+    std::fs::write(dir.join("orders-2.csv"), renamed(csv_of(second))).unwrap();
+    std::fs::write(dir.join("notes.txt"), "not an export").unwrap();
+    let mut columns = wms_spec().columns;
+    for f in [
+        "customer",
+        "carrier",
+        "sku",
+        "category",
+        "ordered_qty",
+        "delivered_qty",
+        "due_date",
+        "delivered_date",
+        "reason_code",
+    ] {
+        columns.insert(f.into(), f.into());
+    }
+    columns.insert("order_id".into(), "Order".into());
+    columns.insert("line_no".into(), "Line".into());
+    columns.insert("site".into(), "DC".into());
+    let spec = SourceSpec {
+        name: "drop".into(),
+        kind: "csv".into(),
+        path: Some("*.csv".into()),
+        columns,
+        ..SourceSpec::default()
+    };
+    let drop_def = SourceDef::from_spec(spec, &|_| None, &dir).unwrap();
+    let app = app_with(vec![drop_def]).await;
+    let csv_app = app_with(vec![]).await;
+    import_orders(
+        csv_app.db(),
+        std::io::Cursor::new(csv_of(&data).into_bytes()),
+    )
+    .await
+    .unwrap();
+    let s = sync(&app, "drop").await;
+    assert_eq!(s["status"], "succeeded", "{s}");
+    assert_eq!(s["inserted"], data.len() as i64);
+    assert_eq!(figures(&app).await, figures(&csv_app).await);
+
+    // A bad cell in the second file: named by file and line, nothing written.
+    let mut spoiled = renamed(csv_of(second));
+    spoiled = spoiled.replacen(",RoadRunner Freight,", ",,", 1);
+    std::fs::write(dir.join("orders-2.csv"), spoiled).unwrap();
+    let s = sync(&app, "drop").await;
+    let error = s["error"].as_str().unwrap();
+    assert!(error.starts_with("orders-2.csv line "), "{error}");
+    assert!(error.contains("carrier is empty"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
