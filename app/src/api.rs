@@ -145,7 +145,7 @@ pub async fn preview_schedule(
 
 /// The data sources and where their syncs stand.
 #[server(endpoint = "sources", input = Json)]
-pub async fn sources() -> Result<Vec<SourceView>, AppError> {
+pub async fn get_sources() -> Result<Vec<SourceView>, AppError> {
     respond(state()?.sources().list().await)
 }
 

@@ -5,7 +5,7 @@ use crate::pages::{
     admin::AdminPage, conversation::ConversationPage, kpi_detail::KpiDetailPage,
     lineage::LineagePage, notifications::NotificationsPage, overview::OverviewPage,
     rules::RulesPage, runs::RunDetailPage, runs::RunsPage, schedules::SchedulesPage,
-    settings::SettingsPage,
+    settings::SettingsPage, sources::SourcesPage,
 };
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -68,6 +68,7 @@ pub fn App() -> impl IntoView {
                         <A href="/schedules">"Schedules"</A>
                         <A href="/runs">"Runs"</A>
                         <A href="/notifications">"Digests & alerts"</A>
+                        <A href="/sources">"Data sources"</A>
                         <A href="/settings">"Agents"</A>
                         {can(Role::Admin).then(|| view! { <A href="/admin">"Admin"</A> })}
                     </nav>
@@ -95,6 +96,7 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/runs") view=RunsPage/>
                         <Route path=path!("/runs/:id") view=RunDetailPage/>
                         <Route path=path!("/notifications") view=NotificationsPage/>
+                        <Route path=path!("/sources") view=SourcesPage/>
                         <Route path=path!("/admin") view=AdminPage/>
                     </Routes>
                 </main>

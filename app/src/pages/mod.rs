@@ -9,3 +9,4 @@ pub mod rules;
 pub mod runs;
 pub mod schedules;
 pub mod settings;
+pub mod sources;

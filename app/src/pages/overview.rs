@@ -102,6 +102,19 @@ pub fn OverviewPage() -> impl IntoView {
                             </p>
                             <PeriodPicker choice=c action="/".to_string()/>
                         </div>
+                        {(!d.stale_sources.is_empty()).then(|| view! {
+                            <div class="stale-sources" role="status">
+                                {d.stale_sources.iter().map(|s| view! {
+                                    <p class="badge stale-badge" data-stale-source=s.name.clone()>
+                                        {match s.age_hours {
+                                            Some(h) => format!("Data from {} is {h:.1} h old: {}", s.name, s.error),
+                                            None => format!("Data from {} has never arrived: {}", s.name, s.error),
+                                        }}
+                                        " "<a href="/sources">"Data sources"</a>
+                                    </p>
+                                }).collect_view()}
+                            </div>
+                        })}
                         <Row row=d.network network=true query=query.clone()/>
                         <h2 class="section">"Distribution centres"</h2>
                         {d.sites.into_iter().map(|r| view! { <Row row=r network=false query=query.clone()/> }).collect_view()}

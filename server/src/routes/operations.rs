@@ -491,6 +491,7 @@ pub const PAGES: &[(&str, Policy)] = &[
     ("/runs", VIEWER),
     ("/runs/*", VIEWER),
     ("/notifications", VIEWER),
+    ("/sources", VIEWER),
     ("/admin", ADMIN),
 ];
 

@@ -162,6 +162,7 @@ const EXPECTED: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/runs", Some(V)),
     ("GET", "/runs/*", Some(V)),
     ("GET", "/notifications", Some(V)),
+    ("GET", "/sources", Some(V)),
     ("GET", "/admin", Some(A)),
     // Public
     ("GET", "/login", None),
