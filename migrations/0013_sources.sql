@@ -5,7 +5,7 @@ CREATE TABLE sources (
     watermark        TEXT,       -- highest value of the source's watermark column synced
     next_due         TEXT,       -- its schedule's next tick (RFC 3339), claimed by compare-and-set
     lease_until      TEXT,       -- a sync in progress holds the source until then (renewed)
-    leased_by        TEXT,       -- the replica holding it
+    leased_by        TEXT,       -- the sync holding it (its id)
     last_success_at  TEXT,
     last_attempt_at  TEXT,
     last_error       TEXT        -- the last failed sync's message; NULL once one succeeds

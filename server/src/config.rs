@@ -710,7 +710,10 @@ mod tests {
         let file = file.to_string();
         Config::from_lookup(
             |k| map.get(k).cloned(),
-            move |p| (p.ends_with(DEFAULT_NOTIFY_FILE) == notify).then(|| file.clone()),
+            move |p| {
+                (!p.ends_with(DEFAULT_SOURCES_FILE) && p.ends_with(DEFAULT_NOTIFY_FILE) == notify)
+                    .then(|| file.clone())
+            },
         )
     }
 

@@ -578,9 +578,38 @@ async fn one_sync_of_a_source_at_a_time_and_one_per_scheduled_tick_across_replic
         schedule: Some("*/5 * * * *".into()),
         ..wms_spec()
     };
-    let app = app_with(vec![def(spec.clone(), "WMS_DATABASE_URL", &pg.url)]).await;
+    // The app's own tick loop does not know the schedule (only the two replicas below do),
+    // so it cannot fire a tick of its own during the test.
+    let app = app_with(vec![def(wms_spec(), "WMS_DATABASE_URL", &pg.url)]).await;
 
-    // A second sync while one runs is refused, through the API too.
+    // A sync while another holds the source is refused, through the API and the service.
+    let now = chrono::Utc::now();
+    let stamp = app::ssr::clock::timestamp;
+    app::ssr::store::sources::ensure(app.db(), "wms")
+        .await
+        .unwrap();
+    assert!(app::ssr::store::sources::claim(
+        app.db(),
+        "wms",
+        "sync_elsewhere",
+        &stamp(now),
+        &stamp(now + chrono::Duration::minutes(5)),
+    )
+    .await
+    .unwrap());
+    let r = app.post_json("/api/v1/sources/wms/sync", &json!({})).await;
+    assert_eq!(r.status(), 409);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "a sync of 'wms' is already running");
+    let refused = app
+        .state
+        .sources()
+        .sync("wms", SyncTrigger::Manual, Some("tests"), false)
+        .await;
+    assert!(matches!(refused, Err(app::ssr::ServiceError::Conflict(_))));
+    app::ssr::store::sources::release(app.db(), "wms", "sync_elsewhere", Err("test"))
+        .await
+        .unwrap();
     let first = app
         .state
         .sources()
@@ -588,10 +617,6 @@ async fn one_sync_of_a_source_at_a_time_and_one_per_scheduled_tick_across_replic
         .await
         .unwrap();
     assert_eq!(first.status, SyncStatus::Running);
-    let r = app.post_json("/api/v1/sources/wms/sync", &json!({})).await;
-    assert_eq!(r.status(), 409);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"], "a sync of 'wms' is already running");
     let done = wait_sync(&app, &first.id).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     let r = app.post_json("/api/v1/sources/nope/sync", &json!({})).await;

@@ -15,8 +15,8 @@
 //! the end a few set-based statements settle the staged lines (new keys inserted, earlier
 //! imports' keys updated and their days re-tallied from the lines, a key twice in the file
 //! reported with both lines) and it commits. Nothing is visible until the commit, and a
-//! bad row anywhere rolls it all back. The seed and, later, data sources write through the
-//! same [`LineWriter`].
+//! bad row anywhere rolls it all back. The seed writes through the same [`LineWriter`],
+//! data sources through the same [`import_lines`].
 
 use crate::domain::evidence::LineFact;
 use crate::domain::kpi::ScoringParams;

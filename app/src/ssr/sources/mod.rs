@@ -76,8 +76,8 @@ impl Sources {
 
     /// Every source with where its syncs stand.
     pub async fn list(&self) -> Result<Vec<SourceView>, ServiceError> {
+        // Read-only (it is polled while an import may hold SQLite's write lock).
         let now = Utc::now();
-        store::sources::abandon_orphans(&self.db, &timestamp(now)).await?;
         let states = store::sources::states(&self.db).await?;
         let mut out = Vec::with_capacity(self.defs.len());
         for def in self.defs.iter() {
@@ -114,11 +114,12 @@ impl Sources {
         let started = self.claim(&def, trigger, actor).await?;
         let id = started.id.clone();
         let this = self.clone();
-        let work = async move { this.run(&def, started).await };
+        // Spawned either way: a caller that goes away (a closed connection) does not stop
+        // the sync half-way.
+        let handle =
+            crate::ssr::tasks::spawn("source sync", async move { this.run(&def, started).await });
         if wait {
-            work.await;
-        } else {
-            crate::ssr::tasks::spawn("source sync", work);
+            let _ = handle.await;
         }
         store::sources::sync(&self.db, &id)
             .await?
@@ -193,10 +194,13 @@ impl Sources {
         let now = Utc::now();
         store::sources::ensure(&self.db, &def.name).await?;
         store::sources::abandon_orphans(&self.db, &timestamp(now)).await?;
-        let until = timestamp(now + self.lease_chrono());
-        if !store::sources::claim(&self.db, &def.name, &self.replica, &timestamp(now), &until)
-            .await?
-        {
+        // The claim is the sync's own (its id), so a claim that ran out and was taken again
+        // is not renewed or released by the first sync. It lasts as long as the sync may
+        // (reading and importing, each within the timeout): on SQLite the import holds the
+        // write lock, and renewals wait until it commits.
+        let id = clock::new_id(now, "sync");
+        let until = timestamp(now + self.lease_for(def));
+        if !store::sources::claim(&self.db, &def.name, &id, &timestamp(now), &until).await? {
             return Err(ServiceError::Conflict(format!(
                 "a sync of '{}' is already running",
                 def.name
@@ -206,7 +210,7 @@ impl Sources {
             .await?
             .unwrap_or_default();
         let since = read::since(def, state.watermark.as_deref(), self.clock.today());
-        let id = clock::new_id(now, "sync");
+        let window = read::window_start(def, self.clock.today());
         store::sources::insert_sync(
             &self.db,
             &NewSync {
@@ -223,12 +227,16 @@ impl Sources {
         Ok(Started {
             id,
             since,
+            window,
             at: std::time::Instant::now(),
         })
     }
 
-    fn lease_chrono(&self) -> chrono::Duration {
-        chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::seconds(30))
+    /// How long a sync's claim lasts without renewal: the sync's own limit (reading, then
+    /// importing, each within the timeout) plus the lease.
+    fn lease_for(&self, def: &SourceDef) -> chrono::Duration {
+        chrono::Duration::from_std(def.timeout * 2 + self.lease)
+            .unwrap_or(chrono::Duration::seconds(1_230))
     }
 
     /// Runs a claimed sync to its end and records it; never fails (the outcome is in the
@@ -236,9 +244,9 @@ impl Sources {
     #[tracing::instrument(skip_all, fields(source = %def.name, sync = %started.id))]
     async fn run(&self, def: &SourceDef, started: Started) {
         let rows_read = Arc::new(AtomicU64::new(0));
-        let keeper = self.keep_claim(def.name.clone(), started.id.clone(), rows_read.clone());
+        let keeper = Keeper(self.keep_claim(def, started.id.clone(), rows_read.clone()));
         let result = self.read_and_import(def, &started, rows_read.clone()).await;
-        keeper.abort();
+        drop(keeper);
         let now = Utc::now();
         let duration_ms = started.at.elapsed().as_millis() as i64;
         let read = rows_read.load(Ordering::Relaxed) as i64;
@@ -284,7 +292,7 @@ impl Sources {
         let outcome = outcome.map(|w| (at.as_str(), w));
         let recorded = async {
             store::sources::finish_sync(&self.db, &started.id, &end).await?;
-            store::sources::release(&self.db, &def.name, &self.replica, outcome).await
+            store::sources::release(&self.db, &def.name, &started.id, outcome).await
         };
         if let Err(e) = recorded.await {
             tracing::error!(error = %chain(&e), "recording the sync's end failed");
@@ -292,26 +300,32 @@ impl Sources {
     }
 
     /// Renews the claim and records the rows read, every third of the lease, until aborted.
+    /// On SQLite both wait while the import holds the write lock (the claim lasts long
+    /// enough not to need them then), so their failures are only logged.
     fn keep_claim(
         &self,
-        name: String,
+        def: &SourceDef,
         id: String,
         rows_read: Arc<AtomicU64>,
     ) -> tokio::task::JoinHandle<()> {
         let db = self.db.clone();
-        let replica = self.replica.clone();
-        let lease = self.lease;
-        let lease_chrono = self.lease_chrono();
+        let name = def.name.clone();
+        let every = self.lease / 3;
+        let lease = self.lease_for(def);
         crate::ssr::tasks::spawn("source sync lease", async move {
             loop {
-                tokio::time::sleep(lease / 3).await;
-                let until = timestamp(Utc::now() + lease_chrono);
-                if let Err(e) = store::sources::renew(&db, &name, &replica, &until).await {
-                    tracing::warn!(error = %chain(&e), "renewing a sync's claim failed");
+                tokio::time::sleep(every).await;
+                let until = timestamp(Utc::now() + lease);
+                match store::sources::renew(&db, &name, &id, &until).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(sync = %id, "the sync's claim was lost"),
+                    Err(e) => {
+                        tracing::debug!(error = %chain(&e), "renewing a sync's claim waited too long")
+                    }
                 }
                 let read = rows_read.load(Ordering::Relaxed) as i64;
                 if let Err(e) = store::sources::progress(&db, &id, read).await {
-                    tracing::warn!(error = %chain(&e), "recording a sync's progress failed");
+                    tracing::debug!(error = %chain(&e), "recording a sync's progress waited too long");
                 }
             }
         })
@@ -326,9 +340,12 @@ impl Sources {
         started: &Started,
         rows_read: Arc<AtomicU64>,
     ) -> Result<(crate::ssr::data::import::ImportReport, Option<String>), String> {
-        let input = tokio::time::timeout(def.timeout, read::open(def, &started.since))
-            .await
-            .map_err(|_| format!("no answer within {} s", def.timeout.as_secs()))??;
+        let input = tokio::time::timeout(
+            def.timeout,
+            read::open(def, &started.since, &started.window),
+        )
+        .await
+        .map_err(|_| format!("no answer within {} s", def.timeout.as_secs()))??;
         let read::Input {
             rows,
             watermark,
@@ -361,10 +378,21 @@ impl Sources {
     }
 }
 
+/// Stops the claim's renewal when the sync ends, however it ends (even dropped midway).
+struct Keeper(tokio::task::JoinHandle<()>);
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// A claimed sync about to run.
 struct Started {
     id: String,
     since: crate::ssr::store::foreign::Since,
+    /// The window's first day (a query's `:since`).
+    window: String,
     at: std::time::Instant,
 }
 

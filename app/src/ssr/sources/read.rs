@@ -16,6 +16,13 @@ const CHUNKS_AHEAD: usize = 8;
 /// Files' rows are numbered file index × 2⁴⁰ + line.
 const FILE_SHIFT: u32 = 40;
 
+/// The window's first day: today less the window's days (a query's `:since`).
+pub fn window_start(def: &SourceDef, today: NaiveDate) -> String {
+    (today - chrono::Duration::days(i64::from(def.window_days)))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
 /// What a sync asks for: rows from the watermark synced so far, or else the window's days
 /// by due date, ending today.
 pub fn since(def: &SourceDef, watermark: Option<&str>, today: NaiveDate) -> Since {
@@ -26,9 +33,7 @@ pub fn since(def: &SourceDef, watermark: Option<&str>, today: NaiveDate) -> Sinc
         },
         _ => Since {
             column: def.due_column().to_string(),
-            value: (today - chrono::Duration::days(i64::from(def.window_days)))
-                .format("%Y-%m-%d")
-                .to_string(),
+            value: window_start(def, today),
         },
     }
 }
@@ -66,21 +71,21 @@ pub struct Input {
 
 /// Opens a source: connects (or lists its files) and checks the mapping against its
 /// columns, so a missing column fails before anything is written.
-pub async fn open(def: &SourceDef, since: &Since) -> Result<Input, String> {
+pub async fn open(def: &SourceDef, since: &Since, window: &str) -> Result<Input, String> {
     match def.kind {
         SourceKind::Csv => open_files(def),
-        SourceKind::Postgres | SourceKind::Mysql => open_database(def, since).await,
+        SourceKind::Postgres | SourceKind::Mysql => open_database(def, since, window).await,
     }
 }
 
-async fn open_database(def: &SourceDef, since: &Since) -> Result<Input, String> {
+async fn open_database(def: &SourceDef, since: &Since, window: &str) -> Result<Input, String> {
     let (Some(dialect), Some(url), Some(relation)) =
         (def.kind.dialect(), def.url.as_ref(), def.relation.as_ref())
     else {
         return Err("the source is not fully configured".into());
     };
     let connect = Duration::from_secs(15);
-    let probe = foreign::probe(dialect, relation, &since.value);
+    let probe = foreign::probe(dialect, relation, window);
     let available = foreign::columns(dialect, url.expose(), &probe, connect)
         .await
         .map_err(|e| e.0)?;
@@ -133,7 +138,7 @@ async fn open_database(def: &SourceDef, since: &Since) -> Result<Input, String> 
         value: since.value.clone(),
     };
     let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
-    let sql = foreign::select(dialect, relation, &refs, &since);
+    let sql = foreign::select(dialect, relation, &refs, &since, window);
     let width = columns.len();
     let idle = (def.timeout / 10).max(Duration::from_secs(10));
     let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);

@@ -46,8 +46,12 @@ impl Dialect {
     }
 }
 
-/// A quoted SQL string literal.
-pub fn literal(value: &str) -> String {
+/// A quoted SQL string literal. MySQL (and Databricks) also read `\` as an escape.
+pub fn literal(dialect: Dialect, value: &str) -> String {
+    let value = match dialect {
+        Dialect::Postgres => value.to_string(),
+        Dialect::Mysql | Dialect::Databricks => value.replace('\\', "\\\\"),
+    };
     format!("'{}'", value.replace('\'', "''"))
 }
 
@@ -59,11 +63,16 @@ pub enum Relation {
 }
 
 impl Relation {
-    /// As a `FROM` item, with `:since` in a query replaced by `since` (a literal).
-    fn as_from_item(&self, dialect: Dialect, since: &str) -> String {
+    /// As a `FROM` item, with `:since` in a query replaced by `window` (the window's first
+    /// day, a literal). The query sits on lines of its own, so a trailing `--` comment
+    /// cannot swallow the wrapper.
+    fn as_from_item(&self, dialect: Dialect, window: &str) -> String {
         match self {
             Relation::Table(t) => format!("{} AS src", dialect.quote(t)),
-            Relation::Query(q) => format!("({}) AS src", replace_since(q, &literal(since))),
+            Relation::Query(q) => format!(
+                "(\n{}\n) AS src",
+                replace_since(q, &literal(dialect, window))
+            ),
         }
     }
 }
@@ -102,8 +111,15 @@ pub struct Since {
 }
 
 /// `SELECT CAST(col AS TEXT), … FROM (<query>) AS src WHERE col >= '<since>'`: the mapped
-/// columns, in the order given, as text.
-pub fn select(dialect: Dialect, relation: &Relation, columns: &[&str], since: &Since) -> String {
+/// columns, in the order given, as text. `window` is the window's first day (a query's
+/// `:since`), whether or not the rows are asked for by watermark.
+pub fn select(
+    dialect: Dialect,
+    relation: &Relation,
+    columns: &[&str],
+    since: &Since,
+    window: &str,
+) -> String {
     let cols: Vec<String> = columns
         .iter()
         .map(|c| dialect.text(&format!("src.{}", dialect.quote(c))))
@@ -111,9 +127,9 @@ pub fn select(dialect: Dialect, relation: &Relation, columns: &[&str], since: &S
     format!(
         "SELECT {} FROM {} WHERE src.{} >= {}",
         cols.join(", "),
-        relation.as_from_item(dialect, &since.value),
+        relation.as_from_item(dialect, window),
         dialect.quote(&since.column),
-        literal(&since.value)
+        literal(dialect, &since.value)
     )
 }
 
@@ -275,6 +291,7 @@ mod tests {
             &Relation::Table("wms.shipments".into()),
             &["so_number", "Ship \"Date\""],
             &since,
+            "2026-10-01",
         );
         assert_eq!(
             sql,
@@ -285,12 +302,16 @@ mod tests {
             Dialect::Mysql,
             &Relation::Query("SELECT * FROM t WHERE d >= :since AND x::text = 'a'".into()),
             &["a"],
-            &since,
+            &Since {
+                column: "updated".into(),
+                value: "it\\'s".into(),
+            },
+            "2026-10-01",
         );
         assert_eq!(
             sql,
-            "SELECT CAST(src.`a` AS CHAR) FROM (SELECT * FROM t WHERE d >= '2026-10-01' AND \
-             x::text = 'a') AS src WHERE src.`due` >= '2026-10-01'"
+            "SELECT CAST(src.`a` AS CHAR) FROM (\nSELECT * FROM t WHERE d >= '2026-10-01' AND \
+             x::text = 'a'\n) AS src WHERE src.`updated` >= 'it\\\\''s'"
         );
     }
 
@@ -301,6 +322,7 @@ mod tests {
             replace_since("a::since :sinced :since)", "X"),
             "a::since :sinced X)"
         );
-        assert_eq!(literal("it's"), "'it''s'");
+        assert_eq!(literal(Dialect::Postgres, "it's\\"), "'it''s\\'");
+        assert_eq!(literal(Dialect::Mysql, "it\\'s"), "'it\\\\''s'");
     }
 }

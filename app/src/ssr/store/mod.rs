@@ -15,6 +15,10 @@
 //! - [`staging`]: how an import's lines reach `order_lines` in its transaction (SQLite: new
 //!   keys directly, the rest through a temporary table; PostgreSQL: `COPY` into an unlogged
 //!   table, moved in at the end).
+//! - [`sources`]: data sources' shared state (lease, schedule tick, watermark, last
+//!   outcome) and their syncs.
+//! - [`foreign`]: other databases: the `SELECT` a source's mapping makes in its dialect,
+//!   its rows read as text.
 //! - [`accounts`]: users, sessions, API tokens.
 //! - [`audit`]: the audit log.
 //!

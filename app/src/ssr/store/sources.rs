@@ -56,12 +56,13 @@ pub async fn state<'e>(ex: impl Exec<'e>, name: &str) -> Result<Option<SourceSta
     .ctx("Failed to read a data source")
 }
 
-/// Takes the source for a sync until `until`: true for the one caller that got it (no
-/// lease, or an expired one). Timestamps are RFC 3339 text, so text order is time order.
+/// Takes the source for the sync `holder` (its id) until `until`: true for the one caller
+/// that got it (no lease, or an expired one). Timestamps are RFC 3339 text, so text order
+/// is time order.
 pub async fn claim<'e>(
     ex: impl Exec<'e>,
     name: &str,
-    replica: &str,
+    holder: &str,
     now: &str,
     until: &str,
 ) -> Result<bool> {
@@ -70,7 +71,7 @@ pub async fn claim<'e>(
          WHERE name = $1 AND (lease_until IS NULL OR lease_until < $4)",
     )
     .bind(name.to_string())
-    .bind(replica.to_string())
+    .bind(holder.to_string())
     .bind(until.to_string())
     .bind(now.to_string())
     .execute(ex)
@@ -79,11 +80,11 @@ pub async fn claim<'e>(
     Ok(r.rows_affected() == 1)
 }
 
-/// Extends a held lease; false when this replica no longer holds it.
-pub async fn renew<'e>(ex: impl Exec<'e>, name: &str, replica: &str, until: &str) -> Result<bool> {
+/// Extends a held lease; false when this sync no longer holds it.
+pub async fn renew<'e>(ex: impl Exec<'e>, name: &str, holder: &str, until: &str) -> Result<bool> {
     let r = sqlx::query("UPDATE sources SET lease_until = $3 WHERE name = $1 AND leased_by = $2")
         .bind(name.to_string())
-        .bind(replica.to_string())
+        .bind(holder.to_string())
         .bind(until.to_string())
         .execute(ex)
         .await
@@ -97,7 +98,7 @@ pub async fn renew<'e>(ex: impl Exec<'e>, name: &str, replica: &str, until: &str
 pub async fn release<'e>(
     ex: impl Exec<'e>,
     name: &str,
-    replica: &str,
+    holder: &str,
     outcome: std::result::Result<(&str, Option<&str>), &str>,
 ) -> Result<()> {
     let q = match outcome {
@@ -107,7 +108,7 @@ pub async fn release<'e>(
              WHERE name = $1 AND leased_by = $2",
         )
         .bind(name.to_string())
-        .bind(replica.to_string())
+        .bind(holder.to_string())
         .bind(at.to_string())
         .bind(watermark.map(str::to_string)),
         Err(error) => sqlx::query(
@@ -115,7 +116,7 @@ pub async fn release<'e>(
              WHERE name = $1 AND leased_by = $2",
         )
         .bind(name.to_string())
-        .bind(replica.to_string())
+        .bind(holder.to_string())
         .bind(error.to_string()),
     };
     q.execute(ex)
@@ -223,15 +224,15 @@ pub async fn finish_sync<'e>(ex: impl Exec<'e>, id: &str, end: &SyncEnd<'_>) -> 
     Ok(())
 }
 
-/// Marks syncs still `running` whose source is no longer leased by anyone alive (the lease
-/// ran out, or it was let go) as abandoned: their replica died mid-sync. Their transaction
+/// Marks syncs still `running` that no longer hold their source's lease (it ran out, or
+/// another sync took it) as abandoned: their replica died mid-sync. Their transaction
 /// never committed, so they wrote nothing. Returns how many.
 pub async fn abandon_orphans<'e>(ex: impl Exec<'e>, now: &str) -> Result<u64> {
     let r = sqlx::query(
         "UPDATE source_syncs SET status = $1, finished_at = $2, \
          error = 'the replica running it stopped; nothing was written' \
          WHERE status = $3 AND NOT EXISTS (SELECT 1 FROM sources s WHERE s.name = source_syncs.source \
-         AND s.leased_by = source_syncs.replica AND s.lease_until >= $2)",
+         AND s.leased_by = source_syncs.id AND s.lease_until >= $2)",
     )
     .bind(SyncStatus::Abandoned.as_str())
     .bind(now.to_string())
