@@ -90,7 +90,7 @@
 //! ```toml
 //! [[source]]
 //! name = "wms"
-//! kind = "postgres"            # postgres | mysql (MariaDB too) | csv
+//! kind = "postgres"            # postgres | mysql (MariaDB too) | databricks | csv
 //! url_env = "WMS_DATABASE_URL"
 //! table = "shipments"          # or: query = "SELECT … WHERE due_date >= :since"
 //! schedule = "*/15 * * * *"    # optional; timezone = "Europe/Berlin" (UTC by default)
@@ -103,6 +103,9 @@
 //! site = "dc_code"
 //! # … every field of `opsight import orders`; reason_code is optional
 //! ```
+//!
+//! A `databricks` source names `host`, `warehouse_id` and `token_env` (or `client_id` and
+//! `client_secret_env` for a service principal) instead of `url_env`.
 
 use anyhow::{bail, Context};
 use app::domain::access::Role;

@@ -748,3 +748,237 @@ async fn a_csv_drop_folder_is_a_source_with_its_own_column_names() {
     assert!(error.contains("carrier is empty"), "{error}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The Databricks SQL Statement Execution API double (`tests/doubles/databricks_sql.py`),
+/// running the statements on SQLite over `db`; stopped when dropped.
+struct Warehouse {
+    child: std::process::Child,
+    host: String,
+}
+
+impl Drop for Warehouse {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Warehouse {
+    fn start(db: &Path, args: &[&str]) -> Warehouse {
+        use std::io::BufRead;
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/doubles/databricks_sql.py"
+        );
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .arg("--db")
+            .arg(db)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs the Databricks double");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().trim_start_matches("listening on ").to_string();
+        Warehouse {
+            child,
+            host: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn stats(&self) -> Value {
+        reqwest::get(format!("{}/double/stats", self.host))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+/// The lakehouse's table, in a SQLite file the double runs statements on: its own names,
+/// integer and real quantities, timestamps as text.
+async fn lakehouse(dir: &Path, lines: &[Line]) -> std::path::PathBuf {
+    sqlx::any::install_default_drivers();
+    let file = dir.join("lakehouse.db");
+    let _ = std::fs::remove_file(&file);
+    let db = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite:{}?mode=rwc", file.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "CREATE TABLE fact_order_lines (order_number TEXT, line_number INTEGER, dc TEXT, \
+         customer_name TEXT, carrier_name TEXT, material TEXT, material_group TEXT, \
+         qty_ordered REAL, qty_delivered INTEGER, requested_date TEXT, pod_timestamp TEXT, \
+         exception_code TEXT, plant_region TEXT)",
+    )
+    .execute(&db)
+    .await
+    .unwrap();
+    for chunk in lines.chunks(500) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|l| {
+                format!(
+                    "({}, {}, {}, {}, {}, {}, {}, {}.0, {}, {}, {}, {}, 'EMEA')",
+                    quote(&l.order),
+                    l.line,
+                    quote(l.site),
+                    quote(l.customer),
+                    quote(l.carrier),
+                    quote(&l.sku),
+                    quote(l.category),
+                    l.ordered,
+                    l.delivered,
+                    quote(&l.due),
+                    l.delivered_on
+                        .as_deref()
+                        .map_or("NULL".into(), |d| quote(&format!("{d}T16:05:00.000Z"))),
+                    l.reason.map_or("NULL".into(), quote),
+                )
+            })
+            .collect();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO fact_order_lines VALUES {}",
+            values.join(", ")
+        )))
+        .execute(&db)
+        .await
+        .unwrap();
+    }
+    db.close().await;
+    file
+}
+
+fn lakehouse_spec(name: &str, host: &str) -> SourceSpec {
+    SourceSpec {
+        name: name.into(),
+        kind: "databricks".into(),
+        host: Some(host.into()),
+        warehouse_id: Some("wh-1".into()),
+        table: Some("fact_order_lines".into()),
+        window_days: Some(90),
+        columns: mapping(&[
+            ("order_id", "order_number"),
+            ("line_no", "line_number"),
+            ("site", "dc"),
+            ("customer", "customer_name"),
+            ("carrier", "carrier_name"),
+            ("sku", "material"),
+            ("category", "material_group"),
+            ("ordered_qty", "qty_ordered"),
+            ("delivered_qty", "qty_delivered"),
+            ("due_date", "requested_date"),
+            ("delivered_date", "pod_timestamp"),
+            ("reason_code", "exception_code"),
+        ]),
+        ..SourceSpec::default()
+    }
+}
+
+#[tokio::test]
+async fn a_databricks_warehouse_through_the_statement_api_gives_the_same_dashboard() {
+    let data = lines();
+    let dir = std::env::temp_dir().join(format!("opsight-dbx-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = lakehouse(&dir, &data).await;
+    // Small chunks and a slow warehouse: several chunks, and statements that are polled.
+    let warehouse = Warehouse::start(
+        &file,
+        &[
+            "--token",
+            "dapi-secret-token",
+            "--client-id",
+            "sp-opsight",
+            "--client-secret",
+            "sp-secret",
+            "--chunk-rows",
+            "700",
+            "--delay-ms",
+            "700",
+        ],
+    );
+    let env = |k: &str| match k {
+        "DBX_TOKEN" => Some("dapi-secret-token".to_string()),
+        "DBX_SP_SECRET" => Some("sp-secret".to_string()),
+        "DBX_WRONG" => Some("dapi-wrong".to_string()),
+        _ => None,
+    };
+    let with = |mut spec: SourceSpec, f: &dyn Fn(&mut SourceSpec)| {
+        f(&mut spec);
+        SourceDef::from_spec(spec, &env, Path::new(".")).unwrap()
+    };
+    let host = warehouse.host.clone();
+    let app = app_with(vec![
+        with(lakehouse_spec("lakehouse", &host), &|s| {
+            s.token_env = Some("DBX_TOKEN".into())
+        }),
+        with(lakehouse_spec("lakehouse-sp", &host), &|s| {
+            s.client_id = Some("sp-opsight".into());
+            s.client_secret_env = Some("DBX_SP_SECRET".into());
+        }),
+        with(lakehouse_spec("wrong-token", &host), &|s| {
+            s.token_env = Some("DBX_WRONG".into())
+        }),
+        with(lakehouse_spec("bad-query", &host), &|s| {
+            s.token_env = Some("DBX_TOKEN".into());
+            s.table = None;
+            s.query = Some("SELECT * FROM no_such_table".into());
+        }),
+    ])
+    .await;
+    let csv_app = app_with(vec![]).await;
+    import_orders(
+        csv_app.db(),
+        std::io::Cursor::new(csv_of(&data).into_bytes()),
+    )
+    .await
+    .unwrap();
+
+    let s = sync(&app, "lakehouse").await;
+    assert_eq!(s["status"], "succeeded", "{s}");
+    assert_eq!(s["inserted"], data.len() as i64);
+    assert_eq!(figures(&app).await, figures(&csv_app).await);
+    let stats = warehouse.stats().await;
+    assert!(stats["external_fetches"].as_i64().unwrap() >= 4, "{stats}");
+    assert_eq!(
+        stats["external_with_auth"], 0,
+        "no token sent to a presigned link"
+    );
+
+    // A service principal (OAuth machine-to-machine) reads the same rows.
+    let s = sync(&app, "lakehouse-sp").await;
+    assert_eq!(s["status"], "succeeded", "{s}");
+    assert_eq!(s["updated"], data.len() as i64);
+
+    let s = sync(&app, "wrong-token").await;
+    assert_eq!(s["status"], "failed");
+    assert!(
+        s["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("the workspace refused the credentials (HTTP 401"),
+        "{s}"
+    );
+    let s = sync(&app, "bad-query").await;
+    let error = s["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("the query fails: ") && error.contains("no_such_table"),
+        "{error}"
+    );
+    let page = format!(
+        "{}{}",
+        app.get("/api/v1/sources").await.text().await.unwrap(),
+        app.get("/api/v1/dashboard").await.text().await.unwrap()
+    );
+    for secret in ["dapi-secret-token", "sp-secret", "dapi-wrong"] {
+        assert!(!page.contains(secret), "{secret} in an answer");
+    }
+    drop(warehouse);
+    let _ = std::fs::remove_dir_all(&dir);
+}

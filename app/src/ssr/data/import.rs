@@ -367,10 +367,24 @@ pub type InputRow = Result<(u64, Result<OrderLine, String>), String>;
 pub async fn import_lines(
     db: &Db,
     source: &str,
+    rows: impl Iterator<Item = InputRow> + Send + 'static,
+    every: u64,
+    progress: impl FnMut(u64),
+) -> Result<ImportReport, ImportError> {
+    import_lines_uncommitted(db, source, rows, every, progress)
+        .await?
+        .commit()
+        .await
+}
+
+/// [`import_lines`] without the commit: the caller commits (or drops, rolling back).
+pub async fn import_lines_uncommitted(
+    db: &Db,
+    source: &str,
     mut rows: impl Iterator<Item = InputRow> + Send + 'static,
     every: u64,
     mut progress: impl FnMut(u64),
-) -> Result<ImportReport, ImportError> {
+) -> Result<Uncommitted, ImportError> {
     let mut writer = LineWriter::begin(db, source).await?;
     let (batches, mut parsed) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
     // Reads, validates, tallies and encodes for the stage; stops at the end of the input,
@@ -443,7 +457,7 @@ pub async fn import_lines(
     parser
         .await
         .map_err(|e| ImportError::Reader(e.to_string()))?;
-    writer.finish().await
+    writer.finish_uncommitted().await
 }
 
 /// A batch of rows, read on the parser's thread: the good ones with their tallies (and
@@ -701,7 +715,12 @@ impl LineWriter {
     /// Moves the staged lines in, re-tallies the updated lines' days and commits; or, when
     /// any row was bad (a key twice in the input included), rolls everything back and
     /// names them.
-    pub async fn finish(mut self) -> Result<ImportReport, ImportError> {
+    pub async fn finish(self) -> Result<ImportReport, ImportError> {
+        self.finish_uncommitted().await?.commit().await
+    }
+
+    /// [`LineWriter::finish`] without the commit.
+    pub async fn finish_uncommitted(mut self) -> Result<Uncommitted, ImportError> {
         if self.errors.is_empty() {
             let batch = std::mem::take(&mut self.pending);
             self.write_batch(batch, None, None).await?;
@@ -754,14 +773,28 @@ impl LineWriter {
         for (site, day) in &dirty {
             facts::retally(&mut self.tx, site, *day, *day, *params, costs).await?;
         }
-        store::commit(self.tx).await?;
-        let inserted = moved.inserted as usize;
-        let updated = moved.updated as usize;
-        Ok(ImportReport {
-            lines: self.lines,
-            inserted,
-            updated,
-            sites_created: self.sites_created,
+        Ok(Uncommitted {
+            report: ImportReport {
+                lines: self.lines,
+                inserted: moved.inserted as usize,
+                updated: moved.updated as usize,
+                sites_created: self.sites_created,
+            },
+            tx: self.tx,
         })
+    }
+}
+
+/// An import done but not committed: the caller may write more in its transaction (a
+/// sync records its end there, so the lines and the record of them land together).
+pub struct Uncommitted {
+    pub report: ImportReport,
+    pub tx: Tx,
+}
+
+impl Uncommitted {
+    pub async fn commit(self) -> Result<ImportReport, ImportError> {
+        store::commit(self.tx).await?;
+        Ok(self.report)
     }
 }

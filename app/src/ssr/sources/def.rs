@@ -16,16 +16,24 @@ use std::time::Duration;
 pub enum SourceKind {
     Postgres,
     Mysql,
+    /// A Databricks SQL warehouse, through the SQL Statement Execution API.
+    Databricks,
     Csv,
 }
 
 impl SourceKind {
-    pub const ALL: [SourceKind; 3] = [SourceKind::Postgres, SourceKind::Mysql, SourceKind::Csv];
+    pub const ALL: [SourceKind; 4] = [
+        SourceKind::Postgres,
+        SourceKind::Mysql,
+        SourceKind::Databricks,
+        SourceKind::Csv,
+    ];
 
     pub fn key(self) -> &'static str {
         match self {
             SourceKind::Postgres => "postgres",
             SourceKind::Mysql => "mysql",
+            SourceKind::Databricks => "databricks",
             SourceKind::Csv => "csv",
         }
     }
@@ -41,6 +49,7 @@ impl SourceKind {
         match self {
             SourceKind::Postgres => Some(Dialect::Postgres),
             SourceKind::Mysql => Some(Dialect::Mysql),
+            SourceKind::Databricks => Some(Dialect::Databricks),
             SourceKind::Csv => None,
         }
     }
@@ -56,6 +65,16 @@ pub struct SourceSpec {
     pub url_env: Option<String>,
     /// A file or a pattern (`drop/*.csv`), relative to the sources file (csv).
     pub path: Option<String>,
+    /// The workspace's address, `https://adb-….azuredatabricks.net` (databricks).
+    pub host: Option<String>,
+    /// The SQL warehouse that runs the statements (databricks).
+    pub warehouse_id: Option<String>,
+    /// The variable holding a personal access token (databricks)…
+    pub token_env: Option<String>,
+    /// …or a service principal's OAuth client id, with the variable holding its secret
+    /// (machine-to-machine).
+    pub client_id: Option<String>,
+    pub client_secret_env: Option<String>,
     pub query: Option<String>,
     pub table: Option<String>,
     /// Cron (five fields) in `timezone` (UTC by default).
@@ -81,6 +100,8 @@ pub struct SourceDef {
     pub kind: SourceKind,
     /// The connection string (never shown, logged or sent).
     pub url: Option<Secret>,
+    /// The Databricks workspace, warehouse and credentials.
+    pub workspace: Option<Workspace>,
     /// The files' folder and name pattern (csv).
     pub files: Option<(PathBuf, String)>,
     pub relation: Option<Relation>,
@@ -130,6 +151,7 @@ impl SourceDef {
             name: name.clone(),
             kind,
             url: None,
+            workspace: None,
             files: None,
             relation: None,
             schedule: None,
@@ -169,6 +191,50 @@ impl SourceDef {
                     ));
                 }
             }
+            SourceKind::Databricks => {
+                if spec.path.is_some() || spec.url_env.is_some() {
+                    return Err(at(
+                        "a databricks source reads host, warehouse_id and token_env (or client_id and client_secret_env), not path or url_env".into(),
+                    ));
+                }
+                let host = spec
+                    .host
+                    .map(|h| h.trim().trim_end_matches('/').to_string())
+                    .filter(|h| h.starts_with("https://") || h.starts_with("http://"))
+                    .ok_or_else(|| {
+                        at("host (https://… the workspace's address) is required".into())
+                    })?;
+                let warehouse = spec
+                    .warehouse_id
+                    .map(|w| w.trim().to_string())
+                    .filter(|w| !w.is_empty())
+                    .ok_or_else(|| at("warehouse_id is required".into()))?;
+                let secret = |var: &str| {
+                    env(var.trim())
+                        .filter(|v| !v.trim().is_empty())
+                        .map(|v| Secret::new(v.trim()))
+                        .ok_or_else(|| at(format!("{var} is not set")))
+                };
+                let auth = match (spec.token_env, spec.client_id, spec.client_secret_env) {
+                    (Some(t), None, None) => DatabricksAuth::Token(secret(&t)?),
+                    (None, Some(id), Some(var)) if !id.trim().is_empty() => DatabricksAuth::OAuth {
+                        client_id: id.trim().to_string(),
+                        secret: secret(&var)?,
+                    },
+                    _ => {
+                        return Err(at(
+                            "either token_env, or client_id with client_secret_env, is required"
+                                .into(),
+                        ))
+                    }
+                };
+                def.workspace = Some(Workspace {
+                    host,
+                    warehouse,
+                    auth,
+                });
+                def.relation = Some(relation(spec.query, spec.table).map_err(at)?);
+            }
             _ => {
                 if spec.path.is_some() {
                     return Err(at(format!(
@@ -200,18 +266,7 @@ impl SourceDef {
                     )));
                 }
                 def.url = Some(Secret::new(url));
-                def.relation = Some(match (spec.query, spec.table) {
-                    (Some(q), None) if !q.trim().is_empty() => {
-                        Relation::Query(q.trim().trim_end_matches(';').to_string())
-                    }
-                    (None, Some(t)) if valid_table(&t) => Relation::Table(t.trim().to_string()),
-                    (None, Some(t)) => {
-                        return Err(at(format!(
-                            "table '{t}' must be a name such as shipments or wms.shipments"
-                        )))
-                    }
-                    _ => return Err(at("exactly one of query and table is required".into())),
-                });
+                def.relation = Some(relation(spec.query, spec.table).map_err(at)?);
             }
         }
         if let Some(expr) = spec.schedule.filter(|s| !s.trim().is_empty()) {
@@ -270,6 +325,36 @@ impl SourceDef {
             (None, Some((_, pattern))) => format!("files {pattern}"),
             _ => String::new(),
         }
+    }
+}
+
+/// A Databricks workspace: where, which warehouse, and how to sign in.
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    pub host: String,
+    pub warehouse: String,
+    pub auth: DatabricksAuth,
+}
+
+#[derive(Clone, Debug)]
+pub enum DatabricksAuth {
+    /// A personal access token.
+    Token(Secret),
+    /// OAuth machine-to-machine: a service principal's client id and secret.
+    OAuth { client_id: String, secret: Secret },
+}
+
+/// What a database source reads: exactly one of a query and a table.
+fn relation(query: Option<String>, table: Option<String>) -> Result<Relation, String> {
+    match (query, table) {
+        (Some(q), None) if !q.trim().is_empty() => {
+            Ok(Relation::Query(q.trim().trim_end_matches(';').to_string()))
+        }
+        (None, Some(t)) if valid_table(&t) => Ok(Relation::Table(t.trim().to_string())),
+        (None, Some(t)) => Err(format!(
+            "table '{t}' must be a name such as shipments or wms.shipments"
+        )),
+        _ => Err("exactly one of query and table is required".into()),
     }
 }
 
@@ -337,7 +422,19 @@ mod tests {
         let mut s = spec("mysql");
         assert!(err(s.clone()).contains("must start with mysql:// or mariadb://"));
         s.kind = "oracle".into();
-        assert!(err(s).contains("kind 'oracle' is not one of postgres, mysql, csv"));
+        assert!(err(s).contains("kind 'oracle' is not one of postgres, mysql, databricks, csv"));
+        let mut s = spec("databricks");
+        s.url_env = None;
+        s.host = Some("https://adb-1.azuredatabricks.net/".into());
+        s.warehouse_id = Some("wh".into());
+        assert!(err(s.clone()).contains("either token_env, or client_id with client_secret_env"));
+        s.token_env = Some("DBX_TOKEN".into());
+        assert_eq!(err(s.clone()), "source 'wms': DBX_TOKEN is not set");
+        s.token_env = Some("WMS_URL".into());
+        let def = SourceDef::from_spec(s, &env, Path::new(".")).unwrap();
+        let ws = def.workspace.unwrap();
+        assert_eq!(ws.host, "https://adb-1.azuredatabricks.net");
+        assert!(!format!("{ws:?}").contains("hunter2"));
         let mut s = spec("postgres");
         s.query = Some("a query".into());
         assert!(err(s).contains("exactly one of query and table"));

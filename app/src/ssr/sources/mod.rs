@@ -1,5 +1,6 @@
 //! Data sources: order lines synced from where they live (a PostgreSQL or MySQL/MariaDB
-//! database, CSV files in a folder) into the metric store, on a schedule or on demand.
+//! database, a Databricks SQL warehouse, CSV files in a folder) into the metric store,
+//! on a schedule or on demand.
 //!
 //! A sync:
 //! 1. claims the source (a lease in `sources`, renewed while it runs: one replica syncs a
@@ -13,6 +14,7 @@
 //! 4. records the outcome: counts, duration and the new watermark; or the error, with the
 //!    last good data kept (the import's transaction never committed).
 
+mod databricks;
 pub mod def;
 mod read;
 
@@ -21,7 +23,7 @@ pub use def::{SourceDef, SourceKind, SourceSpec};
 use crate::domain::status::{SyncStatus, SyncTrigger};
 use crate::dto::{SourceView, SyncView};
 use crate::ssr::clock::{self, parse_timestamp, timestamp, Clock};
-use crate::ssr::data::import::{import_lines, ImportError, RowError};
+use crate::ssr::data::import::{import_lines_uncommitted, ImportError, RowError, Uncommitted};
 use crate::ssr::error::chain;
 use crate::ssr::store::{self, sources::NewSync, sources::SyncEnd, Db};
 use crate::ssr::ServiceError;
@@ -240,59 +242,77 @@ impl Sources {
     }
 
     /// Runs a claimed sync to its end and records it; never fails (the outcome is in the
-    /// sync's record and on the source).
+    /// sync's record and on the source). A sync's success is recorded in the import's own
+    /// transaction: the lines, the watermark and the record land together or not at all.
     #[tracing::instrument(skip_all, fields(source = %def.name, sync = %started.id))]
     async fn run(&self, def: &SourceDef, started: Started) {
         let rows_read = Arc::new(AtomicU64::new(0));
         let keeper = Keeper(self.keep_claim(def, started.id.clone(), rows_read.clone()));
         let result = self.read_and_import(def, &started, rows_read.clone()).await;
         drop(keeper);
-        let now = Utc::now();
-        let duration_ms = started.at.elapsed().as_millis() as i64;
-        let read = rows_read.load(Ordering::Relaxed) as i64;
-        let (end, outcome) = match &result {
-            Ok((report, watermark)) => {
-                tracing::info!(
-                    rows = report.lines,
-                    inserted = report.inserted,
-                    updated = report.updated,
-                    ms = duration_ms,
-                    "source synced"
-                );
-                (
-                    SyncEnd {
-                        status: SyncStatus::Succeeded,
-                        finished_at: &timestamp(now),
-                        rows_read: report.lines as i64,
-                        inserted: report.inserted as i64,
-                        updated: report.updated as i64,
-                        duration_ms,
-                        error: None,
+        let duration_ms = || started.at.elapsed().as_millis() as i64;
+        let failure = match result {
+            Ok((mut pending, watermark)) => {
+                let now = timestamp(Utc::now());
+                let report = pending.report.clone();
+                let end = SyncEnd {
+                    status: SyncStatus::Succeeded,
+                    finished_at: &now,
+                    rows_read: report.lines as i64,
+                    inserted: report.inserted as i64,
+                    updated: report.updated as i64,
+                    duration_ms: duration_ms(),
+                    error: None,
+                };
+                let recorded = async {
+                    store::sources::finish_sync(&mut *pending.tx, &started.id, &end).await?;
+                    store::sources::release(
+                        &mut *pending.tx,
+                        &def.name,
+                        &started.id,
+                        Ok((now.as_str(), watermark.as_deref())),
+                    )
+                    .await
+                };
+                match recorded.await {
+                    Ok(()) => match pending.commit().await {
+                        Ok(_) => {
+                            tracing::info!(
+                                rows = report.lines,
+                                inserted = report.inserted,
+                                updated = report.updated,
+                                ms = end.duration_ms,
+                                "source synced"
+                            );
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %chain(&e), "committing a sync failed");
+                            "the lines could not be written (see the server's log)".to_string()
+                        }
                     },
-                    Ok(watermark.as_deref()),
-                )
+                    Err(e) => {
+                        tracing::error!(error = %chain(&e), "recording a sync's end failed");
+                        "the sync could not be recorded (see the server's log)".to_string()
+                    }
+                }
             }
-            Err(message) => {
-                tracing::warn!(error = %message, ms = duration_ms, "source sync failed");
-                (
-                    SyncEnd {
-                        status: SyncStatus::Failed,
-                        finished_at: &timestamp(now),
-                        rows_read: read,
-                        inserted: 0,
-                        updated: 0,
-                        duration_ms,
-                        error: Some(message.as_str()),
-                    },
-                    Err(message.as_str()),
-                )
-            }
+            Err(message) => message,
         };
-        let at = timestamp(now);
-        let outcome = outcome.map(|w| (at.as_str(), w));
+        tracing::warn!(error = %failure, ms = duration_ms(), "source sync failed");
+        let now = timestamp(Utc::now());
+        let end = SyncEnd {
+            status: SyncStatus::Failed,
+            finished_at: &now,
+            rows_read: rows_read.load(Ordering::Relaxed) as i64,
+            inserted: 0,
+            updated: 0,
+            duration_ms: duration_ms(),
+            error: Some(failure.as_str()),
+        };
         let recorded = async {
             store::sources::finish_sync(&self.db, &started.id, &end).await?;
-            store::sources::release(&self.db, &def.name, &started.id, outcome).await
+            store::sources::release(&self.db, &def.name, &started.id, Err(failure.as_str())).await
         };
         if let Err(e) = recorded.await {
             tracing::error!(error = %chain(&e), "recording the sync's end failed");
@@ -339,7 +359,7 @@ impl Sources {
         def: &SourceDef,
         started: &Started,
         rows_read: Arc<AtomicU64>,
-    ) -> Result<(crate::ssr::data::import::ImportReport, Option<String>), String> {
+    ) -> Result<(Uncommitted, Option<String>), String> {
         let input = tokio::time::timeout(
             def.timeout,
             read::open(def, &started.since, &started.window),
@@ -353,16 +373,17 @@ impl Sources {
             numbering,
         } = input;
         let counter = rows_read.clone();
-        let import = import_lines(&self.db, &def.name, rows, PROGRESS_EVERY, move |n| {
-            counter.store(n, Ordering::Relaxed)
-        });
+        let import =
+            import_lines_uncommitted(&self.db, &def.name, rows, PROGRESS_EVERY, move |n| {
+                counter.store(n, Ordering::Relaxed)
+            });
         let result = tokio::time::timeout(def.timeout, import).await;
         if let Some(reader) = reader {
             reader.abort();
         }
-        let report = match result {
+        let pending = match result {
             Err(_) => return Err(format!("not finished within {} s", def.timeout.as_secs())),
-            Ok(Ok(report)) => report,
+            Ok(Ok(pending)) => pending,
             Ok(Err(ImportError::Invalid(errors))) => {
                 return Err(describe_rows(&errors, &numbering));
             }
@@ -372,9 +393,9 @@ impl Sources {
                 return Err("the lines could not be written (see the server's log)".into());
             }
         };
-        rows_read.store(report.lines as u64, Ordering::Relaxed);
+        rows_read.store(pending.report.lines as u64, Ordering::Relaxed);
         let watermark = watermark.lock().map(|w| w.clone()).unwrap_or_default();
-        Ok((report, watermark))
+        Ok((pending, watermark))
     }
 }
 

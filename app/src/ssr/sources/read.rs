@@ -3,7 +3,7 @@
 
 use super::def::{SourceDef, SourceKind};
 use crate::ssr::data::import::{parse_values, InputRow, OrderReader, REQUIRED};
-use crate::ssr::store::foreign::{self, Relation, Since};
+use crate::ssr::store::foreign::{self, Dialect, Relation, Since};
 use chrono::NaiveDate;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -75,6 +75,7 @@ pub async fn open(def: &SourceDef, since: &Since, window: &str) -> Result<Input,
     match def.kind {
         SourceKind::Csv => open_files(def),
         SourceKind::Postgres | SourceKind::Mysql => open_database(def, since, window).await,
+        SourceKind::Databricks => open_databricks(def, since, window).await,
     }
 }
 
@@ -92,6 +93,34 @@ async fn open_database(def: &SourceDef, since: &Since, window: &str) -> Result<I
     let mut conn = foreign::connect(url.expose(), connect)
         .await
         .map_err(|e| e.0)?;
+    let columns = resolve_columns(def, relation, &available)?;
+    let since = resolved_since(since, &available);
+    let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let sql = foreign::select(dialect, relation, &refs, &since, window);
+    let width = columns.len();
+    let idle = (def.timeout / 10).max(Duration::from_secs(10));
+    let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+    let reader = tokio::spawn(async move {
+        match foreign::stream(&mut conn, &sql, width, CHUNK, idle, &tx).await {
+            // An empty chunk marks the end: a reader that stops without one failed.
+            Ok(()) => {
+                let _ = tx.send(Ok(Vec::new())).await;
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e.0)).await;
+            }
+        }
+    });
+    Ok(database_input(def, rx, reader, width))
+}
+
+/// The source's columns resolved against what it has: each wanted column's own name
+/// (exact, else without case), or the error naming those missing.
+fn resolve_columns(
+    def: &SourceDef,
+    relation: &Relation,
+    available: &[String],
+) -> Result<Vec<String>, String> {
     let resolve = |wanted: &str| {
         available
             .iter()
@@ -122,37 +151,95 @@ async fn open_database(def: &SourceDef, since: &Since, window: &str) -> Result<I
             None => missing.push(format!("'{col}' (for {field})")),
         }
     }
-    if !missing.is_empty() {
-        let what = match relation {
-            Relation::Table(t) => format!("table {t}"),
-            Relation::Query(_) => "the query".into(),
-        };
-        return Err(format!(
-            "{what} has no column {}; its columns are {}",
-            missing.join(", "),
-            available.join(", ")
-        ));
+    if missing.is_empty() {
+        return Ok(columns);
     }
-    let since = Since {
-        column: resolve(&since.column).unwrap_or_else(|| since.column.clone()),
-        value: since.value.clone(),
+    let what = match relation {
+        Relation::Table(t) => format!("table {t}"),
+        Relation::Query(_) => "the query".into(),
     };
+    Err(format!(
+        "{what} has no column {}; its columns are {}",
+        missing.join(", "),
+        available.join(", ")
+    ))
+}
+
+/// The `since` column under the source's own name for it.
+fn resolved_since(since: &Since, available: &[String]) -> Since {
+    let column = available
+        .iter()
+        .find(|a| a.to_lowercase() == since.column.to_lowercase())
+        .cloned()
+        .unwrap_or_else(|| since.column.clone());
+    Since {
+        column,
+        value: since.value.clone(),
+    }
+}
+
+/// A Databricks warehouse's rows: the mapping checked on a statement that reads no row,
+/// then the lines fetched chunk by chunk (external links) by a task feeding the import.
+async fn open_databricks(def: &SourceDef, since: &Since, window: &str) -> Result<Input, String> {
+    use super::databricks::{Client, Disposition};
+    let (Some(ws), Some(relation)) = (def.workspace.as_ref(), def.relation.as_ref()) else {
+        return Err("the source is not fully configured".into());
+    };
+    let mut client = Client::sign_in(ws, def.timeout).await?;
+    let probe = foreign::probe(Dialect::Databricks, relation, window);
+    let answer = client.execute(&probe, Disposition::Inline).await?;
+    let available = Client::columns(&answer);
+    let columns = resolve_columns(def, relation, &available)?;
+    let since = resolved_since(since, &available);
     let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
-    let sql = foreign::select(dialect, relation, &refs, &since, window);
+    let sql = foreign::select(Dialect::Databricks, relation, &refs, &since, window);
     let width = columns.len();
-    let idle = (def.timeout / 10).max(Duration::from_secs(10));
     let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
     let reader = tokio::spawn(async move {
-        match foreign::stream(&mut conn, &sql, width, CHUNK, idle, &tx).await {
-            // An empty chunk marks the end: a reader that stops without one failed.
+        let read = async {
+            let first = client.execute(&sql, Disposition::ExternalLinks).await?;
+            let mut chunk = first["result"].clone();
+            loop {
+                let (rows, next) = client.chunk(&chunk).await?;
+                for part in rows.chunks(CHUNK) {
+                    let part: Vec<Vec<Option<String>>> = part
+                        .iter()
+                        .map(|r| {
+                            let mut r = r.clone();
+                            r.resize(width, None);
+                            r
+                        })
+                        .collect();
+                    if tx.send(Ok(part)).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                match next {
+                    Some(link) => chunk = client.next_chunk(&link).await?,
+                    None => return Ok::<(), String>(()),
+                }
+            }
+        };
+        // An empty chunk marks the end: a reader that stops without one failed.
+        match read.await {
             Ok(()) => {
                 let _ = tx.send(Ok(Vec::new())).await;
             }
             Err(e) => {
-                let _ = tx.send(Err(e.0)).await;
+                let _ = tx.send(Err(e)).await;
             }
         }
     });
+    Ok(database_input(def, rx, reader, width))
+}
+
+/// The input of a database's rows arriving over `rx`, ending with an empty chunk.
+fn database_input(
+    def: &SourceDef,
+    rx: tokio::sync::mpsc::Receiver<Chunk>,
+    reader: tokio::task::JoinHandle<()>,
+    width: usize,
+) -> Input {
     let watermark = Arc::new(Mutex::new(None));
     let rows = DatabaseRows {
         rx,
@@ -163,12 +250,12 @@ async fn open_database(def: &SourceDef, since: &Since, window: &str) -> Result<I
         watermark: watermark.clone(),
         done: false,
     };
-    Ok(Input {
+    Input {
         rows: Box::new(rows),
         watermark,
         reader: Some(reader),
         numbering: Numbering::Rows,
-    })
+    }
 }
 
 type Chunk = Result<Vec<Vec<Option<String>>>, String>;
