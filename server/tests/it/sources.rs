@@ -982,3 +982,114 @@ async fn a_databricks_warehouse_through_the_statement_api_gives_the_same_dashboa
     drop(warehouse);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `kill -9` of the process running a sync: nothing of it is written, the source stays
+/// claimed until the claim runs out (twice the timeout plus the lease), then the next
+/// sync takes it over, reads everything, and the killed sync is listed as abandoned.
+/// (PostgreSQL as Opsight's store: run by the PostgreSQL pass of `.ci/test`.)
+#[tokio::test]
+async fn multi_process_a_sync_killed_mid_way_writes_nothing_and_is_taken_over() {
+    const ROWS: i64 = 200_000;
+    let tdb = crate::common::pg_test_db().await;
+    let pg = postgres_wms(&[]).await;
+    pg.exec(&format!(
+        "INSERT INTO shipments (so_number, line, dc_code, account, haulier, item, item_group, \
+         qty_ordered, qty_shipped, must_arrive, arrived_at, why, region) \
+         SELECT 'K-' || g, 1, 'dal', 'Acme', 'Zephyr', 'SKU-' || (g % 50), 'Food', 5, \
+         CASE WHEN g % 7 = 0 THEN 3 ELSE 5 END, DATE '2026-11-10', \
+         TIMESTAMP '2026-11-10 10:00:00', NULL, 'South' FROM generate_series(1, {ROWS}) g"
+    ))
+    .await;
+    let columns: String = wms_spec()
+        .columns
+        .iter()
+        .map(|(f, c)| format!("{f} = \"{c}\"\n"))
+        .collect();
+    let file = tdb.dir.join("sources.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[source]]\nname = \"wms\"\nkind = \"postgres\"\nurl_env = \"WMS_DATABASE_URL\"\n\
+             table = \"shipments\"\nwindow_days = 90\ntimeout_secs = 10\n[source.columns]\n{columns}"
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_opsight"))
+        .args(["sources", "sync", "wms"])
+        .env("DATABASE_URL", &tdb.url)
+        .env("OPSIGHT_SOURCES_FILE", &file)
+        .env("WMS_DATABASE_URL", &pg.url)
+        .env("OPSIGHT_JOB_LEASE_SECS", "2")
+        .env("OPSIGHT_AS_OF", crate::common::AS_OF)
+        .env("OPSIGHT_AGENTS_FILE", "")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let db = tdb.db.clone();
+    let running = || async {
+        app::ssr::store::sources::syncs(&db, Some("wms"), 5)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|s| s.status == SyncStatus::Running)
+    };
+    let mut waited = 0;
+    while running().await.is_none() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += 1;
+        assert!(waited < 400, "the sync did not start");
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().unwrap(); // SIGKILL, mid-sync
+    child.wait().unwrap();
+    let killed = running().await.expect("killed while running");
+    assert_eq!(app::ssr::store::facts::count_lines(&db).await.unwrap(), 0);
+    let facts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM kpi_facts")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(facts, 0, "nothing of the killed sync in the metric store");
+
+    // The next sync: refused while the dead one's claim lasts, then it takes over.
+    let sources = Sources::new(
+        db.clone(),
+        app::ssr::clock::Clock::fixed(as_of()),
+        vec![def(
+            SourceSpec {
+                timeout_secs: Some(10),
+                ..wms_spec()
+            },
+            "WMS_DATABASE_URL",
+            &pg.url,
+        )],
+        "replica-b".into(),
+        Duration::from_secs(2),
+    );
+    let refused = sources.sync("wms", SyncTrigger::Manual, None, true).await;
+    assert!(matches!(refused, Err(app::ssr::ServiceError::Conflict(_))));
+    let started = std::time::Instant::now();
+    let done = loop {
+        match sources.sync("wms", SyncTrigger::Manual, None, true).await {
+            Ok(s) => break s,
+            Err(app::ssr::ServiceError::Conflict(_)) => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "never taken over"
+                );
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(done.status, SyncStatus::Succeeded, "{done:?}");
+    assert_eq!(done.inserted, ROWS);
+    assert_eq!(
+        app::ssr::store::facts::count_lines(&db).await.unwrap(),
+        ROWS
+    );
+    let history = sources.history("wms").await.unwrap();
+    let old = history.iter().find(|s| s.id == killed.id).unwrap();
+    assert_eq!(old.status, SyncStatus::Abandoned, "{old:?}");
+    pg.drop_db().await;
+}
