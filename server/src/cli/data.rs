@@ -1,5 +1,5 @@
-//! `opsight migrate`, `opsight seed-demo` and `opsight import orders|costs`: data in,
-//! each all or nothing.
+//! `opsight migrate`, `opsight retally`, `opsight seed-demo` and `opsight import
+//! orders|costs`: data in, each all or nothing.
 
 use crate::config::Config;
 use anyhow::Context;
@@ -39,6 +39,19 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
     let db = store::connect(&config.database_url).await?;
     import::bring_store_up_to_date(&db).await?;
     println!("database is up to date");
+    Ok(())
+}
+
+pub async fn retally(config: &Config) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let db = store::connect(&config.database_url).await?;
+    import::retally_store(&db, true).await?;
+    let totals = store::facts::store_totals(&db).await?;
+    println!(
+        "metric store re-tallied: {} lines in {:.1} s",
+        totals.lines,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

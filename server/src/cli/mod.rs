@@ -36,6 +36,9 @@ enum Command {
     Serve,
     /// Create or upgrade the database schema (DATABASE_URL).
     Migrate,
+    /// Re-tally the metric store from the order lines (after other programs wrote into
+    /// order_lines; start-up does it too when the totals disagree).
+    Retally,
     /// Fill an empty database with the demo network (relative to OPSIGHT_AS_OF or today).
     SeedDemo(data::SeedDemo),
     /// Manage user accounts.
@@ -69,6 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve::run(config).await,
         Command::Migrate => data::migrate(&config).await,
+        Command::Retally => data::retally(&config).await,
         Command::SeedDemo(args) => data::seed_demo(&config, args).await,
         Command::User { command } => accounts::user(&config, command).await,
         Command::Token { command } => accounts::token(&config, command).await,

@@ -68,6 +68,8 @@ fn help_lists_every_command() {
         "seed-demo",
         "import",
         "refresh",
+        "retally",
+        "sources",
         "user",
         "token",
     ] {

@@ -1093,3 +1093,68 @@ async fn multi_process_a_sync_killed_mid_way_writes_nothing_and_is_taken_over() 
     assert_eq!(old.status, SyncStatus::Abandoned, "{old:?}");
     pg.drop_db().await;
 }
+
+/// Lines loaded straight into `order_lines` by another program (outside the import, so
+/// not tallied) are counted at the next start-up, or by `opsight retally`.
+#[tokio::test]
+async fn lines_written_into_order_lines_by_others_reach_the_tiles() {
+    let data = lines();
+    let (imported, outside) = data.split_at(data.len() - 300);
+    let app = app_with(vec![]).await;
+    import_orders(
+        app.db(),
+        std::io::Cursor::new(csv_of(imported).into_bytes()),
+    )
+    .await
+    .unwrap();
+    let csv_app = app_with(vec![]).await;
+    import_orders(
+        csv_app.db(),
+        std::io::Cursor::new(csv_of(&data).into_bytes()),
+    )
+    .await
+    .unwrap();
+    // An ETL job's INSERTs (and one of its UPDATEs) into Opsight's own table.
+    for chunk in outside.chunks(100) {
+        let values: Vec<String> = chunk
+            .iter()
+            .map(|l| {
+                format!(
+                    "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {})",
+                    quote(&l.order),
+                    l.line,
+                    quote(l.site),
+                    quote(l.customer),
+                    quote(l.carrier),
+                    quote(&l.sku),
+                    quote(l.category),
+                    l.ordered,
+                    l.delivered,
+                    quote(&l.due),
+                    l.delivered_on.as_deref().map_or("NULL".into(), quote),
+                    l.reason.map_or("NULL".into(), quote),
+                )
+            })
+            .collect();
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO order_lines (order_id, line_no, site, customer, carrier, sku, category, \
+             ordered_qty, delivered_qty, due_date, delivered_date, reason_code) VALUES {}",
+            values.join(", ")
+        )))
+        .execute(app.db())
+        .await
+        .unwrap();
+    }
+    assert!(
+        figures(&app).await != figures(&csv_app).await,
+        "not seen yet"
+    );
+    assert!(app::ssr::data::import::bring_store_up_to_date(app.db())
+        .await
+        .unwrap());
+    assert_eq!(figures(&app).await, figures(&csv_app).await);
+    // Nothing changed since: nothing to do.
+    assert!(!app::ssr::data::import::bring_store_up_to_date(app.db())
+        .await
+        .unwrap());
+}

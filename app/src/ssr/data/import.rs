@@ -527,13 +527,42 @@ pub fn rescore_if_changed(
     })
 }
 
-/// [`rescore_if_changed`] in its own transaction: run on start-up, so a store migrated
-/// from an older version (empty, tallied with nothing) is filled before any page reads it.
+/// Brings the metric store in line with the rules in force ([`rescore_if_changed`]) and
+/// with the lines, in its own transaction: run on start-up (and by `opsight retally`),
+/// so a store migrated from an older version is filled before any page reads it, and
+/// lines written into `order_lines` by other programs (which do not tally them) are
+/// counted. Those are found by the totals the lines and the store must share
+/// ([`facts::Totals`]: a scan of the lines); `force` re-tallies whatever they say.
+/// Returns whether it re-tallied.
 pub async fn bring_store_up_to_date(db: &Db) -> Result<bool, StoreError> {
+    retally_store(db, false).await
+}
+
+/// [`bring_store_up_to_date`], re-tallying every line when `force` is set.
+pub async fn retally_store(db: &Db, force: bool) -> Result<bool, StoreError> {
     let mut tx = store::begin(db).await?;
-    let changed = rescore_if_changed(&mut tx).await?;
+    if rescore_if_changed(&mut tx).await? {
+        store::commit(tx).await?;
+        return Ok(true);
+    }
+    let lines = facts::line_totals(&mut *tx).await?;
+    let tallied = facts::store_totals(&mut *tx).await?;
+    if !force && lines == tallied {
+        return Ok(false);
+    }
+    if !force {
+        tracing::warn!(
+            lines = lines.lines,
+            tallied = tallied.lines,
+            "order lines were written outside Opsight's import: re-tallying the metric store"
+        );
+    }
+    let rules = store::rules::load_on(&mut tx).await?;
+    let costs = facts::cost_book(&mut *tx).await?;
+    facts::lock_store(&mut tx, &clock::now()).await?;
+    facts::retally_all(&mut tx, rules.scoring(), &costs).await?;
     store::commit(tx).await?;
-    Ok(changed)
+    Ok(true)
 }
 
 /// Tallies of lines per (site, due day): what the metric store gains from them.

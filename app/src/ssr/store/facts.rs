@@ -107,6 +107,38 @@ pub async fn count_lines<'e>(ex: impl Exec<'e>) -> Result<i64> {
         .ctx("Failed to count order lines")
 }
 
+/// Totals that the lines and the metric store must agree on: lines, units ordered and
+/// delivered, lines delivered. A difference means `order_lines` was written by something
+/// other than Opsight's import (which keeps both in one transaction).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Totals {
+    pub lines: i64,
+    pub units_ordered: i64,
+    pub units_delivered: i64,
+    pub delivered_lines: i64,
+}
+
+/// [`Totals`] of the lines themselves (a scan of `order_lines`).
+pub async fn line_totals<'e>(ex: impl Exec<'e>) -> Result<Totals> {
+    sqlx::query_as(
+        "SELECT CAST(COUNT(*) AS BIGINT) AS lines,          CAST(COALESCE(SUM(ordered_qty), 0) AS BIGINT) AS units_ordered,          CAST(COALESCE(SUM(delivered_qty), 0) AS BIGINT) AS units_delivered,          CAST(COUNT(delivered_date) AS BIGINT) AS delivered_lines FROM order_lines",
+    )
+    .fetch_one(ex)
+    .await
+    .ctx("Failed to total the order lines")
+}
+
+/// [`Totals`] of the metric store (the network's total rows).
+pub async fn store_totals<'e>(ex: impl Exec<'e>) -> Result<Totals> {
+    sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(lines), 0) AS BIGINT) AS lines,          CAST(COALESCE(SUM(units_ordered), 0) AS BIGINT) AS units_ordered,          CAST(COALESCE(SUM(units_delivered), 0) AS BIGINT) AS units_delivered,          CAST(COALESCE(SUM(lines - open_lines), 0) AS BIGINT) AS delivered_lines          FROM kpi_facts WHERE site = $1 AND dimension = ''",
+    )
+    .bind(ALL_SITES)
+    .fetch_one(ex)
+    .await
+    .ctx("Failed to total the metric store")
+}
+
 /// What the metric store was tallied with, and its version.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoreState {
