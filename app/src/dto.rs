@@ -874,10 +874,14 @@ pub struct SyncView {
     pub since: Option<String>,
     pub started_at: String,
     pub finished_at: Option<String>,
-    /// Rows read from the source so far.
+    /// Rows read from the source so far (for a push-down: tally rows).
     pub rows_read: i64,
+    /// New lines (for a push-down: the lines the tallies count).
     pub inserted: i64,
     pub updated: i64,
+    /// Bytes of values read from the source (lines', or tallies' for a push-down).
+    #[serde(default)]
+    pub bytes_read: i64,
     pub duration_ms: Option<i64>,
     pub error: Option<String>,
 }

@@ -9,7 +9,8 @@ Authentication: a personal access token (`--token`), or OAuth machine-to-machine
 `grant_type=client_credentials`, `scope=all-apis`, gives a bearer token).
 
 Dialect: Databricks SQL quotes identifiers with backticks (SQLite accepts them) and names
-the text type STRING, which the double maps to SQLite's TEXT (`CAST(x AS STRING)`).
+the text type STRING, which the double maps to SQLite's TEXT (`CAST(x AS STRING)`); its
+date functions `to_date(x)` and `date_add(d, n)` are registered as SQLite functions.
 
 Endpoints:
   POST /api/2.0/sql/statements                      execute (wait_timeout, disposition)
@@ -26,6 +27,7 @@ Usage: python3 databricks_sql.py --db FILE [--port 0] [--token T] [--client-id I
 """
 import argparse
 import base64
+import datetime
 import json
 import re
 import secrets
@@ -44,6 +46,19 @@ STATS = {"statements": 0, "rows": 0, "result_bytes": 0, "external_fetches": 0,
          "external_with_auth": 0}
 
 
+def to_date(v):
+    """Databricks' to_date: the date of a date, timestamp or ISO text."""
+    if v is None:
+        return None
+    return datetime.date.fromisoformat(str(v)[:10]).isoformat()
+
+
+def date_add(d, n):
+    if d is None:
+        return None
+    return (datetime.date.fromisoformat(str(d)[:10]) + datetime.timedelta(days=int(n))).isoformat()
+
+
 def run_statement(st):
     """Runs a statement on SQLite in the background, as a warehouse would."""
     with LOCK:
@@ -52,6 +67,8 @@ def run_statement(st):
     sql = re.sub(r"\bAS\s+STRING\)", "AS TEXT)", st["statement"], flags=re.IGNORECASE)
     try:
         conn = sqlite3.connect(ARGS.db)
+        conn.create_function("to_date", 1, to_date)
+        conn.create_function("date_add", 2, date_add)
         cur = conn.execute(sql)
         columns = [d[0] for d in (cur.description or [])]
         rows = [[None if v is None else str(v) for v in r] for r in cur.fetchall()]

@@ -51,6 +51,24 @@ impl Tally {
         self.uncosted_failures += other.uncosted_failures;
     }
 
+    /// This tally taken away (added to a sum, it removes these lines).
+    pub fn negated(&self) -> Tally {
+        Tally {
+            counts: KpiCounts {
+                lines: -self.counts.lines,
+                otif_lines: -self.counts.otif_lines,
+                on_time_lines: -self.counts.on_time_lines,
+                in_full_lines: -self.counts.in_full_lines,
+                units_ordered: -self.counts.units_ordered,
+                units_delivered: -self.counts.units_delivered,
+            },
+            open_lines: -self.open_lines,
+            unreasoned_failures: -self.unreasoned_failures,
+            failed_cost_cents: -self.failed_cost_cents,
+            uncosted_failures: -self.uncosted_failures,
+        }
+    }
+
     pub fn failures(&self) -> i64 {
         self.counts.lines - self.counts.otif_lines
     }

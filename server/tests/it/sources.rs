@@ -367,6 +367,25 @@ async fn figures(app: &TestApp) -> (Value, Value) {
     (Value::Array(tiles), d["stale_sources"].clone())
 }
 
+/// Every tile's numerator and denominator, in the order of [`figures`].
+fn counts(tiles: &Value) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    let mut walk = |t: &Value| {
+        for tile in t.as_array().into_iter().flatten() {
+            out.push((
+                tile["numerator"].as_i64().unwrap_or(-1),
+                tile["denominator"].as_i64().unwrap_or(-1),
+            ));
+        }
+    };
+    let rows = tiles.as_array().unwrap();
+    walk(&rows[0]);
+    for site in &rows[1..] {
+        walk(&site[1]);
+    }
+    out
+}
+
 /// The evidence pack's breakdowns for a site (the numbers behind the card).
 async fn pack(app: &TestApp, site: &str) -> Value {
     let p: Value = app
@@ -1157,4 +1176,94 @@ async fn lines_written_into_order_lines_by_others_reach_the_tiles() {
     assert!(!app::ssr::data::import::bring_store_up_to_date(app.db())
         .await
         .unwrap());
+}
+
+/// Push-down: PostgreSQL, MariaDB and the Databricks double compute the day-level tallies
+/// themselves; the store gets exactly what the lines give, and after a change of scoring
+/// rules the next sync scores every day it holds again.
+#[tokio::test]
+async fn pushed_down_tallies_equal_the_lines_and_follow_the_rules() {
+    let data = lines();
+    let pg = postgres_wms(&data).await;
+    let my = mariadb_erp(&data).await;
+    let dir = std::env::temp_dir().join(format!("opsight-push-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = lakehouse(&dir, &data).await;
+    let warehouse = Warehouse::start(&file, &["--token", "dapi-t", "--chunk-rows", "500"]);
+    let pushed = |spec: SourceSpec| SourceSpec {
+        pushdown: Some(true),
+        ..spec
+    };
+    let dbx = SourceSpec {
+        token_env: Some("DBX".into()),
+        ..lakehouse_spec("lakehouse", &warehouse.host)
+    };
+    let dbx = SourceDef::from_spec(
+        pushed(dbx),
+        &|k| (k == "DBX").then(|| "dapi-t".into()),
+        Path::new("."),
+    )
+    .unwrap();
+    let csv_app = app_with(vec![]).await;
+    import_orders(
+        csv_app.db(),
+        std::io::Cursor::new(csv_of(&data).into_bytes()),
+    )
+    .await
+    .unwrap();
+    let expected = figures(&csv_app).await;
+    // Each engine's tallies give what the lines give, and no line moves.
+    let mut apps = Vec::new();
+    for (name, source) in [
+        ("wms", def(pushed(wms_spec()), "WMS_DATABASE_URL", &pg.url)),
+        ("erp", def(pushed(erp_spec()), "ERP_DATABASE_URL", &my.url)),
+        ("lakehouse", dbx),
+    ] {
+        let app = app_with(vec![source]).await;
+        let s = sync(&app, name).await;
+        assert_eq!(s["status"], "succeeded", "{s}");
+        assert_eq!(s["inserted"], data.len() as i64, "{s}");
+        assert!(s["bytes_read"].as_i64().unwrap() > 0);
+        assert_eq!(figures(&app).await, expected, "{name}");
+        for site in ["DAL", "network"] {
+            assert_eq!(
+                pack(&app, site).await,
+                pack(&csv_app, site).await,
+                "{name} {site}"
+            );
+        }
+        assert_eq!(
+            app::ssr::store::facts::count_lines(app.db()).await.unwrap(),
+            0
+        );
+        apps.push(app);
+    }
+    let solo = &apps[0];
+    // Syncing again replaces, never adds.
+    assert_eq!(sync(solo, "wms").await["status"], "succeeded");
+    assert_eq!(figures(solo).await, expected);
+
+    // A scoring edit: the lines are re-scored at once; the pushed tallies at the next sync.
+    let edit = json!({"op": "update", "expected_version": 1, "item": {"type": "rule",
+        "key": "on_time_window_days", "kind": "parameter", "metric": null, "value": 2.0,
+        "description": "Days after the due date that still count as on time.", "enabled": true}});
+    for a in [solo, &csv_app] {
+        let r = a.post_json("/api/v1/rules/edits", &edit).await;
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+    let lenient = figures(&csv_app).await;
+    assert!(lenient != expected, "the edit moves the tiles");
+    // (The tiles' definitions name the new window: compare the counts.)
+    assert_eq!(
+        counts(&figures(solo).await.0),
+        counts(&expected.0),
+        "kept as pushed until the next sync"
+    );
+    assert_eq!(sync(solo, "wms").await["status"], "succeeded");
+    assert_eq!(figures(solo).await, lenient);
+    drop(warehouse);
+    pg.drop_db().await;
+    my.drop_db().await;
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -49,7 +49,7 @@ pub const REQUIRED: [&str; 11] = [
 /// Errors listed before the report stops counting (the file is rejected either way).
 const MAX_REPORTED: usize = 20;
 /// Longest accepted text field, in characters.
-const MAX_FIELD: usize = 200;
+pub const MAX_FIELD: usize = 200;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RowError {
@@ -239,6 +239,22 @@ fn csv_reason(e: &csv::Error) -> String {
     }
 }
 
+/// A site as the store keys it: a code of letters, digits, '-' or '_' (at most 32),
+/// upper-cased.
+pub fn site_code(site: &str) -> Result<String, String> {
+    if site.is_empty()
+        || !site
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        || site.len() > 32
+    {
+        return Err(format!(
+            "site '{site}' must be a code of letters, digits, '-' or '_' (at most 32)"
+        ));
+    }
+    Ok(site.to_ascii_uppercase())
+}
+
 /// Validates one row given as text in [`REQUIRED`] order (a source's row), as a file's
 /// row is validated.
 pub fn parse_values(
@@ -286,16 +302,7 @@ fn parse_row<'a>(
             .map(Some)
             .ok_or_else(|| format!("{name} '{v}' is not a date (YYYY-MM-DD)"))
     };
-    let site = text("site")?;
-    if !site
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        || site.len() > 32
-    {
-        return Err(format!(
-            "site '{site}' must be a code of letters, digits, '-' or '_' (at most 32)"
-        ));
-    }
+    let site = site_code(&text("site")?)?;
     let line_no = match field("line_no").parse::<i64>() {
         Ok(n) if n >= 1 => n,
         _ => {
@@ -319,7 +326,7 @@ fn parse_row<'a>(
         order_id: text("order_id")?,
         line_no,
         fact: LineFact {
-            site: site.to_ascii_uppercase(),
+            site,
             customer: text("customer")?,
             carrier: text("carrier")?,
             sku: text("sku")?,

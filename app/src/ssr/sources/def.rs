@@ -88,6 +88,9 @@ pub struct SourceSpec {
     /// Seconds a sync may take (600 by default); a source silent for a tenth of it mid-way
     /// fails the sync.
     pub timeout_secs: Option<u64>,
+    /// Let the source compute the day-level tallies (a generated GROUP BY) and send those
+    /// instead of its lines (databases and warehouses; not with a watermark).
+    pub pushdown: Option<bool>,
     /// Opsight field = source column.
     #[serde(default)]
     pub columns: BTreeMap<String, String>,
@@ -109,6 +112,8 @@ pub struct SourceDef {
     pub schedule_text: Option<String>,
     pub window_days: u32,
     pub watermark: Option<String>,
+    /// The source sends tallies, not lines.
+    pub pushdown: bool,
     pub timeout: Duration,
     /// The source column of each of [`REQUIRED`], in that order.
     pub columns: [String; REQUIRED.len()],
@@ -158,6 +163,7 @@ impl SourceDef {
             schedule_text: None,
             window_days: spec.window_days.unwrap_or(DEFAULT_WINDOW_DAYS),
             watermark: spec.watermark.map(|w| w.trim().to_string()),
+            pushdown: spec.pushdown.unwrap_or(false),
             timeout: Duration::from_secs(spec.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS)),
             columns: Default::default(),
             reason_code: None,
@@ -268,6 +274,11 @@ impl SourceDef {
                 def.url = Some(Secret::new(url));
                 def.relation = Some(relation(spec.query, spec.table).map_err(at)?);
             }
+        }
+        if def.pushdown && (kind == SourceKind::Csv || def.watermark.is_some()) {
+            return Err(at(
+                "pushdown needs a database or warehouse source without a watermark (it re-reads the window's days whole)".into(),
+            ));
         }
         if let Some(expr) = spec.schedule.filter(|s| !s.trim().is_empty()) {
             let tz = spec.timezone.unwrap_or_else(|| "UTC".into());

@@ -20,11 +20,16 @@ mod read;
 
 pub use def::{SourceDef, SourceKind, SourceSpec};
 
+use crate::domain::period::{fmt_date, parse_date};
 use crate::domain::status::{SyncStatus, SyncTrigger};
 use crate::dto::{SourceView, SyncView};
 use crate::ssr::clock::{self, parse_timestamp, timestamp, Clock};
-use crate::ssr::data::import::{import_lines_uncommitted, ImportError, RowError, Uncommitted};
+use crate::ssr::data::import::{
+    import_lines_uncommitted, rescore_if_changed, scoring_fingerprint, ImportError, ImportReport,
+    RowError, Uncommitted,
+};
 use crate::ssr::error::chain;
+use crate::ssr::store::facts;
 use crate::ssr::store::{self, sources::NewSync, sources::SyncEnd, Db};
 use crate::ssr::ServiceError;
 use chrono::{DateTime, Utc};
@@ -252,7 +257,11 @@ impl Sources {
         drop(keeper);
         let duration_ms = || started.at.elapsed().as_millis() as i64;
         let failure = match result {
-            Ok((mut pending, watermark)) => {
+            Ok(Imported {
+                mut pending,
+                watermark,
+                bytes,
+            }) => {
                 let now = timestamp(Utc::now());
                 let report = pending.report.clone();
                 let end = SyncEnd {
@@ -261,6 +270,7 @@ impl Sources {
                     rows_read: report.lines as i64,
                     inserted: report.inserted as i64,
                     updated: report.updated as i64,
+                    bytes_read: bytes as i64,
                     duration_ms: duration_ms(),
                     error: None,
                 };
@@ -307,6 +317,7 @@ impl Sources {
             rows_read: rows_read.load(Ordering::Relaxed) as i64,
             inserted: 0,
             updated: 0,
+            bytes_read: 0,
             duration_ms: duration_ms(),
             error: Some(failure.as_str()),
         };
@@ -359,7 +370,10 @@ impl Sources {
         def: &SourceDef,
         started: &Started,
         rows_read: Arc<AtomicU64>,
-    ) -> Result<(Uncommitted, Option<String>), String> {
+    ) -> Result<Imported, String> {
+        if def.pushdown {
+            return self.push_down(def, started, &rows_read).await;
+        }
         let input = tokio::time::timeout(
             def.timeout,
             read::open(def, &started.since, &started.window),
@@ -369,6 +383,7 @@ impl Sources {
         let read::Input {
             rows,
             watermark,
+            bytes,
             reader,
             numbering,
         } = input;
@@ -395,8 +410,95 @@ impl Sources {
         };
         rows_read.store(pending.report.lines as u64, Ordering::Relaxed);
         let watermark = watermark.lock().map(|w| w.clone()).unwrap_or_default();
-        Ok((pending, watermark))
+        Ok(Imported {
+            pending,
+            watermark,
+            bytes: bytes.load(Ordering::Relaxed),
+        })
     }
+
+    /// A push-down: the source computes the window's day-level tallies (scored with the
+    /// rules in force; every day it holds again when they were scored otherwise), which
+    /// replace this source's earlier ones in the store, in one transaction holding the
+    /// store's lock.
+    async fn push_down(
+        &self,
+        def: &SourceDef,
+        started: &Started,
+        rows_read: &AtomicU64,
+    ) -> Result<Imported, String> {
+        let internal = |e: crate::ssr::store::StoreError| {
+            tracing::error!(error = %chain(&e), "writing a source's tallies failed");
+            "the tallies could not be written (see the server's log)".to_string()
+        };
+        let rules = store::rules::load(&self.db).await.map_err(internal)?;
+        let costs = facts::cost_book(&self.db).await.map_err(internal)?;
+        let fingerprint = scoring_fingerprint(rules.scoring(), &costs);
+        let mut from = parse_date(&started.window).unwrap_or_else(|| self.clock.today());
+        if let Some(day) = facts::pushed_rescore_from(&self.db, &def.name, &fingerprint)
+            .await
+            .map_err(internal)?
+        {
+            from = from.min(day);
+        }
+        let pushed = tokio::time::timeout(
+            def.timeout,
+            read::aggregates(def, &fmt_date(from), rules.scoring()),
+        )
+        .await
+        .map_err(|_| format!("no answer within {} s", def.timeout.as_secs()))??;
+        rows_read.store(pushed.rows.len() as u64, Ordering::Relaxed);
+        let mut tx = store::begin(&self.db).await.map_err(internal)?;
+        rescore_if_changed(&mut tx).await.map_err(internal)?;
+        let now_rules = store::rules::load_on(&mut tx).await.map_err(internal)?;
+        let now_costs = facts::cost_book(&mut *tx).await.map_err(internal)?;
+        if scoring_fingerprint(now_rules.scoring(), &now_costs) != fingerprint {
+            return Err(
+                "the scoring rules changed during the sync: nothing was written (the next sync scores with the new ones)"
+                    .into(),
+            );
+        }
+        let known: std::collections::BTreeSet<String> = facts::sites(&mut *tx)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|s| s.code)
+            .collect();
+        let new_sites: Vec<String> = pushed
+            .rows
+            .iter()
+            .map(|r| r.site.clone())
+            .filter(|s| !known.contains(s))
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        facts::ensure_sites(&mut tx, &new_sites)
+            .await
+            .map_err(internal)?;
+        facts::replace_pushed(&mut tx, &def.name, from, &pushed.rows, &fingerprint)
+            .await
+            .map_err(internal)?;
+        Ok(Imported {
+            pending: Uncommitted {
+                report: ImportReport {
+                    lines: pushed.lines as usize,
+                    inserted: pushed.lines as usize,
+                    updated: 0,
+                    sites_created: new_sites,
+                },
+                tx,
+            },
+            watermark: None,
+            bytes: pushed.bytes,
+        })
+    }
+}
+
+/// A sync's writes, not yet committed, with what it read.
+struct Imported {
+    pending: Uncommitted,
+    watermark: Option<String>,
+    bytes: u64,
 }
 
 /// Stops the claim's renewal when the sync ends, however it ends (even dropped midway).

@@ -1,9 +1,15 @@
 //! Reading a source: its rows as order lines, for [`import_lines`]
 //! (crate::ssr::data::import::import_lines), numbered as the source numbers them.
 
+use super::databricks::{Client, Disposition};
 use super::def::{SourceDef, SourceKind};
-use crate::ssr::data::import::{parse_values, InputRow, OrderReader, REQUIRED};
-use crate::ssr::store::foreign::{self, Dialect, Relation, Since};
+use crate::domain::kpi::{KpiCounts, ScoringParams};
+use crate::domain::tally::Tally;
+use crate::ssr::data::import::{
+    parse_values, site_code, InputRow, OrderReader, MAX_FIELD, REQUIRED,
+};
+use crate::ssr::store::facts::PushedRow;
+use crate::ssr::store::foreign::{self, Relation, Since};
 use chrono::NaiveDate;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -13,6 +19,8 @@ use std::time::Duration;
 const CHUNK: usize = 1_000;
 /// Chunks the reader may be ahead of the import.
 const CHUNKS_AHEAD: usize = 8;
+/// How long connecting may take.
+const CONNECT: Duration = Duration::from_secs(15);
 /// Files' rows are numbered file index × 2⁴⁰ + line.
 const FILE_SHIFT: u32 = 40;
 
@@ -64,6 +72,8 @@ impl Numbering {
 /// are read), the task reading a database (aborted when the import stops early).
 pub struct Input {
     pub rows: Box<dyn Iterator<Item = InputRow> + Send>,
+    /// Bytes of values read so far (databases and warehouses).
+    pub bytes: Arc<std::sync::atomic::AtomicU64>,
     pub watermark: Arc<Mutex<Option<String>>>,
     pub reader: Option<tokio::task::JoinHandle<()>>,
     pub numbering: Numbering,
@@ -74,44 +84,269 @@ pub struct Input {
 pub async fn open(def: &SourceDef, since: &Since, window: &str) -> Result<Input, String> {
     match def.kind {
         SourceKind::Csv => open_files(def),
-        SourceKind::Postgres | SourceKind::Mysql => open_database(def, since, window).await,
-        SourceKind::Databricks => open_databricks(def, since, window).await,
+        SourceKind::Postgres | SourceKind::Mysql | SourceKind::Databricks => {
+            open_query(def, since, window).await
+        }
     }
 }
 
-async fn open_database(def: &SourceDef, since: &Since, window: &str) -> Result<Input, String> {
-    let (Some(dialect), Some(url), Some(relation)) =
-        (def.kind.dialect(), def.url.as_ref(), def.relation.as_ref())
-    else {
+/// A database's or warehouse's rows: the mapping checked against the relation's columns
+/// (a statement that reads no row), then the lines streamed by a task feeding the import.
+async fn open_query(def: &SourceDef, since: &Since, window: &str) -> Result<Input, String> {
+    let (Some(dialect), Some(relation)) = (def.kind.dialect(), def.relation.as_ref()) else {
         return Err("the source is not fully configured".into());
     };
-    let connect = Duration::from_secs(15);
-    let probe = foreign::probe(dialect, relation, window);
-    let available = foreign::columns(dialect, url.expose(), &probe, connect)
-        .await
-        .map_err(|e| e.0)?;
-    let mut conn = foreign::connect(url.expose(), connect)
-        .await
-        .map_err(|e| e.0)?;
+    let available = columns_of(def, relation, window).await?;
     let columns = resolve_columns(def, relation, &available)?;
     let since = resolved_since(since, &available);
     let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
     let sql = foreign::select(dialect, relation, &refs, &since, window);
     let width = columns.len();
-    let idle = (def.timeout / 10).max(Duration::from_secs(10));
-    let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
-    let reader = tokio::spawn(async move {
-        match foreign::stream(&mut conn, &sql, width, CHUNK, idle, &tx).await {
-            // An empty chunk marks the end: a reader that stops without one failed.
-            Ok(()) => {
-                let _ = tx.send(Ok(Vec::new())).await;
-            }
-            Err(e) => {
-                let _ = tx.send(Err(e.0)).await;
-            }
-        }
-    });
+    let (rx, reader) = reader(def, sql, width).await?;
     Ok(database_input(def, rx, reader, width))
+}
+
+/// The columns `relation` has, from a statement that reads no row.
+async fn columns_of(
+    def: &SourceDef,
+    relation: &Relation,
+    window: &str,
+) -> Result<Vec<String>, String> {
+    let dialect = def
+        .kind
+        .dialect()
+        .ok_or("the source is not fully configured")?;
+    let probe = foreign::probe(dialect, relation, window);
+    match (&def.url, &def.workspace) {
+        (Some(url), _) => foreign::columns(dialect, url.expose(), &probe, CONNECT)
+            .await
+            .map_err(|e| e.0),
+        (None, Some(ws)) => {
+            let mut client = Client::sign_in(ws, def.timeout).await?;
+            let answer = client.execute(&probe, Disposition::Inline).await?;
+            Ok(Client::columns(&answer))
+        }
+        (None, None) => Err("the source is not fully configured".into()),
+    }
+}
+
+/// A task reading `sql`'s rows (`width` values each, as text) into the channel it returns,
+/// [`CHUNK`] at a time, ending with an empty chunk (a reader that stops without one
+/// failed) or the reason it failed.
+async fn reader(
+    def: &SourceDef,
+    sql: String,
+    width: usize,
+) -> Result<
+    (
+        tokio::sync::mpsc::Receiver<Chunk>,
+        tokio::task::JoinHandle<()>,
+    ),
+    String,
+> {
+    let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
+    let idle = (def.timeout / 10).max(Duration::from_secs(10));
+    let handle = match (&def.url, &def.workspace) {
+        (Some(url), _) => {
+            let mut conn = foreign::connect(url.expose(), CONNECT)
+                .await
+                .map_err(|e| e.0)?;
+            tokio::spawn(async move {
+                let end = match foreign::stream(&mut conn, &sql, width, CHUNK, idle, &tx).await {
+                    Ok(()) => Ok(Vec::new()),
+                    Err(e) => Err(e.0),
+                };
+                let _ = tx.send(end).await;
+            })
+        }
+        (None, Some(ws)) => {
+            let mut client = Client::sign_in(ws, def.timeout).await?;
+            tokio::spawn(async move {
+                let read = async {
+                    let first = client.execute(&sql, Disposition::ExternalLinks).await?;
+                    let mut chunk = first["result"].clone();
+                    loop {
+                        let (rows, next) = client.chunk(&chunk).await?;
+                        for part in rows.chunks(CHUNK) {
+                            let part: Vec<Vec<Option<String>>> = part
+                                .iter()
+                                .map(|r| {
+                                    let mut r = r.clone();
+                                    r.resize(width, None);
+                                    r
+                                })
+                                .collect();
+                            if tx.send(Ok(part)).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                        match next {
+                            Some(link) => chunk = client.next_chunk(&link).await?,
+                            None => return Ok::<(), String>(()),
+                        }
+                    }
+                };
+                let end = read.await.map(|()| Vec::new());
+                let _ = tx.send(end).await;
+            })
+        }
+        (None, None) => return Err("the source is not fully configured".into()),
+    };
+    Ok((rx, handle))
+}
+
+/// Every row of `sql` (at most `limit`), as text, and the bytes of their values.
+async fn fetch(
+    def: &SourceDef,
+    sql: String,
+    width: usize,
+    limit: usize,
+) -> Result<(Vec<Vec<Option<String>>>, u64), String> {
+    let (mut rx, handle) = reader(def, sql, width).await?;
+    let mut rows = Vec::new();
+    let mut bytes = 0u64;
+    let result = loop {
+        match rx.recv().await {
+            Some(Ok(chunk)) if chunk.is_empty() => break Ok(()),
+            Some(Ok(chunk)) => {
+                bytes += chunk
+                    .iter()
+                    .flatten()
+                    .map(|v| v.as_ref().map_or(0, |v| v.len() as u64))
+                    .sum::<u64>();
+                rows.extend(chunk);
+                if rows.len() >= limit {
+                    rows.truncate(limit);
+                    break Ok(());
+                }
+            }
+            Some(Err(e)) => break Err(e),
+            None => break Err("the source's reader stopped".into()),
+        }
+    };
+    handle.abort();
+    result.map(|()| (rows, bytes))
+}
+
+/// What a push-down read: the tallies, the bytes of values received, and the lines they
+/// count.
+pub struct Pushed {
+    pub rows: Vec<PushedRow>,
+    pub bytes: u64,
+    pub lines: i64,
+}
+
+/// The day-level tallies of the window's lines, computed by the source (a generated
+/// `GROUP BY`, scored with `params`), after checking that no row of the window would be
+/// refused as a line (named by order).
+pub async fn aggregates(
+    def: &SourceDef,
+    window: &str,
+    params: ScoringParams,
+) -> Result<Pushed, String> {
+    let (Some(dialect), Some(relation)) = (def.kind.dialect(), def.relation.as_ref()) else {
+        return Err("the source is not fully configured".into());
+    };
+    let available = columns_of(def, relation, window).await?;
+    let columns = resolve_columns(def, relation, &available)?;
+    let p = foreign::Pushdown {
+        order_id: &columns[0],
+        line_no: &columns[1],
+        site: &columns[2],
+        customer: &columns[3],
+        carrier: &columns[4],
+        sku: &columns[5],
+        category: &columns[6],
+        ordered: &columns[7],
+        delivered: &columns[8],
+        due: &columns[9],
+        delivered_on: &columns[10],
+        reason: def
+            .reason_code
+            .as_ref()
+            .map(|_| columns[REQUIRED.len()].as_str()),
+        on_time_window_days: params.on_time_window_days,
+        in_full_tolerance: params.in_full_tolerance,
+    };
+    let (bad, _) = fetch(
+        def,
+        foreign::violations(dialect, relation, &p, window),
+        2,
+        5,
+    )
+    .await?;
+    if !bad.is_empty() {
+        let named: Vec<String> = bad
+            .iter()
+            .map(|r| {
+                let v = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                format!("order_id '{}' line {}", v(0), v(1))
+            })
+            .collect();
+        return Err(format!(
+            "rows due in the window are not valid lines (an empty field, a quantity below 1 or \
+             above 10^9, a line number below 1), such as {} — nothing was imported",
+            named.join(", ")
+        ));
+    }
+    let (rows, bytes) = fetch(
+        def,
+        foreign::aggregate(dialect, relation, &p, window),
+        14,
+        usize::MAX,
+    )
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut lines = 0i64;
+    for (n, r) in rows.iter().enumerate() {
+        let v = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("").trim();
+        let at = |m: String| format!("tally row {}: {m}", n + 1);
+        let site = site_code(v(0)).map_err(at)?;
+        let day = crate::domain::period::parse_date(date_part(v(1)))
+            .ok_or_else(|| at(format!("due date '{}' is not a date", v(1))))?;
+        let member = v(3).to_string();
+        if member.chars().count() > MAX_FIELD {
+            return Err(at(format!(
+                "'{}…' is longer than {MAX_FIELD} characters",
+                member.chars().take(40).collect::<String>()
+            )));
+        }
+        let mut counts = [0i64; 10];
+        for (i, c) in counts.iter_mut().enumerate() {
+            *c = whole(v(4 + i))
+                .parse()
+                .map_err(|_| at(format!("'{}' is not a count", v(4 + i))))?;
+        }
+        let tally = Tally {
+            counts: KpiCounts {
+                lines: counts[0],
+                otif_lines: counts[1],
+                on_time_lines: counts[2],
+                in_full_lines: counts[3],
+                units_ordered: counts[4],
+                units_delivered: counts[5],
+            },
+            open_lines: counts[6],
+            unreasoned_failures: counts[7],
+            failed_cost_cents: counts[8],
+            uncosted_failures: counts[9],
+        };
+        if v(2).is_empty() {
+            lines += tally.counts.lines;
+        }
+        out.push(PushedRow {
+            site,
+            day,
+            dimension: v(2).to_string(),
+            member,
+            tally,
+        });
+    }
+    Ok(Pushed {
+        rows: out,
+        bytes,
+        lines,
+    })
 }
 
 /// The source's columns resolved against what it has: each wanted column's own name
@@ -178,61 +413,6 @@ fn resolved_since(since: &Since, available: &[String]) -> Since {
     }
 }
 
-/// A Databricks warehouse's rows: the mapping checked on a statement that reads no row,
-/// then the lines fetched chunk by chunk (external links) by a task feeding the import.
-async fn open_databricks(def: &SourceDef, since: &Since, window: &str) -> Result<Input, String> {
-    use super::databricks::{Client, Disposition};
-    let (Some(ws), Some(relation)) = (def.workspace.as_ref(), def.relation.as_ref()) else {
-        return Err("the source is not fully configured".into());
-    };
-    let mut client = Client::sign_in(ws, def.timeout).await?;
-    let probe = foreign::probe(Dialect::Databricks, relation, window);
-    let answer = client.execute(&probe, Disposition::Inline).await?;
-    let available = Client::columns(&answer);
-    let columns = resolve_columns(def, relation, &available)?;
-    let since = resolved_since(since, &available);
-    let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
-    let sql = foreign::select(Dialect::Databricks, relation, &refs, &since, window);
-    let width = columns.len();
-    let (tx, rx) = tokio::sync::mpsc::channel(CHUNKS_AHEAD);
-    let reader = tokio::spawn(async move {
-        let read = async {
-            let first = client.execute(&sql, Disposition::ExternalLinks).await?;
-            let mut chunk = first["result"].clone();
-            loop {
-                let (rows, next) = client.chunk(&chunk).await?;
-                for part in rows.chunks(CHUNK) {
-                    let part: Vec<Vec<Option<String>>> = part
-                        .iter()
-                        .map(|r| {
-                            let mut r = r.clone();
-                            r.resize(width, None);
-                            r
-                        })
-                        .collect();
-                    if tx.send(Ok(part)).await.is_err() {
-                        return Ok(());
-                    }
-                }
-                match next {
-                    Some(link) => chunk = client.next_chunk(&link).await?,
-                    None => return Ok::<(), String>(()),
-                }
-            }
-        };
-        // An empty chunk marks the end: a reader that stops without one failed.
-        match read.await {
-            Ok(()) => {
-                let _ = tx.send(Ok(Vec::new())).await;
-            }
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-            }
-        }
-    });
-    Ok(database_input(def, rx, reader, width))
-}
-
 /// The input of a database's rows arriving over `rx`, ending with an empty chunk.
 fn database_input(
     def: &SourceDef,
@@ -241,7 +421,9 @@ fn database_input(
     width: usize,
 ) -> Input {
     let watermark = Arc::new(Mutex::new(None));
+    let bytes: Arc<std::sync::atomic::AtomicU64> = Default::default();
     let rows = DatabaseRows {
+        bytes: bytes.clone(),
         rx,
         buffered: VecDeque::new(),
         n: 0,
@@ -253,6 +435,7 @@ fn database_input(
     Input {
         rows: Box::new(rows),
         watermark,
+        bytes,
         reader: Some(reader),
         numbering: Numbering::Rows,
     }
@@ -262,6 +445,7 @@ type Chunk = Result<Vec<Vec<Option<String>>>, String>;
 
 /// A database's rows as they arrive from its reader, validated one by one.
 struct DatabaseRows {
+    bytes: Arc<std::sync::atomic::AtomicU64>,
     rx: tokio::sync::mpsc::Receiver<Chunk>,
     buffered: VecDeque<Vec<Option<String>>>,
     n: u64,
@@ -281,7 +465,16 @@ impl Iterator for DatabaseRows {
             }
             match self.rx.blocking_recv() {
                 Some(Ok(chunk)) if chunk.is_empty() => self.done = true,
-                Some(Ok(chunk)) => self.buffered.extend(chunk),
+                Some(Ok(chunk)) => {
+                    let bytes: u64 = chunk
+                        .iter()
+                        .flatten()
+                        .map(|v| v.as_ref().map_or(0, |v| v.len() as u64))
+                        .sum();
+                    self.bytes
+                        .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+                    self.buffered.extend(chunk)
+                }
                 Some(Err(failure)) => {
                     self.done = true;
                     return Some(Err(failure));
@@ -399,6 +592,7 @@ fn open_files(def: &SourceDef) -> Result<Input, String> {
     Ok(Input {
         rows: Box::new(rows),
         watermark: Arc::new(Mutex::new(None)),
+        bytes: Default::default(),
         reader: None,
         numbering: Numbering::Files(names),
     })

@@ -89,6 +89,7 @@ pub async fn clear(conn: &mut Conn) -> Result<()> {
     for (table, what) in [
         ("insights", "Failed to clear insights"),
         ("kpi_facts", "Failed to clear the metric store"),
+        ("pushed_facts", "Failed to clear the pushed-down tallies"),
         ("order_lines", "Failed to clear order lines"),
         ("sites", "Failed to clear sites"),
     ] {
@@ -357,6 +358,7 @@ pub async fn retally(
     costs: &CostBook,
 ) -> Result<()> {
     retally_site(conn, site, from, to, params, costs).await?;
+    add_pushed(conn, Some(site), from, to).await?;
     renetwork(conn, from, to).await
 }
 
@@ -472,10 +474,182 @@ pub async fn retally_all(conn: &mut Conn, params: ScoringParams, costs: &CostBoo
         retally_site(conn, &s.site, from, to, params, costs).await?;
         span = Some(span.map_or((from, to), |(a, b)| (a.min(from), b.max(to))));
     }
+    // Pushed-down tallies come back as they are (their source re-reads them at its next
+    // sync when they were scored otherwise).
+    let pushed: SpanRow = sqlx::query_as(
+        "SELECT '' AS site, MIN(day) AS first_day, MAX(day) AS last_day FROM pushed_facts",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .ctx("Failed to read the pushed-down tallies' span")?;
+    if let (Some(from), Some(to)) = (
+        pushed.first_day.as_deref().and_then(parse_date),
+        pushed.last_day.as_deref().and_then(parse_date),
+    ) {
+        add_pushed(conn, None, from, to).await?;
+        span = Some(span.map_or((from, to), |(a, b)| (a.min(from), b.max(to))));
+    }
     match span {
         Some((from, to)) => renetwork(conn, from, to).await,
         None => Ok(()),
     }
+}
+
+/// One day-level tally a source computed itself (push-down).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PushedRow {
+    pub site: String,
+    pub day: NaiveDate,
+    /// `''` for the site's total.
+    pub dimension: String,
+    pub member: String,
+    pub tally: Tally,
+}
+
+/// Adds the pushed-down tallies of one site (or every site) for the days in [from, to]
+/// to the store's site rows (not the network's: the caller sums those).
+async fn add_pushed(
+    conn: &mut Conn,
+    site: Option<&str>,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<()> {
+    let cols = TALLY_COLS.join(", ");
+    let add = TALLY_COLS
+        .iter()
+        .map(|c| format!("{c} = kpi_facts.{c} + excluded.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sums = TALLY_COLS
+        .iter()
+        .map(|c| format!("CAST(SUM({c}) AS BIGINT)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // `WHERE true` before the upsert clause: SQLite's parser needs it after a SELECT.
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO kpi_facts (site, day, dimension, member, {cols}) \
+         SELECT site, day, dimension, member, {sums} FROM pushed_facts \
+         WHERE ($1 IS NULL OR site = $1) AND day >= $2 AND day <= $3 AND true \
+         GROUP BY site, day, dimension, member \
+         ON CONFLICT (site, day, dimension, member) DO UPDATE SET {add}"
+    )))
+    .bind(site.map(str::to_string))
+    .bind(fmt_date(from))
+    .bind(fmt_date(to))
+    .execute(&mut *conn)
+    .await
+    .ctx("Failed to add the pushed-down tallies")?;
+    Ok(())
+}
+
+/// The first day a source's pushed-down tallies were scored otherwise than `scoring`
+/// (its next sync reads from there), if any.
+pub async fn pushed_rescore_from<'e>(
+    ex: impl Exec<'e>,
+    source: &str,
+    scoring: &str,
+) -> Result<Option<NaiveDate>> {
+    let day: Option<String> =
+        sqlx::query_scalar("SELECT MIN(day) FROM pushed_facts WHERE source = $1 AND scoring <> $2")
+            .bind(source.to_string())
+            .bind(scoring.to_string())
+            .fetch_one(ex)
+            .await
+            .ctx("Failed to read the pushed-down tallies")?;
+    Ok(day.as_deref().and_then(parse_date))
+}
+
+/// Replaces a source's pushed-down tallies from `from` on with `rows`, in the caller's
+/// transaction (which holds the store's lock): the old ones are taken out of the store
+/// (site and network rows), the new ones put in.
+pub async fn replace_pushed(
+    conn: &mut Conn,
+    source: &str,
+    from: NaiveDate,
+    rows: &[PushedRow],
+    scoring: &str,
+) -> Result<()> {
+    let old: Vec<TallyRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT site, day, dimension, member, {} FROM pushed_facts WHERE source = $1 AND day >= $2",
+        TALLY_COLS.join(", ")
+    )))
+    .bind(source.to_string())
+    .bind(fmt_date(from))
+    .fetch_all(&mut *conn)
+    .await
+    .ctx("Failed to read the pushed-down tallies")?;
+    let mut taken: HashMap<(String, NaiveDate), Breakdown> = HashMap::new();
+    for r in &old {
+        let Some(day) = parse_date(&r.day) else {
+            continue;
+        };
+        let b = taken.entry((r.site.clone(), day)).or_default();
+        let t = r.tally().negated();
+        if r.dimension.is_empty() {
+            b.total.add(&t);
+        } else {
+            b.add(&r.dimension, &r.member, &t);
+        }
+    }
+    add_tallies(conn, &taken).await?;
+    // Rows left at zero lines are members no line has any more.
+    sqlx::query("DELETE FROM kpi_facts WHERE day >= $1 AND lines = 0")
+        .bind(fmt_date(from))
+        .execute(&mut *conn)
+        .await
+        .ctx("Failed to clear emptied tallies")?;
+    sqlx::query("DELETE FROM pushed_facts WHERE source = $1 AND day >= $2")
+        .bind(source.to_string())
+        .bind(fmt_date(from))
+        .execute(&mut *conn)
+        .await
+        .ctx("Failed to clear the pushed-down tallies")?;
+    let backend = Backend::of_conn(conn);
+    let mut cols: Vec<(&str, Col)> = vec![
+        ("source", Col::Text),
+        ("site", Col::Text),
+        ("day", Col::Text),
+        ("dimension", Col::Text),
+        ("member", Col::Text),
+    ];
+    cols.extend(TALLY_COLS.iter().map(|c| (*c, Col::Int)));
+    cols.push(("scoring", Col::Text));
+    let names = cols.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "INSERT INTO pushed_facts ({names}) {}",
+        json_rows(backend, &cols)
+    );
+    let mut added: HashMap<(String, NaiveDate), Breakdown> = HashMap::new();
+    for chunk in rows.chunks(BULK_ROWS) {
+        let values: Vec<Value> = chunk
+            .iter()
+            .map(|r| {
+                let mut v = vec![
+                    json!(source),
+                    json!(r.site),
+                    json!(fmt_date(r.day)),
+                    json!(r.dimension),
+                    json!(r.member),
+                ];
+                v.extend(tally_values(&r.tally).iter().map(|x| json!(x)));
+                v.push(json!(scoring));
+                Value::Array(v)
+            })
+            .collect();
+        write_rows(conn, &sql, values).await?;
+        for r in chunk {
+            let b = added.entry((r.site.clone(), r.day)).or_default();
+            if r.dimension.is_empty() {
+                b.total.add(&r.tally);
+            } else {
+                b.add(&r.dimension, &r.member, &r.tally);
+            }
+        }
+        if added.len() > 2_000 {
+            add_tallies(conn, &std::mem::take(&mut added)).await?;
+        }
+    }
+    add_tallies(conn, &added).await
 }
 
 /// One summed row of the store.

@@ -141,6 +141,155 @@ pub fn probe(dialect: Dialect, relation: &Relation, since: &str) -> String {
     )
 }
 
+impl Dialect {
+    /// A date of a date, timestamp or `YYYY-MM-DD…` text.
+    fn date(self, expr: &str) -> String {
+        match self {
+            Dialect::Postgres | Dialect::Mysql => format!("CAST({expr} AS DATE)"),
+            Dialect::Databricks => format!("to_date({expr})"),
+        }
+    }
+
+    fn add_days(self, date: &str, days: i64) -> String {
+        match self {
+            Dialect::Postgres => format!("({date} + {days})"),
+            Dialect::Mysql => format!("DATE_ADD({date}, INTERVAL {days} DAY)"),
+            Dialect::Databricks => format!("date_add({date}, {days})"),
+        }
+    }
+}
+
+/// The source columns a push-down reads, and how lines are scored.
+pub struct Pushdown<'a> {
+    pub order_id: &'a str,
+    pub line_no: &'a str,
+    pub site: &'a str,
+    pub customer: &'a str,
+    pub carrier: &'a str,
+    pub sku: &'a str,
+    pub category: &'a str,
+    pub ordered: &'a str,
+    pub delivered: &'a str,
+    pub due: &'a str,
+    pub delivered_on: &'a str,
+    pub reason: Option<&'a str>,
+    /// Days after the due date a delivery still counts as on time.
+    pub on_time_window_days: i64,
+    /// Share of the ordered quantity that may be missing for a line to count in full.
+    pub in_full_tolerance: f64,
+}
+
+/// The tallies the metric store keeps, computed by the source: one row per site, due day,
+/// dimension and member (`''`/`''` for the site's total) with the ten counts of a tally,
+/// every value as text. Scored as Opsight scores a line (`domain::kpi::score_line`): on
+/// time when delivered no later than the due date plus the window, in full when the
+/// delivered quantity reaches the ordered one less the tolerance (with the same 1e-9
+/// slack); costs are not pushed down (failing lines count as uncosted).
+pub fn aggregate(dialect: Dialect, relation: &Relation, p: &Pushdown, window: &str) -> String {
+    let c = |name: &str| format!("src.{}", dialect.quote(name));
+    let t = |e: &str| dialect.text(e);
+    let due = dialect.date(&c(p.due));
+    let delivered_on = dialect.date(&c(p.delivered_on));
+    let factor = format!("{:.12}", 1.0 - p.in_full_tolerance);
+    let reason = match p.reason {
+        Some(r) => format!("COALESCE(TRIM({}), '')", t(&c(r))),
+        None => "''".into(),
+    };
+    let lines = format!(
+        "SELECT UPPER(TRIM({site})) AS site, {day} AS day, TRIM({carrier}) AS carrier, \
+         TRIM({customer}) AS customer, TRIM({category}) AS category, {reason} AS reason, \
+         CASE WHEN {dd} IS NULL THEN NULL ELSE {dd_text} END AS delivered_on, \
+         {oq} AS oq, {dq} AS dq, \
+         CASE WHEN {dd} IS NOT NULL AND {delivered_on} <= {deadline} THEN 1 ELSE 0 END AS on_time, \
+         CASE WHEN {dq} * 1.0 >= {oq} * 1.0 * {factor} - 0.000000001 THEN 1 ELSE 0 END AS in_full, \
+         CASE WHEN {dd} IS NULL THEN 1 ELSE 0 END AS open_line \
+         FROM {from} WHERE {due_col} >= {since}",
+        site = t(&c(p.site)),
+        day = t(&due),
+        carrier = t(&c(p.carrier)),
+        customer = t(&c(p.customer)),
+        category = t(&c(p.category)),
+        dd = c(p.delivered_on),
+        dd_text = t(&delivered_on),
+        oq = c(p.ordered),
+        dq = c(p.delivered),
+        deadline = dialect.add_days(&due, p.on_time_window_days),
+        from = relation.as_from_item(dialect, window),
+        due_col = c(p.due),
+        since = literal(dialect, window),
+    );
+    let cols = "site, day, on_time, in_full, oq, dq, open_line, reason";
+    let branches = [
+        ("''", "''", ""),
+        ("'carrier'", "carrier", ""),
+        ("'customer'", "customer", ""),
+        ("'category'", "category", ""),
+        ("'reason'", "reason", ""),
+        (
+            "'delivered_on'",
+            "delivered_on",
+            " WHERE delivered_on IS NOT NULL",
+        ),
+    ]
+    .iter()
+    .map(|(dim, member, filter)| {
+        format!("SELECT {dim} AS dim, {member} AS member, {cols} FROM l{filter}")
+    })
+    .collect::<Vec<_>>()
+    .join(" UNION ALL ");
+    let sums = [
+        "COUNT(*)",
+        "SUM(on_time * in_full)",
+        "SUM(on_time)",
+        "SUM(in_full)",
+        "SUM(oq)",
+        "SUM(dq)",
+        "SUM(open_line)",
+        "SUM(CASE WHEN on_time * in_full = 0 AND reason = '' THEN 1 ELSE 0 END)",
+        "0",
+        "COUNT(*) - SUM(on_time * in_full)",
+    ]
+    .iter()
+    .map(|e| t(e))
+    .collect::<Vec<_>>()
+    .join(", ");
+    format!(
+        "WITH l AS ({lines}) SELECT {}, {}, {}, {}, {sums} FROM ({branches}) AS f \
+         GROUP BY site, day, dim, member",
+        t("site"),
+        t("day"),
+        t("dim"),
+        t("member")
+    )
+}
+
+/// Rows of the window that cannot be lines (what the line-by-line path refuses by row):
+/// how many, with up to five of their order ids.
+pub fn violations(dialect: Dialect, relation: &Relation, p: &Pushdown, window: &str) -> String {
+    let c = |name: &str| format!("src.{}", dialect.quote(name));
+    let t = |e: &str| dialect.text(e);
+    let text_missing = [p.order_id, p.site, p.customer, p.carrier, p.sku, p.category]
+        .iter()
+        .map(|col| format!("{} IS NULL OR TRIM({}) = ''", c(col), t(&c(col))))
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    let bad = format!(
+        "{text_missing} OR {line} IS NULL OR {line} < 1 OR {oq} IS NULL OR {oq} <= 0 \
+         OR {oq} > 1000000000 OR {dq} IS NULL OR {dq} < 0 OR {dq} > 1000000000",
+        line = c(p.line_no),
+        oq = c(p.ordered),
+        dq = c(p.delivered),
+    );
+    format!(
+        "SELECT {}, {} FROM {} WHERE {} >= {} AND ({bad})",
+        t(&c(p.order_id)),
+        t(&c(p.line_no)),
+        relation.as_from_item(dialect, window),
+        c(p.due),
+        literal(dialect, window)
+    )
+}
+
 /// Why reading another database failed: a message naming what failed, safe to show (the
 /// connection string is never in it).
 #[derive(Debug, thiserror::Error)]
@@ -312,6 +461,62 @@ mod tests {
             sql,
             "SELECT CAST(src.`a` AS CHAR) FROM (\nSELECT * FROM t WHERE d >= '2026-10-01' AND \
              x::text = 'a'\n) AS src WHERE src.`updated` >= 'it\\\\''s'"
+        );
+    }
+
+    #[test]
+    fn a_pushdown_scores_lines_in_the_source_as_opsight_does() {
+        let p = Pushdown {
+            order_id: "so",
+            line_no: "ln",
+            site: "dc",
+            customer: "cust",
+            carrier: "car",
+            sku: "sku",
+            category: "cat",
+            ordered: "oq",
+            delivered: "dq",
+            due: "due",
+            delivered_on: "dd",
+            reason: Some("why"),
+            on_time_window_days: 1,
+            in_full_tolerance: 0.02,
+        };
+        let sql = aggregate(
+            Dialect::Postgres,
+            &Relation::Table("t".into()),
+            &p,
+            "2026-10-01",
+        );
+        assert!(
+            sql.contains("CAST(src.\"dd\" AS DATE) <= (CAST(src.\"due\" AS DATE) + 1)"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("src.\"dq\" * 1.0 >= src.\"oq\" * 1.0 * 0.980000000000 - 0.000000001"),
+            "{sql}"
+        );
+        assert!(sql.contains("WHERE src.\"due\" >= '2026-10-01'"), "{sql}");
+        assert_eq!(sql.matches(" UNION ALL ").count(), 5);
+        let sql = aggregate(
+            Dialect::Mysql,
+            &Relation::Table("t".into()),
+            &p,
+            "2026-10-01",
+        );
+        assert!(
+            sql.contains("DATE_ADD(CAST(src.`due` AS DATE), INTERVAL 1 DAY)"),
+            "{sql}"
+        );
+        let sql = aggregate(
+            Dialect::Databricks,
+            &Relation::Table("t".into()),
+            &p,
+            "2026-10-01",
+        );
+        assert!(
+            sql.contains("to_date(src.`dd`) <= date_add(to_date(src.`due`), 1)"),
+            "{sql}"
         );
     }
 

@@ -201,6 +201,7 @@ pub struct SyncEnd<'a> {
     pub rows_read: i64,
     pub inserted: i64,
     pub updated: i64,
+    pub bytes_read: i64,
     pub duration_ms: i64,
     pub error: Option<&'a str>,
 }
@@ -208,7 +209,7 @@ pub struct SyncEnd<'a> {
 pub async fn finish_sync<'e>(ex: impl Exec<'e>, id: &str, end: &SyncEnd<'_>) -> Result<()> {
     sqlx::query(
         "UPDATE source_syncs SET status = $2, finished_at = $3, rows_read = $4, inserted = $5, \
-         updated = $6, duration_ms = $7, error = $8 WHERE id = $1",
+         updated = $6, duration_ms = $7, error = $8, bytes_read = $9 WHERE id = $1",
     )
     .bind(id.to_string())
     .bind(end.status.as_str())
@@ -218,6 +219,7 @@ pub async fn finish_sync<'e>(ex: impl Exec<'e>, id: &str, end: &SyncEnd<'_>) -> 
     .bind(end.updated)
     .bind(end.duration_ms)
     .bind(end.error.map(str::to_string))
+    .bind(end.bytes_read)
     .execute(ex)
     .await
     .ctx("Failed to record the end of a sync")?;
@@ -244,7 +246,7 @@ pub async fn abandon_orphans<'e>(ex: impl Exec<'e>, now: &str) -> Result<u64> {
 }
 
 const SYNC_COLS: &str = "id, source, trigger_kind, actor, status, since, started_at, \
-                         finished_at, rows_read, inserted, updated, duration_ms, error";
+                         finished_at, rows_read, inserted, updated, bytes_read, duration_ms, error";
 
 #[derive(sqlx::FromRow)]
 struct SyncRow {
@@ -259,6 +261,7 @@ struct SyncRow {
     rows_read: i64,
     inserted: i64,
     updated: i64,
+    bytes_read: i64,
     duration_ms: Option<i64>,
     error: Option<String>,
 }
@@ -280,6 +283,7 @@ impl SyncRow {
             rows_read: self.rows_read,
             inserted: self.inserted,
             updated: self.updated,
+            bytes_read: self.bytes_read,
             duration_ms: self.duration_ms,
             error: self.error,
         })
