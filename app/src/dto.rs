@@ -838,6 +838,9 @@ pub struct SourceView {
     /// Days of lines (by due date) each sync reads again, when there is no watermark.
     pub window_days: u32,
     pub watermark_column: Option<String>,
+    /// The source computes the day-level tallies itself (its lines stay there).
+    #[serde(default)]
+    pub pushdown: bool,
     /// The highest watermark value synced so far.
     pub watermark: Option<String>,
     pub next_due: Option<String>,

@@ -85,6 +85,11 @@ impl Application {
             leptos_options: config.site,
             sources: config.sources,
         });
+        state
+            .sources()
+            .drop_unowned_tallies()
+            .await
+            .map_err(|e| anyhow::anyhow!("settling the pushed-down tallies: {e}"))?;
         Ok(Application {
             state,
             listener,

@@ -29,6 +29,7 @@ import argparse
 import base64
 import datetime
 import json
+import math
 import re
 import secrets
 import sqlite3
@@ -69,6 +70,7 @@ def run_statement(st):
         conn = sqlite3.connect(ARGS.db)
         conn.create_function("to_date", 1, to_date)
         conn.create_function("date_add", 2, date_add)
+        conn.create_function("floor", 1, lambda v: None if v is None else math.floor(float(v)))
         cur = conn.execute(sql)
         columns = [d[0] for d in (cur.description or [])]
         rows = [[None if v is None else str(v) for v in r] for r in cur.fetchall()]

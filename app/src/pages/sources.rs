@@ -23,9 +23,14 @@ fn last_sync(s: &SyncView) -> String {
             s.rows_read
         ),
         SyncStatus::Succeeded => format!(
-            "{} · {} rows read, {} new, {} updated in {:.1} s",
+            "{} · {} rows read{}, {} new, {} updated in {:.1} s",
             when(s.finished_at.as_deref().unwrap_or(&s.started_at)),
             s.rows_read,
+            if s.bytes_read > 0 {
+                format!(" ({:.1} MB)", s.bytes_read as f64 / 1e6)
+            } else {
+                String::new()
+            },
             s.inserted,
             s.updated,
             s.duration_ms.unwrap_or(0) as f64 / 1000.0
@@ -54,7 +59,7 @@ fn row(s: SourceView, sync: ServerAction<SyncSource>) -> impl IntoView {
     };
     view! {
         <tr data-source=s.name.clone() class=format!("source {state}")>
-            <td><strong>{s.name.clone()}</strong><div class="hint">{format!("{} · {}", s.kind, s.reads)}</div></td>
+            <td><strong>{s.name.clone()}</strong><div class="hint">{format!("{} · {}{}", s.kind, s.reads, if s.pushdown { " · tallies pushed down" } else { "" })}</div></td>
             <td>{s.schedule.clone().unwrap_or_else(|| "on demand".into())}
                 <div class="hint">{match &s.watermark_column {
                     Some(w) => format!("rows from watermark {w}{}", s.watermark.as_deref().map(|v| format!(" ≥ {v}")).unwrap_or_default()),

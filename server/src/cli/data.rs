@@ -46,7 +46,7 @@ pub async fn retally(config: &Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let db = store::connect(&config.database_url).await?;
     import::retally_store(&db, true).await?;
-    let totals = store::facts::store_totals(&db).await?;
+    let totals = store::facts::line_totals(&db).await?;
     println!(
         "metric store re-tallied: {} lines in {:.1} s",
         totals.lines,

@@ -14,8 +14,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const MARIADB_SERVER: &str = "mysql://root@127.0.0.1:3306/test";
+/// The servers the source databases are made on (`OPSIGHT_TEST_PG_URL`,
+/// `OPSIGHT_TEST_MYSQL_URL`).
+fn pg_server() -> String {
+    std::env::var("OPSIGHT_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn mariadb_server() -> String {
+    std::env::var("OPSIGHT_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
 
 /// One generated order line.
 #[derive(Clone)]
@@ -188,7 +197,7 @@ fn quote(v: &str) -> String {
 /// The WMS's table on PostgreSQL: its own names and types (numeric quantities, a
 /// timestamp for the delivery), an update timestamp and a region nobody maps.
 async fn postgres_wms(lines: &[Line]) -> SourceDb {
-    let db = SourceDb::new(PG_SERVER, true).await;
+    let db = SourceDb::new(&pg_server(), true).await;
     db.exec(
         "CREATE TABLE shipments (so_number TEXT, line INTEGER, dc_code VARCHAR(8), \
          account TEXT, haulier TEXT, item TEXT, item_group TEXT, qty_ordered NUMERIC(12,2), \
@@ -231,7 +240,7 @@ async fn postgres_wms(lines: &[Line]) -> SourceDb {
 
 /// The ERP's order lines on MariaDB, read through a query with `:since`.
 async fn mariadb_erp(lines: &[Line]) -> SourceDb {
-    let db = SourceDb::new(MARIADB_SERVER, false).await;
+    let db = SourceDb::new(&mariadb_server(), false).await;
     db.exec(
         "CREATE TABLE order_rows (OrderNo VARCHAR(40), LineNo INT, Site VARCHAR(8), \
          Customer VARCHAR(60), Carrier VARCHAR(60), Sku VARCHAR(40), Category VARCHAR(40), \

@@ -552,11 +552,19 @@ pub async fn retally_store(db: &Db, force: bool) -> Result<bool, StoreError> {
         store::commit(tx).await?;
         return Ok(true);
     }
-    let lines = facts::line_totals(&mut *tx).await?;
-    let tallied = facts::store_totals(&mut *tx).await?;
+    store::rollback(tx).await?;
+    // Compared outside the store's lock (a scan of the lines), then settled under it.
+    let mut conn = db.acquire().await.map_err(|source| StoreError::Database {
+        what: "Failed to take a connection",
+        source,
+    })?;
+    let lines = facts::line_totals(&mut *conn).await?;
+    let tallied = facts::store_totals(&mut conn).await?;
+    drop(conn);
     if !force && lines == tallied {
         return Ok(false);
     }
+    let mut tx = store::begin(db).await?;
     if !force {
         tracing::warn!(
             lines = lines.lines,

@@ -222,8 +222,11 @@ impl Client {
         Ok((rows, next))
     }
 
-    /// A chunk by its internal link.
+    /// A chunk by its internal link (a path of this API, never another host).
     pub async fn next_chunk(&mut self, link: &str) -> Result<Value, String> {
+        if !link.starts_with("/api/2.0/sql/statements/") || link.contains("..") {
+            return Err("the workspace named a next chunk outside its statements API".into());
+        }
         let url = format!("{}{link}", self.host);
         self.call(self.http.get(url)).await
     }

@@ -206,9 +206,9 @@ impl SourceDef {
                 let host = spec
                     .host
                     .map(|h| h.trim().trim_end_matches('/').to_string())
-                    .filter(|h| h.starts_with("https://") || h.starts_with("http://"))
+                    .filter(|h| h.starts_with("https://") || loopback_http(h))
                     .ok_or_else(|| {
-                        at("host (https://… the workspace's address) is required".into())
+                        at("host (https://… the workspace's address; http only to this machine) is required".into())
                     })?;
                 let warehouse = spec
                     .warehouse_id
@@ -355,6 +355,20 @@ pub enum DatabricksAuth {
     OAuth { client_id: String, secret: Secret },
 }
 
+/// `http://` to this machine only (a local double or proxy): a token must not cross a
+/// network in clear text.
+fn loopback_http(host: &str) -> bool {
+    let Some(rest) = host.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or("");
+    let name = match authority.rsplit_once(':') {
+        Some((h, port)) if port.chars().all(|c| c.is_ascii_digit()) => h,
+        _ => authority,
+    };
+    matches!(name, "127.0.0.1" | "localhost" | "[::1]")
+}
+
 /// What a database source reads: exactly one of a query and a table.
 fn relation(query: Option<String>, table: Option<String>) -> Result<Relation, String> {
     match (query, table) {
@@ -442,6 +456,11 @@ mod tests {
         s.token_env = Some("DBX_TOKEN".into());
         assert_eq!(err(s.clone()), "source 'wms': DBX_TOKEN is not set");
         s.token_env = Some("WMS_URL".into());
+        s.host = Some("http://adb-1.azuredatabricks.net".into());
+        assert!(err(s.clone()).contains("http only to this machine"));
+        s.host = Some("http://127.0.0.1:8080".into());
+        assert!(SourceDef::from_spec(s.clone(), &env, Path::new(".")).is_ok());
+        s.host = Some("https://adb-1.azuredatabricks.net/".into());
         let def = SourceDef::from_spec(s, &env, Path::new(".")).unwrap();
         let ws = def.workspace.unwrap();
         assert_eq!(ws.host, "https://adb-1.azuredatabricks.net");

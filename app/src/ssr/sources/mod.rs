@@ -102,6 +102,28 @@ impl Sources {
         Ok(out)
     }
 
+    /// Takes out of the store the pushed-down tallies of sources no longer configured to
+    /// push down (removed, renamed, or reading lines now), so they are not counted on
+    /// top of what replaced them. Run at start-up; returns the sources cleared.
+    pub async fn drop_unowned_tallies(&self) -> Result<Vec<String>, ServiceError> {
+        let mut cleared = Vec::new();
+        for (source, first_day) in facts::pushed_sources(&self.db).await? {
+            if self.defs.iter().any(|d| d.name == source && d.pushdown) {
+                continue;
+            }
+            let Some(from) = parse_date(&first_day) else {
+                continue;
+            };
+            let mut tx = store::begin(&self.db).await?;
+            rescore_if_changed(&mut tx).await?;
+            facts::replace_pushed(&mut tx, &source, from, &[], "").await?;
+            store::commit(tx).await?;
+            tracing::info!(source = %source, "pushed-down tallies of a source no longer pushing down were taken out");
+            cleared.push(source);
+        }
+        Ok(cleared)
+    }
+
     /// A source's syncs, newest first.
     pub async fn history(&self, name: &str) -> Result<Vec<SyncView>, ServiceError> {
         self.def(name)?;
@@ -393,9 +415,7 @@ impl Sources {
                 counter.store(n, Ordering::Relaxed)
             });
         let result = tokio::time::timeout(def.timeout, import).await;
-        if let Some(reader) = reader {
-            reader.abort();
-        }
+        drop(reader);
         let pending = match result {
             Err(_) => return Err(format!("not finished within {} s", def.timeout.as_secs())),
             Ok(Ok(pending)) => pending,
@@ -551,6 +571,7 @@ fn view(
         schedule: def.schedule_text.clone(),
         window_days: def.window_days,
         watermark_column: def.watermark.clone(),
+        pushdown: def.pushdown,
         watermark: state.watermark,
         next_due: state.next_due,
         last_success_at: state.last_success_at,

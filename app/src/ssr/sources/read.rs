@@ -68,14 +68,24 @@ impl Numbering {
     }
 }
 
+/// A task stopped when its handle is dropped.
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// An opened source: its rows, the highest watermark value they carried (known once they
-/// are read), the task reading a database (aborted when the import stops early).
+/// are read), the task reading a database (stopped when this is dropped: the import
+/// ended, failed or timed out).
 pub struct Input {
     pub rows: Box<dyn Iterator<Item = InputRow> + Send>,
     /// Bytes of values read so far (databases and warehouses).
     pub bytes: Arc<std::sync::atomic::AtomicU64>,
     pub watermark: Arc<Mutex<Option<String>>>,
-    pub reader: Option<tokio::task::JoinHandle<()>>,
+    pub reader: Option<AbortOnDrop>,
     pub numbering: Numbering,
 }
 
@@ -203,6 +213,8 @@ async fn fetch(
     limit: usize,
 ) -> Result<(Vec<Vec<Option<String>>>, u64), String> {
     let (mut rx, handle) = reader(def, sql, width).await?;
+    // Stops the reading however this ends (a timeout drops this future mid-way).
+    let handle = AbortOnDrop(handle);
     let mut rows = Vec::new();
     let mut bytes = 0u64;
     let result = loop {
@@ -224,7 +236,7 @@ async fn fetch(
             None => break Err("the source's reader stopped".into()),
         }
     };
-    handle.abort();
+    drop(handle);
     result.map(|()| (rows, bytes))
 }
 
@@ -268,6 +280,26 @@ pub async fn aggregates(
         on_time_window_days: params.on_time_window_days,
         in_full_tolerance: params.in_full_tolerance,
     };
+    let (twice, _) = fetch(
+        def,
+        foreign::duplicates(dialect, relation, &p, window),
+        2,
+        5,
+    )
+    .await?;
+    if !twice.is_empty() {
+        let named: Vec<String> = twice
+            .iter()
+            .map(|r| {
+                let v = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                format!("order_id '{}' line {}", v(0), v(1))
+            })
+            .collect();
+        return Err(format!(
+            "keys are in the window more than once, such as {} — nothing was imported",
+            named.join(", ")
+        ));
+    }
     let (bad, _) = fetch(
         def,
         foreign::violations(dialect, relation, &p, window),
@@ -296,7 +328,10 @@ pub async fn aggregates(
         usize::MAX,
     )
     .await?;
-    let mut out = Vec::with_capacity(rows.len());
+    // Keyed as the store keys them: members the source grouped apart (trailing tabs, say)
+    // that read the same here are one.
+    let mut merged: std::collections::BTreeMap<(String, NaiveDate, String, String), Tally> =
+        Default::default();
     let mut lines = 0i64;
     for (n, r) in rows.iter().enumerate() {
         let v = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("").trim();
@@ -334,19 +369,22 @@ pub async fn aggregates(
         if v(2).is_empty() {
             lines += tally.counts.lines;
         }
-        out.push(PushedRow {
+        merged
+            .entry((site, day, v(2).to_string(), member))
+            .or_default()
+            .add(&tally);
+    }
+    let rows = merged
+        .into_iter()
+        .map(|((site, day, dimension, member), tally)| PushedRow {
             site,
             day,
-            dimension: v(2).to_string(),
+            dimension,
             member,
             tally,
-        });
-    }
-    Ok(Pushed {
-        rows: out,
-        bytes,
-        lines,
-    })
+        })
+        .collect();
+    Ok(Pushed { rows, bytes, lines })
 }
 
 /// The source's columns resolved against what it has: each wanted column's own name
@@ -436,7 +474,7 @@ fn database_input(
         rows: Box::new(rows),
         watermark,
         bytes,
-        reader: Some(reader),
+        reader: Some(AbortOnDrop(reader)),
         numbering: Numbering::Rows,
     }
 }

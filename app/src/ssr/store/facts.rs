@@ -122,22 +122,52 @@ pub struct Totals {
 /// [`Totals`] of the lines themselves (a scan of `order_lines`).
 pub async fn line_totals<'e>(ex: impl Exec<'e>) -> Result<Totals> {
     sqlx::query_as(
-        "SELECT CAST(COUNT(*) AS BIGINT) AS lines,          CAST(COALESCE(SUM(ordered_qty), 0) AS BIGINT) AS units_ordered,          CAST(COALESCE(SUM(delivered_qty), 0) AS BIGINT) AS units_delivered,          CAST(COUNT(delivered_date) AS BIGINT) AS delivered_lines FROM order_lines",
+        "SELECT CAST(COUNT(*) AS BIGINT) AS lines, \
+         CAST(COALESCE(SUM(ordered_qty), 0) AS BIGINT) AS units_ordered, \
+         CAST(COALESCE(SUM(delivered_qty), 0) AS BIGINT) AS units_delivered, \
+         CAST(COUNT(delivered_date) AS BIGINT) AS delivered_lines FROM order_lines",
     )
     .fetch_one(ex)
     .await
     .ctx("Failed to total the order lines")
 }
 
-/// [`Totals`] of the metric store (the network's total rows).
-pub async fn store_totals<'e>(ex: impl Exec<'e>) -> Result<Totals> {
-    sqlx::query_as(
-        "SELECT CAST(COALESCE(SUM(lines), 0) AS BIGINT) AS lines,          CAST(COALESCE(SUM(units_ordered), 0) AS BIGINT) AS units_ordered,          CAST(COALESCE(SUM(units_delivered), 0) AS BIGINT) AS units_delivered,          CAST(COALESCE(SUM(lines - open_lines), 0) AS BIGINT) AS delivered_lines          FROM kpi_facts WHERE site = $1 AND dimension = ''",
-    )
+/// [`Totals`] of the metric store's lines: the network's total rows less the tallies
+/// sources pushed down (which have no lines in `order_lines`).
+pub async fn store_totals(conn: &mut Conn) -> Result<Totals> {
+    const SUMS: &str = "CAST(COALESCE(SUM(lines), 0) AS BIGINT) AS lines, \
+         CAST(COALESCE(SUM(units_ordered), 0) AS BIGINT) AS units_ordered, \
+         CAST(COALESCE(SUM(units_delivered), 0) AS BIGINT) AS units_delivered, \
+         CAST(COALESCE(SUM(lines - open_lines), 0) AS BIGINT) AS delivered_lines";
+    let all: Totals = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {SUMS} FROM kpi_facts WHERE site = $1 AND dimension = ''"
+    )))
     .bind(ALL_SITES)
-    .fetch_one(ex)
+    .fetch_one(&mut *conn)
     .await
-    .ctx("Failed to total the metric store")
+    .ctx("Failed to total the metric store")?;
+    let pushed: Totals = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {SUMS} FROM pushed_facts WHERE dimension = ''"
+    )))
+    .fetch_one(&mut *conn)
+    .await
+    .ctx("Failed to total the pushed-down tallies")?;
+    Ok(Totals {
+        lines: all.lines - pushed.lines,
+        units_ordered: all.units_ordered - pushed.units_ordered,
+        units_delivered: all.units_delivered - pushed.units_delivered,
+        delivered_lines: all.delivered_lines - pushed.delivered_lines,
+    })
+}
+
+/// The sources holding pushed-down tallies, with their first day.
+pub async fn pushed_sources<'e>(ex: impl Exec<'e>) -> Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "SELECT source, MIN(day) AS first_day FROM pushed_facts GROUP BY source ORDER BY source",
+    )
+    .fetch_all(ex)
+    .await
+    .ctx("Failed to read the pushed-down tallies' sources")
 }
 
 /// What the metric store was tallied with, and its version.

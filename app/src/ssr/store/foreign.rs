@@ -150,6 +150,22 @@ impl Dialect {
         }
     }
 
+    /// A whole number (an integer type of the engine).
+    fn integer(self, expr: &str) -> String {
+        match self {
+            Dialect::Postgres | Dialect::Databricks => format!("CAST({expr} AS BIGINT)"),
+            Dialect::Mysql => format!("CAST({expr} AS SIGNED)"),
+        }
+    }
+
+    /// Text compared and grouped byte for byte.
+    fn exact(self, expr: &str) -> String {
+        match self {
+            Dialect::Mysql => format!("{expr} COLLATE utf8mb4_bin"),
+            Dialect::Postgres | Dialect::Databricks => expr.to_string(),
+        }
+    }
+
     fn add_days(self, date: &str, days: i64) -> String {
         match self {
             Dialect::Postgres => format!("({date} + {days})"),
@@ -188,31 +204,36 @@ pub struct Pushdown<'a> {
 pub fn aggregate(dialect: Dialect, relation: &Relation, p: &Pushdown, window: &str) -> String {
     let c = |name: &str| format!("src.{}", dialect.quote(name));
     let t = |e: &str| dialect.text(e);
+    // A member as the line path reads it: trimmed text, compared byte for byte (MySQL's
+    // default collation would merge "DHL" and "dhl").
+    let member = |e: &str| dialect.exact(&format!("TRIM({})", t(e)));
     let due = dialect.date(&c(p.due));
-    let delivered_on = dialect.date(&c(p.delivered_on));
-    let factor = format!("{:.12}", 1.0 - p.in_full_tolerance);
+    // An empty delivered date is no date (an open line), as in a file.
+    let dd = dialect.date(&format!("NULLIF(TRIM({}), '')", t(&c(p.delivered_on))));
+    // Quantities as whole numbers (checked whole by `violations`), so sums print as such.
+    let oq = dialect.integer(&c(p.ordered));
+    let dq = dialect.integer(&c(p.delivered));
+    // The shortest text that reads back as the same f64 as the line path's factor.
+    let factor = format!("{}", 1.0 - p.in_full_tolerance);
     let reason = match p.reason {
-        Some(r) => format!("COALESCE(TRIM({}), '')", t(&c(r))),
+        Some(r) => format!("COALESCE({}, '')", member(&c(r))),
         None => "''".into(),
     };
     let lines = format!(
-        "SELECT UPPER(TRIM({site})) AS site, {day} AS day, TRIM({carrier}) AS carrier, \
-         TRIM({customer}) AS customer, TRIM({category}) AS category, {reason} AS reason, \
-         CASE WHEN {dd} IS NULL THEN NULL ELSE {dd_text} END AS delivered_on, \
+        "SELECT {site} AS site, {day} AS day, {carrier} AS carrier, \
+         {customer} AS customer, {category} AS category, {reason} AS reason, \
+         {dd_text} AS delivered_on, \
          {oq} AS oq, {dq} AS dq, \
-         CASE WHEN {dd} IS NOT NULL AND {delivered_on} <= {deadline} THEN 1 ELSE 0 END AS on_time, \
+         CASE WHEN {dd} IS NOT NULL AND {dd} <= {deadline} THEN 1 ELSE 0 END AS on_time, \
          CASE WHEN {dq} * 1.0 >= {oq} * 1.0 * {factor} - 0.000000001 THEN 1 ELSE 0 END AS in_full, \
          CASE WHEN {dd} IS NULL THEN 1 ELSE 0 END AS open_line \
          FROM {from} WHERE {due_col} >= {since}",
-        site = t(&c(p.site)),
+        site = dialect.exact(&format!("UPPER(TRIM({}))", t(&c(p.site)))),
         day = t(&due),
-        carrier = t(&c(p.carrier)),
-        customer = t(&c(p.customer)),
-        category = t(&c(p.category)),
-        dd = c(p.delivered_on),
-        dd_text = t(&delivered_on),
-        oq = c(p.ordered),
-        dq = c(p.delivered),
+        carrier = member(&c(p.carrier)),
+        customer = member(&c(p.customer)),
+        category = member(&c(p.category)),
+        dd_text = t(&dd),
         deadline = dialect.add_days(&due, p.on_time_window_days),
         from = relation.as_from_item(dialect, window),
         due_col = c(p.due),
@@ -274,8 +295,9 @@ pub fn violations(dialect: Dialect, relation: &Relation, p: &Pushdown, window: &
         .collect::<Vec<_>>()
         .join(" OR ");
     let bad = format!(
-        "{text_missing} OR {line} IS NULL OR {line} < 1 OR {oq} IS NULL OR {oq} <= 0 \
-         OR {oq} > 1000000000 OR {dq} IS NULL OR {dq} < 0 OR {dq} > 1000000000",
+        "{text_missing} OR {line} IS NULL OR {line} < 1 OR {line} <> FLOOR({line}) \
+         OR {oq} IS NULL OR {oq} <= 0 OR {oq} > 1000000000 OR {oq} <> FLOOR({oq}) \
+         OR {dq} IS NULL OR {dq} < 0 OR {dq} > 1000000000 OR {dq} <> FLOOR({dq})",
         line = c(p.line_no),
         oq = c(p.ordered),
         dq = c(p.delivered),
@@ -287,6 +309,23 @@ pub fn violations(dialect: Dialect, relation: &Relation, p: &Pushdown, window: &
         relation.as_from_item(dialect, window),
         c(p.due),
         literal(dialect, window)
+    )
+}
+
+/// Keys of the window that are there more than once (the line path refuses them; a
+/// push-down would count them twice): up to the caller's limit of them.
+pub fn duplicates(dialect: Dialect, relation: &Relation, p: &Pushdown, window: &str) -> String {
+    let c = |name: &str| format!("src.{}", dialect.quote(name));
+    let t = |e: &str| dialect.text(e);
+    format!(
+        "SELECT {}, {} FROM {} WHERE {} >= {} GROUP BY {}, {} HAVING COUNT(*) > 1",
+        t(&c(p.order_id)),
+        t(&c(p.line_no)),
+        relation.as_from_item(dialect, window),
+        c(p.due),
+        literal(dialect, window),
+        c(p.order_id),
+        c(p.line_no),
     )
 }
 
@@ -489,11 +528,11 @@ mod tests {
             "2026-10-01",
         );
         assert!(
-            sql.contains("CAST(src.\"dd\" AS DATE) <= (CAST(src.\"due\" AS DATE) + 1)"),
+            sql.contains("CAST(NULLIF(TRIM(CAST(src.\"dd\" AS TEXT)), '') AS DATE) <= (CAST(src.\"due\" AS DATE) + 1)"),
             "{sql}"
         );
         assert!(
-            sql.contains("src.\"dq\" * 1.0 >= src.\"oq\" * 1.0 * 0.980000000000 - 0.000000001"),
+            sql.contains("CAST(src.\"dq\" AS BIGINT) * 1.0 >= CAST(src.\"oq\" AS BIGINT) * 1.0 * 0.98 - 0.000000001"),
             "{sql}"
         );
         assert!(sql.contains("WHERE src.\"due\" >= '2026-10-01'"), "{sql}");
@@ -505,7 +544,8 @@ mod tests {
             "2026-10-01",
         );
         assert!(
-            sql.contains("DATE_ADD(CAST(src.`due` AS DATE), INTERVAL 1 DAY)"),
+            sql.contains("DATE_ADD(CAST(src.`due` AS DATE), INTERVAL 1 DAY)")
+                && sql.contains("TRIM(CAST(src.`car` AS CHAR)) COLLATE utf8mb4_bin AS carrier"),
             "{sql}"
         );
         let sql = aggregate(
@@ -515,7 +555,7 @@ mod tests {
             "2026-10-01",
         );
         assert!(
-            sql.contains("to_date(src.`dd`) <= date_add(to_date(src.`due`), 1)"),
+            sql.contains("to_date(NULLIF(TRIM(CAST(src.`dd` AS STRING)), '')) <= date_add(to_date(src.`due`), 1)"),
             "{sql}"
         );
     }
