@@ -896,3 +896,12 @@ pub struct SyncRequest {
     #[serde(default)]
     pub wait: bool,
 }
+
+/// A site: its code (how order lines name it), its name (any text) and its region.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SiteInfo {
+    pub code: String,
+    pub name: String,
+    #[serde(default)]
+    pub region: String,
+}

@@ -101,6 +101,8 @@ async fn seed(pool: &Db, as_of: NaiveDate) -> anyhow::Result<usize> {
                             _ => None,
                         },
                     },
+                    site_name: None,
+                    site_region: None,
                 });
             }
         }

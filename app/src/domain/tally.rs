@@ -142,6 +142,11 @@ pub struct OrderLine {
     pub order_id: String,
     pub line_no: i64,
     pub fact: LineFact,
+    /// The site's name when the input named it otherwise than by its code ("Côte
+    /// d'Ivoire" for the code `COTE-D-IVOIRE`): a new site is created with it.
+    pub site_name: Option<String>,
+    /// The site's region, when the input gives one (for a site the line creates).
+    pub site_region: Option<String>,
 }
 
 /// The store's dimension of deliveries per delivered date: how fresh the data is, not a

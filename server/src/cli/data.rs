@@ -3,7 +3,7 @@
 
 use crate::config::Config;
 use anyhow::Context;
-use app::ssr::data::{costs, import, seed};
+use app::ssr::data::{costs, import, seed, sites};
 use app::ssr::store;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -33,6 +33,8 @@ pub enum ImportWhat {
     Orders { file: PathBuf },
     /// Unit costs (`sku` or `category`, `unit_cost`) for money at stake; all or nothing.
     Costs { file: PathBuf },
+    /// Site names and regions (`code`, `name`, `region`): rename and group; all or nothing.
+    Sites { file: PathBuf },
 }
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
@@ -94,6 +96,12 @@ pub async fn import(config: &Config, what: ImportWhat) -> anyhow::Result<()> {
                 .await
                 .map_err(super::safe)?;
             println!("imported {n} unit costs");
+        }
+        ImportWhat::Sites { file } => {
+            let n = sites::import_csv(&db, open(&file)?)
+                .await
+                .map_err(super::safe)?;
+            println!("renamed {n} sites");
         }
         ImportWhat::Orders { file } => {
             let started = std::time::Instant::now();

@@ -397,6 +397,18 @@ pub fn save_unit_costs(m: MethodFilter) -> Handler {
     })
 }
 
+pub fn sites(m: MethodFilter) -> Handler {
+    on(m, |State(s): St| async move {
+        reply(data::sites::list(s.db()).await)
+    })
+}
+
+pub fn save_sites(m: MethodFilter) -> Handler {
+    on(m, |State(s): St, Body(b): Body<Vec<SiteInfo>>| async move {
+        reply(data::sites::put(s.db(), b).await)
+    })
+}
+
 pub fn sources(m: MethodFilter) -> Handler {
     on(
         m,

@@ -345,6 +345,17 @@ fn table() -> Vec<Operation> {
         .rest("PUT", "/unit-costs", api::save_unit_costs)
         .body(input::<Vec<UnitCost>>)
         .reply(out::<CostsSaved>),
+        op("sites", VIEWER, "Sites: code, name and region")
+            .rest("GET", "/sites", api::sites)
+            .reply(out::<Vec<SiteInfo>>),
+        op(
+            "save_sites",
+            EDITOR,
+            "Rename sites and set their regions (all or nothing; codes must exist)",
+        )
+        .rest("PUT", "/sites", api::save_sites)
+        .body(input::<Vec<SiteInfo>>)
+        .reply(out::<Vec<SiteInfo>>),
         op(
             "sources",
             VIEWER,

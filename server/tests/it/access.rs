@@ -99,6 +99,8 @@ const EXPECTED: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/api/v1/runs/*", Some(V)),
     ("GET", "/api/v1/unit-costs", Some(V)),
     ("PUT", "/api/v1/unit-costs", Some(E)),
+    ("GET", "/api/v1/sites", Some(V)),
+    ("PUT", "/api/v1/sites", Some(E)),
     ("GET", "/api/v1/sources", Some(V)),
     ("GET", "/api/v1/sources/*/syncs", Some(V)),
     ("POST", "/api/v1/sources/*/sync", Some(E)),

@@ -195,3 +195,144 @@ async fn demo_rollup_equals_a_direct_count() {
     crate::common::seed(&t.db, 20_000).await;
     assert_rollup_matches_direct_count(&t.db).await;
 }
+
+/// Sites as people name them: a line may name its site in any script; the site gets a
+/// code made from the name (the same name, the same code), keeps the name, and its KPI
+/// page answers under the code. Names and regions are then changed through the API (a
+/// viewer may not; an unknown code or an empty name changes nothing).
+#[tokio::test]
+async fn sites_named_in_any_script_get_codes_and_keep_their_names() {
+    let app = crate::common::spawn_app(0, None).await;
+    let file = csv(&[
+        "SO-1,1,Côte d'Ivoire,MegaMart,RoadRunner Freight,BEV-1,Beverages,10,10,2026-11-10,2026-11-10,",
+        "SO-2,1,東京 第一センター,MegaMart,RoadRunner Freight,BEV-1,Beverages,10,4,2026-11-10,2026-11-10,stockout",
+        "SO-3,1,Zürich Nord,FreshCo,Coastal Haul,SNA-1,Snacks,5,5,2026-11-11,2026-11-13,carrier_late",
+        "SO-4,1,Côte d'Ivoire,FreshCo,Coastal Haul,SNA-1,Snacks,5,5,2026-11-11,2026-11-11,",
+    ]);
+    let r = import_orders(app.db(), std::io::Cursor::new(file.into_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(r.lines, 4);
+    let tokyo = app::ssr::data::import::code_for_name("東京 第一センター");
+    assert!(tokyo.starts_with("S-") && tokyo.len() == 10, "{tokyo}");
+    let mut want = vec![
+        ("COTE-D-IVOIRE".to_string(), "Côte d'Ivoire".to_string()),
+        (tokyo.clone(), "東京 第一センター".to_string()),
+        ("ZURICH-NORD".to_string(), "Zürich Nord".to_string()),
+    ];
+    want.sort();
+    let sites: serde_json::Value = app.get("/api/v1/sites").await.json().await.unwrap();
+    let mut got: Vec<(String, String)> = sites
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["code"].as_str().unwrap().into(),
+                s["name"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    got.sort();
+    assert_eq!(got, want);
+    let page = app.get("/kpi/COTE-D-IVOIRE/otif?period=2026-W46").await;
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Côte d"), "the page names the site");
+    let d: serde_json::Value = app
+        .get("/api/v1/dashboard?period=2026-W46")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ci = d["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["site"] == "COTE-D-IVOIRE")
+        .expect("the site is on the dashboard");
+    assert_eq!(ci["name"], "Côte d'Ivoire");
+    let lines_due = ci["tiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["metric"] == "lines_due")
+        .unwrap();
+    assert_eq!(lines_due["numerator"], 2);
+
+    // A file may name and group the sites it creates (site_name, region).
+    let named = "order_id,line_no,site,site_name,region,customer,carrier,sku,category,ordered_qty,delivered_qty,due_date,delivered_date\n\
+                 SO-9,1,GDL,Guadalajara Centro,México,MegaMart,RoadRunner Freight,BEV-1,Beverages,3,3,2026-11-10,2026-11-10\n";
+    import_orders(app.db(), std::io::Cursor::new(named.as_bytes().to_vec()))
+        .await
+        .unwrap();
+    let sites: serde_json::Value = app.get("/api/v1/sites").await.json().await.unwrap();
+    let gdl = sites
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["code"] == "GDL")
+        .unwrap();
+    assert_eq!(
+        (gdl["name"].as_str(), gdl["region"].as_str()),
+        (Some("Guadalajara Centro"), Some("México"))
+    );
+
+    // Renamed and grouped through the API.
+    let put = |body: serde_json::Value| {
+        let http = app.http.clone();
+        let url = format!("{}/api/v1/sites", app.base);
+        async move { http.put(url).json(&body).send().await.unwrap() }
+    };
+    let r = put(serde_json::json!([
+        {"code": "COTE-D-IVOIRE", "name": "Abidjan DC", "region": "West Africa"},
+        {"code": tokyo, "name": "Tokyo 1", "region": "Japan"}
+    ]))
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = put(serde_json::json!([
+        {"code": "ZURICH-NORD", "name": "Zürich", "region": "DACH"},
+        {"code": "NOPE", "name": "x"},
+        {"code": "COTE-D-IVOIRE", "name": " "}
+    ]))
+    .await;
+    assert_eq!(r.status(), 400);
+    let error = r.json::<serde_json::Value>().await.unwrap()["error"].to_string();
+    assert!(
+        error.contains("entry 1: no site has the code 'NOPE'")
+            && error.contains("entry 2: name must be"),
+        "{error}"
+    );
+    let sites: serde_json::Value = app.get("/api/v1/sites").await.json().await.unwrap();
+    let by_code = |code: &str| {
+        sites
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["code"] == code)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_code("COTE-D-IVOIRE")["name"], "Abidjan DC");
+    assert_eq!(by_code("COTE-D-IVOIRE")["region"], "West Africa");
+    assert_eq!(
+        by_code("ZURICH-NORD")["name"],
+        "Zürich Nord",
+        "the refused edit changed nothing"
+    );
+    // A later import keeps the new name (lines name the site; the name is the user's).
+    let again = csv(&["SO-5,1,Côte d'Ivoire,MegaMart,RoadRunner Freight,BEV-1,Beverages,1,1,2026-11-12,2026-11-12,"]);
+    import_orders(app.db(), std::io::Cursor::new(again.into_bytes()))
+        .await
+        .unwrap();
+    let sites: serde_json::Value = app.get("/api/v1/sites").await.json().await.unwrap();
+    assert!(sites.to_string().contains("Abidjan DC"));
+    let viewer = app.client_as(app::domain::access::Role::Viewer).await;
+    let r = viewer
+        .put(format!("{}/api/v1/sites", app.base))
+        .json(&serde_json::json!([]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+}

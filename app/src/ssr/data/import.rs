@@ -4,7 +4,7 @@
 //! Columns (header row, any order): order_id, line_no, site, customer, carrier, sku,
 //! category, ordered_qty, delivered_qty, due_date (YYYY-MM-DD, must-arrive-by),
 //! delivered_date (YYYY-MM-DD, empty if not delivered), reason_code (optional column and
-//! value). Every bad row is reported with its line number (the header is line 1) and
+//! value), site_name and region (optional: they name and group a site the file creates). Every bad row is reported with its line number (the header is line 1) and
 //! nothing is imported. Unknown sites are created from their code. Re-importing an
 //! (order_id, line_no) updates that line; the same key twice in one file is an error.
 //!
@@ -97,20 +97,47 @@ pub struct OrderReader<R: Read> {
     records: csv::StringRecordsIntoIter<R>,
     /// Where each of [`REQUIRED`] is in a row, in that order.
     idx: [usize; REQUIRED.len()],
-    reason_idx: Option<usize>,
+    /// Where the optional columns are, when the file has them.
+    optional: [Option<usize>; 3],
+}
+
+/// The optional columns of an order line, by their name in the input: the reason code,
+/// and the site's name and region (which name a site the line creates).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OptionalColumns<'a> {
+    pub reason_code: Option<&'a str>,
+    pub site_name: Option<&'a str>,
+    pub region: Option<&'a str>,
+}
+
+impl OptionalColumns<'static> {
+    /// The optional columns under Opsight's own names.
+    pub const OWN: OptionalColumns<'static> = OptionalColumns {
+        reason_code: Some("reason_code"),
+        site_name: Some("site_name"),
+        region: Some("region"),
+    };
+}
+
+/// The optional values of a row.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OptionalValues<'a> {
+    pub reason_code: Option<&'a str>,
+    pub site_name: Option<&'a str>,
+    pub region: Option<&'a str>,
 }
 
 impl<R: Read> OrderReader<R> {
     pub fn new(input: R) -> Result<Self, RowError> {
-        Self::with_columns(input, REQUIRED, Some("reason_code"))
+        Self::with_columns(input, REQUIRED, OptionalColumns::OWN)
     }
 
     /// A reader of a file whose columns have other names: `columns[i]` holds
-    /// `REQUIRED[i]`, `reason` the reason code (header names compare without case).
+    /// `REQUIRED[i]`, `optional` the optional ones (header names compare without case).
     pub fn with_columns(
         input: R,
         columns: [&str; REQUIRED.len()],
-        reason: Option<&str>,
+        optional: OptionalColumns,
     ) -> Result<Self, RowError> {
         // Fields are trimmed as they are read (`str::trim`, no copy): the reader's own
         // trimming rebuilt every record, a twentieth of an import's instructions.
@@ -154,11 +181,12 @@ impl<R: Read> OrderReader<R> {
                 .position(|h| *h == name.trim().to_lowercase())
         };
         let idx = columns.map(|c| col(&c).unwrap_or_default()); // all present (checked)
-        let reason_idx = reason.and_then(col);
+        let optional =
+            [optional.reason_code, optional.site_name, optional.region].map(|c| c.and_then(col));
         Ok(OrderReader {
             records: reader.into_records(),
             idx,
-            reason_idx,
+            optional,
         })
     }
 }
@@ -186,9 +214,18 @@ impl<R: Read> Iterator for OrderReader<R> {
                 .unwrap_or_default()
                 .trim()
         };
+        let get = |at: Option<usize>| at.and_then(|i| record.get(i));
+        let [reason_code, site_name, region] = self.optional;
         Some((
             line,
-            parse_row(&field, self.reason_idx.and_then(|i| record.get(i))),
+            parse_row(
+                &field,
+                OptionalValues {
+                    reason_code: get(reason_code),
+                    site_name: get(site_name),
+                    region: get(region),
+                },
+            ),
         ))
     }
 }
@@ -239,27 +276,106 @@ fn csv_reason(e: &csv::Error) -> String {
     }
 }
 
-/// A site as the store keys it: a code of letters, digits, '-' or '_' (at most 32),
-/// upper-cased.
-pub fn site_code(site: &str) -> Result<String, String> {
-    if site.is_empty()
-        || !site
+/// A site as the store keys it, from what the input calls it: a code of letters, digits,
+/// '-' or '_' (at most 32) is the site's code, upper-cased; any other name (up to 100
+/// characters: "Côte d'Ivoire", "Zürich Nord", "東京") gets a code made from it (see
+/// [`code_for_name`]) and is kept as the site's name.
+pub fn site_code(site: &str) -> Result<(String, Option<String>), String> {
+    if site.is_empty() {
+        return Err("site is empty".into());
+    }
+    if site.len() <= 32
+        && site
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        || site.len() > 32
     {
+        return Ok((site.to_ascii_uppercase(), None));
+    }
+    if site.chars().count() > 100 || site.chars().any(char::is_control) {
         return Err(format!(
-            "site '{site}' must be a code of letters, digits, '-' or '_' (at most 32)"
+            "site '{}' must be a code or a name of at most 100 characters",
+            site.chars().take(40).collect::<String>()
         ));
     }
-    Ok(site.to_ascii_uppercase())
+    Ok((code_for_name(site), Some(site.to_string())))
+}
+
+/// A site code made from a name: Latin letters without their accents, upper-cased, runs
+/// of anything else as one '-', at most 24 characters ("Côte d'Ivoire" →
+/// `COTE-D-IVOIRE`); a name with no Latin letter or digit gets `S-` and 8 hex digits of
+/// its SHA-256 (the same name, the same code).
+pub fn code_for_name(name: &str) -> String {
+    let mut code = String::new();
+    for c in name.chars() {
+        let folded = fold(c);
+        if folded.is_empty() {
+            if !code.ends_with('-') {
+                code.push('-');
+            }
+        } else {
+            code.push_str(&folded.to_ascii_uppercase());
+        }
+    }
+    let mut code: String = code.trim_matches('-').chars().take(24).collect();
+    while code.ends_with('-') {
+        code.pop();
+    }
+    if code.chars().any(|c| c.is_ascii_alphanumeric()) {
+        code
+    } else {
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        format!(
+            "S-{}",
+            digest
+                .iter()
+                .take(4)
+                .map(|b| format!("{b:02X}"))
+                .collect::<String>()
+        )
+    }
+}
+
+/// A character as ASCII letters or digits: itself, its letter without accents (Latin),
+/// or nothing.
+fn fold(c: char) -> String {
+    if c.is_ascii_alphanumeric() {
+        return c.to_string();
+    }
+    let base = match c {
+        'À'..='Å' | 'à'..='å' | 'Ā'..='ą' => "a",
+        'Æ' | 'æ' => "ae",
+        'Ç' | 'ç' | 'Ć'..='č' => "c",
+        'Ď'..='đ' | 'Ð' | 'ð' => "d",
+        'È'..='Ë' | 'è'..='ë' | 'Ē'..='ě' => "e",
+        'Ĝ'..='ģ' => "g",
+        'Ĥ'..='ħ' => "h",
+        'Ì'..='Ï' | 'ì'..='ï' | 'Ĩ'..='ı' => "i",
+        'Ĳ' | 'ĳ' => "ij",
+        'Ĵ' | 'ĵ' => "j",
+        'Ķ' | 'ķ' => "k",
+        'Ĺ'..='ł' => "l",
+        'Ñ' | 'ñ' | 'Ń'..='ň' => "n",
+        'Ò'..='Ö' | 'Ø' | 'ò'..='ö' | 'ø' | 'Ō'..='ő' => "o",
+        'Œ' | 'œ' => "oe",
+        'Ŕ'..='ř' => "r",
+        'Ś'..='š' => "s",
+        'ß' => "ss",
+        'Ţ'..='ŧ' => "t",
+        'Ù'..='Ü' | 'ù'..='ü' | 'Ũ'..='ų' => "u",
+        'Ŵ' | 'ŵ' => "w",
+        'Ý' | 'ý' | 'ÿ' | 'Ŷ' | 'ŷ' | 'Ÿ' => "y",
+        'Ź'..='ž' => "z",
+        'Þ' | 'þ' => "th",
+        _ => "",
+    };
+    base.to_string()
 }
 
 /// Validates one row given as text in [`REQUIRED`] order (a source's row), as a file's
 /// row is validated.
 pub fn parse_values(
     values: &[&str; REQUIRED.len()],
-    reason: Option<&str>,
+    optional: OptionalValues,
 ) -> Result<OrderLine, String> {
     let field = |name: &str| {
         REQUIRED
@@ -267,12 +383,12 @@ pub fn parse_values(
             .position(|c| *c == name)
             .map_or("", |at| values[at].trim())
     };
-    parse_row(&field, reason)
+    parse_row(&field, optional)
 }
 
 fn parse_row<'a>(
     field: &dyn Fn(&str) -> &'a str,
-    reason: Option<&'a str>,
+    optional: OptionalValues<'a>,
 ) -> Result<OrderLine, String> {
     let text = |name: &str| -> Result<String, String> {
         let v = field(name);
@@ -302,7 +418,19 @@ fn parse_row<'a>(
             .map(Some)
             .ok_or_else(|| format!("{name} '{v}' is not a date (YYYY-MM-DD)"))
     };
-    let site = site_code(&text("site")?)?;
+    let (site, derived_name) = site_code(&text("site")?)?;
+    // A name or region the input gives (names a site the line creates).
+    let named = |v: Option<&str>, what: &str| -> Result<Option<String>, String> {
+        match v.map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) if v.chars().count() > 100 || v.chars().any(char::is_control) => {
+                Err(format!("{what} is longer than 100 characters"))
+            }
+            Some(v) => Ok(Some(v.to_string())),
+        }
+    };
+    let site_name = named(optional.site_name, "site_name")?.or(derived_name);
+    let site_region = named(optional.region, "region")?;
     let line_no = match field("line_no").parse::<i64>() {
         Ok(n) if n >= 1 => n,
         _ => {
@@ -318,7 +446,8 @@ fn parse_row<'a>(
     }
     let due_date = date("due_date")?.ok_or("due_date is empty")?;
     let delivered_date = date("delivered_date")?;
-    let reason_code = reason
+    let reason_code = optional
+        .reason_code
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .map(|r| r.chars().take(MAX_FIELD).collect());
@@ -337,6 +466,8 @@ fn parse_row<'a>(
             delivered_date,
             reason_code,
         },
+        site_name,
+        site_region,
     })
 }
 
@@ -706,16 +837,34 @@ impl LineWriter {
         if batch.is_empty() || !self.errors.is_empty() {
             return Ok(());
         }
-        let new_sites: BTreeSet<&String> = batch
-            .iter()
-            .map(|(_, l)| &l.fact.site)
-            .filter(|s| !self.known_sites.contains(*s))
-            .collect();
+        // New sites, named (and grouped) by the first line that says how.
+        let mut new_sites: std::collections::BTreeMap<&String, (Option<&String>, Option<&String>)> =
+            Default::default();
+        for (_, l) in &batch {
+            if !self.known_sites.contains(&l.fact.site) {
+                let (name, region) = new_sites.entry(&l.fact.site).or_default();
+                if name.is_none() {
+                    *name = l.site_name.as_ref();
+                }
+                if region.is_none() {
+                    *region = l.site_region.as_ref();
+                }
+            }
+        }
         if !new_sites.is_empty() {
-            let new_sites: Vec<String> = new_sites.into_iter().cloned().collect();
+            let new_sites: Vec<facts::Site> = new_sites
+                .into_iter()
+                .map(|(code, (name, region))| facts::Site {
+                    code: code.clone(),
+                    name: name.unwrap_or(code).clone(),
+                    region: region.cloned().unwrap_or_default(),
+                })
+                .collect();
             facts::ensure_sites(&mut self.tx, &new_sites).await?;
-            self.known_sites.extend(new_sites.iter().cloned());
-            self.sites_created.extend(new_sites);
+            self.known_sites
+                .extend(new_sites.iter().map(|s| s.code.clone()));
+            self.sites_created
+                .extend(new_sites.into_iter().map(|s| s.code));
         }
         match encoded {
             Some(e) => self.stage.send_encoded(&mut self.tx, e).await?,
@@ -840,5 +989,32 @@ impl Uncommitted {
     pub async fn commit(self) -> Result<ImportReport, ImportError> {
         store::commit(self.tx).await?;
         Ok(self.report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sites_named_otherwise_than_by_a_code_get_a_code_made_from_the_name() {
+        assert_eq!(site_code("dal"), Ok(("DAL".into(), None)));
+        assert_eq!(
+            site_code("Côte d'Ivoire"),
+            Ok(("COTE-D-IVOIRE".into(), Some("Côte d'Ivoire".into())))
+        );
+        assert_eq!(code_for_name("Zürich Nord"), "ZURICH-NORD");
+        assert_eq!(code_for_name("  Straße / Łódź  "), "STRASSE-LODZ");
+        assert_eq!(code_for_name("Æbeltoft Øst"), "AEBELTOFT-OST");
+        let tokyo = code_for_name("東京");
+        assert!(tokyo.starts_with("S-") && tokyo.len() == 10, "{tokyo}");
+        assert_eq!(tokyo, code_for_name("東京"), "the same name, the same code");
+        assert_ne!(tokyo, code_for_name("大阪"));
+        assert_eq!(
+            code_for_name("A very long distribution centre name indeed").len(),
+            24
+        );
+        assert!(site_code(&"x ".repeat(60)).is_err());
+        assert!(site_code("").is_err());
     }
 }

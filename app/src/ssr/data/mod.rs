@@ -4,7 +4,9 @@
 //! - [`import`]: `opsight import orders FILE.csv`, validated whole, bad rows named by line.
 //! - [`costs`]: unit costs for money at stake (CSV and API), all or nothing.
 //! - [`seed`]: the demo network generator with its planted problems.
+//! - [`sites`]: sites renamed and grouped (a sites CSV and the API).
 
 pub mod costs;
 pub mod import;
 pub mod seed;
+pub mod sites;

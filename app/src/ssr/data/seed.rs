@@ -267,6 +267,8 @@ pub fn generate(opts: SeedOptions) -> Vec<OrderLine> {
                             delivered_date,
                             reason_code: reason.map(str::to_string),
                         },
+                        site_name: None,
+                        site_region: None,
                     });
                 }
             }

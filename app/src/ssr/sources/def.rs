@@ -118,12 +118,15 @@ pub struct SourceDef {
     /// The source column of each of [`REQUIRED`], in that order.
     pub columns: [String; REQUIRED.len()],
     pub reason_code: Option<String>,
+    /// Columns naming and grouping the sites the lines create.
+    pub site_name: Option<String>,
+    pub region: Option<String>,
 }
 
 pub const DEFAULT_WINDOW_DAYS: u32 = 35;
 pub const DEFAULT_TIMEOUT_SECS: u64 = 600;
 /// Optional fields a mapping may name besides [`REQUIRED`].
-const OPTIONAL: [&str; 1] = ["reason_code"];
+const OPTIONAL: [&str; 3] = ["reason_code", "site_name", "region"];
 
 impl SourceDef {
     /// Validates a spec: every message names the source and what is wrong. `env` reads the
@@ -167,6 +170,8 @@ impl SourceDef {
             timeout: Duration::from_secs(spec.timeout_secs.unwrap_or(DEFAULT_TIMEOUT_SECS)),
             columns: Default::default(),
             reason_code: None,
+            site_name: None,
+            region: None,
         };
         if !(1..=3660).contains(&def.window_days) {
             return Err(at("window_days must be 1 to 3660".into()));
@@ -314,6 +319,13 @@ impl SourceDef {
         }
         def.columns = REQUIRED.map(|f| columns.remove(f).unwrap_or_default().trim().to_string());
         def.reason_code = columns.remove("reason_code").map(|c| c.trim().to_string());
+        def.site_name = columns.remove("site_name").map(|c| c.trim().to_string());
+        def.region = columns.remove("region").map(|c| c.trim().to_string());
+        if def.pushdown && (def.site_name.is_some() || def.region.is_some()) {
+            return Err(at(
+                "site_name and region are read with lines: with pushdown, name and group sites with the sites API or opsight import sites".into(),
+            ));
+        }
         if let Some(w) = &def.watermark {
             if w.is_empty() || w.chars().any(char::is_control) {
                 return Err(at("watermark must name a column".into()));

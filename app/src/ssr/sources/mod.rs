@@ -492,7 +492,15 @@ impl Sources {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
-        facts::ensure_sites(&mut tx, &new_sites)
+        let named: Vec<facts::Site> = new_sites
+            .iter()
+            .map(|code| facts::Site {
+                code: code.clone(),
+                name: pushed.names.get(code).unwrap_or(code).clone(),
+                region: String::new(),
+            })
+            .collect();
+        facts::ensure_sites(&mut tx, &named)
             .await
             .map_err(internal)?;
         facts::replace_pushed(&mut tx, &def.name, from, &pushed.rows, &fingerprint)

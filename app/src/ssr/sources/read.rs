@@ -6,7 +6,8 @@ use super::def::{SourceDef, SourceKind};
 use crate::domain::kpi::{KpiCounts, ScoringParams};
 use crate::domain::tally::Tally;
 use crate::ssr::data::import::{
-    parse_values, site_code, InputRow, OrderReader, MAX_FIELD, REQUIRED,
+    parse_values, site_code, InputRow, OptionalColumns, OptionalValues, OrderReader, MAX_FIELD,
+    REQUIRED,
 };
 use crate::ssr::store::facts::PushedRow;
 use crate::ssr::store::foreign::{self, Relation, Since};
@@ -244,6 +245,8 @@ async fn fetch(
 /// count.
 pub struct Pushed {
     pub rows: Vec<PushedRow>,
+    /// Names of sites the source named otherwise than by a code, by their code.
+    pub names: std::collections::BTreeMap<String, String>,
     pub bytes: u64,
     pub lines: i64,
 }
@@ -333,13 +336,23 @@ pub async fn aggregates(
     let mut merged: std::collections::BTreeMap<(String, NaiveDate, String, String), Tally> =
         Default::default();
     let mut lines = 0i64;
+    let mut names: std::collections::BTreeMap<String, String> = Default::default();
     for (n, r) in rows.iter().enumerate() {
         let v = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("").trim();
         let at = |m: String| format!("tally row {}: {m}", n + 1);
-        let site = site_code(v(0)).map_err(at)?;
+        let (site, site_name) = site_code(v(0)).map_err(at)?;
+        if let Some(name) = site_name {
+            names.entry(site.clone()).or_insert(name);
+        }
         let day = crate::domain::period::parse_date(date_part(v(1)))
             .ok_or_else(|| at(format!("due date '{}' is not a date", v(1))))?;
-        let member = v(3).to_string();
+        // A reason code is cut to the longest field, as a line's is; other members over
+        // it are refused, as a line's are.
+        let member: String = if v(2) == "reason" {
+            v(3).chars().take(MAX_FIELD).collect()
+        } else {
+            v(3).to_string()
+        };
         if member.chars().count() > MAX_FIELD {
             return Err(at(format!(
                 "'{}…' is longer than {MAX_FIELD} characters",
@@ -384,7 +397,12 @@ pub async fn aggregates(
             tally,
         })
         .collect();
-    Ok(Pushed { rows, bytes, lines })
+    Ok(Pushed {
+        rows,
+        bytes,
+        lines,
+        names,
+    })
 }
 
 /// The source's columns resolved against what it has: each wanted column's own name
@@ -410,8 +428,16 @@ fn resolve_columns(
         .zip(&def.columns)
         .map(|(field, col)| (col.clone(), *field))
         .collect();
-    if let Some(r) = &def.reason_code {
-        wanted.push((r.clone(), "reason_code"));
+    // After the required columns, in this order (see `Extras`): the optional ones mapped,
+    // then the watermark.
+    for (column, field) in [
+        (&def.reason_code, "reason_code"),
+        (&def.site_name, "site_name"),
+        (&def.region, "region"),
+    ] {
+        if let Some(c) = column {
+            wanted.push((c.clone(), field));
+        }
     }
     if let Some(w) = &def.watermark {
         wanted.push((w.clone(), "the watermark"));
@@ -465,7 +491,7 @@ fn database_input(
         rx,
         buffered: VecDeque::new(),
         n: 0,
-        reason: def.reason_code.is_some(),
+        extras: Extras::of(def),
         watermark_at: def.watermark.as_ref().map(|_| width - 1),
         watermark: watermark.clone(),
         done: false,
@@ -487,7 +513,7 @@ struct DatabaseRows {
     rx: tokio::sync::mpsc::Receiver<Chunk>,
     buffered: VecDeque<Vec<Option<String>>>,
     n: u64,
-    reason: bool,
+    extras: Extras,
     watermark_at: Option<usize>,
     watermark: Arc<Mutex<Option<String>>>,
     done: bool,
@@ -534,16 +560,42 @@ impl Iterator for DatabaseRows {
                 }
             }
         }
-        Some(Ok((self.n, line_of(&values, self.reason))))
+        Some(Ok((self.n, line_of(&values, self.extras))))
     }
 }
 
-/// A database row (text values in [`REQUIRED`] order, then the reason code) as an order
+/// Where a database row's optional values are: after the required ones, those mapped, in
+/// the order reason code, site name, region.
+#[derive(Clone, Copy, Debug, Default)]
+struct Extras {
+    reason_code: Option<usize>,
+    site_name: Option<usize>,
+    region: Option<usize>,
+}
+
+impl Extras {
+    fn of(def: &SourceDef) -> Extras {
+        let mut next = REQUIRED.len();
+        let mut at = |mapped: bool| {
+            mapped.then(|| {
+                next += 1;
+                next - 1
+            })
+        };
+        Extras {
+            reason_code: at(def.reason_code.is_some()),
+            site_name: at(def.site_name.is_some()),
+            region: at(def.region.is_some()),
+        }
+    }
+}
+
+/// A database row (text values in [`REQUIRED`] order, then the optional ones) as an order
 /// line. Database types render differently from a file's cells: a timestamp's time and a
 /// numeric's zero fraction are dropped ("2026-11-02 14:00:00" is the date, "12.000" is 12).
 fn line_of(
     values: &[Option<String>],
-    with_reason: bool,
+    extras: Extras,
 ) -> Result<crate::domain::tally::OrderLine, String> {
     let text = |i: usize| {
         values
@@ -557,8 +609,12 @@ fn line_of(
         "line_no" | "ordered_qty" | "delivered_qty" => whole(text(i)),
         _ => text(i),
     });
-    let reason = with_reason.then(|| text(REQUIRED.len()));
-    parse_values(&fields, reason).map_err(|m| {
+    let optional = OptionalValues {
+        reason_code: extras.reason_code.map(text),
+        site_name: extras.site_name.map(text),
+        region: extras.region.map(text),
+    };
+    parse_values(&fields, optional).map_err(|m| {
         let order = text(0);
         if order.is_empty() {
             m
@@ -619,7 +675,11 @@ fn open_files(def: &SourceDef) -> Result<Input, String> {
         let reader = OrderReader::with_columns(
             std::io::BufReader::with_capacity(1 << 16, file),
             columns,
-            def.reason_code.as_deref(),
+            OptionalColumns {
+                reason_code: def.reason_code.as_deref(),
+                site_name: def.site_name.as_deref(),
+                region: def.region.as_deref(),
+            },
         )
         .map_err(|e| format!("{name} line {}: {}", e.line, e.message))?;
         readers.push(reader);
@@ -698,14 +758,18 @@ mod tests {
             .map(|v| (!v.is_empty()).then(|| v.to_string()))
             .collect()
         };
-        let line = line_of(&row("12"), true).unwrap();
+        let extras = Extras {
+            reason_code: Some(REQUIRED.len()),
+            ..Extras::default()
+        };
+        let line = line_of(&row("12"), extras).unwrap();
         assert_eq!(
             (line.fact.site.as_str(), line.fact.ordered_qty),
             ("DAL", 12)
         );
         assert_eq!(line.fact.delivered_date, None);
         assert_eq!(
-            line_of(&row("twelve"), true).unwrap_err(),
+            line_of(&row("twelve"), extras).unwrap_err(),
             "ordered_qty 'twelve' is not a whole number (order_id 'SO-1')"
         );
     }

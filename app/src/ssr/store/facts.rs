@@ -52,13 +52,16 @@ pub async fn site<'e>(ex: impl Exec<'e>, code: &str) -> Result<Option<Site>> {
 }
 
 /// Creates these sites (named after their code) unless they exist.
-pub async fn ensure_sites(conn: &mut Conn, codes: &[String]) -> Result<()> {
-    for code in codes {
+/// Creates the sites not there yet (a site that exists keeps its name and region:
+/// renames are the sites file's and the API's).
+pub async fn ensure_sites(conn: &mut Conn, sites: &[Site]) -> Result<()> {
+    for site in sites {
         sqlx::query(
-            "INSERT INTO sites (code, name, region) VALUES ($1, $2, '') ON CONFLICT (code) DO NOTHING",
+            "INSERT INTO sites (code, name, region) VALUES ($1, $2, $3) ON CONFLICT (code) DO NOTHING",
         )
-        .bind(code.clone())
-        .bind(code.clone())
+        .bind(site.code.clone())
+        .bind(site.name.clone())
+        .bind(site.region.clone())
         .execute(&mut *conn)
         .await
         .ctx("Failed to create a site")?;
