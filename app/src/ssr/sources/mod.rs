@@ -289,7 +289,8 @@ impl Sources {
                 let end = SyncEnd {
                     status: SyncStatus::Succeeded,
                     finished_at: &now,
-                    rows_read: report.lines as i64,
+                    // Lines read, or a push-down's tally rows.
+                    rows_read: rows_read.load(Ordering::Relaxed) as i64,
                     inserted: report.inserted as i64,
                     updated: report.updated as i64,
                     bytes_read: bytes as i64,
