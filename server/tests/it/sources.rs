@@ -1024,7 +1024,7 @@ async fn a_databricks_warehouse_through_the_statement_api_gives_the_same_dashboa
 }
 
 /// `kill -9` of the process running a sync: nothing of it is written, the source stays
-/// claimed until the claim runs out (twice the timeout plus the lease), then the next
+/// claimed until the claim runs out (on PostgreSQL, the lease: 5 s here), then the next
 /// sync takes it over, reads everything, and the killed sync is listed as abandoned.
 /// (PostgreSQL as Opsight's store: run by the PostgreSQL pass of `.ci/test`.)
 #[tokio::test]
@@ -1059,7 +1059,7 @@ async fn multi_process_a_sync_killed_mid_way_writes_nothing_and_is_taken_over() 
         .env("DATABASE_URL", &tdb.url)
         .env("OPSIGHT_SOURCES_FILE", &file)
         .env("WMS_DATABASE_URL", &pg.url)
-        .env("OPSIGHT_JOB_LEASE_SECS", "2")
+        .env("OPSIGHT_JOB_LEASE_SECS", "5")
         .env("OPSIGHT_AS_OF", crate::common::AS_OF)
         .env("OPSIGHT_AGENTS_FILE", "")
         .stdout(std::process::Stdio::null())

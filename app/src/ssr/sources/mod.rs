@@ -224,9 +224,7 @@ impl Sources {
         store::sources::ensure(&self.db, &def.name).await?;
         store::sources::abandon_orphans(&self.db, &timestamp(now)).await?;
         // The claim is the sync's own (its id), so a claim that ran out and was taken again
-        // is not renewed or released by the first sync. It lasts as long as the sync may
-        // (reading and importing, each within the timeout): on SQLite the import holds the
-        // write lock, and renewals wait until it commits.
+        // is not renewed or released by the first sync (see `lease_for` for how long).
         let id = clock::new_id(now, "sync");
         let until = timestamp(now + self.lease_for(def));
         if !store::sources::claim(&self.db, &def.name, &id, &timestamp(now), &until).await? {
@@ -261,11 +259,17 @@ impl Sources {
         })
     }
 
-    /// How long a sync's claim lasts without renewal: the sync's own limit (reading, then
-    /// importing, each within the timeout) plus the lease.
+    /// How long a sync's claim lasts without renewal. On PostgreSQL, the lease (renewed
+    /// every third of it while the sync runs: a killed replica's source is free within
+    /// it). On SQLite renewals wait behind the import's write lock, so the claim lasts as
+    /// long as the sync may (reading, then importing, each within the timeout) plus the
+    /// lease.
     fn lease_for(&self, def: &SourceDef) -> chrono::Duration {
-        chrono::Duration::from_std(def.timeout * 2 + self.lease)
-            .unwrap_or(chrono::Duration::seconds(1_230))
+        let lease = match store::Backend::of(&self.db) {
+            store::Backend::Postgres => self.lease,
+            store::Backend::Sqlite => def.timeout * 2 + self.lease,
+        };
+        chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(1_230))
     }
 
     /// Runs a claimed sync to its end and records it; never fails (the outcome is in the
