@@ -1287,6 +1287,29 @@ async fn pushed_down_tallies_equal_the_lines_and_follow_the_rules() {
     );
     assert_eq!(sync(solo, "wms").await["status"], "succeeded");
     assert_eq!(figures(solo).await, lenient);
+
+    // What the line path refuses, a push-down refuses, naming orders; nothing changes.
+    pg.exec("INSERT INTO shipments SELECT * FROM shipments WHERE so_number = 'SO-3-0-0'")
+        .await;
+    let s = sync(solo, "wms").await;
+    assert_eq!(
+        s["error"],
+        "keys are in the window more than once, such as order_id 'SO-3-0-0' line 1 — nothing was imported"
+    );
+    pg.exec("DELETE FROM shipments WHERE so_number = 'SO-3-0-0'")
+        .await;
+    pg.exec("UPDATE shipments SET qty_ordered = 0 WHERE so_number = 'SO-4-1-2'")
+        .await;
+    let s = sync(solo, "wms").await;
+    let error = s["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("rows due in the window are not valid lines")
+            && error.contains("order_id 'SO-4-1-2' line 3"),
+        "{error}"
+    );
+    let (tiles, stale) = figures(solo).await;
+    assert_eq!(tiles, lenient.0, "the last good tallies stay");
+    assert_eq!(stale[0]["name"], "wms");
     drop(warehouse);
     pg.drop_db().await;
     my.drop_db().await;

@@ -283,46 +283,33 @@ pub async fn aggregates(
         on_time_window_days: params.on_time_window_days,
         in_full_tolerance: params.in_full_tolerance,
     };
-    let (twice, _) = fetch(
-        def,
-        foreign::duplicates(dialect, relation, &p, window),
-        2,
-        5,
-    )
-    .await?;
-    if !twice.is_empty() {
-        let named: Vec<String> = twice
-            .iter()
-            .map(|r| {
-                let v = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
-                format!("order_id '{}' line {}", v(0), v(1))
-            })
-            .collect();
-        return Err(format!(
-            "keys are in the window more than once, such as {} — nothing was imported",
-            named.join(", ")
-        ));
-    }
-    let (bad, _) = fetch(
-        def,
-        foreign::violations(dialect, relation, &p, window),
-        2,
-        5,
-    )
-    .await?;
-    if !bad.is_empty() {
-        let named: Vec<String> = bad
-            .iter()
-            .map(|r| {
-                let v = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
-                format!("order_id '{}' line {}", v(0), v(1))
-            })
-            .collect();
-        return Err(format!(
-            "rows due in the window are not valid lines (an empty field, a quantity below 1 or \
-             above 10^9, a line number below 1), such as {} — nothing was imported",
-            named.join(", ")
-        ));
+    // Rows the line path would refuse, named by their keys (at most five of them).
+    let checks = [
+        (
+            foreign::duplicates(dialect, relation, &p, window),
+            "keys are in the window more than once",
+        ),
+        (
+            foreign::violations(dialect, relation, &p, window),
+            "rows due in the window are not valid lines (an empty field, a quantity below 1, \
+             above 10^9 or not whole, a line number below 1)",
+        ),
+    ];
+    for (sql, what) in checks {
+        let (found, _) = fetch(def, sql, 2, 5).await?;
+        if !found.is_empty() {
+            let named: Vec<String> = found
+                .iter()
+                .map(|r| {
+                    let v = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                    format!("order_id '{}' line {}", v(0), v(1))
+                })
+                .collect();
+            return Err(format!(
+                "{what}, such as {} — nothing was imported",
+                named.join(", ")
+            ));
+        }
     }
     let (rows, bytes) = fetch(
         def,
