@@ -23,7 +23,7 @@ It prints `listening on PORT` when ready. Counters of what it served are at
 GET /double/stats (statements, rows, bytes of result data).
 
 Usage: python3 databricks_sql.py --db FILE [--port 0] [--token T] [--client-id I
-       --client-secret S] [--chunk-rows N] [--delay-ms N] [--warehouse W]
+       --client-secret S] [--chunk-rows N] [--delay-ms N] [--warehouse W] [--token-ttl S]
 """
 import argparse
 import base64
@@ -42,7 +42,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 ARGS = None
 STATEMENTS = {}
 LOCK = threading.Lock()
-OAUTH_TOKENS = set()
+OAUTH_TOKENS = {}  # token -> expiry (time.time())
 STATS = {"statements": 0, "rows": 0, "result_bytes": 0, "external_fetches": 0,
          "external_with_auth": 0}
 
@@ -165,7 +165,7 @@ class Handler(BaseHTTPRequestHandler):
         if not auth.startswith("Bearer "):
             return False
         t = auth[len("Bearer "):]
-        return (ARGS.token and t == ARGS.token) or t in OAUTH_TOKENS
+        return (ARGS.token and t == ARGS.token) or OAUTH_TOKENS.get(t, 0) > time.time()
 
     def body(self):
         n = int(self.headers.get("Content-Length") or 0)
@@ -184,9 +184,10 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send(401, {"error": "invalid_client",
                                        "error_description": "Client authentication failed"})
             t = "oauth-" + secrets.token_hex(16)
-            OAUTH_TOKENS.add(t)
+            OAUTH_TOKENS[t] = time.time() + ARGS.token_ttl
+            STATS["oauth_tokens"] = STATS.get("oauth_tokens", 0) + 1
             return self.send(200, {"access_token": t, "token_type": "Bearer",
-                                   "scope": "all-apis", "expires_in": 3600})
+                                   "scope": "all-apis", "expires_in": ARGS.token_ttl})
         if not self.authorized():
             return self.send(401, {"error_code": "UNAUTHENTICATED",
                                    "message": "Credential was not sent or was of an unsupported type for this API."})
@@ -260,6 +261,8 @@ def main():
     p.add_argument("--warehouse", default="wh-1")
     p.add_argument("--chunk-rows", type=int, default=10000)
     p.add_argument("--delay-ms", type=int, default=0)
+    p.add_argument("--token-ttl", type=int, default=3600,
+                   help="seconds an OAuth token lasts (expires_in)")
     ARGS = p.parse_args()
     server = ThreadingHTTPServer(("127.0.0.1", ARGS.port), Handler)
     print(f"listening on {server.server_address[1]}", flush=True)

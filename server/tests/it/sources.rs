@@ -1011,6 +1011,35 @@ async fn a_databricks_warehouse_through_the_statement_api_gives_the_same_dashboa
         error.starts_with("the query fails: ") && error.contains("no_such_table"),
         "{error}"
     );
+    // OAuth tokens that expire while a statement runs (the next chunks are asked for
+    // after it): renewed before they do.
+    let short = Warehouse::start(
+        &file,
+        &[
+            "--client-id",
+            "sp-opsight",
+            "--client-secret",
+            "sp-secret",
+            "--token-ttl",
+            "1",
+            "--delay-ms",
+            "1500",
+            "--chunk-rows",
+            "500",
+        ],
+    );
+    let renewing = app_with(vec![with(
+        lakehouse_spec("lakehouse-sp", &short.host),
+        &|s| {
+            s.client_id = Some("sp-opsight".into());
+            s.client_secret_env = Some("DBX_SP_SECRET".into());
+        },
+    )])
+    .await;
+    let s = sync(&renewing, "lakehouse-sp").await;
+    assert_eq!(s["status"], "succeeded", "{s}");
+    let stats = short.stats().await;
+    assert!(stats["oauth_tokens"].as_i64().unwrap() > 2, "{stats}");
     let page = format!(
         "{}{}",
         app.get("/api/v1/sources").await.text().await.unwrap(),

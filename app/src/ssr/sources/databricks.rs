@@ -20,9 +20,12 @@ const POLL: Duration = Duration::from_millis(300);
 /// A signed-in client of one workspace.
 pub struct Client {
     http: reqwest::Client,
+    workspace: Workspace,
     host: String,
     warehouse: String,
     bearer: String,
+    /// When an OAuth token is to be renewed (a minute before it expires).
+    renew_at: Option<std::time::Instant>,
     /// Bytes of result data read (the benchmark compares lines with aggregates).
     pub bytes: u64,
 }
@@ -78,38 +81,33 @@ impl Client {
             .connect_timeout(Duration::from_secs(15))
             .build()
             .map_err(|_| "the HTTP client could not be built".to_string())?;
-        let bearer = match &ws.auth {
-            DatabricksAuth::Token(t) => t.expose().to_string(),
-            DatabricksAuth::OAuth { client_id, secret } => {
-                let r = http
-                    .post(format!("{}/oidc/v1/token", ws.host))
-                    .basic_auth(client_id, Some(secret.expose()))
-                    .form(&[("grant_type", "client_credentials"), ("scope", "all-apis")])
-                    .send()
-                    .await
-                    .map_err(|e| failed("cannot sign in", &e))?;
-                let status = r.status();
-                let body = r.text().await.unwrap_or_default();
-                if !status.is_success() {
-                    return Err(refusal(status, &body));
-                }
-                let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-                v["access_token"]
-                    .as_str()
-                    .ok_or("the workspace's token answer has no access_token")?
-                    .to_string()
-            }
-        };
+        let (bearer, renew_at) = bearer(&http, ws).await?;
         Ok(Client {
             http,
+            workspace: ws.clone(),
             host: ws.host.clone(),
             warehouse: ws.warehouse.clone(),
             bearer,
+            renew_at,
             bytes: 0,
         })
     }
 
+    /// A new OAuth token when the one held is about to expire (a sync may outlast it).
+    async fn fresh(&mut self) -> Result<(), String> {
+        if self
+            .renew_at
+            .is_some_and(|at| std::time::Instant::now() >= at)
+        {
+            let (bearer, renew_at) = bearer(&self.http, &self.workspace).await?;
+            self.bearer = bearer;
+            self.renew_at = renew_at;
+        }
+        Ok(())
+    }
+
     async fn call(&mut self, request: reqwest::RequestBuilder) -> Result<Value, String> {
+        self.fresh().await?;
         let r = request
             .bearer_auth(&self.bearer)
             .send()
@@ -229,6 +227,39 @@ impl Client {
         }
         let url = format!("{}{link}", self.host);
         self.call(self.http.get(url)).await
+    }
+}
+
+/// The bearer token to send, and when to renew it (OAuth tokens expire: `expires_in`
+/// seconds, an hour by default).
+async fn bearer(
+    http: &reqwest::Client,
+    ws: &Workspace,
+) -> Result<(String, Option<std::time::Instant>), String> {
+    match &ws.auth {
+        DatabricksAuth::Token(t) => Ok((t.expose().to_string(), None)),
+        DatabricksAuth::OAuth { client_id, secret } => {
+            let r = http
+                .post(format!("{}/oidc/v1/token", ws.host))
+                .basic_auth(client_id, Some(secret.expose()))
+                .form(&[("grant_type", "client_credentials"), ("scope", "all-apis")])
+                .send()
+                .await
+                .map_err(|e| failed("cannot sign in", &e))?;
+            let status = r.status();
+            let body = r.text().await.unwrap_or_default();
+            if !status.is_success() {
+                return Err(refusal(status, &body));
+            }
+            let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+            let token = v["access_token"]
+                .as_str()
+                .ok_or("the workspace's token answer has no access_token")?
+                .to_string();
+            let lasts = v["expires_in"].as_u64().unwrap_or(3600);
+            let renew = Duration::from_secs(lasts.saturating_sub(60).max(lasts / 2));
+            Ok((token, Some(std::time::Instant::now() + renew)))
+        }
     }
 }
 
