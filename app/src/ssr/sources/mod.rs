@@ -166,10 +166,15 @@ impl Sources {
             let Some(crontab) = &def.schedule else {
                 continue;
             };
-            store::sources::ensure(&self.db, &def.name).await?;
-            let state = store::sources::state(&self.db, &def.name)
-                .await?
-                .unwrap_or_default();
+            // Read first: writes wait behind an import on SQLite, and most ticks find
+            // nothing due.
+            let state = match store::sources::state(&self.db, &def.name).await? {
+                Some(state) => state,
+                None => {
+                    store::sources::ensure(&self.db, &def.name).await?;
+                    store::sources::SourceState::default()
+                }
+            };
             let Some(next) = crontab.next_after(now) else {
                 continue;
             };
