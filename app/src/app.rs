@@ -13,6 +13,9 @@ use leptos_router::components::{Route, Router, Routes, A};
 use leptos_router::path;
 
 /// The HTML document the server renders around the app.
+/// The element holding the catalogue's KPIs for the browser.
+pub const KPIS_ELEMENT: &str = "opsight-kpis";
+
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {
         <!DOCTYPE html>
@@ -26,6 +29,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <MetaTags/>
             </head>
             <body>
+                // Data, not a script: the catalogue's KPIs for the browser (`hydrate`).
+                <script type="application/json" id=KPIS_ELEMENT inner_html=crate::domain::kpi::registered_for_page()></script>
                 <App/>
             </body>
         </html>

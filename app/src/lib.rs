@@ -30,5 +30,14 @@ pub mod ssr;
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
+    // The catalogue's KPIs, as the server rendered them into the page (`app::shell`):
+    // known before any server function's answer naming one is read.
+    if let Some(text) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.get_element_by_id(app::KPIS_ELEMENT))
+        .and_then(|e| e.text_content())
+    {
+        domain::kpi::register_from_page(&text);
+    }
     leptos::mount::hydrate_body(app::App);
 }

@@ -165,7 +165,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         &pool,
         &rules,
         "DAL",
-        app::domain::kpi::Metric::Otif,
+        app::domain::kpi::Metric::OTIF,
         as_of,
     )
     .await?;

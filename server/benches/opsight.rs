@@ -126,7 +126,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         let mut times = Vec::new();
         for _ in 0..21 {
             let started = Instant::now();
-            let pack = evidence::load(&pool, &rules, site, Metric::Otif, as_of).await?;
+            let pack = evidence::load(&pool, &rules, site, Metric::OTIF, as_of).await?;
             std::hint::black_box(evidence::hash(&pack));
             times.push(started.elapsed());
         }
@@ -154,7 +154,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
             }
             let weekly = vec![app::domain::kpi::KpiCounts::default(); 12];
             std::hint::black_box(app::domain::anomaly::of_counts(
-                Metric::Otif,
+                Metric::OTIF,
                 week,
                 &weekly,
                 &daily,
@@ -211,7 +211,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
             flagged = 0;
             series = 0;
             for (site, weeks) in &weekly {
-                for m in Metric::ALL {
+                for m in Metric::all() {
                     let a = anomaly_of(m, week, weeks, &daily[site], &rules);
                     series += 1;
                     flagged += usize::from(a.is_some_and(|a| a.unusual));

@@ -100,6 +100,7 @@ async fn seed(pool: &Db, as_of: NaiveDate) -> anyhow::Result<usize> {
                             (_, true) => Some("short_pick".into()),
                             _ => None,
                         },
+                        attrs: Vec::new(),
                     },
                     site_name: None,
                     site_region: None,
@@ -267,7 +268,7 @@ async fn main() -> anyhow::Result<()> {
         Scope::All
     } else {
         // A subset: the first sites' cards.
-        Scope::Metric(Metric::Otif)
+        Scope::Metric(Metric::OTIF)
     };
     let o = run(&serial_state, &stub, &scope, true, 1).await?;
     report(

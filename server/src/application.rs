@@ -37,6 +37,14 @@ pub fn leptos_options() -> LeptosOptions {
     }
 }
 
+/// Connects to the database (migrating it) and puts the sources file's catalogue in force
+/// (its KPIs known to this process): what every command that reads or writes data opens.
+pub async fn open_store(config: &Config) -> anyhow::Result<Db> {
+    let db = store::connect(&config.database_url).await?;
+    app::ssr::data::catalogue::install(&db, config.catalogue.as_ref()).await?;
+    Ok(db)
+}
+
 /// A built Opsight, not yet serving.
 pub struct Application {
     state: AppState,
@@ -54,6 +62,7 @@ impl Application {
 
     /// [`Application::build`] on a database already connected.
     pub async fn build_with(config: Config, db: Db) -> anyhow::Result<Application> {
+        app::ssr::data::catalogue::install(&db, config.catalogue.as_ref()).await?;
         if app::ssr::data::import::bring_store_up_to_date(&db).await? {
             tracing::info!("metric store re-tallied for the rules in force");
         }

@@ -109,6 +109,7 @@
 
 use anyhow::{bail, Context};
 use app::domain::access::Role;
+use app::domain::catalogue::{Catalogue, KpiDef, Unit};
 use app::domain::period::{parse_date, Grain};
 use app::domain::status::ChannelKind;
 use app::ssr::access::limits::Allowance;
@@ -157,6 +158,9 @@ pub struct Config {
     pub allowance: Allowance,
     /// Data sources synced into the metric store (none by default).
     pub sources: Vec<SourceDef>,
+    /// The sources file's catalogue (extra dimensions, fields and KPIs); `None` without a
+    /// sources file (the store keeps the one it holds).
+    pub catalogue: Option<Catalogue>,
     /// Where the site (wasm, styles, static files) is served from (`LEPTOS_SITE_ROOT`,
     /// `target/site` by default).
     pub site: leptos::config::LeptosOptions,
@@ -378,16 +382,70 @@ fn check_url(url: &str, what: &str) -> anyhow::Result<()> {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SourcesFile {
+    /// Extra dimensions a CSV import reads under their own names (sources map theirs).
+    #[serde(default)]
+    dimensions: Vec<String>,
+    /// Extra fields kept with each line for the KPIs' expressions.
+    #[serde(default)]
+    fields: Vec<String>,
     #[serde(default, rename = "source")]
     sources: Vec<SourceSpec>,
+    #[serde(default, rename = "kpi")]
+    kpis: Vec<KpiSpec>,
 }
 
+/// A KPI defined as data (see `app::domain::catalogue`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KpiSpec {
+    key: String,
+    name: String,
+    #[serde(default)]
+    description: String,
+    /// `pct` (default), `count`, or an average's unit (`days`).
+    unit: Option<String>,
+    /// `higher` (default) or `lower` is better.
+    direction: Option<String>,
+    numerator: String,
+    denominator: Option<String>,
+    target: Option<f64>,
+    at_risk: Option<f64>,
+}
+
+impl KpiSpec {
+    fn into_def(self) -> anyhow::Result<KpiDef> {
+        let higher_is_better = match self.direction.as_deref().map(str::trim) {
+            None | Some("higher") => true,
+            Some("lower") => false,
+            Some(other) => bail!(
+                "KPI '{}': direction '{other}' is not higher or lower",
+                self.key
+            ),
+        };
+        Ok(KpiDef {
+            key: self.key.trim().to_string(),
+            name: self.name.trim().to_string(),
+            description: self.description.trim().to_string(),
+            unit: Unit::parse(self.unit.as_deref().unwrap_or("pct")),
+            higher_is_better,
+            numerator: self.numerator,
+            denominator: self.denominator.filter(|d| !d.trim().is_empty()),
+            target: self.target,
+            at_risk: self.at_risk,
+        })
+    }
+}
+
+/// The sources file's sources and catalogue.
+type SourcesAndCatalogue = (Vec<SourceDef>, Option<Catalogue>);
+
 /// The sources of the sources file (`OPSIGHT_SOURCES_FILE`, else `opsight-sources.toml`
-/// when present), validated; names are unique.
+/// when present), validated (names are unique), and its catalogue: the dimensions and
+/// fields it lists and those its sources map, and its KPIs.
 fn sources(
     get: &impl Fn(&str) -> Option<String>,
     read: &impl Fn(&Path) -> Option<String>,
-) -> anyhow::Result<Vec<SourceDef>> {
+) -> anyhow::Result<SourcesAndCatalogue> {
     let file = get("OPSIGHT_SOURCES_FILE").map(PathBuf::from);
     let text = match &file {
         Some(path) => Some(read(path).with_context(|| {
@@ -396,7 +454,7 @@ fn sources(
         None => read(Path::new(DEFAULT_SOURCES_FILE)),
     };
     let Some(text) = text else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), None));
     };
     let path = file.unwrap_or_else(|| PathBuf::from(DEFAULT_SOURCES_FILE));
     let parsed: SourcesFile = toml::from_str(&text)
@@ -410,7 +468,40 @@ fn sources(
         }
         defs.push(def);
     }
-    Ok(defs)
+    let mut catalogue = Catalogue {
+        dimensions: parsed.dimensions,
+        fields: parsed.fields,
+        kpis: parsed
+            .kpis
+            .into_iter()
+            .map(KpiSpec::into_def)
+            .collect::<anyhow::Result<_>>()?,
+    };
+    for def in &defs {
+        for (name, _) in &def.dimensions {
+            if !catalogue.dimensions.contains(name) {
+                catalogue.dimensions.push(name.clone());
+            }
+        }
+        for (name, _) in &def.fields {
+            if !catalogue.fields.contains(name) {
+                catalogue.fields.push(name.clone());
+            }
+        }
+    }
+    catalogue
+        .validate()
+        .map_err(|e| anyhow::anyhow!("sources file '{}': {e}", path.display()))?;
+    if !catalogue.kpis.is_empty() {
+        if let Some(d) = defs.iter().find(|d| d.pushdown) {
+            bail!(
+                "source '{}': pushdown sends tallies without the counts of the file's KPIs ({}); read its lines instead",
+                d.name,
+                catalogue.kpis.iter().map(|k| k.key.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        }
+    }
+    Ok((defs, Some(catalogue)))
 }
 
 /// The agents file.
@@ -587,7 +678,7 @@ impl Config {
             },
         };
         let notifier = notifier(&get, &read)?;
-        let sources = sources(&get, &read)?;
+        let (sources, catalogue) = sources(&get, &read)?;
         let auth = auth(&get, notifier.base_url.as_deref())?;
         let count = |key: &str, default: u32| match get(key) {
             None => Ok(default),
@@ -603,6 +694,7 @@ impl Config {
         };
         Ok(Config {
             sources,
+            catalogue,
             site: crate::application::leptos_options(),
             notifier,
             auth,

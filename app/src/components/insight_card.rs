@@ -268,7 +268,7 @@ pub fn InsightCard(card: Card, #[prop(optional)] compact: bool) -> AnyView {
     });
     let site = card.site.clone();
     let metric = card.metric;
-    let unit = if metric.is_ratio() { "pp" } else { "lines" };
+    let unit = metric.change_unit();
     let on_refresh = {
         let site = site.clone();
         // The same card: its period and comparison.

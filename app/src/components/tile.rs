@@ -6,11 +6,12 @@ use crate::domain::kpi::{format_change, format_value};
 use crate::dto::Tile;
 use leptos::prelude::*;
 
-/// Colour class for a change: good moves green, bad moves red (all our KPIs are
-/// higher-is-better, volume is neutral).
+/// Colour class for a change: good moves green, bad moves red (up is good unless the KPI
+/// says lower is better; volume is neutral).
 fn change_class(tile: &Tile) -> &'static str {
-    match tile.change {
-        _ if !tile.metric.is_ratio() => "change neutral",
+    let metric = tile.metric;
+    match tile.change.map(|c| metric.good(c)) {
+        _ if !metric.is_ratio() => "change neutral",
         Some(c) if c > 0.05 => "change good",
         Some(c) if c < -0.05 => "change bad",
         _ => "change flat",

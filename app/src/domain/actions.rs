@@ -109,7 +109,10 @@ pub fn outcome(
         .filter(|w| w.end() < today)
         .filter_map(value)
         .collect();
-    let unit = if metric.is_ratio() { " pts" } else { " lines" };
+    let unit = match metric.change_unit() {
+        "pp" => " pts".to_string(),
+        other => format!(" {other}"),
+    };
     if after.is_empty() {
         return Outcome {
             before,
@@ -125,7 +128,11 @@ pub fn outcome(
     }
     let mean = after.iter().sum::<f64>() / after.len() as f64;
     let change = before.map(|b| mean - b);
-    let recovered = change.map(|c| c > min_change || target.is_some_and(|t| mean >= t));
+    // Recovered: moved the good way (up, or down when lower is better) by more than
+    // noise, or back on the good side of the target.
+    let recovered = change.map(|c| {
+        metric.good(c) > min_change || target.is_some_and(|t| metric.good(mean - t) >= 0.0)
+    });
     let summary = match (change, recovered) {
         (Some(c), Some(true)) => format!(
             "recovered: {mean:.1} over the {} week(s) after, {c:+.1}{unit} vs the week explained",
@@ -192,7 +199,7 @@ mod tests {
     fn recovery_before_and_after() {
         // Done on Wednesday 2026-11-11: the weeks after are 2026-W47 and W48.
         let o = outcome(
-            Metric::Otif,
+            Metric::OTIF,
             week("2026-11-02"),
             parse_date("2026-11-11").unwrap(),
             parse_date("2026-12-01").unwrap(),
@@ -209,7 +216,7 @@ mod tests {
         assert!(o.summary.starts_with("recovered: 92.0"), "{}", o.summary);
         // As of 2026-11-24 only W47 is complete.
         let o = outcome(
-            Metric::Otif,
+            Metric::OTIF,
             week("2026-11-02"),
             parse_date("2026-11-11").unwrap(),
             parse_date("2026-11-24").unwrap(),
@@ -220,7 +227,7 @@ mod tests {
         assert_eq!((o.after, o.weeks_after), (Some(91.0), 1));
         // Too early: done this week.
         let o = outcome(
-            Metric::Otif,
+            Metric::OTIF,
             week("2026-11-02"),
             parse_date("2026-11-18").unwrap(),
             parse_date("2026-11-21").unwrap(),
@@ -236,7 +243,7 @@ mod tests {
             (week("2026-11-16"), Some(79.0)),
         ];
         let o = outcome(
-            Metric::Otif,
+            Metric::OTIF,
             week("2026-11-02"),
             parse_date("2026-11-11").unwrap(),
             parse_date("2026-11-24").unwrap(),

@@ -34,7 +34,7 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
     let where_ = &pack.scope.site_name;
     let name = &pack.scope.metric_name;
     let fmt = |v| format_value(metric, v);
-    let unit = if metric.is_ratio() { "pp" } else { "lines" };
+    let unit = metric.change_unit();
     let mut narrative = String::new();
     if let Some(q) = question.filter(|q| !q.trim().is_empty()) {
         narrative.push_str(&format!("Question: {}\n\n", q.trim()));
@@ -50,7 +50,7 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
 
     let checks = &pack.data_checks;
     if checks.suspect() {
-        let open_impact = if metric.is_ratio() {
+        let open_impact = if metric.is_percent() {
             -checks.past_due_open_share_pct
         } else {
             0.0
@@ -128,17 +128,25 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
             pack.noise.standard_error
         ));
         let mut next_actions = vec![];
-        if let Some(gap) = pack.target_gap.filter(|g| *g < 0.0) {
+        // A gap on the wrong side of the target (below it, or above it when lower is
+        // better).
+        if let Some(gap) = pack.target_gap.filter(|g| metric.good(*g) < 0.0) {
+            let side = if metric.higher_is_better() {
+                "below"
+            } else {
+                "above"
+            };
             headline = format!(
-                "{name} at {where_} steady at {} but {} {unit} below target: no new cause this week",
+                "{name} at {where_} steady at {} but {} {unit} {side} target: no new cause this week",
                 fmt(pack.value),
-                signed(-gap, 1).trim_start_matches('+')
+                signed(gap.abs(), 1).trim_start_matches('+')
             );
+            // Reason codes explain OTIF's failures, not a catalogue KPI.
             if let Some(top) = pack
                 .otif_tree
                 .by_reason
                 .first()
-                .filter(|r| r.reason != "unspecified")
+                .filter(|r| r.reason != "unspecified" && metric.is_built_in())
             {
                 narrative.push_str(&format!(
                     "The standing gap to target is mostly {} ({} of {} failures).\n",
@@ -242,6 +250,8 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
     }
 
     let direction = if change < 0.0 { "down" } else { "up" };
+    // Worse is down, or up when lower is better.
+    let worse = metric.good(change) < 0.0;
     let mut headline = format!(
         "{name} {direction} {} {unit} at {where_}",
         signed(change.abs(), 1).trim_start_matches('+')
@@ -255,15 +265,11 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
             ": {} {} {}",
             c.dimension,
             c.member,
-            if change < 0.0 {
-                "got worse"
-            } else {
-                "improved"
-            }
+            if worse { "got worse" } else { "improved" }
         )),
         None => headline.push_str(": spread across many segments, no single cause"),
     }
-    if change < 0.0 {
+    if worse && metric.is_built_in() {
         if let Some((reason, delta)) = &reason_growth {
             headline.push_str(&format!(" ({reason} failures +{delta})"));
         }
@@ -288,8 +294,8 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
     }
 
     let mut next_actions: Vec<NextAction> = Vec::new();
-    if change < 0.0 {
-        if let Some((reason, _)) = &reason_growth {
+    if worse {
+        if let Some((reason, _)) = reason_growth.as_ref().filter(|_| metric.is_built_in()) {
             next_actions.extend(rules.playbook(&format!("reason:{reason}")).map(action));
         }
         for c in &root_causes {
@@ -387,6 +393,7 @@ mod tests {
                     Some(due)
                 },
                 reason_code: (i < late).then(|| "carrier_late".to_string()),
+                attrs: Vec::new(),
             })
             .collect()
     }
@@ -397,7 +404,7 @@ mod tests {
             Scope {
                 site: site.into(),
                 site_name: site.into(),
-                metric: Metric::Otif,
+                metric: Metric::OTIF,
                 metric_name: "OTIF".into(),
                 definition: String::new(),
                 unit: "pct".into(),

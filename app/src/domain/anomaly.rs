@@ -104,6 +104,10 @@ pub fn robust_z(value: f64, baseline: &[f64], floor: f64) -> Option<(f64, f64)> 
 /// Poisson noise or 5 % of the expected level. Days use a wider margin (5 %) than weeks
 /// (1 %): each week has seven of them, so each day's verdict must be more conservative.
 fn floor(metric: Metric, expected: f64, n: i64, margin: f64) -> f64 {
+    if let crate::domain::kpi::Scale::Average(_) = metric.scale() {
+        // An average's spread is not known from sums: 5 % of its level, at least 0.1.
+        return (expected.abs() * 0.05).max(0.1);
+    }
     if metric.is_ratio() {
         let p = (expected / 100.0).clamp(margin, 1.0 - margin);
         (100.0 * (p * (1.0 - p) / n.max(1) as f64).sqrt()).max(1.0)
@@ -126,13 +130,13 @@ fn score(metric: Metric, point: Point, baseline: &[f64], margin: f64) -> Option<
     )
 }
 
-/// Whether `z` is a flagged move: bad direction (down for every KPI here; volumes are
-/// usually configured two-sided) unless two-sided.
-fn flagged(z: f64, s: Sensitivity) -> bool {
+/// Whether `z` is a flagged move: in the bad direction (down, or up when lower is
+/// better; volumes are usually configured two-sided) unless two-sided.
+fn flagged(metric: Metric, z: f64, s: Sensitivity) -> bool {
     if s.two_sided {
         z.abs() >= s.z
     } else {
-        z <= -s.z
+        metric.good(z) <= -s.z
     }
 }
 
@@ -235,7 +239,7 @@ pub fn detect(
             })
             .collect();
         if let Some((z, expected)) = score(metric, *point, &baseline, DAY_MARGIN) {
-            if flagged(z, s) {
+            if flagged(metric, z, s) {
                 unusual_days.push(Scored {
                     date: crate::domain::period::fmt_date(*day),
                     actual: point.value,
@@ -245,8 +249,12 @@ pub fn detect(
             }
         }
     }
-    let week_flagged = week_score.as_ref().is_some_and(|w| flagged(w.z, s));
-    let unit = if metric.is_ratio() { " %" } else { " lines" };
+    let week_flagged = week_score.as_ref().is_some_and(|w| flagged(metric, w.z, s));
+    let unit = match metric.scale() {
+        crate::domain::kpi::Scale::Percent => " %".to_string(),
+        crate::domain::kpi::Scale::Count => " lines".to_string(),
+        crate::domain::kpi::Scale::Average(u) => format!(" {u}"),
+    };
     let summary = match (&week_score, week_flagged, unusual_days.len()) {
         (Some(w), true, _) => format!(
             "unusual: {:.1}{unit} vs {:.1}{unit} expected from the previous weeks (robust z {:+.1})",
@@ -324,7 +332,7 @@ mod tests {
     fn weekly_seasonality_is_not_flagged() {
         let daily = seasonal(START, 9);
         let a = detect(
-            Metric::Otif,
+            Metric::OTIF,
             reported(),
             &weekly(&daily),
             &daily,
@@ -348,7 +356,7 @@ mod tests {
             .unwrap();
         daily[i].1.value = 70.0;
         let a = detect(
-            Metric::Otif,
+            Metric::OTIF,
             reported(),
             &weekly(&daily),
             &daily,
@@ -372,7 +380,7 @@ mod tests {
         // A Saturday far better than usual.
         daily[i].1.value = 99.0;
         let a = detect(
-            Metric::Otif,
+            Metric::OTIF,
             reported(),
             &weekly(&daily),
             &daily,
@@ -383,7 +391,7 @@ mod tests {
             two_sided: true,
             ..Default::default()
         };
-        let a = detect(Metric::Otif, reported(), &weekly(&daily), &daily, two);
+        let a = detect(Metric::OTIF, reported(), &weekly(&daily), &daily, two);
         assert!(a.unusual && a.unusual_days[0].z > 3.5);
     }
 
@@ -400,11 +408,11 @@ mod tests {
             z: 6.0,
             two_sided: false,
         };
-        assert!(detect(Metric::Otif, reported(), &weekly(&daily), &daily, strict).unusual);
-        assert!(!detect(Metric::Otif, reported(), &weekly(&daily), &daily, lax).unusual);
+        assert!(detect(Metric::OTIF, reported(), &weekly(&daily), &daily, strict).unusual);
+        assert!(!detect(Metric::OTIF, reported(), &weekly(&daily), &daily, lax).unusual);
         // Three weeks of history: no verdict at all.
         let short = &daily[daily.len() - 21..];
-        let a = detect(Metric::Otif, reported(), &weekly(short), short, strict);
+        let a = detect(Metric::OTIF, reported(), &weekly(short), short, strict);
         assert!(!a.unusual && a.week.is_none());
         assert_eq!(a.summary, "not enough history to judge");
     }
@@ -416,7 +424,7 @@ mod tests {
         // Sunday: 3 lines, one failed (66.7 %) — noise, not news.
         daily[i].1 = Point { value: 66.7, n: 3 };
         let a = detect(
-            Metric::Otif,
+            Metric::OTIF,
             reported(),
             &weekly(&daily),
             &daily,
@@ -426,14 +434,14 @@ mod tests {
         // A 5-point drop on 40 lines is within binomial noise; on 2,000 lines it is not.
         let baseline = [95.0, 95.2, 94.8, 95.1, 94.9, 95.0, 95.3, 94.7];
         let (z_small, _) = score(
-            Metric::Otif,
+            Metric::OTIF,
             Point { value: 90.0, n: 40 },
             &baseline,
             DAY_MARGIN,
         )
         .unwrap();
         let (z_big, _) = score(
-            Metric::Otif,
+            Metric::OTIF,
             Point {
                 value: 90.0,
                 n: 2000,

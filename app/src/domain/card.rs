@@ -242,7 +242,7 @@ mod tests {
         InsightView {
             id: id.into(),
             site: "DAL".into(),
-            metric: Metric::Otif,
+            metric: Metric::OTIF,
             lens: "week".into(),
             period_start: period_start.into(),
             period_label: Week::containing(parse_date(period_start).unwrap()).label(),
@@ -280,7 +280,7 @@ mod tests {
         let ok = view("1", T10, "2026-11-09", 90.0, 1, None);
         let c = card(
             "DAL",
-            Metric::Otif,
+            Metric::OTIF,
             Some(90.0),
             (week(), Compare::Previous),
             1,
@@ -302,7 +302,7 @@ mod tests {
         );
         let c = card(
             "DAL",
-            Metric::Otif,
+            Metric::OTIF,
             Some(90.0),
             (week(), Compare::Previous),
             1,
@@ -314,7 +314,7 @@ mod tests {
         let ok = view("1", T10, "2026-11-09", 90.0, 1, None);
         let c = card(
             "DAL",
-            Metric::Otif,
+            Metric::OTIF,
             Some(88.0),
             (week(), Compare::Previous),
             1,
@@ -325,7 +325,7 @@ mod tests {
 
         let c = card(
             "DAL",
-            Metric::Otif,
+            Metric::OTIF,
             Some(90.0),
             (week(), Compare::Previous),
             2,
@@ -344,7 +344,7 @@ mod tests {
         );
         let c = card(
             "DAL",
-            Metric::Otif,
+            Metric::OTIF,
             Some(90.0),
             (week(), Compare::Previous),
             1,
@@ -369,7 +369,7 @@ mod tests {
         );
         let c = card(
             "DAL",
-            Metric::Otif,
+            Metric::OTIF,
             Some(90.0),
             (week(), Compare::Previous),
             1,
@@ -391,7 +391,7 @@ mod tests {
         );
         let c = card(
             "DAL",
-            Metric::Otif,
+            Metric::OTIF,
             Some(90.0),
             (week(), Compare::Previous),
             1,
@@ -408,7 +408,7 @@ mod tests {
         ok.model_version = Some("1".into());
         let mut c = card(
             "DAL",
-            Metric::Otif,
+            Metric::OTIF,
             Some(90.0),
             (week(), Compare::Previous),
             1,

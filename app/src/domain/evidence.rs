@@ -41,6 +41,18 @@ pub struct LineFact {
     pub due_date: NaiveDate,
     pub delivered_date: Option<NaiveDate>,
     pub reason_code: Option<String>,
+    /// The catalogue's dimensions and fields the line has: (name, value), by name.
+    pub attrs: Vec<(String, String)>,
+}
+
+impl LineFact {
+    /// The value of one of the catalogue's dimensions or fields, when the line has it.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// What the pack is about.
@@ -250,11 +262,31 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
     let tree = otif_tree(current);
     let prev_tree = otif_tree(prior);
     let failures_without_reason = current.total.unreasoned_failures;
-    let dimensions: &[&str] = if scope.site == NETWORK {
-        &["site", "carrier", "customer", "category"]
+    // Opsight's dimensions, then the catalogue's in the order of their names (a
+    // catalogue's dimension is in the breakdown whenever a line of either period had it).
+    let mut dimensions: Vec<&str> = if scope.site == NETWORK {
+        vec!["site", "carrier", "customer", "category"]
     } else {
-        &["carrier", "customer", "category"]
+        vec!["carrier", "customer", "category"]
     };
+    let own = [
+        "site",
+        "carrier",
+        "customer",
+        "category",
+        "reason",
+        super::tally::DELIVERED_ON,
+    ];
+    let mut extra: Vec<&str> = current
+        .dimensions
+        .keys()
+        .chain(prior.dimensions.keys())
+        .map(String::as_str)
+        .filter(|d| !own.contains(d))
+        .collect();
+    extra.sort_unstable();
+    extra.dedup();
+    dimensions.extend(extra);
 
     let (num, den) = cur.fraction(metric);
     let (pnum, pden) = prev.fraction(metric);
@@ -322,12 +354,12 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
                 })
                 .collect();
             previous.sort_by(f64::total_cmp);
-            (previous.len() >= 4 && metric != Metric::FillRate)
+            (previous.len() >= 4 && metric != Metric::FILL_RATE)
                 .then(|| previous[previous.len() / 2])
         },
         suspect_reasons: Vec::new(),
     };
-    data_checks.suspect_reasons = suspect_reasons(&data_checks, rules, period.grain.noun());
+    data_checks.suspect_reasons = suspect_reasons(&data_checks, rules, period.grain.noun(), metric);
 
     let noise = noise(
         metric,
@@ -346,7 +378,7 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
         target,
         target_gap,
         status: rules.status(metric, value, target),
-        higher_is_better: true,
+        higher_is_better: metric.higher_is_better(),
         trigger: rules
             .trigger(
                 metric,
@@ -452,7 +484,7 @@ fn series_points(metric: Metric, series: &[(Period, KpiCounts)]) -> Vec<SeriesPo
         .collect()
 }
 
-fn suspect_reasons(checks: &DataChecks, rules: &Rules, noun: &str) -> Vec<String> {
+fn suspect_reasons(checks: &DataChecks, rules: &Rules, noun: &str, metric: Metric) -> Vec<String> {
     let mut out = Vec::new();
     // A disabled threshold switches its check off.
     let open_limit = rules
@@ -496,10 +528,13 @@ fn suspect_reasons(checks: &DataChecks, rules: &Rules, noun: &str) -> Vec<String
     let reason_limit = rules
         .threshold("data_unreasoned_failure_share", 0.5)
         .map(|v| 100.0 * v);
-    // Only meaningful once there are enough failures to judge coding discipline.
-    if let Some(reason_limit) = reason_limit
-        .filter(|l| checks.failures >= 20 && checks.failures_without_reason_share_pct > *l)
-    {
+    // Only meaningful once there are enough failures to judge coding discipline, and for
+    // the KPIs reason codes explain (OTIF's family, not a catalogue KPI).
+    if let Some(reason_limit) = reason_limit.filter(|l| {
+        metric.is_built_in()
+            && checks.failures >= 20
+            && checks.failures_without_reason_share_pct > *l
+    }) {
         out.push(format!(
             "{:.0}% of failures have no reason code (limit {:.0}%)",
             checks.failures_without_reason_share_pct, reason_limit
@@ -515,7 +550,11 @@ fn noise(
     change: Option<f64>,
     min_pp: f64,
 ) -> Noise {
-    let standard_error = if metric.is_ratio() {
+    let standard_error = if let super::kpi::Scale::Average(_) = metric.scale() {
+        // The store keeps sums, not squares: an average's sampling noise is unknown, and
+        // only `noise_min` (in its unit) separates noise from a move.
+        0.0
+    } else if metric.is_ratio() {
         let var = |n: i64, d: i64| {
             if d == 0 {
                 0.0
@@ -583,6 +622,8 @@ pub fn contribution(
         Vec::new()
     } else {
         let (w_prev, w_cur) = (total_prev as f64, total_cur as f64);
+        // Percent for percentages, the unit itself for averages.
+        let factor = metric.factor();
         let rate = |(n, d): (i64, i64)| (d > 0).then(|| n as f64 / d as f64);
         let big_r0: f64 = inputs.iter().map(|s| s.previous.0 as f64).sum::<f64>() / w_prev;
         let big_r1: f64 = inputs.iter().map(|s| s.current.0 as f64).sum::<f64>() / w_cur;
@@ -598,12 +639,12 @@ pub fn contribution(
                     (None, Some(b)) => (b, b),
                     (None, None) => (0.0, 0.0),
                 };
-                let mix = 100.0 * (w1 - w0) * ((r0 + r1) / 2.0 - r_bar_total);
-                let rate_term = 100.0 * (r1 - r0) * (w0 + w1) / 2.0;
+                let mix = factor * (w1 - w0) * ((r0 + r1) / 2.0 - r_bar_total);
+                let rate_term = factor * (r1 - r0) * (w0 + w1) / 2.0;
                 Segment {
                     member: s.member.clone(),
-                    previous_value: rate(s.previous).map(|r| 100.0 * r),
-                    value: rate(s.current).map(|r| 100.0 * r),
+                    previous_value: rate(s.previous).map(|r| factor * r),
+                    value: rate(s.current).map(|r| factor * r),
                     previous_share_pct: 100.0 * w0,
                     share_pct: 100.0 * w1,
                     previous_denominator: s.previous.1,
@@ -777,12 +818,13 @@ pub(crate) fn pack_from_lines(
     let period = Period::week(week);
     let previous = period.previous();
     let network = scope.site == NETWORK;
+    let scorer = super::tally::Scorer::new(rules.scoring(), CostBook::default());
     let tally = |p: Period| {
         let mut b = Breakdown::default();
         for l in lines.iter().filter(|l| p.contains(l.due_date)) {
-            b.add_line(l, rules.scoring(), &CostBook::default());
+            b.add_line(l, &scorer);
             if network {
-                let t = super::tally::Tally::of_line(l, rules.scoring(), &CostBook::default());
+                let t = super::tally::Tally::of_line(l, &scorer);
                 b.add("site", &l.site, &t);
             }
         }
@@ -855,7 +897,7 @@ mod tests {
             seg("C", (0, 0), (7, 10)),
             seg("D", (30, 40), (0, 0)),
         ];
-        let c = contribution("carrier", Metric::Otif, &inputs);
+        let c = contribution("carrier", Metric::OTIF, &inputs);
         let sum: f64 = c.segments.iter().map(|s| s.total).sum();
         assert!(
             (sum - total_change(&inputs)).abs() < 1e-9,
@@ -872,7 +914,7 @@ mod tests {
             seg("good", (98, 100), (49, 50)),
             seg("bad", (40, 50), (80, 100)),
         ];
-        let c = contribution("carrier", Metric::Otif, &inputs);
+        let c = contribution("carrier", Metric::OTIF, &inputs);
         assert!(c.rate_total.abs() < 1e-12);
         assert!(c.segments.iter().all(|s| s.rate.abs() < 1e-12));
         assert!((c.mix_total - total_change(&inputs)).abs() < 1e-9);
@@ -882,7 +924,7 @@ mod tests {
     #[test]
     fn pure_rate_change_has_zero_mix_effect() {
         let inputs = vec![seg("a", (90, 100), (80, 100)), seg("b", (45, 50), (45, 50))];
-        let c = contribution("carrier", Metric::Otif, &inputs);
+        let c = contribution("carrier", Metric::OTIF, &inputs);
         assert!(c.mix_total.abs() < 1e-12);
         let a = c.segments.iter().find(|s| s.member == "a").unwrap();
         assert!((a.rate - total_change(&inputs)).abs() < 1e-9);
@@ -893,7 +935,7 @@ mod tests {
         let inputs: Vec<SegmentInput> = (0..30)
             .map(|i| seg(&format!("m{i:02}"), (50 + i, 100), (40 + 2 * i, 100 + i)))
             .collect();
-        let c = contribution("customer", Metric::Otif, &inputs);
+        let c = contribution("customer", Metric::OTIF, &inputs);
         assert_eq!(c.segments.len(), MAX_SEGMENTS);
         assert!(c.segments.last().unwrap().member.starts_with("other ("));
         let sum: f64 = c.segments.iter().map(|s| s.total).sum();
@@ -903,7 +945,7 @@ mod tests {
     #[test]
     fn volume_contributions_are_line_count_changes() {
         let inputs = vec![seg("a", (100, 1), (130, 1)), seg("b", (50, 1), (40, 1))];
-        let c = contribution("site", Metric::LinesDue, &inputs);
+        let c = contribution("site", Metric::LINES_DUE, &inputs);
         let sum: f64 = c.segments.iter().map(|s| s.total).sum();
         assert_eq!(sum, 20.0);
         assert_eq!(c.segments[0].member, "a");
@@ -928,6 +970,7 @@ mod tests {
             due_date: parse_date(due).unwrap(),
             delivered_date: delivered.map(|d| parse_date(d).unwrap()),
             reason_code: reason.map(Into::into),
+            attrs: Vec::new(),
         }
     }
 
@@ -977,6 +1020,7 @@ mod tests {
                         in_full_lines: 98,
                         units_ordered: 1000,
                         units_delivered: 990,
+                        measures: Default::default(),
                     },
                 )
             })
@@ -985,7 +1029,7 @@ mod tests {
             Scope {
                 site: "DAL".into(),
                 site_name: "Dallas".into(),
-                metric: Metric::Otif,
+                metric: Metric::OTIF,
                 metric_name: "OTIF".into(),
                 definition: String::new(),
                 unit: "pct".into(),

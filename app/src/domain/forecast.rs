@@ -139,22 +139,29 @@ pub fn pace(
             (b > 0).then(|| a as f64 / b as f64)
         };
         let total = n as f64 + expected_remaining;
+        // Percent for percentages; an average's own unit (no binomial spread, no bounds).
+        let factor = metric.factor();
+        let percent = metric.is_percent();
         let needed = target
             .filter(|_| expected_remaining > 0.0)
-            .map(|t| (t / 100.0 * total - ok as f64) / expected_remaining * 100.0);
+            .map(|t| (t / factor * total - ok as f64) / expected_remaining * factor);
         match (pooled, total > 0.0) {
             (Some(p), true) => {
                 let mean_ok = ok as f64 + p * expected_remaining;
-                let var =
-                    expected_remaining * p * (1.0 - p) + (expected_remaining * sd(&rates)).powi(2);
-                let half = Z80 * var.sqrt() / total * 100.0;
-                let f = mean_ok / total * 100.0;
-                (
-                    Some(f),
-                    Some((f - half).max(0.0)),
-                    Some((f + half).min(100.0)),
-                    needed,
-                )
+                let binomial = if percent {
+                    expected_remaining * p * (1.0 - p)
+                } else {
+                    0.0
+                };
+                let var = binomial + (expected_remaining * sd(&rates)).powi(2);
+                let half = Z80 * var.sqrt() / total * factor;
+                let f = mean_ok / total * factor;
+                let (low, high) = if percent {
+                    ((f - half).max(0.0), (f + half).min(100.0))
+                } else {
+                    (f - half, f + half)
+                };
+                (Some(f), Some(low), Some(high), needed)
             }
             (None, true) if expected_remaining == 0.0 => {
                 let f = so_far.value(metric);
@@ -173,7 +180,11 @@ pub fn pace(
             None,
         )
     };
-    let unit = if metric.is_ratio() { " %" } else { " lines" };
+    let unit = match metric.scale() {
+        crate::domain::kpi::Scale::Percent => " %".to_string(),
+        crate::domain::kpi::Scale::Count => " lines".to_string(),
+        crate::domain::kpi::Scale::Average(u) => format!(" {u}"),
+    };
     let fmt = |v: f64| format!("{v:.1}{unit}");
     let summary = match (so_far.value(metric), forecast, low, high) {
         (_, Some(f), Some(l), Some(h)) if left.is_empty() => {
@@ -181,11 +192,23 @@ pub fn pace(
             format!("week complete at {}", fmt(f))
         }
         (now, Some(f), Some(l), Some(h)) => {
+            // A rate past what the days left can reach (above 100 %, or below 0 when
+            // lower is better) puts the target out of reach; one any day meets secures it.
+            let ceiling = if metric.is_percent() {
+                100.0
+            } else {
+                f64::INFINITY
+            };
+            let higher = metric.higher_is_better();
+            let unreachable = |p: f64, c: f64| if higher { p > c } else { p < 0.0 };
+            let secured = |p: f64, c: f64| if higher { p <= 0.0 } else { p >= c };
             let pace_text = match (needed, target) {
-                (Some(p), Some(t)) if p > 100.0 => {
+                (Some(p), Some(t)) if unreachable(p, ceiling) => {
                     format!("; {} target is out of reach this week", fmt(t))
                 }
-                (Some(p), Some(t)) if p <= 0.0 => format!("; {} target is already secured", fmt(t)),
+                (Some(p), Some(t)) if secured(p, ceiling) => {
+                    format!("; {} target is already secured", fmt(t))
+                }
                 (Some(p), Some(t)) => {
                     format!("; the days left need {} to reach {}", fmt(p), fmt(t))
                 }
@@ -244,6 +267,7 @@ mod tests {
                     in_full_lines: lines,
                     units_ordered: lines * 10,
                     units_delivered: lines * 10,
+                    measures: Default::default(),
                 },
             );
         }
@@ -259,7 +283,7 @@ mod tests {
         fill(&mut daily, "2026-10-19", 28, 100, 95);
         // This week so far: 100 lines a day at 90 % for 5 days.
         fill(&mut daily, "2026-11-16", 5, 100, 90);
-        let p = pace(Metric::Otif, parse_date(AS_OF).unwrap(), &daily, Some(95.0));
+        let p = pace(Metric::OTIF, parse_date(AS_OF).unwrap(), &daily, Some(95.0));
         assert_eq!(p.days_elapsed, 5);
         assert_eq!((p.numerator_so_far, p.denominator_so_far), (450, 500));
         assert_eq!(p.value_so_far, Some(90.0));
@@ -271,7 +295,7 @@ mod tests {
         assert!(p.low.unwrap() < p.forecast.unwrap() && p.forecast.unwrap() < p.high.unwrap());
         assert!(p.summary.contains("out of reach"), "{}", p.summary);
         // A 90 % target: 630 needed, 180 of 200 left = 90 %.
-        let p = pace(Metric::Otif, parse_date(AS_OF).unwrap(), &daily, Some(90.0));
+        let p = pace(Metric::OTIF, parse_date(AS_OF).unwrap(), &daily, Some(90.0));
         assert!((p.needed_rate.unwrap() - 90.0).abs() < 1e-9);
         assert!(p.summary.contains("need 90.0 %"), "{}", p.summary);
     }
@@ -286,13 +310,13 @@ mod tests {
         }
         fill(&mut daily, "2026-11-16", 6, 100, 95);
         let width = |as_of: &str| {
-            let p = pace(Metric::Otif, parse_date(as_of).unwrap(), &daily, Some(95.0));
+            let p = pace(Metric::OTIF, parse_date(as_of).unwrap(), &daily, Some(95.0));
             p.high.unwrap() - p.low.unwrap()
         };
         assert!(width("2026-11-17") > width("2026-11-20"));
         assert!(width("2026-11-20") > width("2026-11-22"));
         // Volume: 500 so far + 2 days × 100 expected.
-        let p = pace(Metric::LinesDue, parse_date(AS_OF).unwrap(), &daily, None);
+        let p = pace(Metric::LINES_DUE, parse_date(AS_OF).unwrap(), &daily, None);
         assert_eq!(p.forecast, Some(700.0));
         assert!(p.needed_rate.is_none());
     }
@@ -302,11 +326,11 @@ mod tests {
         let mut daily = BTreeMap::new();
         fill(&mut daily, "2026-10-19", 28, 100, 95);
         fill(&mut daily, "2026-11-16", 5, 100, 100);
-        let p = pace(Metric::Otif, parse_date(AS_OF).unwrap(), &daily, Some(70.0));
+        let p = pace(Metric::OTIF, parse_date(AS_OF).unwrap(), &daily, Some(70.0));
         assert!(p.needed_rate.unwrap() <= 0.0);
         assert!(p.summary.contains("already secured"));
         let p = pace(
-            Metric::Otif,
+            Metric::OTIF,
             parse_date(AS_OF).unwrap(),
             &BTreeMap::new(),
             Some(95.0),

@@ -47,11 +47,7 @@ pub fn check(pack: &EvidencePack, insight: &Insight) -> Vec<Grounding> {
 }
 
 fn unit(pack: &EvidencePack) -> &'static str {
-    if pack.scope.metric.is_ratio() {
-        "pp"
-    } else {
-        "lines"
-    }
+    pack.scope.metric.change_unit()
 }
 
 fn within(claimed: f64, actual: f64) -> bool {
@@ -178,6 +174,7 @@ mod tests {
                             due
                         }),
                         reason_code: late.then(|| "carrier_late".to_string()),
+                        attrs: Vec::new(),
                     });
                 }
             }
@@ -186,7 +183,7 @@ mod tests {
             Scope {
                 site: "DAL".into(),
                 site_name: "Dallas".into(),
-                metric: Metric::Otif,
+                metric: Metric::OTIF,
                 metric_name: "OTIF".into(),
                 definition: String::new(),
                 unit: "%".into(),

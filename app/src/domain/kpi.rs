@@ -6,65 +6,317 @@
 use chrono::{Duration, NaiveDate};
 use serde::{Deserialize, Serialize};
 
-/// The KPIs Opsight tracks. Stored and sent as their snake_case key.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    Otif,
-    OnTime,
-    InFull,
-    FillRate,
-    LinesDue,
+/// A KPI: one of Opsight's own ([`Metric::BUILT_IN`]) or one the team's catalogue defines
+/// ([`super::catalogue`]). Stored and sent as its key. Catalogue KPIs are registered once
+/// per process (and in the browser, from the page) with [`Metric::register`]; a key that
+/// is neither built in nor registered does not parse, so input cannot grow the registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Metric(&'static str);
+
+/// How a KPI's value is shown and how it moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scale {
+    /// numerator / denominator, in percent; changes in percentage points.
+    Percent,
+    /// The numerator alone (lines); changes in lines, triggers in percent.
+    Count,
+    /// numerator / denominator in a unit ("days"); changes in that unit.
+    Average(&'static str),
+}
+
+/// A catalogue KPI as the process knows it.
+#[derive(Clone, Copy, Debug)]
+struct Registered {
+    key: &'static str,
+    label: &'static str,
+    scale: Scale,
+    higher_is_better: bool,
+    /// Its numerator and denominator in [`KpiCounts::measures`].
+    slot: usize,
+}
+
+static REGISTRY: std::sync::RwLock<Vec<Registered>> = std::sync::RwLock::new(Vec::new());
+
+fn registry() -> std::sync::RwLockReadGuard<'static, Vec<Registered>> {
+    REGISTRY
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A string kept for the life of the process: registered keys, labels and units are
+/// few (a catalogue holds at most [`super::catalogue::MAX_KPIS`]) and live as long.
+fn keep(s: &str) -> &'static str {
+    Box::leak(s.to_string().into_boxed_str())
 }
 
 impl Metric {
-    pub const ALL: [Metric; 5] = [
-        Metric::Otif,
-        Metric::OnTime,
-        Metric::InFull,
-        Metric::FillRate,
-        Metric::LinesDue,
+    pub const OTIF: Metric = Metric("otif");
+    pub const ON_TIME: Metric = Metric("on_time");
+    pub const IN_FULL: Metric = Metric("in_full");
+    pub const FILL_RATE: Metric = Metric("fill_rate");
+    pub const LINES_DUE: Metric = Metric("lines_due");
+
+    /// Opsight's own KPIs, in the order they are shown.
+    pub const BUILT_IN: [Metric; 5] = [
+        Metric::OTIF,
+        Metric::ON_TIME,
+        Metric::IN_FULL,
+        Metric::FILL_RATE,
+        Metric::LINES_DUE,
     ];
 
-    pub fn key(self) -> &'static str {
-        match self {
-            Metric::Otif => "otif",
-            Metric::OnTime => "on_time",
-            Metric::InFull => "in_full",
-            Metric::FillRate => "fill_rate",
-            Metric::LinesDue => "lines_due",
+    /// Every KPI: the built-in ones, then the catalogue's in slot order.
+    pub fn all() -> Vec<Metric> {
+        let mut custom: Vec<Registered> = registry().clone();
+        custom.sort_by_key(|r| r.slot);
+        Metric::BUILT_IN
+            .into_iter()
+            .chain(custom.into_iter().map(|r| Metric(r.key)))
+            .collect()
+    }
+
+    /// Makes a catalogue KPI known under its key, in `slot` of the metric store's
+    /// measures (a key registered again takes the new definition).
+    pub fn register(def: &super::catalogue::KpiDef, slot: usize) -> Metric {
+        let mut reg = REGISTRY
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let scale = |old: Option<Scale>| match &def.unit {
+            super::catalogue::Unit::Pct => Scale::Percent,
+            super::catalogue::Unit::Count => Scale::Count,
+            super::catalogue::Unit::Average(w) => match old {
+                Some(Scale::Average(o)) if o == w => Scale::Average(o),
+                _ => Scale::Average(keep(w)),
+            },
+        };
+        if let Some(r) = reg.iter_mut().find(|r| r.key == def.key) {
+            if r.label != def.name {
+                r.label = keep(&def.name);
+            }
+            r.scale = scale(Some(r.scale));
+            r.higher_is_better = def.higher_is_better;
+            r.slot = slot;
+            return Metric(r.key);
         }
+        let r = Registered {
+            key: keep(&def.key),
+            label: keep(&def.name),
+            scale: scale(None),
+            higher_is_better: def.higher_is_better,
+            slot,
+        };
+        reg.push(r);
+        Metric(r.key)
+    }
+
+    fn registered(self) -> Option<Registered> {
+        registry().iter().find(|r| r.key == self.0).copied()
+    }
+
+    pub fn key(self) -> &'static str {
+        self.0
     }
 
     pub fn parse(key: &str) -> Option<Metric> {
-        Metric::ALL.into_iter().find(|m| m.key() == key)
+        if let Some(m) = Metric::BUILT_IN.into_iter().find(|m| m.0 == key) {
+            return Some(m);
+        }
+        registry()
+            .iter()
+            .find(|r| r.key == key)
+            .map(|r| Metric(r.key))
     }
 
     pub fn label(self) -> &'static str {
         match self {
-            Metric::Otif => "OTIF",
-            Metric::OnTime => "On-time",
-            Metric::InFull => "In-full",
-            Metric::FillRate => "Fill rate",
-            Metric::LinesDue => "Lines due",
+            Metric::OTIF => "OTIF",
+            Metric::ON_TIME => "On-time",
+            Metric::IN_FULL => "In-full",
+            Metric::FILL_RATE => "Fill rate",
+            Metric::LINES_DUE => "Lines due",
+            _ => self.registered().map_or(self.0, |r| r.label),
         }
     }
 
-    /// Ratio metrics are shown in percent and move in percentage points; `LinesDue` is a count.
+    /// Whether it is one of the catalogue's (its counts in [`KpiCounts::measures`]).
+    pub fn is_built_in(self) -> bool {
+        Metric::BUILT_IN.contains(&self)
+    }
+
+    pub fn scale(self) -> Scale {
+        match self {
+            Metric::LINES_DUE => Scale::Count,
+            m if m.is_built_in() => Scale::Percent,
+            m => m.registered().map_or(Scale::Percent, |r| r.scale),
+        }
+    }
+
+    /// Its value is a rate (numerator over denominator: percent or an average), which a
+    /// mix of segments explains; a count is not.
     pub fn is_ratio(self) -> bool {
-        !matches!(self, Metric::LinesDue)
+        !matches!(self.scale(), Scale::Count)
+    }
+
+    /// Shown in percent (and moving in percentage points).
+    pub fn is_percent(self) -> bool {
+        matches!(self.scale(), Scale::Percent)
+    }
+
+    /// Whether a higher value is better (every built-in KPI's is; a catalogue KPI says).
+    pub fn higher_is_better(self) -> bool {
+        self.is_built_in() || self.registered().is_none_or(|r| r.higher_is_better)
+    }
+
+    /// Display units per unit of the fraction: 100 for percentages, 1 otherwise.
+    pub fn factor(self) -> f64 {
+        match self.scale() {
+            Scale::Percent => 100.0,
+            _ => 1.0,
+        }
+    }
+
+    /// The unit's key as packs and requests carry it: `pct`, `count` or its word.
+    pub fn unit(self) -> &'static str {
+        match self.scale() {
+            Scale::Percent => "pct",
+            Scale::Count => "count",
+            Scale::Average(w) => w,
+        }
+    }
+
+    /// A move's unit for people: `pp`, `lines` or the average's unit.
+    pub fn change_unit(self) -> &'static str {
+        match self.scale() {
+            Scale::Percent => "pp",
+            Scale::Count => "lines",
+            Scale::Average(w) => w,
+        }
+    }
+
+    /// `change` made "better is positive": as it is when higher is better, negated when
+    /// lower is.
+    pub fn good(self, change: f64) -> f64 {
+        if self.higher_is_better() {
+            change
+        } else {
+            -change
+        }
+    }
+
+    fn slot(self) -> Option<usize> {
+        if self.is_built_in() {
+            return None;
+        }
+        self.registered().map(|r| r.slot)
+    }
+
+    /// Where it is in the order KPIs are shown.
+    fn rank(self) -> (usize, &'static str) {
+        match Metric::BUILT_IN.iter().position(|m| *m == self) {
+            Some(i) => (i, self.0),
+            None => (
+                Metric::BUILT_IN.len() + self.slot().unwrap_or(usize::MAX / 2),
+                self.0,
+            ),
+        }
+    }
+}
+
+/// A registered KPI as the page carries it to the browser.
+#[derive(Serialize, Deserialize)]
+struct PageKpi {
+    key: String,
+    name: String,
+    unit: String,
+    higher_is_better: bool,
+    slot: usize,
+}
+
+/// The catalogue's KPIs registered here, as JSON for the page (safe inside a `<script>`).
+pub fn registered_for_page() -> String {
+    let kpis: Vec<PageKpi> = registry()
+        .iter()
+        .map(|r| PageKpi {
+            key: r.key.to_string(),
+            name: r.label.to_string(),
+            unit: Metric(r.key).unit().to_string(),
+            higher_is_better: r.higher_is_better,
+            slot: r.slot,
+        })
+        .collect();
+    serde_json::to_string(&kpis)
+        .unwrap_or_else(|_| "[]".into())
+        .replace('<', "\\u003c")
+}
+
+/// Registers the KPIs a page carries ([`registered_for_page`]); text that is not such a
+/// list registers nothing.
+pub fn register_from_page(text: &str) {
+    let kpis: Vec<PageKpi> = serde_json::from_str(text).unwrap_or_default();
+    for k in kpis {
+        let def = super::catalogue::KpiDef {
+            key: k.key,
+            name: k.name,
+            description: String::new(),
+            unit: super::catalogue::Unit::parse(&k.unit),
+            higher_is_better: k.higher_is_better,
+            numerator: String::new(),
+            denominator: None,
+            target: None,
+            at_risk: None,
+        };
+        if super::catalogue::check_name(&def.key, "KPI").is_ok()
+            && k.slot < super::catalogue::MAX_KPIS
+        {
+            Metric::register(&def, k.slot);
+        }
+    }
+}
+
+impl PartialOrd for Metric {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Metric {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank())
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let key = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Metric::parse(&key).ok_or_else(|| serde::de::Error::custom(format!("'{key}' is not a KPI")))
+    }
+}
+
+impl schemars::JsonSchema for Metric {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Metric".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // Built when the API's description is made, after the catalogue is registered.
+        let keys: Vec<&str> = Metric::all().into_iter().map(Metric::key).collect();
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A KPI's key: a built-in KPI's or one the catalogue defines",
+            "enum": keys
+        })
     }
 }
 
@@ -116,6 +368,13 @@ pub fn score_line(
     LineScore { on_time, in_full }
 }
 
+/// Numerator and denominator of each catalogue KPI, by its slot.
+pub type Measures = [[i64; 2]; super::catalogue::MAX_KPIS];
+
+fn no_measures(m: &Measures) -> bool {
+    m.iter().all(|[n, d]| *n == 0 && *d == 0)
+}
+
 /// Exact counts behind every KPI for a set of lines.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
@@ -127,6 +386,9 @@ pub struct KpiCounts {
     pub in_full_lines: i64,
     pub units_ordered: i64,
     pub units_delivered: i64,
+    /// The catalogue KPIs' numerators and denominators, by slot (sums of whole numbers).
+    #[serde(default, skip_serializing_if = "no_measures")]
+    pub measures: Measures,
 }
 
 impl KpiCounts {
@@ -146,20 +408,48 @@ impl KpiCounts {
         self.in_full_lines += other.in_full_lines;
         self.units_ordered += other.units_ordered;
         self.units_delivered += other.units_delivered;
-    }
-
-    /// (numerator, denominator) of a metric. For `LinesDue` the denominator is 1.
-    pub fn fraction(&self, metric: Metric) -> (i64, i64) {
-        match metric {
-            Metric::Otif => (self.otif_lines, self.lines),
-            Metric::OnTime => (self.on_time_lines, self.lines),
-            Metric::InFull => (self.in_full_lines, self.lines),
-            Metric::FillRate => (self.units_delivered, self.units_ordered),
-            Metric::LinesDue => (self.lines, 1),
+        for (m, o) in self.measures.iter_mut().zip(&other.measures) {
+            m[0] = m[0].saturating_add(o[0]);
+            m[1] = m[1].saturating_add(o[1]);
         }
     }
 
-    /// The metric's value in display units: percent (0..100) for ratios, a count for volume.
+    /// These counts taken away.
+    pub fn negated(&self) -> KpiCounts {
+        KpiCounts {
+            lines: -self.lines,
+            otif_lines: -self.otif_lines,
+            on_time_lines: -self.on_time_lines,
+            in_full_lines: -self.in_full_lines,
+            units_ordered: -self.units_ordered,
+            units_delivered: -self.units_delivered,
+            measures: self.measures.map(|[n, d]| [-n, -d]),
+        }
+    }
+
+    /// (numerator, denominator) of a metric. For counts the denominator is 1.
+    pub fn fraction(&self, metric: Metric) -> (i64, i64) {
+        match metric {
+            Metric::OTIF => (self.otif_lines, self.lines),
+            Metric::ON_TIME => (self.on_time_lines, self.lines),
+            Metric::IN_FULL => (self.in_full_lines, self.lines),
+            Metric::FILL_RATE => (self.units_delivered, self.units_ordered),
+            Metric::LINES_DUE => (self.lines, 1),
+            m => {
+                let [n, d] = m
+                    .slot()
+                    .and_then(|s| self.measures.get(s).copied())
+                    .unwrap_or_default();
+                if m.is_ratio() {
+                    (n, d)
+                } else {
+                    (n, 1)
+                }
+            }
+        }
+    }
+
+    /// The metric's value in display units: percent (0..100), a count, or an average.
     /// `None` when the denominator is empty (no lines due).
     pub fn value(&self, metric: Metric) -> Option<f64> {
         let (num, den) = self.fraction(metric);
@@ -170,28 +460,31 @@ impl KpiCounts {
 /// Value in display units from a numerator and denominator (`None` on an empty denominator
 /// for ratios).
 pub fn display_value(metric: Metric, num: i64, den: i64) -> Option<f64> {
-    if metric.is_ratio() {
-        (den > 0).then(|| 100.0 * num as f64 / den as f64)
-    } else {
-        Some(num as f64)
+    match metric.scale() {
+        Scale::Percent => (den > 0).then(|| 100.0 * num as f64 / den as f64),
+        Scale::Average(_) => (den > 0).then(|| num as f64 / den as f64),
+        Scale::Count => Some(num as f64),
     }
 }
 
-/// Formats a value in display units: `93.4%` or `1,234`.
+/// Formats a value in display units: `93.4%`, `1,234` or `2.4 days`.
 pub fn format_value(metric: Metric, value: Option<f64>) -> String {
-    match value {
-        None => "–".to_string(),
-        Some(v) if metric.is_ratio() => format!("{v:.1}%"),
-        Some(v) => group_thousands(v.round() as i64),
+    match (value, metric.scale()) {
+        (None, _) => "–".to_string(),
+        (Some(v), Scale::Percent) => format!("{v:.1}%"),
+        (Some(v), Scale::Count) => group_thousands(v.round() as i64),
+        (Some(v), Scale::Average(unit)) => format!("{v:.1} {unit}"),
     }
 }
 
-/// Formats a change: `+1.2 pp` / `−3.4 pp` for ratios, `+120` lines for counts.
+/// Formats a change: `+1.2 pp` / `−3.4 pp` for percentages, `+120` lines for counts,
+/// `+0.4 days` for averages.
 pub fn format_change(metric: Metric, change: Option<f64>) -> String {
-    match change {
-        None => "–".to_string(),
-        Some(c) if metric.is_ratio() => format!("{} pp", signed(c, 1)),
-        Some(c) => {
+    match (change, metric.scale()) {
+        (None, _) => "–".to_string(),
+        (Some(c), Scale::Percent) => format!("{} pp", signed(c, 1)),
+        (Some(c), Scale::Average(unit)) => format!("{} {unit}", signed(c, 1)),
+        (Some(c), Scale::Count) => {
             let n = c.round() as i64;
             let sign = if n > 0 {
                 "+"
@@ -297,9 +590,9 @@ mod tests {
     #[test]
     fn empty_period_has_no_ratio_value_but_zero_volume() {
         let c = KpiCounts::default();
-        assert_eq!(c.value(Metric::Otif), None);
-        assert_eq!(c.value(Metric::FillRate), None);
-        assert_eq!(c.value(Metric::LinesDue), Some(0.0));
+        assert_eq!(c.value(Metric::OTIF), None);
+        assert_eq!(c.value(Metric::FILL_RATE), None);
+        assert_eq!(c.value(Metric::LINES_DUE), Some(0.0));
     }
 
     #[test]
@@ -325,19 +618,19 @@ mod tests {
         let mut total = a;
         total.add(&b);
         assert_eq!(total.lines, 3);
-        assert_eq!(total.fraction(Metric::Otif), (2, 3));
-        assert_eq!(total.fraction(Metric::FillRate), (19, 24));
-        assert!((total.value(Metric::Otif).unwrap() - 200.0 / 3.0).abs() < 1e-12);
+        assert_eq!(total.fraction(Metric::OTIF), (2, 3));
+        assert_eq!(total.fraction(Metric::FILL_RATE), (19, 24));
+        assert!((total.value(Metric::OTIF).unwrap() - 200.0 / 3.0).abs() < 1e-12);
     }
 
     #[test]
     fn formats_values_and_changes() {
-        assert_eq!(format_value(Metric::Otif, Some(93.44)), "93.4%");
-        assert_eq!(format_value(Metric::LinesDue, Some(12345.0)), "12,345");
-        assert_eq!(format_change(Metric::Otif, Some(-3.21)), "−3.2 pp");
-        assert_eq!(format_change(Metric::Otif, Some(0.01)), "±0.0 pp");
-        assert_eq!(format_change(Metric::LinesDue, Some(1200.0)), "+1,200");
-        assert_eq!(Metric::parse("fill_rate"), Some(Metric::FillRate));
+        assert_eq!(format_value(Metric::OTIF, Some(93.44)), "93.4%");
+        assert_eq!(format_value(Metric::LINES_DUE, Some(12345.0)), "12,345");
+        assert_eq!(format_change(Metric::OTIF, Some(-3.21)), "−3.2 pp");
+        assert_eq!(format_change(Metric::OTIF, Some(0.01)), "±0.0 pp");
+        assert_eq!(format_change(Metric::LINES_DUE, Some(1200.0)), "+1,200");
+        assert_eq!(Metric::parse("fill_rate"), Some(Metric::FILL_RATE));
         assert_eq!(Metric::parse("nope"), None);
     }
 }

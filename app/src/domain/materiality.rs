@@ -83,11 +83,12 @@ pub fn materiality(
     penalty_share: f64,
     network: bool,
 ) -> Materiality {
+    let scorer = super::tally::Scorer::new(params, costs.clone());
     let mut b = Breakdown::default();
     for l in lines.iter().filter(|l| week.contains(l.due_date)) {
-        b.add_line(l, params, costs);
+        b.add_line(l, &scorer);
         if network {
-            b.add("site", &l.site, &Tally::of_line(l, params, costs));
+            b.add("site", &l.site, &Tally::of_line(l, &scorer));
         }
     }
     of_breakdown(&b, penalty_share)
@@ -194,6 +195,7 @@ mod tests {
             due_date: due,
             delivered_date: Some(due + chrono::Duration::days(if late { 2 } else { 0 })),
             reason_code: late.then(|| "carrier_late".to_string()),
+            attrs: Vec::new(),
         }
     }
 

@@ -6,6 +6,7 @@
 //! - [`card`]: a card's state (stale or not, would a refresh change anything) and tiles.
 //! - [`materiality`]: money at stake on failed lines (unit costs × the penalty rule).
 //! - [`period`]: ISO weeks and "the latest complete week" relative to a reference date.
+//! - [`catalogue`]: the team's own dimensions, fields and KPIs defined as data.
 //! - [`kpi`]: the KPI catalogue, line-level scoring and exact numerator/denominator counts.
 //! - [`actions`]: next actions' lifecycle and whether the KPI recovered after one.
 //! - [`anomaly`]: "unusual" moves: robust z against the same weekday and recent weeks.
@@ -25,6 +26,7 @@ pub mod alerts;
 pub mod analyst;
 pub mod anomaly;
 pub mod card;
+pub mod catalogue;
 pub mod digest;
 pub mod evidence;
 pub mod forecast;

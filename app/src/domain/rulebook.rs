@@ -187,7 +187,7 @@ fn check_text(field: &str, text: &str, max: usize, required: bool, out: &mut Vec
 fn check_metric(metric: &str, out: &mut Vec<Problem>) -> Option<Metric> {
     let m = Metric::parse(metric);
     if m.is_none() {
-        let all: Vec<&str> = Metric::ALL.iter().map(|m| m.key()).collect();
+        let all: Vec<&str> = Metric::all().iter().map(|m| m.key()).collect();
         out.push(problem(
             "metric",
             format!("unknown KPI '{metric}'; one of {}", all.join(", ")),
@@ -200,7 +200,10 @@ fn check_metric(metric: &str, out: &mut Vec<Problem>) -> Option<Metric> {
 pub fn cause_is_valid(cause: &str) -> bool {
     match cause.split_once(':') {
         Some(("reason", code)) => is_slug(code) && code.len() <= 64,
-        Some(("dimension", d)) => DIMENSIONS.contains(&d),
+        // Opsight's dimensions, or a name the catalogue may give one.
+        Some(("dimension", d)) => {
+            DIMENSIONS.contains(&d) || super::catalogue::check_name(d, "dimension").is_ok()
+        }
         Some(("effect", "mix")) => true,
         None => cause == "data",
         _ => false,

@@ -5,7 +5,7 @@
 //! that a disabled threshold switches its check off rather than falling back to a default.
 //! Editing and validation live in [`super::rulebook`].
 
-use super::kpi::{Metric, ScoringParams};
+use super::kpi::{Metric, Scale, ScoringParams};
 use serde::{Deserialize, Serialize};
 
 /// One row of the `business_rules` table.
@@ -90,10 +90,11 @@ impl Condition {
 
     /// "down 3 pts or more week over week", in the metric's units.
     pub fn describe(self, metric: Metric, value: f64) -> String {
-        let (change_unit, level_unit) = if metric.is_ratio() {
-            (" pts", "%")
-        } else {
-            ("%", " lines")
+        let average = format!(" {}", metric.change_unit());
+        let (change_unit, level_unit) = match metric.scale() {
+            Scale::Percent => (" pts", "%"),
+            Scale::Count => ("%", " lines"),
+            Scale::Average(_) => (average.as_str(), average.as_str()),
         };
         match self {
             Condition::Drop => format!("down {value}{change_unit} or more week over week"),
@@ -104,8 +105,18 @@ impl Condition {
             Condition::Below => format!("below {value}{level_unit}"),
             Condition::Above => format!("above {value}{level_unit}"),
             Condition::BelowTarget => {
-                let unit = if metric.is_ratio() { " pts" } else { " lines" };
-                format!("{value}{unit} or more below target")
+                let unit = match metric.scale() {
+                    Scale::Percent => " pts".to_string(),
+                    Scale::Count => " lines".to_string(),
+                    Scale::Average(u) => format!(" {u}"),
+                };
+                // "Below" is the wrong side: above the target when lower is better.
+                let side = if metric.higher_is_better() {
+                    "below"
+                } else {
+                    "above"
+                };
+                format!("{value}{unit} or more {side} target")
             }
         }
     }
@@ -154,13 +165,16 @@ impl Trigger {
                 Condition::Move => change().is_some_and(|c| c.abs() >= self.value - eps),
                 Condition::Below => v < self.value,
                 Condition::Above => v > self.value,
-                Condition::BelowTarget => target.is_some_and(|t| t - v >= self.value - eps),
+                // On the wrong side of the target by at least `value`.
+                Condition::BelowTarget => {
+                    target.is_some_and(|t| metric.good(t - v) >= self.value - eps)
+                }
             }
         })
     }
 
     pub fn describe(&self) -> String {
-        let metric = Metric::parse(&self.metric).unwrap_or(Metric::Otif);
+        let metric = Metric::parse(&self.metric).unwrap_or(Metric::OTIF);
         let what = self.condition.describe(metric, self.value);
         if self.periods > 1 {
             format!("{what}, {} weeks in a row", self.periods)
@@ -330,16 +344,27 @@ impl Rules {
         find(site).or_else(|| find("*")).map(|t| t.target)
     }
 
-    /// Status from the thresholds: on target at or above target, at risk within the band.
+    /// Status from the thresholds: on target at or past the target on its good side (at
+    /// or above it, or at or below it when lower is better), at risk within the band on
+    /// the other side. The band is the metric's own (`at_risk_band_pp.<metric>`, a
+    /// catalogue KPI's in its unit) or everyone's (`at_risk_band_pp`, 2 pp, for
+    /// percentages only); a disabled band means no "at risk".
     pub fn status(&self, metric: Metric, value: Option<f64>, target: Option<f64>) -> Status {
         let (Some(v), Some(t)) = (value, target) else {
             return Status::NoTarget;
         };
-        // A disabled band means no "at risk": on or off target.
-        let band = self.threshold("at_risk_band_pp", 2.0).unwrap_or(0.0);
-        if v >= t - 1e-9 {
+        let own = format!("at_risk_band_pp.{}", metric.key());
+        let band = match self.entry(&own) {
+            Some(e) if e.enabled => e.value,
+            Some(_) => 0.0,
+            None if metric.is_percent() => self.threshold("at_risk_band_pp", 2.0).unwrap_or(0.0),
+            None => 0.0,
+        };
+        // How far on the good side of the target the value is.
+        let margin = metric.good(v - t);
+        if margin >= -1e-9 {
             Status::OnTarget
-        } else if metric.is_ratio() && band > 0.0 && v >= t - band {
+        } else if band > 0.0 && margin >= -band {
             Status::AtRisk
         } else {
             Status::OffTarget
@@ -370,10 +395,10 @@ impl Rules {
         );
         let tolerance = format!("in-full tolerance {}%", p.in_full_tolerance * 100.0);
         match metric {
-            Metric::Otif => format!("{base} Line level; {window}; {tolerance}."),
-            Metric::OnTime => format!("{base} Line level; {window}."),
-            Metric::InFull => format!("{base} Line level; {tolerance}."),
-            Metric::FillRate | Metric::LinesDue => base.to_string(),
+            Metric::OTIF => format!("{base} Line level; {window}; {tolerance}."),
+            Metric::ON_TIME => format!("{base} Line level; {window}."),
+            Metric::IN_FULL => format!("{base} Line level; {tolerance}."),
+            _ => base.to_string(),
         }
     }
 
@@ -452,19 +477,19 @@ mod tests {
     #[test]
     fn site_target_overrides_network_default() {
         let r = sample_rules();
-        assert_eq!(r.target("DAL", Metric::Otif), Some(90.0));
-        assert_eq!(r.target("ATL", Metric::Otif), Some(95.0));
-        assert_eq!(r.target("ATL", Metric::LinesDue), None);
+        assert_eq!(r.target("DAL", Metric::OTIF), Some(90.0));
+        assert_eq!(r.target("ATL", Metric::OTIF), Some(95.0));
+        assert_eq!(r.target("ATL", Metric::LINES_DUE), None);
     }
 
     #[test]
     fn status_uses_the_at_risk_band() {
         let r = sample_rules();
         let t = Some(95.0);
-        assert_eq!(r.status(Metric::Otif, Some(95.0), t), Status::OnTarget);
-        assert_eq!(r.status(Metric::Otif, Some(93.5), t), Status::AtRisk);
-        assert_eq!(r.status(Metric::Otif, Some(92.9), t), Status::OffTarget);
-        assert_eq!(r.status(Metric::Otif, None, t), Status::NoTarget);
+        assert_eq!(r.status(Metric::OTIF, Some(95.0), t), Status::OnTarget);
+        assert_eq!(r.status(Metric::OTIF, Some(93.5), t), Status::AtRisk);
+        assert_eq!(r.status(Metric::OTIF, Some(92.9), t), Status::OffTarget);
+        assert_eq!(r.status(Metric::OTIF, None, t), Status::NoTarget);
     }
 
     #[test]
@@ -478,12 +503,12 @@ mod tests {
             description: String::new(),
             enabled: true,
         });
-        let d = r.definition(Metric::Otif, "OTIF lines over lines due.");
+        let d = r.definition(Metric::OTIF, "OTIF lines over lines due.");
         assert!(
             d.contains("on-time window 1 day(s)") && d.contains("in-full tolerance 0%"),
             "{d}"
         );
-        assert_eq!(r.definition(Metric::FillRate, "Units."), "Units.");
+        assert_eq!(r.definition(Metric::FILL_RATE, "Units."), "Units.");
     }
 
     fn series(values: &[f64]) -> Vec<Option<f64>> {
@@ -494,14 +519,14 @@ mod tests {
     fn trigger_fires_on_a_drop_of_at_least_the_threshold() {
         let r = sample_rules();
         let t = Some(95.0);
-        assert!(r.trigger(Metric::Otif, &series(&[96.0, 93.0]), t).is_some());
-        assert!(r.trigger(Metric::Otif, &series(&[96.0, 93.1]), t).is_none());
+        assert!(r.trigger(Metric::OTIF, &series(&[96.0, 93.0]), t).is_some());
+        assert!(r.trigger(Metric::OTIF, &series(&[96.0, 93.1]), t).is_none());
         assert!(
-            r.trigger(Metric::Otif, &series(&[93.0]), t).is_none(),
+            r.trigger(Metric::OTIF, &series(&[93.0]), t).is_none(),
             "no previous week"
         );
         assert!(r
-            .trigger(Metric::OnTime, &series(&[99.0, 80.0]), t)
+            .trigger(Metric::ON_TIME, &series(&[99.0, 80.0]), t)
             .is_none());
     }
 
@@ -521,18 +546,18 @@ mod tests {
     fn consecutive_periods_need_an_unbroken_streak() {
         let below = trigger(Condition::BelowTarget, 2.0, 3);
         let t = Some(95.0);
-        assert!(below.fires(Metric::Otif, &series(&[96.0, 92.0, 93.0, 90.0]), t));
-        assert!(!below.fires(Metric::Otif, &series(&[92.0, 96.0, 93.0, 90.0]), t));
+        assert!(below.fires(Metric::OTIF, &series(&[96.0, 92.0, 93.0, 90.0]), t));
+        assert!(!below.fires(Metric::OTIF, &series(&[92.0, 96.0, 93.0, 90.0]), t));
         let gap = vec![Some(92.0), None, Some(92.0), Some(92.0)];
         assert!(
-            !below.fires(Metric::Otif, &gap, t),
+            !below.fires(Metric::OTIF, &gap, t),
             "a missing week breaks it"
         );
-        assert!(!below.fires(Metric::Otif, &series(&[92.0, 92.0, 92.0]), None));
+        assert!(!below.fires(Metric::OTIF, &series(&[92.0, 92.0, 92.0]), None));
         // Three drops in a row need four weeks.
         let falling = trigger(Condition::Drop, 1.0, 3);
-        assert!(falling.fires(Metric::Otif, &series(&[98.0, 97.0, 96.0, 95.0]), t));
-        assert!(!falling.fires(Metric::Otif, &series(&[97.0, 96.0, 95.0]), t));
+        assert!(falling.fires(Metric::OTIF, &series(&[98.0, 97.0, 96.0, 95.0]), t));
+        assert!(!falling.fires(Metric::OTIF, &series(&[97.0, 96.0, 95.0]), t));
     }
 
     #[test]
@@ -540,18 +565,18 @@ mod tests {
         let s_up = series(&[90.0, 95.0]);
         let s_down = series(&[95.0, 90.0]);
         let t = None;
-        assert!(!trigger(Condition::Drop, 3.0, 1).fires(Metric::Otif, &s_up, t));
-        assert!(trigger(Condition::Rise, 3.0, 1).fires(Metric::Otif, &s_up, t));
-        assert!(!trigger(Condition::Rise, 3.0, 1).fires(Metric::Otif, &s_down, t));
+        assert!(!trigger(Condition::Drop, 3.0, 1).fires(Metric::OTIF, &s_up, t));
+        assert!(trigger(Condition::Rise, 3.0, 1).fires(Metric::OTIF, &s_up, t));
+        assert!(!trigger(Condition::Rise, 3.0, 1).fires(Metric::OTIF, &s_down, t));
         let moved = trigger(Condition::Move, 3.0, 1);
-        assert!(moved.fires(Metric::Otif, &s_up, t) && moved.fires(Metric::Otif, &s_down, t));
+        assert!(moved.fires(Metric::OTIF, &s_up, t) && moved.fires(Metric::OTIF, &s_down, t));
         // Volumes move in percent of the previous week.
         let surge = Trigger {
             metric: "lines_due".into(),
             ..trigger(Condition::Rise, 20.0, 1)
         };
-        assert!(surge.fires(Metric::LinesDue, &series(&[1000.0, 1200.0]), None));
-        assert!(!surge.fires(Metric::LinesDue, &series(&[1000.0, 1190.0]), None));
+        assert!(surge.fires(Metric::LINES_DUE, &series(&[1000.0, 1200.0]), None));
+        assert!(!surge.fires(Metric::LINES_DUE, &series(&[1000.0, 1190.0]), None));
     }
 
     #[test]
@@ -559,19 +584,19 @@ mod tests {
         let mut r = sample_rules();
         r.triggers[0].enabled = false;
         assert!(r
-            .trigger(Metric::Otif, &series(&[96.0, 90.0]), None)
+            .trigger(Metric::OTIF, &series(&[96.0, 90.0]), None)
             .is_none());
         r.targets[1].enabled = false; // DAL's own target off: the network's applies
-        assert_eq!(r.target("DAL", Metric::Otif), Some(95.0));
+        assert_eq!(r.target("DAL", Metric::OTIF), Some(95.0));
         r.entries[0].enabled = false; // no at-risk band
         assert_eq!(
-            r.status(Metric::Otif, Some(94.0), Some(95.0)),
+            r.status(Metric::OTIF, Some(94.0), Some(95.0)),
             Status::OffTarget
         );
         r.playbooks[0].enabled = false;
         assert!(r.playbook("reason:carrier_late").is_none());
         assert_eq!(r.in_force().playbooks.len(), r.playbooks.len() - 1);
-        assert!(r.anomaly_sensitivity(Metric::Otif).is_some());
+        assert!(r.anomaly_sensitivity(Metric::OTIF).is_some());
         r.entries.push(RuleEntry {
             key: "anomaly_z".into(),
             kind: "sensitivity".into(),
@@ -580,7 +605,7 @@ mod tests {
             description: String::new(),
             enabled: false,
         });
-        assert!(r.anomaly_sensitivity(Metric::Otif).is_none());
+        assert!(r.anomaly_sensitivity(Metric::OTIF).is_none());
         r.entries.push(RuleEntry {
             key: "anomaly_z.otif".into(),
             kind: "sensitivity".into(),
@@ -589,7 +614,64 @@ mod tests {
             description: String::new(),
             enabled: true,
         });
-        assert_eq!(r.anomaly_sensitivity(Metric::Otif).map(|s| s.z), Some(5.0));
-        assert!(r.anomaly_sensitivity(Metric::FillRate).is_none());
+        assert_eq!(r.anomaly_sensitivity(Metric::OTIF).map(|s| s.z), Some(5.0));
+        assert!(r.anomaly_sensitivity(Metric::FILL_RATE).is_none());
+    }
+
+    #[test]
+    fn a_kpi_where_lower_is_better_is_on_target_below_it_and_at_risk_just_above() {
+        use crate::domain::catalogue::{KpiDef, Unit};
+        let def = KpiDef {
+            key: "rules_test_late_putaway".into(),
+            name: "Late put-away".into(),
+            description: String::new(),
+            unit: Unit::Pct,
+            higher_is_better: false,
+            numerator: "1".into(),
+            denominator: None,
+            target: None,
+            at_risk: None,
+        };
+        let m = Metric::register(&def, 0);
+        let mut rules = sample_rules();
+        rules.entries.push(RuleEntry {
+            key: "at_risk_band_pp.rules_test_late_putaway".into(),
+            kind: "threshold".into(),
+            metric: Some(def.key.clone()),
+            value: 3.0,
+            description: String::new(),
+            enabled: true,
+        });
+        let t = Some(5.0);
+        assert_eq!(rules.status(m, Some(4.0), t), Status::OnTarget);
+        assert_eq!(rules.status(m, Some(5.0), t), Status::OnTarget);
+        assert_eq!(rules.status(m, Some(7.5), t), Status::AtRisk);
+        assert_eq!(rules.status(m, Some(8.5), t), Status::OffTarget);
+        // Higher is better: the mirror image, with the global 2 pp band.
+        assert_eq!(
+            rules.status(Metric::OTIF, Some(94.0), Some(95.0)),
+            Status::AtRisk
+        );
+        assert_eq!(
+            rules.status(Metric::OTIF, Some(96.0), Some(95.0)),
+            Status::OnTarget
+        );
+        // "Below target" is the wrong side of it: above, when lower is better.
+        let trigger = Trigger {
+            key: "t".into(),
+            metric: def.key.clone(),
+            condition: Condition::BelowTarget,
+            value: 2.0,
+            periods: 1,
+            description: String::new(),
+            enabled: true,
+        };
+        assert!(trigger.fires(m, &[Some(8.0)], t));
+        assert!(!trigger.fires(m, &[Some(6.0)], t));
+        assert!(!trigger.fires(m, &[Some(1.0)], t));
+        assert_eq!(
+            Condition::BelowTarget.describe(m, 2.0),
+            "2 pts or more above target"
+        );
     }
 }

@@ -53,7 +53,7 @@ fn FinishedTurn(turn: TurnView, unit: &'static str) -> impl IntoView {
 
 #[component]
 fn Conversation(c: ConversationView) -> impl IntoView {
-    let unit = if c.metric.is_ratio() { "pp" } else { "lines" };
+    let unit = c.metric.change_unit();
     let added: RwSignal<Vec<TurnView>> = RwSignal::new(Vec::new());
     let on_final = Callback::new(move |t: TurnView| added.update(|v| v.push(t)));
     view! {

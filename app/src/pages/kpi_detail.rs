@@ -13,7 +13,7 @@ use leptos_router::hooks::use_params_map;
 
 #[component]
 fn Contributions(dim: DimensionContribution, metric: Metric) -> impl IntoView {
-    let unit = if metric.is_ratio() { "pp" } else { "lines" };
+    let unit = metric.change_unit();
     view! {
         <div class="contrib">
             <h3>{format!("By {}", dim.dimension)}</h3>
@@ -87,7 +87,7 @@ fn Detail(d: KpiDetail) -> impl IntoView {
     let checks = e.data_checks.clone();
     let labels: Vec<String> = e.series.iter().map(|p| p.label.clone()).collect();
     let values: Vec<Option<f64>> = e.series.iter().map(|p| p.value).collect();
-    let unit = if metric.is_ratio() { "pct" } else { "count" };
+    let unit = metric.unit();
     let site = e.scope.site.clone();
     view! {
         <div class="page-head">

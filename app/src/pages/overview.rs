@@ -12,7 +12,7 @@ use leptos_router::hooks::use_query_map;
 
 #[component]
 fn Row(row: SiteRow, network: bool, query: String) -> impl IntoView {
-    let card = row.card(Metric::Otif).cloned();
+    let card = row.card(Metric::OTIF).cloned();
     let site = row.site.clone();
     let class = if network {
         "site-row network"

@@ -152,7 +152,7 @@ fn metric_options(all: bool) -> Vec<(String, String)> {
         v.push((String::new(), "all KPIs".into()));
     }
     v.extend(
-        Metric::ALL
+        Metric::all()
             .iter()
             .map(|m| (m.key().to_string(), m.label().to_string())),
     );
@@ -256,7 +256,7 @@ fn Editor(editing: Editing, view: RulesView, saved: Callback<RulesView>) -> AnyV
                 .map(|c| {
                     (
                         c.key().to_string(),
-                        c.describe(Metric::Otif, 0.0).replace('0', "N"),
+                        c.describe(Metric::OTIF, 0.0).replace('0', "N"),
                     )
                 })
                 .collect();

@@ -111,7 +111,7 @@ fn Editor(editing: RwSignal<(Option<String>, ScheduleInput)>, saved: Callback<()
                     <input name="scope_value" list="metrics"
                         prop:value=move || editing.get().1.scope_value.unwrap_or_default()
                         on:input=field(|i, v| i.scope_value = Some(v))/>
-                    <datalist id="metrics">{Metric::ALL.iter().map(|m| view! { <option value=m.key()/> }).collect_view()}</datalist>
+                    <datalist id="metrics">{Metric::all().iter().map(|m| view! { <option value=m.key()/> }).collect_view()}</datalist>
                 </label>
             </Show>
             <label>"If ticks were missed while Opsight was down"

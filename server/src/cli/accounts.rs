@@ -54,7 +54,7 @@ pub enum TokenCommand {
 }
 
 async fn accounts(config: &Config) -> anyhow::Result<Accounts> {
-    let db = app::ssr::store::connect(&config.database_url).await?;
+    let db = crate::application::open_store(config).await?;
     Ok(Accounts::new(db, config.auth.clone()))
 }
 

@@ -38,7 +38,7 @@ pub enum ImportWhat {
 }
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let db = store::connect(&config.database_url).await?;
+    let db = crate::application::open_store(config).await?;
     import::bring_store_up_to_date(&db).await?;
     println!("database is up to date");
     Ok(())
@@ -46,7 +46,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 
 pub async fn retally(config: &Config) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let db = store::connect(&config.database_url).await?;
+    let db = crate::application::open_store(config).await?;
     import::retally_store(&db, true).await?;
     let totals = store::facts::line_totals(&db).await?;
     println!(
@@ -59,7 +59,7 @@ pub async fn retally(config: &Config) -> anyhow::Result<()> {
 
 pub async fn seed_demo(config: &Config, args: SeedDemo) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let db = store::connect(&config.database_url).await?;
+    let db = crate::application::open_store(config).await?;
     if args.if_empty && store::facts::count_lines(&db).await? > 0 {
         println!("database already has order lines; not seeding");
         return Ok(());
@@ -84,7 +84,7 @@ pub async fn seed_demo(config: &Config, args: SeedDemo) -> anyhow::Result<()> {
 }
 
 pub async fn import(config: &Config, what: ImportWhat) -> anyhow::Result<()> {
-    let db = store::connect(&config.database_url).await?;
+    let db = crate::application::open_store(config).await?;
     let open = |file: &PathBuf| {
         std::fs::File::open(file)
             .map(std::io::BufReader::new)

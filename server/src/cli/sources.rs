@@ -7,7 +7,6 @@ use app::domain::status::{SyncStatus, SyncTrigger};
 use app::ssr::clock::Clock;
 use app::ssr::runs::JobQueue;
 use app::ssr::sources::Sources;
-use app::ssr::store;
 use clap::Subcommand;
 
 #[derive(Subcommand)]
@@ -20,7 +19,7 @@ pub enum SourcesCommand {
 }
 
 pub async fn run(config: &Config, command: SourcesCommand) -> anyhow::Result<()> {
-    let db = store::connect(&config.database_url).await?;
+    let db = crate::application::open_store(config).await?;
     let queue = JobQueue::new(config.job_lease);
     let sources = Sources::new(
         db,

@@ -86,7 +86,7 @@ async fn actions_move_through_their_lifecycle_and_feedback_changes_the_next_answ
     assert!(o.summary.contains("too early"), "{}", o.summary);
 
     // The card shows both.
-    let card = app.card("DAL", Metric::Otif).await;
+    let card = app.card("DAL", Metric::OTIF).await;
     let shown = card.insight.unwrap().actions;
     assert_eq!(
         shown.iter().map(|a| a.state.as_str()).collect::<Vec<_>>(),

@@ -23,7 +23,7 @@ async fn names_the_planted_causes() {
     crate::common::seed(&t.db, 120_000).await;
 
     // Dallas: RoadRunner Freight got late (a carrier rate effect), carrier_late grew.
-    let (pack, i) = insight(&t.db, "DAL", Metric::Otif).await;
+    let (pack, i) = insight(&t.db, "DAL", Metric::OTIF).await;
     assert!(pack.noise.significant);
     let top = &i.root_causes[0];
     assert_eq!(
@@ -41,7 +41,7 @@ async fn names_the_planted_causes() {
     );
 
     // Atlanta: beverage stockout, seen on in-full as a category rate effect.
-    let (_, i) = insight(&t.db, "ATL", Metric::InFull).await;
+    let (_, i) = insight(&t.db, "ATL", Metric::IN_FULL).await;
     let top = &i.root_causes[0];
     assert_eq!(
         (top.dimension.as_str(), top.member.as_str(), top.effect),
@@ -61,7 +61,7 @@ async fn names_the_planted_causes() {
     );
 
     // Chicago: missing delivery confirmations are a data problem, not an operational one.
-    let (pack, i) = insight(&t.db, "CHI", Metric::Otif).await;
+    let (pack, i) = insight(&t.db, "CHI", Metric::OTIF).await;
     assert!(pack.data_checks.suspect());
     assert!(i.headline.starts_with("Data problem"), "{}", i.headline);
     assert!(
@@ -71,7 +71,7 @@ async fn names_the_planted_causes() {
     assert_eq!(i.next_actions[0].owner, "Data steward");
 
     // Network: Phoenix's volume surge pulls network OTIF down through mix.
-    let (pack, i) = insight(&t.db, "network", Metric::Otif).await;
+    let (pack, i) = insight(&t.db, "network", Metric::OTIF).await;
     let phx = pack.segment("site", "PHX").unwrap();
     assert!(phx.mix < -0.3 && phx.mix.abs() > phx.rate.abs(), "{phx:?}");
     assert!(
@@ -89,7 +89,7 @@ async fn says_so_when_nothing_moved_beyond_noise() {
     // Sites without a planted problem: any change within noise must name no cause.
     let mut quiet = 0;
     for site in ["COL", "DEN", "KCY", "LAX", "MEM", "NWK", "ORL", "SEA"] {
-        let (pack, i) = insight(&t.db, site, Metric::Otif).await;
+        let (pack, i) = insight(&t.db, site, Metric::OTIF).await;
         if !pack.noise.significant {
             quiet += 1;
             assert!(i.root_causes.is_empty(), "{site}: {i:#?}");

@@ -74,7 +74,7 @@ async fn refresh_returns_a_new_insight_and_the_dashboard_shows_it() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, view.id);
 
-    let card = app.card("DAL", app::domain::kpi::Metric::Otif).await;
+    let card = app.card("DAL", app::domain::kpi::Metric::OTIF).await;
     assert_eq!(card.insight.as_ref().unwrap().id, view.id);
     assert_eq!(card.stale, None);
 }
@@ -194,7 +194,7 @@ async fn builtin_analyst_speaks_the_protocol() {
         app.state.db(),
         &rules,
         "ATL",
-        app::domain::kpi::Metric::Otif,
+        app::domain::kpi::Metric::OTIF,
         crate::common::as_of(),
     )
     .await

@@ -52,7 +52,7 @@ async fn the_planted_problems_are_unusual_and_ordinary_weeks_are_not() {
         app.state.db(),
         &rules,
         "DAL",
-        Metric::Otif,
+        Metric::OTIF,
         crate::common::as_of(),
     )
     .await
@@ -63,7 +63,7 @@ async fn the_planted_problems_are_unusual_and_ordinary_weeks_are_not() {
         app.state.db(),
         &rules,
         "SEA",
-        Metric::Otif,
+        Metric::OTIF,
         crate::common::as_of(),
     )
     .await

@@ -50,7 +50,7 @@ async fn failed_refresh_keeps_the_last_good_insight_and_marks_it_stale() {
         "raw agent body leaked: {err}"
     );
 
-    let card = app.card("DAL", app::domain::kpi::Metric::Otif).await;
+    let card = app.card("DAL", app::domain::kpi::Metric::OTIF).await;
     assert_eq!(
         card.insight.as_ref().unwrap().id,
         good_id,
@@ -72,7 +72,7 @@ async fn unreachable_agent_on_a_card_without_history_shows_an_error_state() {
     let app = spawn_app(5_000, Some("http://127.0.0.1:9/invocations")).await;
     let r = app.refresh("ATL", "otif").await;
     assert_eq!(r.status(), 502);
-    let card = app.card("ATL", app::domain::kpi::Metric::Otif).await;
+    let card = app.card("ATL", app::domain::kpi::Metric::OTIF).await;
     assert!(card.insight.is_none());
     assert_eq!(
         card.error.as_deref(),

@@ -27,7 +27,7 @@ async fn grounded_insight(app: &TestApp) -> Value {
         app.state.db(),
         &rules,
         "DAL",
-        Metric::Otif,
+        Metric::OTIF,
         crate::common::as_of(),
     )
     .await
@@ -78,7 +78,7 @@ async fn assert_fault_handled(app: &TestApp, good_id: &str, expected: &str) {
         err.contains(expected),
         "error '{err}' should say '{expected}'"
     );
-    let card = app.card("DAL", Metric::Otif).await;
+    let card = app.card("DAL", Metric::OTIF).await;
     assert_eq!(card.insight.as_ref().map(|i| i.id.as_str()), Some(good_id));
     let stale = card.stale.unwrap_or_default();
     assert!(

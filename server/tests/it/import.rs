@@ -66,6 +66,7 @@ async fn assert_rollup_matches_direct_count(db: &Db) {
                     in_full_lines: r.get(5),
                     units_ordered: r.get(6),
                     units_delivered: r.get(7),
+                    measures: Default::default(),
                 },
             )
         })

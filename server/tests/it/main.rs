@@ -10,6 +10,7 @@ mod actions;
 mod agent_client;
 mod analyst_demo;
 mod api;
+mod catalogue;
 mod cli;
 mod conversations;
 mod diagnosis;

@@ -36,7 +36,7 @@ async fn unit_costs_put_money_at_stake_and_rank_causes_by_it() {
         app.state.db(),
         &rules,
         "DAL",
-        Metric::Otif,
+        Metric::OTIF,
         crate::common::as_of(),
     )
     .await
@@ -72,7 +72,7 @@ async fn unit_costs_put_money_at_stake_and_rank_causes_by_it() {
         app.state.db(),
         &rules,
         "DAL",
-        Metric::Otif,
+        Metric::OTIF,
         crate::common::as_of(),
     )
     .await

@@ -574,7 +574,7 @@ async fn otif_three_ways(
         .sites
         .iter()
         .find(|x| x.site == "DAL")
-        .and_then(|x| x.tiles.iter().find(|t| t.metric == Metric::Otif))
+        .and_then(|x| x.tiles.iter().find(|t| t.metric == Metric::OTIF))
         .and_then(|t| t.value);
     let pack: EvidencePack = app
         .get("/api/v1/evidence?site=DAL&metric=otif")

@@ -386,7 +386,7 @@ async fn real_mlflow_serve_agent_server_feedback_and_alias() {
     .unwrap();
     assert_eq!(v2, "2");
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let card = app.card("DAL", Metric::Otif).await;
+    let card = app.card("DAL", Metric::OTIF).await;
     let stale = card.stale.unwrap_or_default();
     assert!(
         stale.contains("made by model version 1")

@@ -30,7 +30,7 @@ async fn otif_tiles(app: &TestApp) -> Vec<(String, Option<String>, Vec<Option<f6
     d.sites
         .iter()
         .map(|s| {
-            let t = s.tiles.iter().find(|t| t.metric == Metric::Otif).unwrap();
+            let t = s.tiles.iter().find(|t| t.metric == Metric::OTIF).unwrap();
             (s.site.clone(), t.trigger.clone(), t.spark.clone())
         })
         .collect()
@@ -43,7 +43,7 @@ async fn edits_are_validated_versioned_and_make_insights_stale() {
     assert_eq!(r.status(), 200);
     let first: InsightView = r.json().await.unwrap();
     assert_eq!(first.rules_version, 1);
-    assert_eq!(app.card("DAL", Metric::Otif).await.stale, None);
+    assert_eq!(app.card("DAL", Metric::OTIF).await.stale, None);
 
     let book = rules(&app).await;
     assert_eq!(book.rules.version, 1);
@@ -80,7 +80,7 @@ async fn edits_are_validated_versioned_and_make_insights_stale() {
     assert_eq!(change.version, 2);
     assert_eq!(change.summary, "changed rule at_risk_band_pp: 2 → 3");
     let stale = app
-        .card("DAL", Metric::Otif)
+        .card("DAL", Metric::OTIF)
         .await
         .stale
         .unwrap_or_default();
@@ -97,7 +97,7 @@ async fn edits_are_validated_versioned_and_make_insights_stale() {
     // A refresh records the version it used and is current again.
     let again: InsightView = app.refresh("DAL", "otif").await.json().await.unwrap();
     assert_eq!(again.rules_version, 2);
-    assert_eq!(app.card("DAL", Metric::Otif).await.stale, None);
+    assert_eq!(app.card("DAL", Metric::OTIF).await.stale, None);
 
     let book = rules(&app).await;
     assert_eq!(book.rules.version, 2);

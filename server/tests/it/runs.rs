@@ -81,7 +81,7 @@ async fn unchanged_cards_make_no_agent_call_and_changed_data_only_calls_its_card
         "one insight per job"
     );
     // The cards show the new insights.
-    let card = app.card("DAL", app::domain::kpi::Metric::Otif).await;
+    let card = app.card("DAL", app::domain::kpi::Metric::OTIF).await;
     assert!(card
         .insight
         .unwrap()
@@ -173,12 +173,12 @@ async fn one_failing_card_never_stops_the_run_and_keeps_its_last_good_insight() 
         failed.error.as_deref().unwrap().contains("rejected"),
         "{failed:?}"
     );
-    let card = app.card("DAL", app::domain::kpi::Metric::Otif).await;
+    let card = app.card("DAL", app::domain::kpi::Metric::OTIF).await;
     assert_eq!(
         card.insight.unwrap().id,
         ok.jobs
             .iter()
-            .find(|j| j.metric == app::domain::kpi::Metric::Otif)
+            .find(|j| j.metric == app::domain::kpi::Metric::OTIF)
             .unwrap()
             .insight_id
             .clone()
@@ -269,7 +269,7 @@ async fn a_replica_that_lost_its_lease_cannot_store_a_second_insight() {
     let run = a
         .runs()
         .start_scope(
-            &Scope::Card("DAL".into(), app::domain::kpi::Metric::Otif),
+            &Scope::Card("DAL".into(), app::domain::kpi::Metric::OTIF),
             false,
             RunOrigin::Manual,
             &Default::default(),
@@ -332,7 +332,7 @@ async fn unchanged_across_days_of_the_week_but_not_after_new_feedback() {
     };
     let first = match saturday
         .cards()
-        .refresh_card("DAL", Metric::Otif, skip)
+        .refresh_card("DAL", Metric::OTIF, skip)
         .await
         .unwrap()
     {
@@ -342,7 +342,7 @@ async fn unchanged_across_days_of_the_week_but_not_after_new_feedback() {
     assert!(matches!(
         sunday
             .cards()
-            .refresh_card("DAL", Metric::Otif, skip)
+            .refresh_card("DAL", Metric::OTIF, skip)
             .await
             .unwrap(),
         Refreshed::Unchanged { .. }
@@ -363,7 +363,7 @@ async fn unchanged_across_days_of_the_week_but_not_after_new_feedback() {
     assert!(matches!(
         sunday
             .cards()
-            .refresh_card("DAL", Metric::Otif, skip)
+            .refresh_card("DAL", Metric::OTIF, skip)
             .await
             .unwrap(),
         Refreshed::Made(_)

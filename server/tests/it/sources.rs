@@ -8,20 +8,19 @@
 use crate::common::{as_of, spawn_app_tuned, TestApp};
 use app::domain::status::{SyncStatus, SyncTrigger};
 use app::ssr::data::import::import_orders;
-use app::ssr::sources::{SourceDef, SourceSpec, Sources};
+use app::ssr::sources::{ColumnsSpec, SourceDef, SourceSpec, Sources};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 /// The servers the source databases are made on (`OPSIGHT_TEST_PG_URL`,
 /// `OPSIGHT_TEST_MYSQL_URL`).
-fn pg_server() -> String {
+pub(crate) fn pg_server() -> String {
     std::env::var("OPSIGHT_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-fn mariadb_server() -> String {
+pub(crate) fn mariadb_server() -> String {
     std::env::var("OPSIGHT_TEST_MYSQL_URL")
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
 }
@@ -121,8 +120,8 @@ fn csv_of(lines: &[Line]) -> String {
 }
 
 /// A database of its own on a server, dropped at the end.
-struct SourceDb {
-    url: String,
+pub(crate) struct SourceDb {
+    pub(crate) url: String,
     pool: sqlx::AnyPool,
     admin: sqlx::AnyPool,
     name: String,
@@ -130,7 +129,7 @@ struct SourceDb {
 }
 
 impl SourceDb {
-    async fn new(server: &str, postgres: bool) -> SourceDb {
+    pub(crate) async fn new(server: &str, postgres: bool) -> SourceDb {
         sqlx::any::install_default_drivers();
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -170,14 +169,14 @@ impl SourceDb {
         }
     }
 
-    async fn exec(&self, sql: &str) {
+    pub(crate) async fn exec(&self, sql: &str) {
         sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
             .execute(&self.pool)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
-    async fn drop_db(self) {
+    pub(crate) async fn drop_db(self) {
         self.pool.close().await;
         let drop = if self.postgres {
             format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)
@@ -190,7 +189,7 @@ impl SourceDb {
     }
 }
 
-fn quote(v: &str) -> String {
+pub(crate) fn quote(v: &str) -> String {
     format!("'{}'", v.replace('\'', "''"))
 }
 
@@ -280,11 +279,14 @@ async fn mariadb_erp(lines: &[Line]) -> SourceDb {
     db
 }
 
-fn mapping(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(f, c)| (f.to_string(), c.to_string()))
-        .collect()
+fn mapping(pairs: &[(&str, &str)]) -> ColumnsSpec {
+    ColumnsSpec {
+        own: pairs
+            .iter()
+            .map(|(f, c)| (f.to_string(), c.to_string()))
+            .collect(),
+        ..ColumnsSpec::default()
+    }
 }
 
 fn wms_spec() -> SourceSpec {
@@ -339,7 +341,7 @@ fn erp_spec() -> SourceSpec {
     }
 }
 
-fn def(spec: SourceSpec, var: &str, url: &str) -> SourceDef {
+pub(crate) fn def(spec: SourceSpec, var: &str, url: &str) -> SourceDef {
     let (var, url) = (var.to_string(), url.to_string());
     SourceDef::from_spec(
         spec,
@@ -353,7 +355,7 @@ async fn app_with(defs: Vec<SourceDef>) -> TestApp {
     spawn_app_tuned(0, move |c| c.sources = defs).await
 }
 
-async fn sync(app: &TestApp, name: &str) -> Value {
+pub(crate) async fn sync(app: &TestApp, name: &str) -> Value {
     let r = app
         .post_json(
             &format!("/api/v1/sources/{name}/sync"),
@@ -366,7 +368,7 @@ async fn sync(app: &TestApp, name: &str) -> Value {
 
 /// What the dashboard shows of the data: every tile of the network and of each site, and
 /// the stale-source warnings.
-async fn figures(app: &TestApp) -> (Value, Value) {
+pub(crate) async fn figures(app: &TestApp) -> (Value, Value) {
     let d: Value = app.get("/api/v1/dashboard").await.json().await.unwrap();
     let mut tiles = vec![d["network"]["tiles"].clone()];
     let mut sites: Vec<&Value> = d["sites"].as_array().unwrap().iter().collect();
@@ -378,7 +380,7 @@ async fn figures(app: &TestApp) -> (Value, Value) {
 }
 
 /// Every tile's numerator and denominator, in the order of [`figures`].
-fn counts(tiles: &Value) -> Vec<(i64, i64)> {
+pub(crate) fn counts(tiles: &Value) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     let mut walk = |t: &Value| {
         for tile in t.as_array().into_iter().flatten() {
@@ -752,11 +754,11 @@ async fn a_csv_drop_folder_is_a_source_with_its_own_column_names() {
         "delivered_date",
         "reason_code",
     ] {
-        columns.insert(f.into(), f.into());
+        columns.own.insert(f.into(), f.into());
     }
-    columns.insert("order_id".into(), "Order".into());
-    columns.insert("line_no".into(), "Line".into());
-    columns.insert("site".into(), "DC".into());
+    columns.own.insert("order_id".into(), "Order".into());
+    columns.own.insert("line_no".into(), "Line".into());
+    columns.own.insert("site".into(), "DC".into());
     let spec = SourceSpec {
         name: "drop".into(),
         kind: "csv".into(),
@@ -1071,6 +1073,7 @@ async fn multi_process_a_sync_killed_mid_way_writes_nothing_and_is_taken_over() 
     .await;
     let columns: String = wms_spec()
         .columns
+        .own
         .iter()
         .map(|(f, c)| format!("{f} = \"{c}\"\n"))
         .collect();
@@ -1243,7 +1246,7 @@ async fn pushed_down_tallies_equal_the_lines_and_follow_the_rules() {
     let warehouse = Warehouse::start(&file, &["--token", "dapi-t", "--chunk-rows", "500"]);
     // (Site names and regions come with lines: a push-down does not map them.)
     let pushed = |mut spec: SourceSpec| {
-        spec.columns.remove("region");
+        spec.columns.own.remove("region");
         SourceSpec {
             pushdown: Some(true),
             ..spec

@@ -113,6 +113,7 @@ impl Cards {
         }
         let rules = store::rules::load(&self.db).await?;
         let defs = store::rules::metric_definitions(&self.db).await?;
+        let metrics = facts::metrics(&self.db).await?;
         let sites = facts::sites(&self.db).await?;
         let trend = period.trend();
         let previous = period.compared(compare);
@@ -166,7 +167,7 @@ impl Cards {
         let none = KpiCounts::default();
         let no_days = Daily::new();
         let row_tiles = |site: &str, s: &[KpiCounts], p: &KpiCounts, d: &Daily| -> Vec<Tile> {
-            Metric::ALL
+            metrics
                 .iter()
                 .map(|m| tile(*m, &defs, site, s, p, d, period, &rules))
                 .collect()

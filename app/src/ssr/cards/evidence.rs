@@ -97,7 +97,7 @@ pub async fn load_period(
             metric,
             metric_name: metric.label().to_string(),
             definition: definition(rules, metric, &definitions),
-            unit: if metric.is_ratio() { "pct" } else { "count" }.to_string(),
+            unit: metric.unit().to_string(),
         },
         period,
         previous,

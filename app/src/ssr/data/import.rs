@@ -18,11 +18,12 @@
 //! bad row anywhere rolls it all back. The seed writes through the same [`LineWriter`],
 //! data sources through the same [`import_lines`].
 
+use crate::domain::catalogue::Catalogue;
 use crate::domain::evidence::LineFact;
 use crate::domain::kpi::ScoringParams;
 use crate::domain::materiality::CostBook;
 use crate::domain::period::parse_date;
-use crate::domain::tally::{Breakdown, OrderLine};
+use crate::domain::tally::{Breakdown, OrderLine, Scorer};
 use crate::ssr::clock;
 use crate::ssr::store::facts::{self, BULK_ROWS};
 use crate::ssr::store::staging::{self, Encoded, Moved, Stage};
@@ -99,6 +100,8 @@ pub struct OrderReader<R: Read> {
     idx: [usize; REQUIRED.len()],
     /// Where the optional columns are, when the file has them.
     optional: [Option<usize>; 3],
+    /// The catalogue's dimensions and fields the file has: (name, position).
+    attrs: Vec<(String, usize)>,
 }
 
 /// The optional columns of an order line, by their name in the input: the reason code,
@@ -108,6 +111,9 @@ pub struct OptionalColumns<'a> {
     pub reason_code: Option<&'a str>,
     pub site_name: Option<&'a str>,
     pub region: Option<&'a str>,
+    /// The catalogue's dimensions and fields: (name, column). A column the file lacks
+    /// leaves the attribute out.
+    pub attrs: &'a [(String, String)],
 }
 
 impl OptionalColumns<'static> {
@@ -116,6 +122,7 @@ impl OptionalColumns<'static> {
         reason_code: Some("reason_code"),
         site_name: Some("site_name"),
         region: Some("region"),
+        attrs: &[],
     };
 }
 
@@ -125,6 +132,8 @@ pub struct OptionalValues<'a> {
     pub reason_code: Option<&'a str>,
     pub site_name: Option<&'a str>,
     pub region: Option<&'a str>,
+    /// The catalogue's dimensions and fields: (name, value).
+    pub attrs: &'a [(&'a str, &'a str)],
 }
 
 impl<R: Read> OrderReader<R> {
@@ -181,12 +190,18 @@ impl<R: Read> OrderReader<R> {
                 .position(|h| *h == name.trim().to_lowercase())
         };
         let idx = columns.map(|c| col(&c).unwrap_or_default()); // all present (checked)
+        let attrs = optional
+            .attrs
+            .iter()
+            .filter_map(|(name, column)| Some((name.clone(), col(column)?)))
+            .collect();
         let optional =
             [optional.reason_code, optional.site_name, optional.region].map(|c| c.and_then(col));
         Ok(OrderReader {
             records: reader.into_records(),
             idx,
             optional,
+            attrs,
         })
     }
 }
@@ -216,6 +231,11 @@ impl<R: Read> Iterator for OrderReader<R> {
         };
         let get = |at: Option<usize>| at.and_then(|i| record.get(i));
         let [reason_code, site_name, region] = self.optional;
+        let attrs: Vec<(&str, &str)> = self
+            .attrs
+            .iter()
+            .map(|(name, at)| (name.as_str(), record.get(*at).unwrap_or_default()))
+            .collect();
         Some((
             line,
             parse_row(
@@ -224,6 +244,7 @@ impl<R: Read> Iterator for OrderReader<R> {
                     reason_code: get(reason_code),
                     site_name: get(site_name),
                     region: get(region),
+                    attrs: &attrs,
                 },
             ),
         ))
@@ -451,6 +472,20 @@ fn parse_row<'a>(
         .map(str::trim)
         .filter(|r| !r.is_empty())
         .map(|r| r.chars().take(MAX_FIELD).collect());
+    let mut attrs: Vec<(String, String)> = Vec::with_capacity(optional.attrs.len());
+    for (name, value) in optional.attrs {
+        let v = value.trim();
+        if v.chars().count() > MAX_FIELD {
+            return Err(format!("{name} is longer than {MAX_FIELD} characters"));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(format!("{name} holds a control character"));
+        }
+        if !v.is_empty() {
+            attrs.push((name.to_string(), v.to_string()));
+        }
+    }
+    attrs.sort();
     Ok(OrderLine {
         order_id: text("order_id")?,
         line_no,
@@ -465,6 +500,7 @@ fn parse_row<'a>(
             due_date,
             delivered_date,
             reason_code,
+            attrs,
         },
         site_name,
         site_region,
@@ -486,7 +522,21 @@ pub async fn import_orders_with_progress(
     input: impl Read + Send + 'static,
     progress: impl FnMut(u64),
 ) -> Result<ImportReport, ImportError> {
-    let reader = OrderReader::new(input).map_err(|e| ImportError::Invalid(vec![e]))?;
+    // The catalogue's dimensions and fields are read under their own names.
+    let catalogue = facts::catalogue(db).await?;
+    let attrs: Vec<(String, String)> = catalogue
+        .attributes()
+        .map(|a| (a.to_string(), a.to_string()))
+        .collect();
+    let reader = OrderReader::with_columns(
+        input,
+        REQUIRED,
+        OptionalColumns {
+            attrs: &attrs,
+            ..OptionalColumns::OWN
+        },
+    )
+    .map_err(|e| ImportError::Invalid(vec![e]))?;
     import_lines(db, "csv", reader.map(Ok), PROGRESS_EVERY, progress).await
 }
 
@@ -543,7 +593,7 @@ pub async fn import_lines_uncommitted(
             batch.rows += 1;
             match row {
                 Ok(l) => {
-                    scoring.tally(&mut batch.tallies, &l.fact);
+                    tally(&scoring, &mut batch.tallies, &l.fact);
                     batch.lines.push((line, l));
                 }
                 Err(message) => batch.errors.push(RowError { line, message }),
@@ -619,9 +669,14 @@ pub const PROGRESS_EVERY: u64 = 500_000;
 /// Site-days of tallies held before they are added to the store (bounds memory).
 const TALLY_DAYS_HELD: usize = 2_000;
 
-/// Fingerprint of what tallies depend on: the scoring rules and the unit costs. The store
-/// records the one it was tallied with; a different one means re-tally.
-pub fn scoring_fingerprint(params: ScoringParams, costs: &CostBook) -> String {
+/// Fingerprint of what tallies depend on: the scoring rules, the unit costs and the
+/// catalogue. The store records the one it was tallied with; a different one means
+/// re-tally.
+pub fn scoring_fingerprint(
+    params: ScoringParams,
+    costs: &CostBook,
+    catalogue: &Catalogue,
+) -> String {
     let mut items: Vec<String> = costs
         .by_sku
         .iter()
@@ -636,10 +691,25 @@ pub fn scoring_fingerprint(params: ScoringParams, costs: &CostBook) -> String {
     items.sort();
     let digest = sha2::Sha256::digest(items.join("\n").as_bytes());
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    format!(
+    let base = format!(
         "window={};tolerance={};costs={hex}",
         params.on_time_window_days, params.in_full_tolerance
-    )
+    );
+    if catalogue.is_empty() {
+        // As before catalogues existed: a store without one is not re-tallied.
+        return base;
+    }
+    let digest = sha2::Sha256::digest(catalogue.fingerprint_text().as_bytes());
+    let cat: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("{base};catalogue={cat}")
+}
+
+/// [`scoring_fingerprint`] of what is in force now.
+pub async fn current_fingerprint(conn: &mut store::Conn) -> Result<String, StoreError> {
+    let rules = store::rules::load_on(&mut *conn).await?;
+    let costs = facts::cost_book(&mut *conn).await?;
+    let catalogue = facts::catalogue(&mut *conn).await?;
+    Ok(scoring_fingerprint(rules.scoring(), &costs, &catalogue))
 }
 
 /// Brings the metric store in line with the scoring rules and unit costs in force, in the
@@ -653,13 +723,12 @@ pub fn rescore_if_changed(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, StoreError>> + Send + '_>> {
     Box::pin(async move {
         let state = facts::lock_store(&mut *conn, &clock::now()).await?;
-        let rules = store::rules::load_on(&mut *conn).await?;
-        let costs = facts::cost_book(&mut *conn).await?;
-        let fingerprint = scoring_fingerprint(rules.scoring(), &costs);
+        let fingerprint = current_fingerprint(&mut *conn).await?;
         if state.scoring == fingerprint {
             return Ok(false);
         }
-        facts::retally_all(&mut *conn, rules.scoring(), &costs).await?;
+        let scorer = facts::scorer(&mut *conn).await?;
+        facts::retally_all(&mut *conn, &scorer).await?;
         facts::set_scoring(&mut *conn, &fingerprint).await?;
         Ok(true)
     })
@@ -703,10 +772,9 @@ pub async fn retally_store(db: &Db, force: bool) -> Result<bool, StoreError> {
             "order lines were written outside Opsight's import: re-tallying the metric store"
         );
     }
-    let rules = store::rules::load_on(&mut tx).await?;
-    let costs = facts::cost_book(&mut *tx).await?;
     facts::lock_store(&mut tx, &clock::now()).await?;
-    facts::retally_all(&mut tx, rules.scoring(), &costs).await?;
+    let scorer = facts::scorer(&mut tx).await?;
+    facts::retally_all(&mut tx, &scorer).await?;
     store::commit(tx).await?;
     Ok(true)
 }
@@ -714,22 +782,10 @@ pub async fn retally_store(db: &Db, force: bool) -> Result<bool, StoreError> {
 /// Tallies of lines per (site, due day): what the metric store gains from them.
 pub type DayTallies = HashMap<(String, NaiveDate), Breakdown>;
 
-/// What tallies depend on: the scoring rules and unit costs in force. Cheap to clone into
-/// the thread that parses a file, which tallies each batch as it reads it.
-#[derive(Clone, Debug)]
-pub struct Scoring {
-    pub params: ScoringParams,
-    pub costs: CostBook,
-}
-
-impl Scoring {
-    /// Adds a line's tally to its site and due day.
-    pub fn tally(&self, into: &mut DayTallies, line: &LineFact) {
-        let key = (line.site.clone(), line.due_date);
-        into.entry(key)
-            .or_default()
-            .add_stored_line(line, self.params, &self.costs);
-    }
+/// Adds a line's tally to its site and due day.
+pub fn tally(scorer: &Scorer, into: &mut DayTallies, line: &LineFact) {
+    let key = (line.site.clone(), line.due_date);
+    into.entry(key).or_default().add_stored_line(line, scorer);
 }
 
 /// Writes order lines into the store in one transaction (see the module docs): lines
@@ -741,7 +797,7 @@ impl Scoring {
 pub struct LineWriter {
     tx: Tx,
     stage: Stage,
-    scoring: Scoring,
+    scoring: Scorer,
     known_sites: BTreeSet<String>,
     sites_created: Vec<String>,
     pending: Vec<(u64, OrderLine)>,
@@ -759,8 +815,7 @@ impl LineWriter {
         let mut tx = store::begin(db).await?;
         staging::prepare_transaction(&mut tx).await?;
         rescore_if_changed(&mut tx).await?;
-        let rules = store::rules::load_on(&mut tx).await?;
-        let costs = facts::cost_book(&mut *tx).await?;
+        let scoring = facts::scorer(&mut tx).await?;
         let known_sites = facts::sites(&mut *tx)
             .await?
             .into_iter()
@@ -771,10 +826,7 @@ impl LineWriter {
         Ok(LineWriter {
             tx,
             stage,
-            scoring: Scoring {
-                params: rules.scoring(),
-                costs,
-            },
+            scoring,
             known_sites,
             sites_created: Vec::new(),
             pending: Vec::with_capacity(BULK_ROWS),
@@ -785,7 +837,7 @@ impl LineWriter {
     }
 
     /// The scoring lines are tallied with (for a reader that tallies as it parses).
-    pub fn scoring(&self) -> &Scoring {
+    pub fn scoring(&self) -> &Scorer {
         &self.scoring
     }
 
@@ -886,7 +938,7 @@ impl LineWriter {
             }
             None => {
                 for (_, l) in &batch {
-                    self.scoring.tally(&mut self.tallies, &l.fact);
+                    tally(&self.scoring, &mut self.tallies, &l.fact);
                 }
             }
         }
@@ -962,9 +1014,8 @@ impl LineWriter {
         let mut tallies = std::mem::take(&mut self.tallies);
         tallies.retain(|key, _| !dirty.contains(key));
         facts::add_tallies(&mut self.tx, &tallies).await?;
-        let Scoring { params, costs } = &self.scoring;
         for (site, day) in &dirty {
-            facts::retally(&mut self.tx, site, *day, *day, *params, costs).await?;
+            facts::retally(&mut self.tx, site, *day, *day, &self.scoring).await?;
         }
         Ok(Uncommitted {
             report: ImportReport {

@@ -5,7 +5,9 @@
 //! - [`costs`]: unit costs for money at stake (CSV and API), all or nothing.
 //! - [`seed`]: the demo network generator with its planted problems.
 //! - [`sites`]: sites renamed and grouped (a sites CSV and the API).
+//! - [`catalogue`]: the team's dimensions, fields and KPIs put in force.
 
+pub mod catalogue;
 pub mod costs;
 pub mod import;
 pub mod seed;

@@ -266,6 +266,7 @@ pub fn generate(opts: SeedOptions) -> Vec<OrderLine> {
                             due_date: due,
                             delivered_date,
                             reason_code: reason.map(str::to_string),
+                            attrs: Vec::new(),
                         },
                         site_name: None,
                         site_region: None,

@@ -44,7 +44,12 @@ impl Notify {
             site_name: row.name.clone(),
             metric: tile.metric.key().to_string(),
             metric_name: tile.name.clone(),
-            unit: if tile.metric.is_ratio() { "%" } else { "lines" }.to_string(),
+            unit: match tile.metric.unit() {
+                "pct" => "%",
+                "count" => "lines",
+                other => other,
+            }
+            .to_string(),
             value: tile.value,
             target: tile.target,
             change: tile.change,

@@ -139,15 +139,16 @@ impl Runs {
     ) -> Result<Vec<(String, Metric)>, ServiceError> {
         let mut sites = vec![NETWORK.to_string()];
         sites.extend(facts::site_codes(&self.db).await?);
+        let metrics = facts::metrics(&self.db).await?;
         let cards = match scope {
             Scope::All => sites
                 .iter()
-                .flat_map(|s| Metric::ALL.iter().map(move |m| (s.clone(), *m)))
+                .flat_map(|s| metrics.iter().map(move |m| (s.clone(), *m)))
                 .collect(),
             Scope::Site(site) | Scope::Card(site, _) if !sites.contains(site) => {
                 return Err(ServiceError::NotFound(format!("no site '{site}'")));
             }
-            Scope::Site(site) => Metric::ALL.iter().map(|m| (site.clone(), *m)).collect(),
+            Scope::Site(site) => metrics.iter().map(|m| (site.clone(), *m)).collect(),
             Scope::Card(site, m) => vec![(site.clone(), *m)],
             Scope::Metric(m) => sites.iter().map(|s| (s.clone(), *m)).collect(),
             Scope::Digest => {

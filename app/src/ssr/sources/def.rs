@@ -91,9 +91,22 @@ pub struct SourceSpec {
     /// Let the source compute the day-level tallies (a generated GROUP BY) and send those
     /// instead of its lines (databases and warehouses; not with a watermark).
     pub pushdown: Option<bool>,
-    /// Opsight field = source column.
+    /// Opsight field = source column, and the catalogue's.
     #[serde(default)]
-    pub columns: BTreeMap<String, String>,
+    pub columns: ColumnsSpec,
+}
+
+/// A source's mapping: Opsight's fields, then the catalogue's dimensions and fields
+/// (`dimensions = { lane = "lane_id" }`, `fields = { ship_date = "shipped_on" }`), each
+/// `name = "source column"`.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ColumnsSpec {
+    #[serde(default)]
+    pub dimensions: BTreeMap<String, String>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub own: BTreeMap<String, String>,
 }
 
 /// A validated source.
@@ -121,6 +134,10 @@ pub struct SourceDef {
     /// Columns naming and grouping the sites the lines create.
     pub site_name: Option<String>,
     pub region: Option<String>,
+    /// The catalogue's dimensions this source maps: (name, source column).
+    pub dimensions: Vec<(String, String)>,
+    /// The catalogue's fields this source maps: (name, source column).
+    pub fields: Vec<(String, String)>,
 }
 
 pub const DEFAULT_WINDOW_DAYS: u32 = 35;
@@ -172,6 +189,8 @@ impl SourceDef {
             reason_code: None,
             site_name: None,
             region: None,
+            dimensions: Vec::new(),
+            fields: Vec::new(),
         };
         if !(1..=3660).contains(&def.window_days) {
             return Err(at("window_days must be 1 to 3660".into()));
@@ -293,7 +312,37 @@ impl SourceDef {
             def.schedule_text = Some(format!("{} ({})", expr.trim(), tz.trim()));
         }
         // The mapping: every required field, optional ones, nothing unknown.
-        let mut columns = spec.columns;
+        let ColumnsSpec {
+            dimensions,
+            fields,
+            own: mut columns,
+        } = spec.columns;
+        for (what, map, out) in [
+            ("dimensions", dimensions, &mut def.dimensions),
+            ("fields", fields, &mut def.fields),
+        ] {
+            for (name, column) in map {
+                crate::domain::catalogue::check_name(&name, &format!("columns.{what}"))
+                    .map_err(&at)?;
+                if column.trim().is_empty() || column.chars().any(char::is_control) {
+                    return Err(at(format!("columns.{what}.{name} must name a column")));
+                }
+                out.push((name, column.trim().to_string()));
+            }
+        }
+        if let Some((name, _)) = def
+            .dimensions
+            .iter()
+            .find(|(d, _)| def.fields.iter().any(|(f, _)| f == d))
+        {
+            return Err(at(format!("'{name}' is both a dimension and a field")));
+        }
+        if def.pushdown && !def.fields.is_empty() {
+            return Err(at(
+                "fields are read with lines (for the catalogue's KPIs): pushdown sends tallies"
+                    .into(),
+            ));
+        }
         for (field, column) in &columns {
             if column.trim().is_empty() || column.chars().any(char::is_control) {
                 return Err(at(format!("columns.{field} must name a column")));
@@ -332,6 +381,16 @@ impl SourceDef {
             }
         }
         Ok(def)
+    }
+
+    /// The catalogue's dimensions and fields this source maps, dimensions first:
+    /// (name, source column).
+    pub fn attrs(&self) -> Vec<(String, String)> {
+        self.dimensions
+            .iter()
+            .chain(&self.fields)
+            .cloned()
+            .collect()
     }
 
     /// The due date's source column (the window filters on it).
@@ -421,7 +480,10 @@ mod tests {
             kind: kind.into(),
             url_env: Some("WMS_URL".into()),
             table: Some("wms.shipments".into()),
-            columns,
+            columns: ColumnsSpec {
+                own: columns,
+                ..ColumnsSpec::default()
+            },
             ..SourceSpec::default()
         }
     }
@@ -444,15 +506,42 @@ mod tests {
     fn bad_sources_say_what_is_wrong() {
         let err = |s: SourceSpec| SourceDef::from_spec(s, &env, Path::new(".")).unwrap_err();
         let mut s = spec("postgres");
-        s.columns.remove("carrier");
-        s.columns.remove("sku");
+        s.columns.own.remove("carrier");
+        s.columns.own.remove("sku");
         assert_eq!(
             err(s),
             "source 'wms': the mapping lacks carrier, sku (columns.FIELD = \"source column\")"
         );
         let mut s = spec("postgres");
-        s.columns.insert("colour".into(), "c".into());
+        s.columns.own.insert("colour".into(), "c".into());
         assert!(err(s).contains("columns.colour is not an Opsight field"));
+        // The catalogue's dimensions and fields: names checked, not both at once.
+        let mut s = spec("postgres");
+        s.columns.dimensions.insert("Lane".into(), "lane_id".into());
+        assert!(err(s).contains("lower-case"));
+        let mut s = spec("postgres");
+        s.columns.dimensions.insert("lane".into(), "lane_id".into());
+        s.columns.fields.insert("lane".into(), "lane_id".into());
+        assert!(err(s).contains("'lane' is both a dimension and a field"));
+        let mut s = spec("postgres");
+        s.columns
+            .fields
+            .insert("ship_date".into(), "shipped".into());
+        s.pushdown = Some(true);
+        assert!(err(s).contains("fields are read with lines"));
+        let mut s = spec("postgres");
+        s.columns.dimensions.insert("lane".into(), "lane_id".into());
+        s.columns
+            .fields
+            .insert("ship_date".into(), "shipped".into());
+        let def = SourceDef::from_spec(s, &env, Path::new(".")).unwrap();
+        assert_eq!(
+            def.attrs(),
+            vec![
+                ("lane".to_string(), "lane_id".to_string()),
+                ("ship_date".to_string(), "shipped".to_string())
+            ]
+        );
         let mut s = spec("postgres");
         s.url_env = Some("NOPE".into());
         assert_eq!(err(s), "source 'wms': url_env names NOPE, which is not set");

@@ -18,14 +18,14 @@ mod databricks;
 pub mod def;
 mod read;
 
-pub use def::{SourceDef, SourceKind, SourceSpec};
+pub use def::{ColumnsSpec, SourceDef, SourceKind, SourceSpec};
 
 use crate::domain::period::{fmt_date, parse_date};
 use crate::domain::status::{SyncStatus, SyncTrigger};
 use crate::dto::{SourceView, SyncView};
 use crate::ssr::clock::{self, parse_timestamp, timestamp, Clock};
 use crate::ssr::data::import::{
-    import_lines_uncommitted, rescore_if_changed, scoring_fingerprint, ImportError, ImportReport,
+    current_fingerprint, import_lines_uncommitted, rescore_if_changed, ImportError, ImportReport,
     RowError, Uncommitted,
 };
 use crate::ssr::error::chain;
@@ -462,8 +462,15 @@ impl Sources {
             "the tallies could not be written (see the server's log)".to_string()
         };
         let rules = store::rules::load(&self.db).await.map_err(internal)?;
-        let costs = facts::cost_book(&self.db).await.map_err(internal)?;
-        let fingerprint = scoring_fingerprint(rules.scoring(), &costs);
+        let fingerprint = {
+            let mut conn = self.db.acquire().await.map_err(|source| {
+                internal(crate::ssr::store::StoreError::Database {
+                    what: "Failed to take a connection",
+                    source,
+                })
+            })?;
+            current_fingerprint(&mut conn).await.map_err(internal)?
+        };
         let mut from = parse_date(&started.window).unwrap_or_else(|| self.clock.today());
         if let Some(day) = facts::pushed_rescore_from(&self.db, &def.name, &fingerprint)
             .await
@@ -480,9 +487,7 @@ impl Sources {
         rows_read.store(pushed.rows.len() as u64, Ordering::Relaxed);
         let mut tx = store::begin(&self.db).await.map_err(internal)?;
         rescore_if_changed(&mut tx).await.map_err(internal)?;
-        let now_rules = store::rules::load_on(&mut tx).await.map_err(internal)?;
-        let now_costs = facts::cost_book(&mut *tx).await.map_err(internal)?;
-        if scoring_fingerprint(now_rules.scoring(), &now_costs) != fingerprint {
+        if current_fingerprint(&mut tx).await.map_err(internal)? != fingerprint {
             return Err(
                 "the scoring rules changed during the sync: nothing was written (the next sync scores with the new ones)"
                     .into(),

@@ -280,6 +280,16 @@ pub async fn aggregates(
             .reason_code
             .as_ref()
             .map(|_| columns[REQUIRED.len()].as_str()),
+        // After the reason code (push-down maps no site name, region or field).
+        dimensions: def
+            .dimensions
+            .iter()
+            .enumerate()
+            .map(|(i, (name, _))| {
+                let at = REQUIRED.len() + usize::from(def.reason_code.is_some()) + i;
+                (name.as_str(), columns[at].as_str())
+            })
+            .collect(),
         on_time_window_days: params.on_time_window_days,
         in_full_tolerance: params.in_full_tolerance,
     };
@@ -360,6 +370,8 @@ pub async fn aggregates(
                 in_full_lines: counts[3],
                 units_ordered: counts[4],
                 units_delivered: counts[5],
+                // Push-down is refused with catalogue KPIs (their counts need the lines).
+                measures: Default::default(),
             },
             open_lines: counts[6],
             unreasoned_failures: counts[7],
@@ -426,6 +438,10 @@ fn resolve_columns(
             wanted.push((c.clone(), field));
         }
     }
+    let attrs = def.attrs();
+    for (name, column) in &attrs {
+        wanted.push((column.clone(), name.as_str()));
+    }
     if let Some(w) = &def.watermark {
         wanted.push((w.clone(), "the watermark"));
     }
@@ -479,6 +495,7 @@ fn database_input(
         buffered: VecDeque::new(),
         n: 0,
         extras: Extras::of(def),
+        attr_names: def.attrs().into_iter().map(|(n, _)| n).collect(),
         watermark_at: def.watermark.as_ref().map(|_| width - 1),
         watermark: watermark.clone(),
         done: false,
@@ -501,6 +518,8 @@ struct DatabaseRows {
     buffered: VecDeque<Vec<Option<String>>>,
     n: u64,
     extras: Extras,
+    /// The catalogue's dimensions and fields the row holds, from `extras.attrs` on.
+    attr_names: Vec<String>,
     watermark_at: Option<usize>,
     watermark: Arc<Mutex<Option<String>>>,
     done: bool,
@@ -547,17 +566,22 @@ impl Iterator for DatabaseRows {
                 }
             }
         }
-        Some(Ok((self.n, line_of(&values, self.extras))))
+        Some(Ok((
+            self.n,
+            line_of(&values, self.extras, &self.attr_names),
+        )))
     }
 }
 
 /// Where a database row's optional values are: after the required ones, those mapped, in
-/// the order reason code, site name, region.
+/// the order reason code, site name, region, then the catalogue's dimensions and fields.
 #[derive(Clone, Copy, Debug, Default)]
 struct Extras {
     reason_code: Option<usize>,
     site_name: Option<usize>,
     region: Option<usize>,
+    /// Where the catalogue's values start.
+    attrs: usize,
 }
 
 impl Extras {
@@ -573,6 +597,7 @@ impl Extras {
             reason_code: at(def.reason_code.is_some()),
             site_name: at(def.site_name.is_some()),
             region: at(def.region.is_some()),
+            attrs: next,
         }
     }
 }
@@ -583,6 +608,7 @@ impl Extras {
 fn line_of(
     values: &[Option<String>],
     extras: Extras,
+    attr_names: &[String],
 ) -> Result<crate::domain::tally::OrderLine, String> {
     let text = |i: usize| {
         values
@@ -596,10 +622,16 @@ fn line_of(
         "line_no" | "ordered_qty" | "delivered_qty" => whole(text(i)),
         _ => text(i),
     });
+    let attrs: Vec<(&str, &str)> = attr_names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (name.as_str(), text(extras.attrs + i)))
+        .collect();
     let optional = OptionalValues {
         reason_code: extras.reason_code.map(text),
         site_name: extras.site_name.map(text),
         region: extras.region.map(text),
+        attrs: &attrs,
     };
     parse_values(&fields, optional).map_err(|m| {
         let order = text(0);
@@ -655,6 +687,7 @@ fn open_files(def: &SourceDef) -> Result<Input, String> {
         return Err(format!("no file in {} matches {pattern}", dir.display()));
     }
     let columns: [&str; REQUIRED.len()] = std::array::from_fn(|i| def.columns[i].as_str());
+    let attrs = def.attrs();
     let mut readers = Vec::with_capacity(names.len());
     for name in &names {
         let file = std::fs::File::open(dir.join(name))
@@ -666,6 +699,7 @@ fn open_files(def: &SourceDef) -> Result<Input, String> {
                 reason_code: def.reason_code.as_deref(),
                 site_name: def.site_name.as_deref(),
                 region: def.region.as_deref(),
+                attrs: &attrs,
             },
         )
         .map_err(|e| format!("{name} line {}: {}", e.line, e.message))?;
@@ -749,14 +783,14 @@ mod tests {
             reason_code: Some(REQUIRED.len()),
             ..Extras::default()
         };
-        let line = line_of(&row("12"), extras).unwrap();
+        let line = line_of(&row("12"), extras, &[]).unwrap();
         assert_eq!(
             (line.fact.site.as_str(), line.fact.ordered_qty),
             ("DAL", 12)
         );
         assert_eq!(line.fact.delivered_date, None);
         assert_eq!(
-            line_of(&row("twelve"), extras).unwrap_err(),
+            line_of(&row("twelve"), extras, &[]).unwrap_err(),
             "ordered_qty 'twelve' is not a whole number (order_id 'SO-1')"
         );
     }

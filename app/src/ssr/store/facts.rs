@@ -13,11 +13,12 @@
 //! The one row of `kpi_store` says what the store was tallied with and versions it.
 
 use super::{json_rows, Backend, Col, Conn, Ctx, Db, Exec, Result};
+use crate::domain::catalogue::{Catalogue, MAX_KPIS};
 use crate::domain::evidence::LineFact;
-use crate::domain::kpi::{KpiCounts, ScoringParams};
+use crate::domain::kpi::{KpiCounts, Metric};
 use crate::domain::materiality::CostBook;
 use crate::domain::period::{fmt_date, parse_date, Week};
-use crate::domain::tally::{Breakdown, Tally, DELIVERED_ON};
+use crate::domain::tally::{Breakdown, Scorer, Tally, DELIVERED_ON};
 use chrono::{Duration, NaiveDate};
 use serde_json::{json, Value};
 use sqlx::AssertSqlSafe;
@@ -213,7 +214,9 @@ pub async fn set_scoring(conn: &mut Conn, scoring: &str) -> Result<()> {
     Ok(())
 }
 
-const TALLY_COLS: [&str; 10] = [
+/// A tally's columns, in [`tally_values`]' order: ten counts, then each catalogue KPI's
+/// numerator and denominator (`m0_num`, `m0_den`, …).
+const TALLY_COLS: [&str; TALLY_WIDTH] = [
     "lines",
     "otif_lines",
     "on_time_lines",
@@ -224,11 +227,29 @@ const TALLY_COLS: [&str; 10] = [
     "unreasoned_failures",
     "failed_cost_cents",
     "uncosted_failures",
+    "m0_num",
+    "m0_den",
+    "m1_num",
+    "m1_den",
+    "m2_num",
+    "m2_den",
+    "m3_num",
+    "m3_den",
+    "m4_num",
+    "m4_den",
+    "m5_num",
+    "m5_den",
+    "m6_num",
+    "m6_den",
+    "m7_num",
+    "m7_den",
 ];
+const TALLY_WIDTH: usize = 10 + 2 * MAX_KPIS;
 
-fn tally_values(t: &Tally) -> [i64; 10] {
+fn tally_values(t: &Tally) -> [i64; TALLY_WIDTH] {
     let c = &t.counts;
-    [
+    let mut out = [0; TALLY_WIDTH];
+    out[..10].copy_from_slice(&[
         c.lines,
         c.otif_lines,
         c.on_time_lines,
@@ -239,7 +260,35 @@ fn tally_values(t: &Tally) -> [i64; 10] {
         t.unreasoned_failures,
         t.failed_cost_cents,
         t.uncosted_failures,
-    ]
+    ]);
+    for (i, [n, d]) in c.measures.iter().enumerate() {
+        out[10 + 2 * i] = *n;
+        out[11 + 2 * i] = *d;
+    }
+    out
+}
+
+/// The inverse of [`tally_values`].
+fn tally_of(v: &[i64; TALLY_WIDTH]) -> Tally {
+    let mut measures = [[0; 2]; MAX_KPIS];
+    for (i, m) in measures.iter_mut().enumerate() {
+        *m = [v[10 + 2 * i], v[11 + 2 * i]];
+    }
+    Tally {
+        counts: KpiCounts {
+            lines: v[0],
+            otif_lines: v[1],
+            on_time_lines: v[2],
+            in_full_lines: v[3],
+            units_ordered: v[4],
+            units_delivered: v[5],
+            measures,
+        },
+        open_lines: v[6],
+        unreasoned_failures: v[7],
+        failed_cost_cents: v[8],
+        uncosted_failures: v[9],
+    }
 }
 
 /// The store's site key for the whole network: every day's rows summed over the sites, so
@@ -338,6 +387,7 @@ struct LineRow {
     due_date: String,
     delivered_date: Option<String>,
     reason_code: Option<String>,
+    attrs: Option<String>,
 }
 
 impl LineRow {
@@ -353,12 +403,13 @@ impl LineRow {
             ordered_qty: self.ordered_qty,
             delivered_qty: self.delivered_qty,
             reason_code: self.reason_code,
+            attrs: super::staging::decode_attrs(self.attrs.as_deref()),
         })
     }
 }
 
 const FACT_COLS: &str = "site, customer, carrier, sku, category, ordered_qty, delivered_qty, \
-                         due_date, delivered_date, reason_code";
+                         due_date, delivered_date, reason_code, attrs";
 
 /// One site's lines due in [from, to] (drill-through, re-tallying; bounded by the caller's
 /// span).
@@ -387,10 +438,9 @@ pub async fn retally(
     site: &str,
     from: NaiveDate,
     to: NaiveDate,
-    params: ScoringParams,
-    costs: &CostBook,
+    scorer: &Scorer,
 ) -> Result<()> {
-    retally_site(conn, site, from, to, params, costs).await?;
+    retally_site(conn, site, from, to, scorer).await?;
     add_pushed(conn, Some(site), from, to).await?;
     renetwork(conn, from, to).await
 }
@@ -427,8 +477,7 @@ async fn retally_site(
     site: &str,
     from: NaiveDate,
     to: NaiveDate,
-    params: ScoringParams,
-    costs: &CostBook,
+    scorer: &Scorer,
 ) -> Result<()> {
     sqlx::query("DELETE FROM kpi_facts WHERE site = $1 AND day >= $2 AND day <= $3")
         .bind(site.to_string())
@@ -444,7 +493,7 @@ async fn retally_site(
         for line in line_facts(&mut *conn, site, first, end).await? {
             days.entry((line.site.clone(), line.due_date))
                 .or_default()
-                .add_stored_line(&line, params, costs);
+                .add_stored_line(&line, scorer);
         }
         write_tallies(conn, &days).await?;
         // Skip the days without lines: a stray date years away costs one lookup, not a
@@ -485,7 +534,7 @@ struct SpanRow {
 }
 
 /// Re-tallies the whole store from the lines (a change of scoring rules or unit costs).
-pub async fn retally_all(conn: &mut Conn, params: ScoringParams, costs: &CostBook) -> Result<()> {
+pub async fn retally_all(conn: &mut Conn, scorer: &Scorer) -> Result<()> {
     sqlx::query("DELETE FROM kpi_facts")
         .execute(&mut *conn)
         .await
@@ -504,7 +553,7 @@ pub async fn retally_all(conn: &mut Conn, params: ScoringParams, costs: &CostBoo
         ) else {
             continue;
         };
-        retally_site(conn, &s.site, from, to, params, costs).await?;
+        retally_site(conn, &s.site, from, to, scorer).await?;
         span = Some(span.map_or((from, to), |(a, b)| (a.min(from), b.max(to))));
     }
     // Pushed-down tallies come back as they are (their source re-reads them at its next
@@ -686,40 +735,34 @@ pub async fn replace_pushed(
 }
 
 /// One summed row of the store.
-#[derive(sqlx::FromRow)]
 struct TallyRow {
     site: String,
     day: String,
     dimension: String,
     member: String,
-    lines: i64,
-    otif_lines: i64,
-    on_time_lines: i64,
-    in_full_lines: i64,
-    units_ordered: i64,
-    units_delivered: i64,
-    open_lines: i64,
-    unreasoned_failures: i64,
-    failed_cost_cents: i64,
-    uncosted_failures: i64,
+    values: [i64; TALLY_WIDTH],
+}
+
+impl<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> for TallyRow {
+    fn from_row(row: &'r sqlx::any::AnyRow) -> std::result::Result<Self, sqlx::Error> {
+        use sqlx::Row;
+        let mut values = [0; TALLY_WIDTH];
+        for (v, c) in values.iter_mut().zip(TALLY_COLS) {
+            *v = row.try_get(c)?;
+        }
+        Ok(TallyRow {
+            site: row.try_get("site")?,
+            day: row.try_get("day")?,
+            dimension: row.try_get("dimension")?,
+            member: row.try_get("member")?,
+            values,
+        })
+    }
 }
 
 impl TallyRow {
     fn tally(&self) -> Tally {
-        Tally {
-            counts: KpiCounts {
-                lines: self.lines,
-                otif_lines: self.otif_lines,
-                on_time_lines: self.on_time_lines,
-                in_full_lines: self.in_full_lines,
-                units_ordered: self.units_ordered,
-                units_delivered: self.units_delivered,
-            },
-            open_lines: self.open_lines,
-            unreasoned_failures: self.unreasoned_failures,
-            failed_cost_cents: self.failed_cost_cents,
-            uncosted_failures: self.uncosted_failures,
-        }
+        tally_of(&self.values)
     }
 }
 
@@ -898,6 +941,54 @@ struct CostRow {
     kind: String,
     item: String,
     unit_cost: f64,
+}
+
+/// The catalogue the store was tallied with (none when it never had one).
+pub async fn catalogue<'e>(ex: impl Exec<'e>) -> Result<Catalogue> {
+    let text: String = sqlx::query_scalar("SELECT catalogue FROM kpi_store WHERE id = 1")
+        .fetch_one(ex)
+        .await
+        .ctx("Failed to read the catalogue")?;
+    if text.trim().is_empty() {
+        return Ok(Catalogue::default());
+    }
+    serde_json::from_str(&text).map_err(|e| super::StoreError::Corrupt {
+        what: "The stored catalogue is not valid",
+        detail: e.to_string(),
+    })
+}
+
+/// The KPIs in force: Opsight's own, then the catalogue's (those registered in this
+/// process, which [`crate::ssr::data::catalogue::install`] does at start-up).
+pub async fn metrics<'e>(ex: impl Exec<'e>) -> Result<Vec<Metric>> {
+    let catalogue = catalogue(ex).await?;
+    Ok(Metric::BUILT_IN
+        .into_iter()
+        .chain(catalogue.kpis.iter().filter_map(|k| Metric::parse(&k.key)))
+        .collect())
+}
+
+/// Records the catalogue (its fingerprint changes with it: the caller re-tallies).
+pub async fn set_catalogue(conn: &mut Conn, catalogue: &Catalogue) -> Result<()> {
+    sqlx::query("UPDATE kpi_store SET catalogue = $1 WHERE id = 1")
+        .bind(if catalogue.is_empty() {
+            String::new()
+        } else {
+            catalogue.fingerprint_text()
+        })
+        .execute(&mut *conn)
+        .await
+        .ctx("Failed to record the catalogue")?;
+    Ok(())
+}
+
+/// What lines are tallied with now: the scoring rules in force, the unit costs and the
+/// catalogue.
+pub async fn scorer(conn: &mut Conn) -> Result<Scorer> {
+    let rules = super::rules::load_on(&mut *conn).await?;
+    let costs = cost_book(&mut *conn).await?;
+    let catalogue = catalogue(&mut *conn).await?;
+    Ok(Scorer::with_catalogue(rules.scoring(), costs, &catalogue))
 }
 
 /// Unit costs: per SKU, and per category as the fallback.

@@ -189,6 +189,8 @@ pub struct Pushdown<'a> {
     pub due: &'a str,
     pub delivered_on: &'a str,
     pub reason: Option<&'a str>,
+    /// The catalogue's dimensions: (name, source column).
+    pub dimensions: Vec<(&'a str, &'a str)>,
     /// Days after the due date a delivery still counts as on time.
     pub on_time_window_days: i64,
     /// Share of the ordered quantity that may be missing for a line to count in full.
@@ -219,9 +221,16 @@ pub fn aggregate(dialect: Dialect, relation: &Relation, p: &Pushdown, window: &s
         Some(r) => format!("COALESCE({}, '')", member(&c(r))),
         None => "''".into(),
     };
+    // The catalogue's dimensions, as `d_<name>` (names are checked slugs); a line without
+    // a value is the member '' (as the line path's).
+    let extra: String = p
+        .dimensions
+        .iter()
+        .map(|(name, col)| format!("COALESCE({}, '') AS d_{name}, ", member(&c(col))))
+        .collect();
     let lines = format!(
         "SELECT {site} AS site, {day} AS day, {carrier} AS carrier, \
-         {customer} AS customer, {category} AS category, {reason} AS reason, \
+         {customer} AS customer, {category} AS category, {reason} AS reason, {extra}\
          {dd_text} AS delivered_on, \
          {oq} AS oq, {dq} AS dq, \
          CASE WHEN {dd} IS NOT NULL AND {dd} <= {deadline} THEN 1 ELSE 0 END AS on_time, \
@@ -251,19 +260,32 @@ pub fn aggregate(dialect: Dialect, relation: &Relation, p: &Pushdown, window: &s
         "0",
         "COUNT(*) - SUM(on_time * in_full)",
     ];
-    const DIMENSIONS: [&str; 5] = ["carrier", "customer", "category", "reason", "delivered_on"];
+    // (the dimension's name, its column in the lines)
+    let dims: Vec<(String, String)> = ["carrier", "customer", "category", "reason"]
+        .iter()
+        .map(|d| (d.to_string(), d.to_string()))
+        .chain(
+            p.dimensions
+                .iter()
+                .map(|(name, _)| (name.to_string(), format!("d_{name}"))),
+        )
+        .chain(std::iter::once((
+            "delivered_on".to_string(),
+            "delivered_on".to_string(),
+        )))
+        .collect();
     if dialect == Dialect::Postgres {
         // One pass over the lines: a grouping set per dimension (and the total). A
         // delivered-on set's group of undelivered lines (no member) is not a row.
-        let which = |value: &dyn Fn(&str) -> String| {
-            let arms: Vec<String> = DIMENSIONS
+        let which = |value: &dyn Fn(&str, &str) -> String| {
+            let arms: Vec<String> = dims
                 .iter()
-                .map(|d| format!("WHEN GROUPING({d}) = 0 THEN {}", value(d)))
+                .map(|(name, col)| format!("WHEN GROUPING({col}) = 0 THEN {}", value(name, col)))
                 .collect();
             format!("CASE {} ELSE '' END", arms.join(" "))
         };
         let sets: Vec<String> = std::iter::once("(site, day)".to_string())
-            .chain(DIMENSIONS.iter().map(|d| format!("(site, day, {d})")))
+            .chain(dims.iter().map(|(_, col)| format!("(site, day, {col})")))
             .collect();
         let sums: Vec<String> = SUMS
             .iter()
@@ -279,8 +301,8 @@ pub fn aggregate(dialect: Dialect, relation: &Relation, p: &Pushdown, window: &s
             t("dim"),
             t("member"),
             out.join(", "),
-            which(&|d: &str| format!("'{d}'")),
-            which(&|d: &str| d.to_string()),
+            which(&|name: &str, _: &str| format!("'{name}'")),
+            which(&|_: &str, col: &str| col.to_string()),
             sums.join(", "),
             sets.join(", ")
         );
@@ -289,13 +311,13 @@ pub fn aggregate(dialect: Dialect, relation: &Relation, p: &Pushdown, window: &s
     // per dimension over the lines.
     let cols = "site, day, on_time, in_full, oq, dq, open_line, reason";
     let branches = std::iter::once(("''".to_string(), "''".to_string(), ""))
-        .chain(DIMENSIONS.iter().map(|d| {
-            let filter = if *d == "delivered_on" {
+        .chain(dims.iter().map(|(name, col)| {
+            let filter = if name == "delivered_on" {
                 " WHERE delivered_on IS NOT NULL"
             } else {
                 ""
             };
-            (format!("'{d}'"), d.to_string(), filter)
+            (format!("'{name}'"), col.clone(), filter)
         }))
         .map(|(dim, member, filter)| {
             format!("SELECT {dim} AS dim, {member} AS member, {cols} FROM l{filter}")
@@ -547,6 +569,7 @@ mod tests {
             due: "due",
             delivered_on: "dd",
             reason: Some("why"),
+            dimensions: Vec::new(),
             on_time_window_days: 1,
             in_full_tolerance: 0.02,
         };

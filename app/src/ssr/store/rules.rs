@@ -149,7 +149,7 @@ pub async fn version<'e>(ex: impl Exec<'e>) -> Result<i64> {
 
 /// Targets are stored as ratios (0..1) for ratio metrics and shown in percent.
 fn display_target(metric: &str, stored: f64) -> f64 {
-    if Metric::parse(metric).is_none_or(Metric::is_ratio) {
+    if Metric::parse(metric).is_none_or(Metric::is_percent) {
         stored * 100.0
     } else {
         stored
@@ -158,7 +158,7 @@ fn display_target(metric: &str, stored: f64) -> f64 {
 
 /// The inverse of [`display_target`].
 fn stored_target(metric: &str, display: f64) -> f64 {
-    if Metric::parse(metric).is_none_or(Metric::is_ratio) {
+    if Metric::parse(metric).is_none_or(Metric::is_percent) {
         display / 100.0
     } else {
         display
@@ -189,6 +189,55 @@ pub async fn metric_definitions<'e>(ex: impl Exec<'e>) -> Result<Vec<MetricDefin
             unit: r.unit,
         })
         .collect())
+}
+
+/// Writes a catalogue KPI's definition (insert or update): what cards and agents show.
+pub async fn upsert_definition(
+    conn: &mut Conn,
+    def: &MetricDefinition,
+    higher_is_better: bool,
+    sort_order: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO metric_definitions (metric, name, definition, unit, higher_is_better, sort_order)          VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (metric) DO UPDATE SET name = excluded.name,          definition = excluded.definition, unit = excluded.unit,          higher_is_better = excluded.higher_is_better, sort_order = excluded.sort_order",
+    )
+    .bind(def.metric.clone())
+    .bind(def.name.clone())
+    .bind(def.definition.clone())
+    .bind(def.unit.clone())
+    .bind(i64::from(higher_is_better))
+    .bind(sort_order)
+    .execute(&mut *conn)
+    .await
+    .ctx("Failed to write a KPI definition")?;
+    Ok(())
+}
+
+/// Adds a rule-book row unless one with its identity exists (the editor's rows win over
+/// a catalogue's defaults); whether it added it.
+pub async fn add_if_absent(conn: &mut Conn, item: &RuleItem) -> Result<bool> {
+    let exists: Option<i64> = match item {
+        RuleItem::Rule(e) => {
+            sqlx::query_scalar("SELECT 1 FROM business_rules WHERE rule_key = $1")
+                .bind(e.key.clone())
+                .fetch_optional(&mut *conn)
+                .await
+        }
+        RuleItem::Target(t) => {
+            sqlx::query_scalar("SELECT 1 FROM targets WHERE metric = $1 AND site = $2")
+                .bind(t.metric.clone())
+                .bind(t.site.clone())
+                .fetch_optional(&mut *conn)
+                .await
+        }
+        _ => Ok(Some(1)),
+    }
+    .ctx("Failed to read the rule book")?;
+    if exists.is_some() {
+        return Ok(false);
+    }
+    replace(conn, item, Some(item)).await?;
+    Ok(true)
 }
 
 /// Moves the rules version from `base` to `next` unless someone moved it first (false).

@@ -25,9 +25,9 @@ use sqlx::{AssertSqlSafe, Connection, Executor};
 
 /// Versioned: PostgreSQL's stage is made outside migrations, so a build that changes its
 /// columns names a new table rather than meeting an old one.
-const TABLE: &str = "order_lines_staging_v1";
+const TABLE: &str = "order_lines_staging_v2";
 /// `order_lines`' columns, in the order lines are staged in.
-const COLUMNS: [&str; 14] = [
+const COLUMNS: [&str; 15] = [
     "order_id",
     "line_no",
     "site",
@@ -40,6 +40,7 @@ const COLUMNS: [&str; 14] = [
     "due_date",
     "delivered_date",
     "reason_code",
+    "attrs",
     "import_id",
     "import_line",
 ];
@@ -130,7 +131,7 @@ fn create_columns() -> &'static str {
     "order_id TEXT NOT NULL, line_no BIGINT NOT NULL, site TEXT NOT NULL, \
      customer TEXT NOT NULL, carrier TEXT NOT NULL, sku TEXT NOT NULL, \
      category TEXT NOT NULL, ordered_qty BIGINT NOT NULL, delivered_qty BIGINT NOT NULL, \
-     due_date TEXT NOT NULL, delivered_date TEXT, reason_code TEXT, \
+     due_date TEXT NOT NULL, delivered_date TEXT, reason_code TEXT, attrs TEXT, \
      import_id TEXT NOT NULL, import_line BIGINT NOT NULL"
 }
 
@@ -397,6 +398,7 @@ fn encode_json(lines: &[(u64, OrderLine)]) -> Result<String> {
                 fmt_date(f.due_date),
                 f.delivered_date.map(fmt_date),
                 &f.reason_code,
+                encode_attrs(&f.attrs),
                 src,
             )
         })
@@ -405,6 +407,36 @@ fn encode_json(lines: &[(u64, OrderLine)]) -> Result<String> {
         what: "Failed to encode order lines",
         detail: e.to_string(),
     })
+}
+
+/// A line's catalogue dimensions and fields as `order_lines.attrs` holds them: a JSON
+/// object, `None` when it has none.
+pub fn encode_attrs(attrs: &[(String, String)]) -> Option<String> {
+    if attrs.is_empty() {
+        return None;
+    }
+    let object: serde_json::Map<String, serde_json::Value> = attrs
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    Some(serde_json::Value::Object(object).to_string())
+}
+
+/// The inverse of [`encode_attrs`], sorted by name (text that is not such an object, which
+/// only a hand-written row could hold, has no attributes).
+pub fn decode_attrs(text: Option<&str>) -> Vec<(String, String)> {
+    let Some(Ok(serde_json::Value::Object(map))) = text.map(serde_json::from_str) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = map
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// SQLite: writes the `sent` lines of `json` ([`encode_json`]) whose key is new into
@@ -474,7 +506,8 @@ fn encode_csv(lines: &[(u64, OrderLine)], import_id: &str) -> Result<Vec<u8>> {
             f.delivered_qty.to_string(),
             src.to_string(),
         );
-        let record: [&str; 14] = [
+        let attrs = encode_attrs(&f.attrs).unwrap_or_default();
+        let record: [&str; 15] = [
             &l.order_id,
             &line_no,
             &f.site,
@@ -487,6 +520,7 @@ fn encode_csv(lines: &[(u64, OrderLine)], import_id: &str) -> Result<Vec<u8>> {
             &fmt_date(f.due_date),
             &f.delivered_date.map(fmt_date).unwrap_or_default(),
             f.reason_code.as_deref().unwrap_or_default(),
+            &attrs,
             import_id,
             &src,
         ];
