@@ -30,7 +30,8 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
             </head>
             <body>
                 // Data, not a script: the catalogue's KPIs for the browser (`hydrate`).
-                <script type="application/json" id=KPIS_ELEMENT inner_html=crate::domain::kpi::registered_for_page()></script>
+                // (nonced like every script of the page: the policy names one nonce)
+                <script type="application/json" id=KPIS_ELEMENT nonce=leptos::nonce::use_nonce() inner_html=crate::domain::kpi::registered_for_page()></script>
                 <App/>
             </body>
         </html>

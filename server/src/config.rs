@@ -876,6 +876,84 @@ mod tests {
     }
 
     #[test]
+    fn a_sources_file_defines_dimensions_fields_and_kpis() {
+        let file = r#"
+            dimensions = ["shift"]
+            [[source]]
+            name = "wms"
+            kind = "postgres"
+            url_env = "WMS_URL"
+            table = "shipments"
+            [source.columns]
+            order_id = "so_number"
+            line_no = "line"
+            site = "dc_code"
+            customer = "account"
+            carrier = "haulier"
+            sku = "item"
+            category = "item_group"
+            ordered_qty = "qty_ordered"
+            delivered_qty = "qty_shipped"
+            due_date = "must_arrive"
+            delivered_date = "arrived_at"
+            dimensions = { lane = "lane_id" }
+            fields = { ship_date = "shipped_on" }
+
+            [[kpi]]
+            key = "slow_transit"
+            name = "Slow transit"
+            direction = "lower"
+            numerator = "days(ship_date, delivered_date) > 2"
+            denominator = "not is_empty(ship_date)"
+            target = 10
+            at_risk = 5
+        "#;
+        let lookup = |text: String| {
+            let env: HashMap<String, String> = [
+                ("OPSIGHT_SOURCES_FILE", "/etc/opsight/sources.toml"),
+                ("WMS_URL", "postgres://u:pw@db/wms"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            Config::from_lookup(
+                move |k| env.get(k).cloned(),
+                move |p| (p == Path::new("/etc/opsight/sources.toml")).then(|| text.clone()),
+            )
+        };
+        let c = lookup(file.to_string()).unwrap();
+        let cat = c.catalogue.expect("a catalogue");
+        assert_eq!(cat.dimensions, ["shift", "lane"]);
+        assert_eq!(cat.fields, ["ship_date"]);
+        assert_eq!(cat.kpis[0].unit, Unit::Pct);
+        assert!(!cat.kpis[0].higher_is_better);
+        assert_eq!(c.sources[0].dimensions, [("lane".into(), "lane_id".into())]);
+        let err = |text: String| format!("{:#}", lookup(text).unwrap_err());
+        assert!(
+            err(file.replace("days(ship_date", "days(shipdate")).contains("names 'shipdate'"),
+            "an expression naming an unknown field"
+        );
+        assert!(err(file.replace("\"lower\"", "\"down\"")).contains("not higher or lower"));
+        assert!(
+            err(file.replace("key = \"slow_transit\"", "key = \"otif\"")).contains("Opsight's own")
+        );
+        let pushed = file
+            .replace(
+                "table = \"shipments\"",
+                "table = \"shipments\"\npushdown = true",
+            )
+            .replace("fields = { ship_date = \"shipped_on\" }", "");
+        let pushed = pushed.replace(
+            "dimensions = [\"shift\"]",
+            "dimensions = [\"shift\"]\nfields = [\"ship_date\"]",
+        );
+        assert!(err(pushed).contains("pushdown sends tallies without the counts"));
+        // Without a sources file there is no catalogue: the store keeps its own.
+        let none = Config::from_lookup(|_| None, |_| None).unwrap();
+        assert!(none.catalogue.is_none());
+    }
+
+    #[test]
     fn a_notifications_file_names_channels_without_writing_secrets_in_it() {
         let file = r#"
             base_url = "https://ops.example.com"

@@ -479,6 +479,6 @@ mod tests {
             plain.total.counts.measures,
             [[0; 2]; crate::domain::catalogue::MAX_KPIS]
         );
-        assert!(plain.dimensions.get("lane").is_none());
+        assert!(!plain.dimensions.contains_key("lane"));
     }
 }

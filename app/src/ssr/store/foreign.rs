@@ -176,6 +176,7 @@ impl Dialect {
 }
 
 /// The source columns a push-down reads, and how lines are scored.
+#[derive(Clone, Debug)]
 pub struct Pushdown<'a> {
     pub order_id: &'a str,
     pub line_no: &'a str,
@@ -606,6 +607,34 @@ mod tests {
             sql.contains("DATE_ADD(CAST(src.`due` AS DATE), INTERVAL 1 DAY)")
                 && sql.contains("TRIM(CAST(src.`car` AS CHAR)) COLLATE utf8mb4_bin AS carrier")
                 && sql.matches(" UNION ALL ").count() == 5,
+            "{sql}"
+        );
+        // The catalogue's dimensions are grouped by too, under their own names.
+        let lanes = Pushdown {
+            dimensions: vec![("lane", "lane_id")],
+            ..p.clone()
+        };
+        let sql = aggregate(
+            Dialect::Postgres,
+            &Relation::Table("t".into()),
+            &lanes,
+            "2026-10-01",
+        );
+        assert!(
+            sql.contains("COALESCE(TRIM(CAST(src.\"lane_id\" AS TEXT)), '') AS d_lane")
+                && sql.contains("(site, day, d_lane)")
+                && sql.contains("WHEN GROUPING(d_lane) = 0 THEN 'lane'"),
+            "{sql}"
+        );
+        let sql = aggregate(
+            Dialect::Mysql,
+            &Relation::Table("t".into()),
+            &lanes,
+            "2026-10-01",
+        );
+        assert!(
+            sql.contains("SELECT 'lane' AS dim, d_lane AS member")
+                && sql.matches(" UNION ALL ").count() == 6,
             "{sql}"
         );
         let sql = aggregate(
