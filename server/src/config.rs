@@ -406,7 +406,8 @@ struct KpiSpec {
     unit: Option<String>,
     /// `higher` (default) or `lower` is better.
     direction: Option<String>,
-    numerator: String,
+    /// Absent when a source returns the KPI's counts (its `kpi = "<key>"`).
+    numerator: Option<String>,
     denominator: Option<String>,
     target: Option<f64>,
     at_risk: Option<f64>,
@@ -428,7 +429,7 @@ impl KpiSpec {
             description: self.description.trim().to_string(),
             unit: Unit::parse(self.unit.as_deref().unwrap_or("pct")),
             higher_is_better,
-            numerator: self.numerator,
+            numerator: self.numerator.unwrap_or_default(),
             denominator: self.denominator.filter(|d| !d.trim().is_empty()),
             target: self.target,
             at_risk: self.at_risk,
@@ -477,7 +478,9 @@ fn sources(
             .map(KpiSpec::into_def)
             .collect::<anyhow::Result<_>>()?,
     };
-    for def in &defs {
+    // Line sources' dimensions break lines down; a KPI source's are its own rows' (they
+    // reach its packs through its tallies).
+    for def in defs.iter().filter(|d| d.measure.is_none()) {
         for (name, _) in &def.dimensions {
             if !catalogue.dimensions.contains(name) {
                 catalogue.dimensions.push(name.clone());
@@ -492,7 +495,39 @@ fn sources(
     catalogue
         .validate()
         .map_err(|e| anyhow::anyhow!("sources file '{}': {e}", path.display()))?;
-    if !catalogue.kpis.is_empty() {
+    // A KPI without expressions is a source's, and a source's KPI has none.
+    for kpi in &catalogue.kpis {
+        let feeds: Vec<&str> = defs
+            .iter()
+            .filter(|d| d.measure.as_ref().is_some_and(|m| m.kpi == kpi.key))
+            .map(|d| d.name.as_str())
+            .collect();
+        match (kpi.is_fed(), feeds.len()) {
+            (true, 0) => bail!(
+                "KPI '{}' has no numerator and no source returns it (a source's kpi = \"{}\")",
+                kpi.key,
+                kpi.key
+            ),
+            (false, n) if n > 0 => bail!(
+                "KPI '{}' is counted from lines (it has a numerator); source '{}' cannot also return it",
+                kpi.key,
+                feeds[0]
+            ),
+            _ => {}
+        }
+    }
+    if let Some((d, m)) = defs
+        .iter()
+        .filter_map(|d| Some((d, d.measure.as_ref()?)))
+        .find(|(_, m)| catalogue.kpi(&m.kpi).is_none())
+    {
+        bail!(
+            "source '{}' returns KPI '{}', which the file does not define",
+            d.name,
+            m.kpi
+        );
+    }
+    if catalogue.kpis.iter().any(|k| !k.is_fed()) {
         if let Some(d) = defs.iter().find(|d| d.pushdown) {
             bail!(
                 "source '{}': pushdown sends tallies without the counts of the file's KPIs ({}); read its lines instead",
@@ -948,6 +983,33 @@ mod tests {
             "dimensions = [\"shift\"]\nfields = [\"ship_date\"]",
         );
         assert!(err(pushed).contains("pushdown sends tallies without the counts"));
+        // A KPI without expressions needs a source returning its counts, and has one.
+        let fed = format!("{file}\n[[kpi]]\nkey = \"pick_accuracy\"\nname = \"Pick accuracy\"\n");
+        assert!(err(fed.clone()).contains("no source returns it"));
+        let picks = r#"
+            [[source]]
+            name = "picks"
+            kind = "postgres"
+            url_env = "WMS_URL"
+            table = "pick_stats"
+            kpi = "pick_accuracy"
+            [source.columns]
+            site = "dc"
+            day = "pick_day"
+            numerator = "good"
+            denominator = "picks"
+            dimensions = { zone = "zone" }
+        "#;
+        let c = lookup(format!("{fed}{picks}")).unwrap();
+        let m = c.sources[1].measure.as_ref().expect("a KPI's source");
+        assert_eq!(
+            (m.kpi.as_str(), m.day.as_str()),
+            ("pick_accuracy", "pick_day")
+        );
+        // Its zone is its own: lines are not broken down by it.
+        assert_eq!(c.catalogue.unwrap().dimensions, ["shift", "lane"]);
+        assert!(err(format!("{file}{picks}")).contains("which the file does not define"));
+        assert!(err(format!("{fed}{}", picks.replace("day = ", "due = "))).contains("columns.due"));
         // Without a sources file there is no catalogue: the store keeps its own.
         let none = Config::from_lookup(|_| None, |_| None).unwrap();
         assert!(none.catalogue.is_none());

@@ -99,7 +99,8 @@ pub struct KpiDef {
     pub description: String,
     pub unit: Unit,
     pub higher_is_better: bool,
-    /// Expressions (see the module docs), kept as written.
+    /// Expressions (see the module docs), kept as written. Empty: a source returns the
+    /// KPI's numerator and denominator itself (its `kpi = "<key>"`).
     pub numerator: String,
     /// `None`: every line (a count KPI ignores it).
     #[serde(default)]
@@ -111,6 +112,13 @@ pub struct KpiDef {
     /// display units (written into the rule book once).
     #[serde(default)]
     pub at_risk: Option<f64>,
+}
+
+impl KpiDef {
+    /// Whether a source returns its counts (it has no expressions).
+    pub fn is_fed(&self) -> bool {
+        self.numerator.trim().is_empty()
+    }
 }
 
 /// The team's catalogue: extra dimensions, extra fields and KPIs. Part of what the
@@ -189,9 +197,13 @@ impl Catalogue {
                 )));
             }
         }
-        for (what, text) in std::iter::once(("numerator", &kpi.numerator))
+        if kpi.is_fed() && kpi.denominator.is_some() {
+            return Err(at("a KPI a source returns has no expressions".into()));
+        }
+        let expressions = std::iter::once(("numerator", &kpi.numerator))
             .chain(kpi.denominator.iter().map(|d| ("denominator", d)))
-        {
+            .filter(|_| !kpi.is_fed());
+        for (what, text) in expressions {
             let expr = Expr::parse(text).map_err(|e| at(format!("{what}: {e}")))?;
             if let Some(name) = expr.names().into_iter().find(|n| !self.knows(n)) {
                 return Err(at(format!(
@@ -737,6 +749,7 @@ impl Catalogue {
     pub fn measures(&self) -> Vec<Measure> {
         self.kpis
             .iter()
+            .filter(|k| !k.is_fed())
             .filter_map(|k| {
                 Some(Measure {
                     key: k.key.clone(),

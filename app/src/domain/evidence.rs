@@ -277,12 +277,24 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
         "reason",
         super::tally::DELIVERED_ON,
     ];
+    // Only those that count something of this KPI (a source of another KPI's counts
+    // brings dimensions of its own).
+    let counts_here = |d: &str| {
+        current.members(d).chain(prior.members(d)).any(|(_, t)| {
+            let (n, d) = t.counts.fraction(metric);
+            if metric.is_ratio() {
+                d != 0
+            } else {
+                n != 0
+            }
+        })
+    };
     let mut extra: Vec<&str> = current
         .dimensions
         .keys()
         .chain(prior.dimensions.keys())
         .map(String::as_str)
-        .filter(|d| !own.contains(d))
+        .filter(|d| !own.contains(d) && counts_here(d))
         .collect();
     extra.sort_unstable();
     extra.dedup();
@@ -320,7 +332,15 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
         .collect();
 
     let series = series_points(metric, series);
-    let lines_due = cur.lines;
+    // The volume the data checks judge: lines due, or a catalogue KPI's own volume (its
+    // denominator, or its count), which a source may return without any line.
+    let lines_due = if metric.is_built_in() {
+        cur.lines
+    } else if metric.is_ratio() {
+        den
+    } else {
+        num
+    };
     let share = |n: i64, d: i64| {
         if d > 0 {
             100.0 * n as f64 / d as f64
@@ -333,7 +353,7 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
         days_since_latest_data: latest_data_date.map(|d| (as_of - d).num_days()),
         lines_due,
         past_due_open,
-        past_due_open_share_pct: share(past_due_open, lines_due),
+        past_due_open_share_pct: share(past_due_open, cur.lines),
         failures: tree.failures,
         failures_without_reason,
         failures_without_reason_share_pct: share(failures_without_reason, tree.failures),

@@ -35,6 +35,18 @@ fn catalogue() -> Catalogue {
                 target: Some(10.0),
                 at_risk: Some(5.0),
             },
+            // Returned by a source per site, day and zone (no expressions).
+            KpiDef {
+                key: "pick_accuracy".into(),
+                name: "Pick accuracy".into(),
+                description: "Picks without an error, from the WMS's pick statistics.".into(),
+                unit: Unit::Pct,
+                higher_is_better: true,
+                numerator: String::new(),
+                denominator: None,
+                target: Some(99.0),
+                at_risk: Some(0.5),
+            },
             KpiDef {
                 key: "transit_days".into(),
                 name: "Transit time".into(),
@@ -372,6 +384,7 @@ async fn sources_with_their_own_columns_and_an_extra_dimension_give_the_csv_dash
             "fill_rate",
             "lines_due",
             "slow_transit",
+            "pick_accuracy",
             "transit_days"
         ]
     );
@@ -541,4 +554,176 @@ async fn a_kpi_where_lower_is_better_gets_its_status_causes_and_next_action() {
         "{}",
         card["grounding"]
     );
+}
+
+/// Pick statistics per DC, day and zone: `(dc, day, zone, good, picks)`. Zone B at DAL
+/// has a bad week (the dashboard's).
+fn pick_stats() -> Vec<(&'static str, NaiveDate, &'static str, i64, i64)> {
+    let week_start = parse_date("2026-11-09").unwrap();
+    let mut out = Vec::new();
+    for day in 1..=40 {
+        let d = as_of() - Duration::days(day);
+        for dc in ["DAL", "ATL"] {
+            for (z, zone) in ["A", "B"].into_iter().enumerate() {
+                let picks = 400 + 10 * day + 7 * z as i64;
+                let bad_week = dc == "DAL"
+                    && zone == "B"
+                    && d >= week_start
+                    && d < week_start + Duration::days(7);
+                let errors = if bad_week {
+                    40
+                } else {
+                    1 + (day + z as i64) % 3
+                };
+                out.push((dc, d, zone, picks - errors, picks));
+            }
+        }
+    }
+    out
+}
+
+fn picks_source(url: &str) -> SourceDef {
+    let spec = SourceSpec {
+        name: "picks".into(),
+        kind: "postgres".into(),
+        url_env: Some("PICKS_URL".into()),
+        table: Some("pick_stats".into()),
+        window_days: Some(60),
+        kpi: Some("pick_accuracy".into()),
+        columns: ColumnsSpec {
+            own: [
+                ("site", "dc"),
+                ("day", "pick_day"),
+                ("numerator", "good_picks"),
+                ("denominator", "picks"),
+            ]
+            .iter()
+            .map(|(f, c)| (f.to_string(), c.to_string()))
+            .collect(),
+            dimensions: [("zone".to_string(), "zone".to_string())].into(),
+            fields: Default::default(),
+        },
+        ..SourceSpec::default()
+    };
+    def(spec, "PICKS_URL", url)
+}
+
+#[tokio::test]
+async fn a_source_returns_a_kpis_counts_per_site_day_and_zone() {
+    let stats = pick_stats();
+    let db = SourceDb::new(&pg_server(), true).await;
+    db.exec(
+        "CREATE TABLE pick_stats (dc TEXT, pick_day DATE, zone TEXT, good_picks TEXT, \
+         picks BIGINT)",
+    )
+    .await;
+    let rows: Vec<String> = stats
+        .iter()
+        .map(|(dc, d, z, good, picks)| {
+            format!(
+                "({}, {}, {}, '{good}', {picks})",
+                quote(dc),
+                quote(&fmt_date(*d)),
+                quote(z)
+            )
+        })
+        .collect();
+    db.exec(&format!(
+        "INSERT INTO pick_stats VALUES {}",
+        rows.join(", ")
+    ))
+    .await;
+    let app = app_with(vec![picks_source(&db.url)]).await;
+    let s = sync(&app, "picks").await;
+    assert_eq!(s["status"], "succeeded", "{s}");
+    let window = as_of() - Duration::days(60);
+    assert_eq!(
+        s["rows_read"],
+        stats.iter().filter(|r| r.1 >= window).count() as i64
+    );
+
+    // DAL's week, counted here from the statistics.
+    let p = pack(&app, "DAL", "pick_accuracy").await;
+    let (from, to) = (
+        parse_date(p["period"]["start"].as_str().unwrap()).unwrap(),
+        parse_date(p["period"]["end"].as_str().unwrap()).unwrap(),
+    );
+    let sum = |dc: &str, zone: Option<&str>| {
+        stats
+            .iter()
+            .filter(|r| r.0 == dc && r.1 >= from && r.1 <= to && zone.is_none_or(|z| r.2 == z))
+            .fold((0, 0), |(n, d), r| (n + r.3, d + r.4))
+    };
+    let fraction = |p: &Value| {
+        (
+            p["numerator"].as_i64().unwrap(),
+            p["denominator"].as_i64().unwrap(),
+        )
+    };
+    assert_eq!(fraction(&p), sum("DAL", None));
+    assert_eq!(p["status"], "off_target");
+    // Zone B is the cause: the pack's split by zone, and the analyst's card.
+    let zones = p["contributions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["dimension"] == "zone")
+        .unwrap_or_else(|| panic!("no zone in {}", p["contributions"]));
+    assert_eq!(zones["segments"][0]["member"], "B");
+    assert_eq!(
+        zones["segments"][0]["denominator"].as_i64(),
+        Some(sum("DAL", Some("B")).1)
+    );
+    // The lines' own KPIs are not split by a dimension only these counts have.
+    let otif = pack(&app, "DAL", "otif").await;
+    assert!(!otif["contributions"].to_string().contains("\"zone\""));
+    let r = app
+        .post_json(
+            "/api/v1/insights/refresh",
+            &json!({"site": "DAL", "metric": "pick_accuracy"}),
+        )
+        .await;
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let card: Value = r.json().await.unwrap();
+    assert_eq!(
+        card["insight"]["root_causes"][0]["dimension"], "zone",
+        "{card}"
+    );
+    assert_eq!(card["insight"]["root_causes"][0]["member"], "B");
+
+    // The source's counts are replaced at each sync, not added again.
+    db.exec(&format!(
+        "UPDATE pick_stats SET good_picks = CAST(picks AS TEXT) WHERE dc = 'DAL' AND zone = 'B' \
+         AND pick_day >= {} AND pick_day <= {}",
+        quote(&fmt_date(from)),
+        quote(&fmt_date(to))
+    ))
+    .await;
+    assert_eq!(sync(&app, "picks").await["status"], "succeeded");
+    let after = pack(&app, "DAL", "pick_accuracy").await;
+    let (a, b) = sum("DAL", Some("A"));
+    let (_, bd) = sum("DAL", Some("B"));
+    assert_eq!(fraction(&after), (a + bd, b + bd));
+    assert_eq!(after["status"], "on_target");
+
+    // A count that is not one fails the sync, naming its row; the last good counts stay.
+    db.exec(
+        "UPDATE pick_stats SET good_picks = 'lots' WHERE dc = 'ATL' AND zone = 'A' \
+         AND pick_day = (SELECT MAX(pick_day) FROM pick_stats)",
+    )
+    .await;
+    let s = sync(&app, "picks").await;
+    assert_eq!(s["status"], "failed", "{s}");
+    assert!(
+        s["error"]
+            .as_str()
+            .unwrap()
+            .contains("numerator 'lots' is not a whole number"),
+        "{s}"
+    );
+    assert_eq!(
+        numbers(&pack(&app, "DAL", "pick_accuracy").await),
+        numbers(&after)
+    );
+    db.drop_db().await;
 }

@@ -91,6 +91,10 @@ pub struct SourceSpec {
     /// Let the source compute the day-level tallies (a generated GROUP BY) and send those
     /// instead of its lines (databases and warehouses; not with a watermark).
     pub pushdown: Option<bool>,
+    /// The catalogue KPI whose numerator and denominator this source returns per site and
+    /// day (and member of its dimensions), instead of order lines: `columns` then maps
+    /// `site`, `day`, `numerator` and `denominator`.
+    pub kpi: Option<String>,
     /// Opsight field = source column, and the catalogue's.
     #[serde(default)]
     pub columns: ColumnsSpec,
@@ -138,6 +142,20 @@ pub struct SourceDef {
     pub dimensions: Vec<(String, String)>,
     /// The catalogue's fields this source maps: (name, source column).
     pub fields: Vec<(String, String)>,
+    /// Set when the source returns a catalogue KPI's counts rather than lines.
+    pub measure: Option<MeasureColumns>,
+}
+
+/// A source returning a catalogue KPI's numerator and denominator (see
+/// [`SourceSpec::kpi`]): its key and the source's columns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MeasureColumns {
+    pub kpi: String,
+    pub site: String,
+    pub day: String,
+    pub numerator: String,
+    /// `None`: 1 per row (a count KPI's).
+    pub denominator: Option<String>,
 }
 
 pub const DEFAULT_WINDOW_DAYS: u32 = 35;
@@ -191,6 +209,7 @@ impl SourceDef {
             region: None,
             dimensions: Vec::new(),
             fields: Vec::new(),
+            measure: None,
         };
         if !(1..=3660).contains(&def.window_days) {
             return Err(at("window_days must be 1 to 3660".into()));
@@ -343,6 +362,9 @@ impl SourceDef {
                     .into(),
             ));
         }
+        if let Some(kpi) = spec.kpi {
+            return measure_source(def, kpi, columns).map_err(at);
+        }
         for (field, column) in &columns {
             if column.trim().is_empty() || column.chars().any(char::is_control) {
                 return Err(at(format!("columns.{field} must name a column")));
@@ -395,6 +417,9 @@ impl SourceDef {
 
     /// The due date's source column (the window filters on it).
     pub fn due_column(&self) -> &str {
+        if let Some(m) = &self.measure {
+            return &m.day;
+        }
         let at = REQUIRED.iter().position(|f| *f == "due_date").unwrap_or(0);
         &self.columns[at]
     }
@@ -408,6 +433,51 @@ impl SourceDef {
             _ => String::new(),
         }
     }
+}
+
+/// The rest of a source returning a catalogue KPI's counts: a database or warehouse
+/// (read whole over its window, like a push-down), its four columns, dimensions only.
+fn measure_source(
+    mut def: SourceDef,
+    kpi: String,
+    mut columns: BTreeMap<String, String>,
+) -> Result<SourceDef, String> {
+    crate::domain::catalogue::check_name(kpi.trim(), "kpi")?;
+    if def.kind == SourceKind::Csv || def.pushdown || def.watermark.is_some() {
+        return Err(
+            "a source of a KPI's counts is a database or warehouse, without pushdown or a watermark (it re-reads its window whole)"
+                .into(),
+        );
+    }
+    if !def.fields.is_empty() {
+        return Err("a source of a KPI's counts maps dimensions, not fields".into());
+    }
+    const KPI_COLUMNS: [&str; 4] = ["site", "day", "numerator", "denominator"];
+    if let Some(field) = columns.keys().find(|f| !KPI_COLUMNS.contains(&f.as_str())) {
+        return Err(format!(
+            "columns.{field}: a source of a KPI's counts maps {}",
+            KPI_COLUMNS.join(", ")
+        ));
+    }
+    let mut take = |field: &str| -> Result<Option<String>, String> {
+        match columns.remove(field).map(|c| c.trim().to_string()) {
+            Some(c) if c.is_empty() || c.chars().any(char::is_control) => {
+                Err(format!("columns.{field} must name a column"))
+            }
+            other => Ok(other),
+        }
+    };
+    let need = |v: Option<String>, field: &str| {
+        v.ok_or_else(|| format!("the mapping lacks {field} (columns.{field} = \"source column\")"))
+    };
+    def.measure = Some(MeasureColumns {
+        kpi: kpi.trim().to_string(),
+        site: need(take("site")?, "site")?,
+        day: need(take("day")?, "day")?,
+        numerator: need(take("numerator")?, "numerator")?,
+        denominator: take("denominator")?,
+    });
+    Ok(def)
 }
 
 /// A Databricks workspace: where, which warehouse, and how to sign in.

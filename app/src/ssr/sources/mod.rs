@@ -403,7 +403,7 @@ impl Sources {
         started: &Started,
         rows_read: Arc<AtomicU64>,
     ) -> Result<Imported, String> {
-        if def.pushdown {
+        if def.pushdown || def.measure.is_some() {
             return self.push_down(def, started, &rows_read).await;
         }
         let input = tokio::time::timeout(
@@ -450,7 +450,8 @@ impl Sources {
     /// A push-down: the source computes the window's day-level tallies (scored with the
     /// rules in force; every day it holds again when they were scored otherwise), which
     /// replace this source's earlier ones in the store, in one transaction holding the
-    /// store's lock.
+    /// store's lock. A source of a catalogue KPI's counts is written the same way (its
+    /// counts depend on no rule: its window only).
     async fn push_down(
         &self,
         def: &SourceDef,
@@ -472,19 +473,40 @@ impl Sources {
             current_fingerprint(&mut conn).await.map_err(internal)?
         };
         let mut from = parse_date(&started.window).unwrap_or_else(|| self.clock.today());
-        if let Some(day) = facts::pushed_rescore_from(&self.db, &def.name, &fingerprint)
+        let read = async {
+            match &def.measure {
+                Some(m) => {
+                    let catalogue = facts::catalogue(&self.db).await.map_err(internal)?;
+                    let slot = catalogue
+                        .kpis
+                        .iter()
+                        .position(|k| k.key == m.kpi && k.is_fed())
+                        .ok_or_else(|| {
+                            format!("KPI '{}' is not in force (restart with the sources file that defines it)", m.kpi)
+                        })?;
+                    read::measures(def, &fmt_date(from), slot).await
+                }
+                None => {
+                    if let Some(day) = facts::pushed_rescore_from(&self.db, &def.name, &fingerprint)
+                        .await
+                        .map_err(internal)?
+                    {
+                        from = from.min(day);
+                    }
+                    read::aggregates(def, &fmt_date(from), rules.scoring()).await
+                }
+            }
+        };
+        let pushed = tokio::time::timeout(def.timeout, read)
             .await
-            .map_err(internal)?
-        {
-            from = from.min(day);
-        }
-        let pushed = tokio::time::timeout(
-            def.timeout,
-            read::aggregates(def, &fmt_date(from), rules.scoring()),
-        )
-        .await
-        .map_err(|_| format!("no answer within {} s", def.timeout.as_secs()))??;
-        rows_read.store(pushed.rows.len() as u64, Ordering::Relaxed);
+            .map_err(|_| format!("no answer within {} s", def.timeout.as_secs()))??;
+        // Rows the source sent: tallies for a push-down, its own rows for a KPI's counts.
+        let sent = if def.measure.is_some() {
+            pushed.lines.max(0) as u64
+        } else {
+            pushed.rows.len() as u64
+        };
+        rows_read.store(sent, Ordering::Relaxed);
         let mut tx = store::begin(&self.db).await.map_err(internal)?;
         rescore_if_changed(&mut tx).await.map_err(internal)?;
         if current_fingerprint(&mut tx).await.map_err(internal)? != fingerprint {

@@ -404,6 +404,128 @@ pub async fn aggregates(
     })
 }
 
+/// A catalogue KPI's counts as the source returns them: its window's rows of site, day,
+/// numerator and denominator (and the members of its dimensions), as tallies with the
+/// counts in the KPI's `slot` (rows of the same site, day and member add up). Counts are
+/// whole numbers; a row that is not one is named.
+pub async fn measures(def: &SourceDef, window: &str, slot: usize) -> Result<Pushed, String> {
+    let (Some(dialect), Some(relation), Some(m)) = (
+        def.kind.dialect(),
+        def.relation.as_ref(),
+        def.measure.as_ref(),
+    ) else {
+        return Err("the source is not fully configured".into());
+    };
+    let available = columns_of(def, relation, window).await?;
+    let resolve = |wanted: &str, field: &str| {
+        available
+            .iter()
+            .find(|a| a.as_str() == wanted)
+            .or_else(|| {
+                available
+                    .iter()
+                    .find(|a| a.to_lowercase() == wanted.to_lowercase())
+            })
+            .cloned()
+            .ok_or_else(|| format!("'{wanted}' (for {field})"))
+    };
+    let mut wanted: Vec<(&str, &str)> = vec![
+        (m.site.as_str(), "site"),
+        (m.day.as_str(), "day"),
+        (m.numerator.as_str(), "numerator"),
+    ];
+    if let Some(d) = &m.denominator {
+        wanted.push((d, "denominator"));
+    }
+    wanted.extend(def.dimensions.iter().map(|(n, c)| (c.as_str(), n.as_str())));
+    let (found, missing): (Vec<_>, Vec<_>) = wanted
+        .iter()
+        .map(|(c, f)| resolve(c, f))
+        .partition(Result::is_ok);
+    if !missing.is_empty() {
+        let missing: Vec<String> = missing.into_iter().filter_map(Result::err).collect();
+        return Err(format!(
+            "{} has no column {}; its columns are {}",
+            match relation {
+                Relation::Table(t) => format!("table {t}"),
+                Relation::Query(_) => "the query".into(),
+            },
+            missing.join(", "),
+            available.join(", ")
+        ));
+    }
+    let columns: Vec<String> = found.into_iter().filter_map(Result::ok).collect();
+    let since = Since {
+        column: columns[1].clone(),
+        value: window.to_string(),
+    };
+    let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let width = refs.len();
+    let sql = foreign::select(dialect, relation, &refs, &since, window);
+    let (rows, bytes) = fetch(def, sql, width, usize::MAX).await?;
+    let read = rows.len() as i64;
+    let dims_at = if m.denominator.is_some() { 4 } else { 3 };
+    let mut merged: std::collections::BTreeMap<(String, NaiveDate, String, String), Tally> =
+        Default::default();
+    let mut names: std::collections::BTreeMap<String, String> = Default::default();
+    for (n, r) in rows.iter().enumerate() {
+        let v = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("").trim();
+        let at = |msg: String| format!("row {}: {msg}", n + 1);
+        let (site, site_name) = site_code(v(0)).map_err(at)?;
+        if let Some(name) = site_name {
+            names.entry(site.clone()).or_insert(name);
+        }
+        let day = crate::domain::period::parse_date(date_part(v(1)))
+            .ok_or_else(|| at(format!("day '{}' is not a date", v(1))))?;
+        let count = |i: usize, what: &str| -> Result<i64, String> {
+            match whole(v(i)).parse::<i64>() {
+                Ok(c) if c.abs() <= 1_000_000_000_000 => Ok(c),
+                _ => Err(at(format!("{what} '{}' is not a whole number", v(i)))),
+            }
+        };
+        let numerator = count(2, "numerator")?;
+        let denominator = if m.denominator.is_some() {
+            count(3, "denominator")?
+        } else {
+            1
+        };
+        let mut tally = Tally::default();
+        if let Some(cell) = tally.counts.measures.get_mut(slot) {
+            *cell = [numerator, denominator];
+        }
+        let mut add = |dimension: &str, member: String| {
+            merged
+                .entry((site.clone(), day, dimension.to_string(), member))
+                .or_default()
+                .add(&tally);
+        };
+        add("", String::new());
+        for (i, (name, _)) in def.dimensions.iter().enumerate() {
+            let member = v(dims_at + i);
+            if member.chars().count() > MAX_FIELD {
+                return Err(at(format!("{name} is longer than {MAX_FIELD} characters")));
+            }
+            add(name, member.to_string());
+        }
+    }
+    let rows = merged
+        .into_iter()
+        .map(|((site, day, dimension, member), tally)| PushedRow {
+            site,
+            day,
+            dimension,
+            member,
+            tally,
+        })
+        .collect();
+    Ok(Pushed {
+        rows,
+        bytes,
+        lines: read,
+        names,
+    })
+}
+
 /// The source's columns resolved against what it has: each wanted column's own name
 /// (exact, else without case), or the error naming those missing.
 fn resolve_columns(

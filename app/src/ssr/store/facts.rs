@@ -674,12 +674,20 @@ pub async fn replace_pushed(
         }
     }
     add_tallies(conn, &taken).await?;
-    // Rows left at zero lines are members no line has any more.
-    sqlx::query("DELETE FROM kpi_facts WHERE day >= $1 AND lines = 0")
-        .bind(fmt_date(from))
-        .execute(&mut *conn)
-        .await
-        .ctx("Failed to clear emptied tallies")?;
+    // Rows left at zero are members nothing counts any more (every column: a catalogue
+    // KPI's counts from a source have no lines).
+    let empty = TALLY_COLS
+        .iter()
+        .map(|c| format!("{c} = 0"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    sqlx::query(AssertSqlSafe(format!(
+        "DELETE FROM kpi_facts WHERE day >= $1 AND {empty}"
+    )))
+    .bind(fmt_date(from))
+    .execute(&mut *conn)
+    .await
+    .ctx("Failed to clear emptied tallies")?;
     sqlx::query("DELETE FROM pushed_facts WHERE source = $1 AND day >= $2")
         .bind(source.to_string())
         .bind(fmt_date(from))
