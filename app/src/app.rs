@@ -27,11 +27,12 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <AutoReload options=options.clone()/>
                 <HydrationScripts options/>
                 <MetaTags/>
+                // Data, not a script: the catalogue's KPIs for the browser (`hydrate`), in
+                // the head (the body is what hydration walks); nonced like every script of
+                // the page, for the policy names one nonce.
+                <script type="application/json" id=KPIS_ELEMENT nonce=leptos::nonce::use_nonce() inner_html=crate::domain::kpi::registered_for_page()></script>
             </head>
             <body>
-                // Data, not a script: the catalogue's KPIs for the browser (`hydrate`).
-                // (nonced like every script of the page: the policy names one nonce)
-                <script type="application/json" id=KPIS_ELEMENT nonce=leptos::nonce::use_nonce() inner_html=crate::domain::kpi::registered_for_page()></script>
                 <App/>
             </body>
         </html>

@@ -527,6 +527,20 @@ fn sources(
             m.kpi
         );
     }
+    // A rate or an average needs its denominator; only a count does without.
+    if let Some((d, m)) = defs
+        .iter()
+        .filter_map(|d| Some((d, d.measure.as_ref()?)))
+        .find(|(_, m)| {
+            m.denominator.is_none() && catalogue.kpi(&m.kpi).is_some_and(|k| k.unit != Unit::Count)
+        })
+    {
+        bail!(
+            "source '{}': KPI '{}' is a rate or an average: map its denominator (columns.denominator)",
+            d.name,
+            m.kpi
+        );
+    }
     if catalogue.kpis.iter().any(|k| !k.is_fed()) {
         if let Some(d) = defs.iter().find(|d| d.pushdown) {
             bail!(
@@ -1009,6 +1023,8 @@ mod tests {
         // Its zone is its own: lines are not broken down by it.
         assert_eq!(c.catalogue.unwrap().dimensions, ["shift", "lane"]);
         assert!(err(format!("{file}{picks}")).contains("which the file does not define"));
+        let no_denominator = picks.replace("denominator = \"picks\"", "");
+        assert!(err(format!("{fed}{no_denominator}")).contains("map its denominator"));
         assert!(err(format!("{fed}{}", picks.replace("day = ", "due = "))).contains("columns.due"));
         // Without a sources file there is no catalogue: the store keeps its own.
         let none = Config::from_lookup(|_| None, |_| None).unwrap();

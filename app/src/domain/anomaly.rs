@@ -152,7 +152,18 @@ pub fn span(week: Week) -> (NaiveDate, NaiveDate) {
 fn point(metric: Metric, c: &KpiCounts) -> Option<Point> {
     // A week or day without lines has no value, for volumes too: 0 lines is "no data",
     // not a quiet period to compare with.
-    if c.lines == 0 {
+    // (A catalogue KPI's own volume: a source may return its counts without lines.)
+    let volume = if metric.is_built_in() {
+        c.lines
+    } else {
+        let (n, d) = c.fraction(metric);
+        if metric.is_ratio() {
+            d
+        } else {
+            n.abs()
+        }
+    };
+    if volume == 0 {
         return None;
     }
     c.value(metric).map(|value| Point {

@@ -223,6 +223,12 @@ impl Catalogue {
         if kpi.at_risk.is_some_and(|b| b < 0.0) {
             return Err(at("at_risk is a band: zero or more".into()));
         }
+        // As the rule book's `at_risk_band_pp` takes a percentage's band.
+        if kpi.unit == Unit::Pct && kpi.at_risk.is_some_and(|b| !(0.1..=50.0).contains(&b)) {
+            return Err(at(
+                "at_risk is from 0.1 to 50 points for a percentage".into()
+            ));
+        }
         Ok(())
     }
 
@@ -230,9 +236,29 @@ impl Catalogue {
         LINE_FIELDS.contains(&name) || self.attributes().any(|a| a == name)
     }
 
-    /// Stable text of everything tallies depend on (part of the store's fingerprint).
-    pub fn fingerprint_text(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+    /// Stable text of what tallies depend on (part of the store's fingerprint): the
+    /// dimensions, the fields, and each KPI's key, place and expressions. Names,
+    /// descriptions, units, directions, targets and bands change no count.
+    pub fn tally_text(&self) -> String {
+        let kpis: Vec<(&str, &str, Option<&str>)> = self
+            .kpis
+            .iter()
+            .map(|k| {
+                (
+                    k.key.as_str(),
+                    k.numerator.as_str(),
+                    k.denominator.as_deref(),
+                )
+            })
+            .collect();
+        serde_json::to_string(&(&self.dimensions, &self.fields, kpis)).unwrap_or_default()
+    }
+
+    /// Makes its KPIs known in this process, each in the slot of its place.
+    pub fn register(&self) {
+        for (slot, kpi) in self.kpis.iter().enumerate() {
+            super::kpi::Metric::register(kpi, slot);
+        }
     }
 
     pub fn kpi(&self, key: &str) -> Option<&KpiDef> {

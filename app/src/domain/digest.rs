@@ -21,8 +21,12 @@ pub struct DigestItem {
     pub site_name: String,
     pub metric: String,
     pub metric_name: String,
-    /// `%` for rates, `lines` for volume.
+    /// `%` for rates, `lines` for volume, or an average's unit (`days`).
     pub unit: String,
+    /// Whether a higher value is better (false for a catalogue KPI where lower is; only
+    /// then is it sent).
+    #[serde(default = "higher", skip_serializing_if = "is_true")]
+    pub higher_is_better: bool,
     pub value: Option<f64>,
     pub target: Option<f64>,
     /// Against the compared period (`compare`), in points (lines for volume).
@@ -80,13 +84,24 @@ fn severity(i: &DigestItem) -> u8 {
     }
 }
 
+fn higher() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 /// Orders items by money at stake (unknown last), then off target and unusual before
 /// either alone, then the gap to target, then site and KPI so the order is stable.
 pub fn rank(items: &mut [DigestItem]) {
     items.sort_by(|a, b| {
         let money = |i: &DigestItem| i.money_at_stake.unwrap_or(-1.0);
+        // How far on the wrong side of its target (below it, or above when lower is
+        // better).
         let gap = |i: &DigestItem| match (i.value, i.target) {
-            (Some(v), Some(t)) => t - v,
+            (Some(v), Some(t)) if i.higher_is_better => t - v,
+            (Some(v), Some(t)) => v - t,
             _ => 0.0,
         };
         money(b)
@@ -108,7 +123,8 @@ pub fn truncate(d: &mut Digest) {
 fn fmt_value(v: Option<f64>, unit: &str) -> String {
     match v {
         Some(v) if unit == "%" => format!("{v:.1}%"),
-        Some(v) => format!("{v:.0} {unit}"),
+        Some(v) if unit == "lines" => format!("{v:.0} {unit}"),
+        Some(v) => format!("{v:.1} {unit}"),
         None => "no data".into(),
     }
 }
@@ -137,7 +153,10 @@ impl DigestItem {
             extra.push(format!("target {}", fmt_value(self.target, &self.unit)));
         }
         if let Some(c) = self.change {
-            let unit = if self.unit == "%" { " pts" } else { " lines" };
+            let unit = match self.unit.as_str() {
+                "%" => " pts".to_string(),
+                other => format!(" {other}"),
+            };
             let against = match self.compare {
                 crate::domain::period::Compare::Previous => "vs the period before",
                 crate::domain::period::Compare::YearAgo => "vs a year ago",
@@ -357,6 +376,7 @@ pub(crate) fn sample_digest() -> Digest {
             metric: metric.into(),
             metric_name: metric.to_uppercase(),
             unit: "%".into(),
+            higher_is_better: true,
             value: Some(88.25),
             target: Some(95.0),
             change: Some(-3.5),

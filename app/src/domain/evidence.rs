@@ -585,8 +585,9 @@ fn noise(
         };
         100.0 * (var(pnum, pden) + var(num, den)).sqrt()
     } else {
-        // Poisson counts: var(n₁ − n₀) = n₁ + n₀.
-        ((pnum + num) as f64).sqrt()
+        // Poisson counts: var(n₁ − n₀) = n₁ + n₀ (a catalogue count may sum negative
+        // amounts: no noise below zero).
+        ((pnum + num).max(0) as f64).sqrt()
     };
     let threshold = if metric.is_ratio() {
         min_pp.max(2.0 * standard_error)

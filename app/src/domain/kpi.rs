@@ -239,7 +239,12 @@ pub fn registered_for_page() -> String {
         .map(|r| PageKpi {
             key: r.key.to_string(),
             name: r.label.to_string(),
-            unit: Metric(r.key).unit().to_string(),
+            // From the entry itself: the lock is held (no second read of it).
+            unit: match r.scale {
+                Scale::Percent => "pct".to_string(),
+                Scale::Count => "count".to_string(),
+                Scale::Average(u) => u.to_string(),
+            },
             higher_is_better: r.higher_is_better,
             slot: r.slot,
         })

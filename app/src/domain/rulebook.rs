@@ -119,7 +119,11 @@ pub const CATALOGUE: [Known; 11] = [
         can_disable: false,
         ..known("penalty_share_of_cost", "parameter", (0.0, 1.0), "share")
     },
-    known("at_risk_band_pp", "threshold", (0.1, 50.0), "points"),
+    // Per KPI too (`at_risk_band_pp.<kpi>`; a catalogue KPI's band is in its own unit).
+    Known {
+        per_metric: true,
+        ..known("at_risk_band_pp", "threshold", (0.1, 50.0), "points")
+    },
     known("data_past_due_open_share", "threshold", (0.0, 1.0), "share"),
     known(
         "data_unreasoned_failure_share",
@@ -402,29 +406,41 @@ fn check_fields(item: &RuleItem, sites: &[String], out: &mut Vec<Problem>) {
                     format!("unknown site '{}'; a site code or * for all sites", t.site),
                 ));
             }
-            let ratio = metric.is_none_or(Metric::is_ratio);
-            if !t.target.is_finite() || (ratio && !(t.target > 0.0 && t.target <= 100.0)) {
+            let percent = metric.is_none_or(Metric::is_percent);
+            let average = metric.is_some_and(|m| m.is_ratio() && !m.is_percent());
+            // 0 % is a target only where lower is better.
+            let floor_ok =
+                |t: f64| t > 0.0 || (t == 0.0 && metric.is_some_and(|m| !m.higher_is_better()));
+            if !t.target.is_finite() || t.target.abs() > 1.0e12 {
+                out.push(problem("target", "a target is a number"));
+            } else if percent && !(floor_ok(t.target) && t.target <= 100.0) {
                 out.push(problem(
                     "target",
                     "a target is a percentage above 0 and at most 100",
                 ));
-            } else if !ratio && t.target < 0.0 {
+            } else if !percent && !average && t.target < 0.0 {
                 out.push(problem("target", "a volume target is 0 lines or more"));
             }
         }
         RuleItem::Trigger(t) => {
             check_key(&t.key, out);
             let metric = check_metric(&t.metric, out);
-            let ratio = metric.is_none_or(Metric::is_ratio);
+            // Percentages are bounded by 100; an average's unit is its own.
+            let ratio = metric.is_none_or(Metric::is_percent);
+            let average = metric.is_some_and(|m| m.is_ratio() && !m.is_percent());
             let v = t.value;
             let ok = v.is_finite()
-                && match t.condition {
-                    Condition::Drop | Condition::Rise | Condition::Move => {
-                        v > 0.0 && v <= if ratio { 100.0 } else { 1000.0 }
-                    }
-                    Condition::Below | Condition::Above => v >= 0.0 && (!ratio || v <= 100.0),
-                    Condition::BelowTarget => v >= 0.0 && (!ratio || v <= 100.0),
-                };
+                && (average && v.abs() <= 1.0e12 && (v > 0.0 || !t.condition.is_change())
+                    || !average
+                        && match t.condition {
+                            Condition::Drop | Condition::Rise | Condition::Move => {
+                                v > 0.0 && v <= if ratio { 100.0 } else { 1000.0 }
+                            }
+                            Condition::Below | Condition::Above => {
+                                v >= 0.0 && (!ratio || v <= 100.0)
+                            }
+                            Condition::BelowTarget => v >= 0.0 && (!ratio || v <= 100.0),
+                        });
             if !ok {
                 out.push(problem(
                     "value",
@@ -546,7 +562,16 @@ fn check_rule(e: &RuleEntry, out: &mut Vec<Problem>) {
             }
         }
     }
-    let in_range = e.value >= k.min && e.value <= k.max && (!k.integer || e.value.fract() == 0.0);
+    // A catalogue KPI's band is in its own unit (days, lines): zero or more.
+    let own_unit = k.key == "at_risk_band_pp"
+        && suffix
+            .and_then(Metric::parse)
+            .is_some_and(|m| !m.is_built_in() && !m.is_percent());
+    let in_range = if own_unit {
+        e.value >= 0.0 && e.value <= 1.0e12
+    } else {
+        e.value >= k.min && e.value <= k.max && (!k.integer || e.value.fract() == 0.0)
+    };
     if e.value.is_finite() && !in_range {
         out.push(problem(
             "value",
@@ -707,9 +732,15 @@ mod tests {
             rule("anomaly_z.otif", "sensitivity", Some("fill_rate"), 5.0),
         );
         assert_eq!(fields(&check(&r, &wrong_metric, &sites())), ["metric"]);
-        let no_override = edit(
+        // A KPI's own at-risk band (a catalogue KPI's comes from its definition).
+        let band = edit(
             EditOp::Create,
             rule("at_risk_band_pp.otif", "threshold", Some("otif"), 1.0),
+        );
+        assert!(check(&r, &band, &sites()).is_empty());
+        let no_override = edit(
+            EditOp::Create,
+            rule("noise_min_pp.otif", "parameter", Some("otif"), 1.0),
         );
         assert_eq!(fields(&check(&r, &no_override, &sites())), ["key"]);
         let bad_kpi = edit(

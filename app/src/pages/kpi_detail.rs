@@ -24,7 +24,9 @@ fn Contributions(dim: DimensionContribution, metric: Metric) -> impl IntoView {
                 </tr></thead>
                 <tbody>
                     {dim.segments.into_iter().map(|s| {
-                        let class = if s.total < -0.005 { "neg" } else if s.total > 0.005 { "pos" } else { "" };
+                        // Red for what moved the KPI the bad way (up, when lower is better).
+                        let good = metric.good(s.total);
+                        let class = if good < -0.005 { "neg" } else if good > 0.005 { "pos" } else { "" };
                         view! {
                             <tr class=class>
                                 <td>{s.member.clone()}</td>

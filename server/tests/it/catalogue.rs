@@ -582,6 +582,27 @@ fn pick_stats() -> Vec<(&'static str, NaiveDate, &'static str, i64, i64)> {
     out
 }
 
+/// The KPI source test's own catalogue: its keys are its own, for the test process shares
+/// one registry of KPIs (a key's slot follows the last catalogue that registered it).
+fn picks_catalogue(first: Option<KpiDef>) -> Catalogue {
+    let pick_rate = KpiDef {
+        key: "pick_rate".into(),
+        name: "Pick rate".into(),
+        description: String::new(),
+        unit: Unit::Pct,
+        higher_is_better: true,
+        numerator: String::new(),
+        denominator: None,
+        target: Some(99.0),
+        at_risk: Some(0.5),
+    };
+    Catalogue {
+        dimensions: vec![],
+        fields: vec![],
+        kpis: first.into_iter().chain([pick_rate]).collect(),
+    }
+}
+
 fn picks_source(url: &str) -> SourceDef {
     let spec = SourceSpec {
         name: "picks".into(),
@@ -589,7 +610,7 @@ fn picks_source(url: &str) -> SourceDef {
         url_env: Some("PICKS_URL".into()),
         table: Some("pick_stats".into()),
         window_days: Some(60),
-        kpi: Some("pick_accuracy".into()),
+        kpi: Some("pick_rate".into()),
         columns: ColumnsSpec {
             own: [
                 ("site", "dc"),
@@ -633,7 +654,12 @@ async fn a_source_returns_a_kpis_counts_per_site_day_and_zone() {
         rows.join(", ")
     ))
     .await;
-    let app = app_with(vec![picks_source(&db.url)]).await;
+    let source = picks_source(&db.url);
+    let app = spawn_app_tuned(0, move |c| {
+        c.sources = vec![source];
+        c.catalogue = Some(picks_catalogue(None));
+    })
+    .await;
     let s = sync(&app, "picks").await;
     assert_eq!(s["status"], "succeeded", "{s}");
     let window = as_of() - Duration::days(60);
@@ -643,7 +669,7 @@ async fn a_source_returns_a_kpis_counts_per_site_day_and_zone() {
     );
 
     // DAL's week, counted here from the statistics.
-    let p = pack(&app, "DAL", "pick_accuracy").await;
+    let p = pack(&app, "DAL", "pick_rate").await;
     let (from, to) = (
         parse_date(p["period"]["start"].as_str().unwrap()).unwrap(),
         parse_date(p["period"]["end"].as_str().unwrap()).unwrap(),
@@ -680,7 +706,7 @@ async fn a_source_returns_a_kpis_counts_per_site_day_and_zone() {
     let r = app
         .post_json(
             "/api/v1/insights/refresh",
-            &json!({"site": "DAL", "metric": "pick_accuracy"}),
+            &json!({"site": "DAL", "metric": "pick_rate"}),
         )
         .await;
     assert!(r.status().is_success(), "{}", r.text().await.unwrap());
@@ -700,11 +726,42 @@ async fn a_source_returns_a_kpis_counts_per_site_day_and_zone() {
     ))
     .await;
     assert_eq!(sync(&app, "picks").await["status"], "succeeded");
-    let after = pack(&app, "DAL", "pick_accuracy").await;
+    let after = pack(&app, "DAL", "pick_rate").await;
     let (a, b) = sum("DAL", Some("A"));
     let (_, bd) = sum("DAL", Some("B"));
     assert_eq!(fraction(&after), (a + bd, b + bd));
     assert_eq!(after["status"], "on_target");
+
+    // A restart keeps them (they are this source's, not a stale push-down's).
+    let cleared = app.state.sources().drop_unowned_tallies().await.unwrap();
+    assert!(cleared.is_empty(), "{cleared:?}");
+    assert_eq!(
+        numbers(&pack(&app, "DAL", "pick_rate").await),
+        numbers(&after)
+    );
+    // A catalogue with a KPI put before it moves its counts to its new slot: the same
+    // figures after the re-tally the change makes.
+    let moved = picks_catalogue(Some(KpiDef {
+        key: "picks_short_lines".into(),
+        name: "Short lines".into(),
+        description: String::new(),
+        unit: Unit::Count,
+        higher_is_better: false,
+        numerator: "delivered_qty < ordered_qty".into(),
+        denominator: None,
+        target: None,
+        at_risk: None,
+    }));
+    app::ssr::data::catalogue::install(app.db(), Some(&moved))
+        .await
+        .unwrap();
+    assert!(app::ssr::data::import::bring_store_up_to_date(app.db())
+        .await
+        .unwrap());
+    assert_eq!(
+        numbers(&pack(&app, "DAL", "pick_rate").await),
+        numbers(&after)
+    );
 
     // A count that is not one fails the sync, naming its row; the last good counts stay.
     db.exec(
@@ -722,7 +779,7 @@ async fn a_source_returns_a_kpis_counts_per_site_day_and_zone() {
         "{s}"
     );
     assert_eq!(
-        numbers(&pack(&app, "DAL", "pick_accuracy").await),
+        numbers(&pack(&app, "DAL", "pick_rate").await),
         numbers(&after)
     );
     db.drop_db().await;

@@ -6,7 +6,6 @@
 //! run elsewhere) keeps the catalogue the store holds rather than dropping it.
 
 use crate::domain::catalogue::{Catalogue, KpiDef, Unit};
-use crate::domain::kpi::Metric;
 use crate::domain::rulebook::RuleItem;
 use crate::domain::rules::{RuleEntry, Target};
 use crate::dto::{MetricDefinition, RuleChange};
@@ -15,9 +14,7 @@ use crate::ssr::store::{self, facts, Db, StoreError};
 
 /// Registers the catalogue's KPIs in this process (each in the slot of its place).
 pub fn register(catalogue: &Catalogue) {
-    for (slot, kpi) in catalogue.kpis.iter().enumerate() {
-        Metric::register(kpi, slot);
-    }
+    catalogue.register();
 }
 
 /// Puts `file`'s catalogue in force (`None`: the one the store holds), registers its
@@ -35,6 +32,19 @@ pub async fn install(db: &Db, file: Option<&Catalogue>) -> Result<Catalogue, Sto
     register(wanted);
     let mut tx = store::begin(db).await?;
     facts::set_catalogue(&mut tx, wanted).await?;
+    // Counts sources returned live in their KPI's slot, its place in the list: moved with
+    // it when the list changes (the lines' own are re-tallied whole).
+    let moved: Vec<Option<usize>> = (0..crate::domain::catalogue::MAX_KPIS)
+        .map(|slot| {
+            let key = &wanted.kpis.get(slot)?.key;
+            stored.kpis.iter().position(|k| &k.key == key && k.is_fed())
+        })
+        .collect();
+    if moved.iter().enumerate().any(|(i, m)| *m != Some(i))
+        && stored.kpis.iter().any(|k| k.is_fed())
+    {
+        facts::move_pushed_measures(&mut tx, &moved).await?;
+    }
     let mut added: Vec<String> = Vec::new();
     for (i, kpi) in wanted.kpis.iter().enumerate() {
         store::rules::upsert_definition(

@@ -699,7 +699,7 @@ pub fn scoring_fingerprint(
         // As before catalogues existed: a store without one is not re-tallied.
         return base;
     }
-    let digest = sha2::Sha256::digest(catalogue.fingerprint_text().as_bytes());
+    let digest = sha2::Sha256::digest(catalogue.tally_text().as_bytes());
     let cat: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     format!("{base};catalogue={cat}")
 }

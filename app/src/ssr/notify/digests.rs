@@ -50,6 +50,7 @@ impl Notify {
                 other => other,
             }
             .to_string(),
+            higher_is_better: tile.metric.higher_is_better(),
             value: tile.value,
             target: tile.target,
             change: tile.change,
@@ -67,8 +68,12 @@ impl Notify {
                 .map(|c| c.headline.clone())
                 .or_else(|| insight.map(|i| i.headline.clone())),
             root_cause: contract.and_then(|c| c.root_causes.first()).map(|r| {
+                let unit = match tile.metric.change_unit() {
+                    "pp" => "pts",
+                    other => other,
+                };
                 format!(
-                    "{} {}: {:+.1} pts ({})",
+                    "{} {}: {:+.1} {unit} ({})",
                     r.dimension, r.member, r.impact_pp, r.evidence
                 )
             }),

@@ -108,7 +108,12 @@ impl Sources {
     pub async fn drop_unowned_tallies(&self) -> Result<Vec<String>, ServiceError> {
         let mut cleared = Vec::new();
         for (source, first_day) in facts::pushed_sources(&self.db).await? {
-            if self.defs.iter().any(|d| d.name == source && d.pushdown) {
+            // Push-downs and sources of a KPI's counts keep theirs.
+            if self
+                .defs
+                .iter()
+                .any(|d| d.name == source && (d.pushdown || d.measure.is_some()))
+            {
                 continue;
             }
             let Some(from) = parse_date(&first_day) else {
@@ -493,7 +498,9 @@ impl Sources {
                     {
                         from = from.min(day);
                     }
-                    read::aggregates(def, &fmt_date(from), rules.scoring()).await
+                    let catalogue = facts::catalogue(&self.db).await.map_err(internal)?;
+                    read::aggregates(def, &fmt_date(from), rules.scoring(), &catalogue.dimensions)
+                        .await
                 }
             }
         };

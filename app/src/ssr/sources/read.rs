@@ -241,6 +241,41 @@ async fn fetch(
     result.map(|()| (rows, bytes))
 }
 
+/// Every row of `sql`, as text, handed to `each` as it arrives (memory stays that of a
+/// chunk): how many rows, and the bytes of their values. `each` failing stops the read.
+async fn each_row(
+    def: &SourceDef,
+    sql: String,
+    width: usize,
+    mut each: impl FnMut(u64, &[Option<String>]) -> Result<(), String>,
+) -> Result<(u64, u64), String> {
+    let (mut rx, handle) = reader(def, sql, width).await?;
+    let handle = AbortOnDrop(handle);
+    let (mut rows, mut bytes) = (0u64, 0u64);
+    let result = loop {
+        match rx.recv().await {
+            Some(Ok(chunk)) if chunk.is_empty() => break Ok(()),
+            Some(Ok(chunk)) => {
+                for row in &chunk {
+                    rows += 1;
+                    bytes += row
+                        .iter()
+                        .map(|v| v.as_ref().map_or(0, |v| v.len() as u64))
+                        .sum::<u64>();
+                    if let Err(e) = each(rows, row) {
+                        drop(handle);
+                        return Err(e);
+                    }
+                }
+            }
+            Some(Err(e)) => break Err(e),
+            None => break Err("the source's reader stopped".into()),
+        }
+    };
+    drop(handle);
+    result.map(|()| (rows, bytes))
+}
+
 /// What a push-down read: the tallies, the bytes of values received, and the lines they
 /// count.
 pub struct Pushed {
@@ -258,6 +293,7 @@ pub async fn aggregates(
     def: &SourceDef,
     window: &str,
     params: ScoringParams,
+    catalogue_dimensions: &[String],
 ) -> Result<Pushed, String> {
     let (Some(dialect), Some(relation)) = (def.kind.dialect(), def.relation.as_ref()) else {
         return Err("the source is not fully configured".into());
@@ -280,14 +316,16 @@ pub async fn aggregates(
             .reason_code
             .as_ref()
             .map(|_| columns[REQUIRED.len()].as_str()),
-        // After the reason code (push-down maps no site name, region or field).
-        dimensions: def
-            .dimensions
+        // After the reason code (push-down maps no site name, region or field); the
+        // catalogue's dimensions this source does not map are the member '' of each line.
+        dimensions: catalogue_dimensions
             .iter()
-            .enumerate()
-            .map(|(i, (name, _))| {
-                let at = REQUIRED.len() + usize::from(def.reason_code.is_some()) + i;
-                (name.as_str(), columns[at].as_str())
+            .map(|name| {
+                let mapped = def.dimensions.iter().position(|(d, _)| d == name);
+                let column = mapped.map_or("", |i| {
+                    columns[REQUIRED.len() + usize::from(def.reason_code.is_some()) + i].as_str()
+                });
+                (name.as_str(), column)
             })
             .collect(),
         on_time_window_days: params.on_time_window_days,
@@ -462,15 +500,13 @@ pub async fn measures(def: &SourceDef, window: &str, slot: usize) -> Result<Push
     let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
     let width = refs.len();
     let sql = foreign::select(dialect, relation, &refs, &since, window);
-    let (rows, bytes) = fetch(def, sql, width, usize::MAX).await?;
-    let read = rows.len() as i64;
     let dims_at = if m.denominator.is_some() { 4 } else { 3 };
     let mut merged: std::collections::BTreeMap<(String, NaiveDate, String, String), Tally> =
         Default::default();
     let mut names: std::collections::BTreeMap<String, String> = Default::default();
-    for (n, r) in rows.iter().enumerate() {
+    let (read, bytes) = each_row(def, sql, width, |n, r| {
         let v = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("").trim();
-        let at = |msg: String| format!("row {}: {msg}", n + 1);
+        let at = |msg: String| format!("row {n}: {msg}");
         let (site, site_name) = site_code(v(0)).map_err(at)?;
         if let Some(name) = site_name {
             names.entry(site.clone()).or_insert(name);
@@ -507,7 +543,10 @@ pub async fn measures(def: &SourceDef, window: &str, slot: usize) -> Result<Push
             }
             add(name, member.to_string());
         }
-    }
+        Ok(())
+    })
+    .await?;
+    let read = read as i64;
     let rows = merged
         .into_iter()
         .map(|((site, day, dimension, member), tally)| PushedRow {

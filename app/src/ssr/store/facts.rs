@@ -624,6 +624,29 @@ async fn add_pushed(
     Ok(())
 }
 
+/// Moves the catalogue KPIs' counts sources returned to new slots: slot `i` takes what
+/// slot `from[i]` held (nothing when `None`), in one statement (every right-hand side
+/// reads the row as it was). The caller re-tallies the store from them.
+pub async fn move_pushed_measures(conn: &mut Conn, from: &[Option<usize>]) -> Result<()> {
+    let set: Vec<String> = (0..MAX_KPIS)
+        .flat_map(|i| {
+            let old = from.get(i).copied().flatten().filter(|o| *o < MAX_KPIS);
+            ["num", "den"].map(|part| match old {
+                Some(o) => format!("m{i}_{part} = m{o}_{part}"),
+                None => format!("m{i}_{part} = 0"),
+            })
+        })
+        .collect();
+    sqlx::query(AssertSqlSafe(format!(
+        "UPDATE pushed_facts SET {}",
+        set.join(", ")
+    )))
+    .execute(&mut *conn)
+    .await
+    .ctx("Failed to move the sources' KPI counts")?;
+    Ok(())
+}
+
 /// The first day a source's pushed-down tallies were scored otherwise than `scoring`
 /// (its next sync reads from there), if any.
 pub async fn pushed_rescore_from<'e>(
@@ -970,6 +993,9 @@ pub async fn catalogue<'e>(ex: impl Exec<'e>) -> Result<Catalogue> {
 /// process, which [`crate::ssr::data::catalogue::install`] does at start-up).
 pub async fn metrics<'e>(ex: impl Exec<'e>) -> Result<Vec<Metric>> {
     let catalogue = catalogue(ex).await?;
+    // The store's catalogue is the truth: another process (a command with another sources
+    // file) may have changed it since this one registered its KPIs.
+    catalogue.register();
     Ok(Metric::BUILT_IN
         .into_iter()
         .chain(catalogue.kpis.iter().filter_map(|k| Metric::parse(&k.key)))
@@ -982,7 +1008,7 @@ pub async fn set_catalogue(conn: &mut Conn, catalogue: &Catalogue) -> Result<()>
         .bind(if catalogue.is_empty() {
             String::new()
         } else {
-            catalogue.fingerprint_text()
+            serde_json::to_string(catalogue).unwrap_or_default()
         })
         .execute(&mut *conn)
         .await
@@ -996,6 +1022,7 @@ pub async fn scorer(conn: &mut Conn) -> Result<Scorer> {
     let rules = super::rules::load_on(&mut *conn).await?;
     let costs = cost_book(&mut *conn).await?;
     let catalogue = catalogue(&mut *conn).await?;
+    catalogue.register();
     Ok(Scorer::with_catalogue(rules.scoring(), costs, &catalogue))
 }
 

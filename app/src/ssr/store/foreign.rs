@@ -190,7 +190,8 @@ pub struct Pushdown<'a> {
     pub due: &'a str,
     pub delivered_on: &'a str,
     pub reason: Option<&'a str>,
-    /// The catalogue's dimensions: (name, source column).
+    /// The catalogue's dimensions: (name, source column; empty where the source maps
+    /// none: every line is then the member `''`, as on the line path).
     pub dimensions: Vec<(&'a str, &'a str)>,
     /// Days after the due date a delivery still counts as on time.
     pub on_time_window_days: i64,
@@ -227,7 +228,13 @@ pub fn aggregate(dialect: Dialect, relation: &Relation, p: &Pushdown, window: &s
     let extra: String = p
         .dimensions
         .iter()
-        .map(|(name, col)| format!("COALESCE({}, '') AS d_{name}, ", member(&c(col))))
+        .map(|(name, col)| {
+            if col.is_empty() {
+                format!("'' AS d_{name}, ")
+            } else {
+                format!("COALESCE({}, '') AS d_{name}, ", member(&c(col)))
+            }
+        })
         .collect();
     let lines = format!(
         "SELECT {site} AS site, {day} AS day, {carrier} AS carrier, \
@@ -611,7 +618,7 @@ mod tests {
         );
         // The catalogue's dimensions are grouped by too, under their own names.
         let lanes = Pushdown {
-            dimensions: vec![("lane", "lane_id")],
+            dimensions: vec![("lane", "lane_id"), ("shift", "")],
             ..p.clone()
         };
         let sql = aggregate(
@@ -623,7 +630,8 @@ mod tests {
         assert!(
             sql.contains("COALESCE(TRIM(CAST(src.\"lane_id\" AS TEXT)), '') AS d_lane")
                 && sql.contains("(site, day, d_lane)")
-                && sql.contains("WHEN GROUPING(d_lane) = 0 THEN 'lane'"),
+                && sql.contains("WHEN GROUPING(d_lane) = 0 THEN 'lane'")
+                && sql.contains("'' AS d_shift"),
             "{sql}"
         );
         let sql = aggregate(
@@ -634,7 +642,7 @@ mod tests {
         );
         assert!(
             sql.contains("SELECT 'lane' AS dim, d_lane AS member")
-                && sql.matches(" UNION ALL ").count() == 6,
+                && sql.matches(" UNION ALL ").count() == 7,
             "{sql}"
         );
         let sql = aggregate(
