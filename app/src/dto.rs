@@ -533,6 +533,9 @@ pub struct KpiQuery {
     pub metric: String,
     #[serde(flatten)]
     pub view: PeriodChoice,
+    /// One member of a dimension only: `lane:L2` (its value, trend and checks; no split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 fn weekly() -> String {
@@ -613,6 +616,9 @@ pub struct EvidenceQuery {
     pub metric: String,
     #[serde(flatten)]
     pub view: PeriodChoice,
+    /// One member of a dimension only: `lane:L2` (its value, trend and checks; no split).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 /// Insight attempts for one card, one site, or all.

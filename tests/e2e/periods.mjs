@@ -50,6 +50,17 @@ try {
   await page.waitForSelector('.app[data-hydrated="true"]', { timeout: 30000 });
   const p = await page.locator('.page-head .period').innerText();
   check('a KPI page for a quarter vs a year ago', p.startsWith('2026-Q3') && p.includes('vs 2025-Q3'), p);
+  // A member of a dimension: its own figures, the period and comparison kept.
+  const member = page.locator('.contrib table tbody td a').first();
+  const name = await member.innerText();
+  await Promise.all([
+    page.waitForURL(/filter=/, { timeout: 30000 }),
+    member.click(),
+  ]);
+  await page.waitForSelector('.page-head .focus', { timeout: 30000 });
+  const focus = await page.locator('.page-head .focus').getAttribute('data-focus');
+  check('a member link filters the page to it', focus.endsWith(`= ${name}`), `${focus} / ${name}`);
+  check('the filter keeps the period', page.url().includes('period=2026-Q3') && page.url().includes('compare=year_ago'), page.url());
   await page.screenshot({ path: join(out, 'periods.png'), fullPage: false });
   check('no console errors', consoleErrors.length === 0, consoleErrors.join(' | '));
 } finally {

@@ -408,6 +408,7 @@ mod tests {
                 metric_name: "OTIF".into(),
                 definition: String::new(),
                 unit: "pct".into(),
+                focus: None,
             },
             Week::containing(parse_date("2026-11-09").unwrap()),
             parse_date("2026-11-21").unwrap(),

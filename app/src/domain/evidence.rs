@@ -64,8 +64,48 @@ pub struct Scope {
     pub metric: Metric,
     pub metric_name: String,
     pub definition: String,
-    /// `pct` (values in percent, changes in percentage points) or `count`.
+    /// `pct` (values in percent, changes in percentage points), `count`, or an
+    /// average's unit.
     pub unit: String,
+    /// The one member of a dimension the pack is about ("lane = L2"), when filtered: its
+    /// lines only, with no split by other dimensions (the store keeps no cross-tabs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub focus: Option<String>,
+}
+
+/// A filter to one member of a dimension: `lane:L2`, `carrier:RoadRunner Freight`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Focus {
+    pub dimension: String,
+    pub member: String,
+}
+
+impl Focus {
+    /// Parses `dimension:member` (the member may hold colons); the error says how.
+    pub fn parse(text: &str) -> Result<Focus, String> {
+        let (dimension, member) = text
+            .split_once(':')
+            .ok_or_else(|| format!("filter '{text}' is not dimension:member (lane:L2)"))?;
+        let dimension = dimension.trim();
+        let own = ["carrier", "customer", "category", "reason"];
+        if !own.contains(&dimension)
+            && super::catalogue::check_name(dimension, "dimension").is_err()
+        {
+            return Err(format!("filter: '{dimension}' is not a dimension"));
+        }
+        if member.chars().count() > 200 || member.chars().any(char::is_control) {
+            return Err("filter: the member is longer than 200 characters".into());
+        }
+        Ok(Focus {
+            dimension: dimension.to_string(),
+            member: member.trim().to_string(),
+        })
+    }
+
+    /// "lane = L2", for people.
+    pub fn label(&self) -> String {
+        format!("{} = {}", self.dimension, self.member)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -1054,6 +1094,7 @@ mod tests {
                 metric_name: "OTIF".into(),
                 definition: String::new(),
                 unit: "pct".into(),
+                focus: None,
             },
             week,
             parse_date("2026-11-20").unwrap(),

@@ -187,6 +187,7 @@ mod tests {
                 metric_name: "OTIF".into(),
                 definition: String::new(),
                 unit: "%".into(),
+                focus: None,
             },
             week,
             parse_date("2026-11-21").unwrap(),

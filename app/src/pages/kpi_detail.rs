@@ -11,9 +11,38 @@ use crate::dto::KpiDetail;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;
 
+/// This page's URL query with `filter` set (or cleared), the period and comparison kept.
+fn with_filter(filter: Option<&str>) -> String {
+    let query = leptos_router::hooks::use_query_map();
+    let mut parts: Vec<String> = query.with_untracked(|q| {
+        ["period", "compare"]
+            .iter()
+            .filter_map(|k| Some(format!("{k}={}", encode(&q.get(k)?))))
+            .collect()
+    });
+    if let Some(f) = filter {
+        parts.push(format!("filter={}", encode(f)));
+    }
+    format!("?{}", parts.join("&"))
+}
+
+/// Percent-encodes a query value (members are free text).
+fn encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[component]
 fn Contributions(dim: DimensionContribution, metric: Metric) -> impl IntoView {
     let unit = metric.change_unit();
+    // A member's own figures (a filter) for the dimensions lines are tallied by.
+    let filterable = dim.dimension != "site";
     view! {
         <div class="contrib">
             <h3>{format!("By {}", dim.dimension)}</h3>
@@ -29,7 +58,12 @@ fn Contributions(dim: DimensionContribution, metric: Metric) -> impl IntoView {
                         let class = if good < -0.005 { "neg" } else if good > 0.005 { "pos" } else { "" };
                         view! {
                             <tr class=class>
-                                <td>{s.member.clone()}</td>
+                                <td>{if filterable && !s.member.starts_with("other (") {
+                                    let href = with_filter(Some(&format!("{}:{}", dim.dimension, s.member)));
+                                    view! { <a href=href title="this member's own figures">{s.member.clone()}</a> }.into_any()
+                                } else {
+                                    view! { <span>{s.member.clone()}</span> }.into_any()
+                                }}</td>
                                 <td>{format!("{} → {}", format_value(metric, s.previous_value), format_value(metric, s.value))}</td>
                                 <td>{format!("{:.1}% → {:.1}%", s.previous_share_pct, s.share_pct)}</td>
                                 <td>{signed(s.mix, 2)}</td>
@@ -98,6 +132,10 @@ fn Detail(d: KpiDetail) -> impl IntoView {
             <p class="period">{format!("{} ({} to {}) vs {} · as of {}", e.period.label, e.period.start, e.period.end, e.previous_period.label, e.as_of)}</p>
             <crate::pages::overview::PeriodPicker choice=d.card.view.clone() action=format!("/kpi/{}/{}", e.scope.site, metric.key())/>
             <p class="definition">{e.scope.definition.clone()}</p>
+            {e.scope.focus.clone().map(|f| view! {
+                <p class="focus" data-focus=f.clone()>{format!("Only {f}: its value, trend and checks (no split by other dimensions). ")}
+                    <a href=with_filter(None)>"Show all"</a></p>
+            })}
         </div>
         <div class="detail-grid">
             <div>
@@ -172,6 +210,7 @@ fn Detail(d: KpiDetail) -> impl IntoView {
 #[component]
 pub fn KpiDetailPage() -> impl IntoView {
     let params = use_params_map();
+    let query = leptos_router::hooks::use_query_map();
     let choice = crate::pages::overview::choice_from_query();
     let detail = Resource::new(
         move || {
@@ -180,10 +219,18 @@ pub fn KpiDetailPage() -> impl IntoView {
                     p.get("site").unwrap_or_default(),
                     p.get("metric").unwrap_or_default(),
                     choice.get(),
+                    query.with(|q| q.get("filter").filter(|f| !f.is_empty())),
                 )
             })
         },
-        |(site, metric, view)| get_kpi_detail(crate::dto::KpiQuery { site, metric, view }),
+        |(site, metric, view, filter)| {
+            get_kpi_detail(crate::dto::KpiQuery {
+                site,
+                metric,
+                view,
+                filter,
+            })
+        },
     );
     view! {
         <Suspense fallback=|| view! { <p class="loading">"Loading…"</p> }>

@@ -134,6 +134,7 @@ async fn network_view_has_a_site_dimension() {
             site: "network".into(),
             metric: "otif".into(),
             view: Default::default(),
+            filter: None,
         })
         .await
         .unwrap();

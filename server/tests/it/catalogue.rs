@@ -445,6 +445,35 @@ async fn sources_with_their_own_columns_and_an_extra_dimension_give_the_csv_dash
         .unwrap();
     let (n, d) = slow_transit(&l2, from, to);
     assert_eq!(seg["denominator"].as_i64(), Some(d));
+    // Filtered to the lane: its own value, counted the same, on every source.
+    for app in [&csv, &wms_app, &erp_app] {
+        let f: Value = app
+            .get("/api/v1/evidence?site=DAL&metric=slow_transit&filter=lane:L2")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(f["scope"]["focus"], "lane = L2");
+        assert_eq!(
+            (f["numerator"].as_i64(), f["denominator"].as_i64()),
+            (Some(n), Some(d))
+        );
+        assert!(f["series"].as_array().unwrap().len() == 12);
+        assert!(f["contributions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["segments"].as_array().unwrap().is_empty()));
+    }
+    for bad in ["lane", "Lane Code:L2", "carrier:"] {
+        let r = csv
+            .get(&format!(
+                "/api/v1/evidence?site=DAL&metric=otif&filter={bad}"
+            ))
+            .await;
+        let want = if bad == "carrier:" { 200 } else { 400 };
+        assert_eq!(r.status(), want, "{bad}");
+    }
     assert!((seg["value"].as_f64().unwrap() - 100.0 * n as f64 / d as f64).abs() < 1e-9);
     // Transit days: an average over the lines with both dates, in days.
     let t = pack(&csv, "DAL", "transit_days").await;

@@ -82,6 +82,7 @@ async fn the_kpi_page_shows_this_weeks_pace_and_forecast() {
             site: "DAL".into(),
             metric: "otif".into(),
             view: Default::default(),
+            filter: None,
         })
         .await
         .unwrap();
@@ -114,6 +115,7 @@ async fn the_kpi_page_shows_this_weeks_pace_and_forecast() {
             site: "PHX".into(),
             metric: "lines_due".into(),
             view: Default::default(),
+            filter: None,
         })
         .await
         .unwrap()

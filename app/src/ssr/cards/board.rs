@@ -299,8 +299,19 @@ impl Cards {
         let metric = parse_metric(&q.metric)?;
         let as_of = self.clock.today();
         let (period, compare) = self.clock.resolve(&q.view)?;
+        let focus = evidence::parse_focus(q.filter.as_deref())?;
         let rules = store::rules::load(&self.db).await?;
-        evidence::load_period(&self.db, &rules, &q.site, metric, period, compare, as_of).await
+        let view = (period, compare);
+        evidence::load_focused(
+            &self.db,
+            &rules,
+            &q.site,
+            metric,
+            view,
+            as_of,
+            focus.as_ref(),
+        )
+        .await
     }
 
     /// The KPI page of one card: its tile and evidence pack, its card and insight history,
@@ -312,8 +323,11 @@ impl Cards {
         let rules = store::rules::load(&self.db).await?;
         let as_of = self.clock.today();
         let (period, compare) = self.clock.resolve(&q.view)?;
+        let focus = evidence::parse_focus(q.filter.as_deref())?;
+        let view = (period, compare);
         let pack =
-            evidence::load_period(&self.db, &rules, site, metric, period, compare, as_of).await?;
+            evidence::load_focused(&self.db, &rules, site, metric, view, as_of, focus.as_ref())
+                .await?;
         let lens = Lens::of(&period, compare);
         let history = insights::list(&self.db, Some(site), Some(metric), Some(lens), 20).await?;
         let (ok, failed) = for_period(history.iter().cloned(), &period);

@@ -1,7 +1,7 @@
 //! Loads the inputs of an evidence pack through the store's fact seam and builds it.
 
 use crate::domain::card::{definition, Daily};
-use crate::domain::evidence::{build_evidence, EvidenceInput, EvidencePack, Scope, NETWORK};
+use crate::domain::evidence::{build_evidence, EvidenceInput, EvidencePack, Focus, Scope, NETWORK};
 use crate::domain::kpi::{KpiCounts, Metric};
 use crate::domain::period::{Compare, Period, Week};
 use crate::domain::rules::Rules;
@@ -27,6 +27,15 @@ pub fn parse_metric(metric: &str) -> Result<Metric, ServiceError> {
         .ok_or_else(|| ServiceError::NotFound(format!("unknown metric '{metric}'")))
 }
 
+/// A page's or request's `filter` (`lane:L2`), or `BadRequest` saying how it is wrong.
+pub fn parse_focus(filter: Option<&str>) -> Result<Option<Focus>, ServiceError> {
+    filter
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(|f| Focus::parse(f).map_err(ServiceError::BadRequest))
+        .transpose()
+}
+
 /// The site filter of a scope: `None` for the network (every site).
 pub fn site_filter(site: &str) -> Option<&str> {
     (site != NETWORK).then_some(site)
@@ -48,7 +57,6 @@ pub async fn load(
 /// The evidence pack for (site, metric) in `period` against the period `compare` names,
 /// summed from the metric store (never from raw lines): the period's and the compared
 /// period's breakdowns, the daily totals over the trend, the latest delivery.
-#[tracing::instrument(skip_all, fields(site = %site, metric = %metric.key(), period = %period))]
 pub async fn load_period(
     db: &Db,
     rules: &Rules,
@@ -58,11 +66,35 @@ pub async fn load_period(
     compare: Compare,
     as_of: NaiveDate,
 ) -> Result<EvidencePack, ServiceError> {
+    load_focused(db, rules, site, metric, (period, compare), as_of, None).await
+}
+
+/// [`load_period`], for one member of a dimension when `focus` names one: its value,
+/// trend, checks and anomaly (no split by other dimensions: the store has none).
+#[tracing::instrument(skip_all, fields(site = %site, metric = %metric.key(), period = %period))]
+pub async fn load_focused(
+    db: &Db,
+    rules: &Rules,
+    site: &str,
+    metric: Metric,
+    (period, compare): (Period, Compare),
+    as_of: NaiveDate,
+    focus: Option<&Focus>,
+) -> Result<EvidencePack, ServiceError> {
     let site_name = site_name(db, site).await?;
     let previous = period.compared(compare);
     let filter = site_filter(site);
-    let current = facts::breakdown(db, filter, period.start, period.end).await?;
-    let prior = facts::breakdown(db, filter, previous.start, previous.end).await?;
+    let member = focus.map(|f| (f.dimension.as_str(), f.member.as_str()));
+    let (current, prior) = match member {
+        None => (
+            facts::breakdown(db, filter, period.start, period.end).await?,
+            facts::breakdown(db, filter, previous.start, previous.end).await?,
+        ),
+        Some(m) => (
+            facts::member_breakdown(db, filter, m, period.start, period.end).await?,
+            facts::member_breakdown(db, filter, m, previous.start, previous.end).await?,
+        ),
+    };
     let trend = period.trend();
     // Daily totals over the trend (and the anomaly baseline for a week), summed over the
     // scope's sites by the database.
@@ -71,7 +103,10 @@ pub async fn load_period(
         Some(w) => trend[0].start.min(crate::domain::anomaly::span(w).0),
         None => trend[0].start,
     };
-    let days = facts::day_totals(db, filter, from, period.end).await?;
+    let days = match member {
+        None => facts::day_totals(db, filter, from, period.end).await?,
+        Some(m) => facts::member_day_totals(db, filter, m, from, period.end).await?,
+    };
     let series: Vec<(Period, KpiCounts)> = trend
         .iter()
         .map(|p| {
@@ -98,6 +133,7 @@ pub async fn load_period(
             metric_name: metric.label().to_string(),
             definition: definition(rules, metric, &definitions),
             unit: metric.unit().to_string(),
+            focus: focus.map(Focus::label),
         },
         period,
         previous,

@@ -857,6 +857,64 @@ pub async fn breakdown(
     Ok(b)
 }
 
+/// The lines of one member of a dimension, at one site or the network (`None`), due in
+/// [from, to]: their total only (the store keeps no split of a member by another
+/// dimension).
+pub async fn member_breakdown(
+    db: &Db,
+    site: Option<&str>,
+    (dimension, member): (&str, &str),
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Breakdown> {
+    let rows: Vec<TallyRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT '' AS site, '' AS day, '' AS dimension, '' AS member, {} FROM kpi_facts \
+         WHERE site = $3 AND day >= $1 AND day <= $2 AND dimension = $4 AND member = $5 \
+         GROUP BY member",
+        sums()
+    )))
+    .bind(fmt_date(from))
+    .bind(fmt_date(to))
+    .bind(key(site))
+    .bind(dimension.to_string())
+    .bind(member.to_string())
+    .fetch_all(db)
+    .await
+    .ctx("Failed to read the metric store")?;
+    let mut b = Breakdown::default();
+    for r in &rows {
+        b.total.add(&r.tally());
+    }
+    Ok(b)
+}
+
+/// One member's total per day in [from, to], at one site or the network.
+pub async fn member_day_totals<'e>(
+    ex: impl Exec<'e>,
+    site: Option<&str>,
+    (dimension, member): (&str, &str),
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<(NaiveDate, Tally)>> {
+    let rows: Vec<TallyRow> = sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT site, day, dimension, member, {} FROM kpi_facts \
+         WHERE site = $3 AND day >= $1 AND day <= $2 AND dimension = $4 AND member = $5",
+        TALLY_COLS.join(", ")
+    )))
+    .bind(fmt_date(from))
+    .bind(fmt_date(to))
+    .bind(key(site))
+    .bind(dimension.to_string())
+    .bind(member.to_string())
+    .fetch_all(ex)
+    .await
+    .ctx("Failed to read the metric store")?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| Some((parse_date(&r.day)?, r.tally())))
+        .collect())
+}
+
 /// Site totals in [from, to], one site or every site (not the network's own rows): per
 /// site and day, or (`by_site`) per site over the span.
 async fn totals<'e>(
