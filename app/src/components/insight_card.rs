@@ -20,6 +20,7 @@ fn effect_label(e: CauseEffect) -> &'static str {
         CauseEffect::Rate => "rate",
         CauseEffect::Mix => "mix",
         CauseEffect::Data => "data",
+        CauseEffect::Process => "process",
     }
 }
 

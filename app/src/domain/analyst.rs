@@ -17,6 +17,7 @@ use super::evidence::EvidencePack;
 use super::insight::{Effect, Insight, NextAction, RootCause};
 use super::kpi::{format_change, format_value, signed};
 use super::rules::Rules;
+use std::collections::BTreeMap;
 
 /// A segment must explain this share of the total change to be named as a root cause.
 pub const MIN_EXPLAINED_SHARE: f64 = 0.2;
@@ -27,6 +28,15 @@ pub const MIN_CONCENTRATION: f64 = 1.5;
 pub const MIN_MIX_SHARE: f64 = 0.1;
 /// At most this many root causes (plus one mix cause) and actions per insight.
 pub const MAX_ITEMS: usize = 3;
+
+/// A failure branch for people.
+fn branch_words(branch: &str) -> &'static str {
+    match branch {
+        "late_only" => "late (in full)",
+        "short_only" => "short (on time)",
+        _ => "late and short",
+    }
+}
 
 /// Analyses one pack. `question` is echoed into the narrative when given.
 pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (String, Insight) {
@@ -202,12 +212,14 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
                 signed(seg.rate, 2)
             ),
             _ => format!(
-                "{name} {} → {} on {:.1}% of volume (rate {} {unit}, mix {} {unit})",
+                "{name} {} → {} on {:.1}% of volume (rate {} {unit}, mix {} {unit}); concentrated: {:.0}% of the change from {:.0}% of the volume",
                 fmt(seg.previous_value),
                 fmt(seg.value),
                 seg.share_pct,
                 signed(seg.rate, 2),
-                signed(seg.mix, 2)
+                signed(seg.mix, 2),
+                100.0 * change_share,
+                100.0 * volume_share
             ),
         };
         root_causes.push(RootCause {
@@ -249,6 +261,54 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
         }
     }
 
+    // A process failing across the board: no segment explains the change (neither its
+    // own performance nor a shift of volume), but a reason code does (its points in the
+    // KPI tree). Called broad: no carrier, customer or category stands out.
+    if let Some(tree) = pack.tree_change.as_ref().filter(|_| root_causes.is_empty()) {
+        let mut by_reason: BTreeMap<&str, f64> = BTreeMap::new();
+        for r in &tree.reasons {
+            *by_reason.entry(r.reason.as_str()).or_default() += r.points;
+        }
+        let mut processes: Vec<(&str, f64)> = by_reason
+            .into_iter()
+            .filter(|(r, p)| {
+                *r != "unspecified"
+                    && p * change > 0.0
+                    && p.abs() >= MIN_EXPLAINED_SHARE * change.abs()
+            })
+            .collect();
+        processes.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(b.0)));
+        for (reason, points) in processes {
+            if root_causes.len() == MAX_ITEMS {
+                break;
+            }
+            let parts: Vec<String> = tree
+                .reasons
+                .iter()
+                .filter(|r| r.reason == reason)
+                .map(|r| {
+                    format!(
+                        "{} {} → {} lines ({} {unit})",
+                        branch_words(&r.branch),
+                        r.previous_failures,
+                        r.failures,
+                        signed(r.points, 2)
+                    )
+                })
+                .collect();
+            root_causes.push(RootCause {
+                dimension: "reason".into(),
+                member: reason.to_string(),
+                effect: Effect::Process,
+                impact_pp: round2(points),
+                evidence: format!(
+                    "{reason} failures: {}; broad: no carrier, customer or category explains a fifth of the change on its own",
+                    parts.join(", ")
+                ),
+            });
+        }
+    }
+
     let direction = if change < 0.0 { "down" } else { "up" };
     // Worse is down, or up when lower is better.
     let worse = metric.good(change) < 0.0;
@@ -257,6 +317,10 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
         signed(change.abs(), 1).trim_start_matches('+')
     );
     match root_causes.first() {
+        Some(c) if c.effect == Effect::Process => headline.push_str(&format!(
+            ": {} across the board (a process, not one segment)",
+            c.member
+        )),
         Some(c) if c.effect == Effect::Mix => headline.push_str(&format!(
             ": volume shifted towards {} {}",
             c.dimension, c.member
@@ -283,6 +347,7 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
                 Effect::Rate => "rate",
                 Effect::Mix => "mix",
                 Effect::Data => "data",
+                Effect::Process => "process",
             },
             signed(c.impact_pp, 2),
             c.evidence
@@ -301,6 +366,7 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
         for c in &root_causes {
             let cause = match c.effect {
                 Effect::Mix => "effect:mix".to_string(),
+                Effect::Process => format!("reason:{}", c.member),
                 _ => format!("dimension:{}", c.dimension),
             };
             if let Some(p) = rules.playbook(&cause) {
@@ -483,5 +549,157 @@ mod tests {
             "{}",
             i.headline
         );
+    }
+
+    /// A week where every carrier and customer loses a few lines to short picks, against
+    /// a clean week: a process failing everywhere, not a segment.
+    fn short_picks_everywhere() -> EvidencePack {
+        let mut lines = Vec::new();
+        for (week_start, short_every) in [("2026-11-02", None), ("2026-11-09", Some(8))] {
+            let start = parse_date(week_start).unwrap();
+            let mut n = 0;
+            for carrier in ["A", "B", "C", "D"] {
+                for customer in ["X", "Y", "Z"] {
+                    for k in 0..20 {
+                        n += 1;
+                        let due = start + Duration::days((k % 5) as i64);
+                        let short = short_every.is_some_and(|e| n % e == 0);
+                        lines.push(LineFact {
+                            site: "DAL".into(),
+                            customer: customer.into(),
+                            carrier: carrier.into(),
+                            sku: "SKU-1".into(),
+                            category: "Food".into(),
+                            ordered_qty: 10,
+                            delivered_qty: if short { 7 } else { 10 },
+                            due_date: due,
+                            delivered_date: Some(due),
+                            reason_code: short.then(|| "short_pick".to_string()),
+                            attrs: Vec::new(),
+                        });
+                    }
+                }
+            }
+        }
+        let week = Week::containing(parse_date("2026-11-09").unwrap());
+        let as_of = parse_date("2026-11-17").unwrap();
+        pack_from_lines(
+            Scope {
+                site: "DAL".into(),
+                site_name: "Dallas".into(),
+                metric: Metric::OTIF,
+                metric_name: "OTIF".into(),
+                definition: String::new(),
+                unit: "pct".into(),
+                focus: None,
+            },
+            week,
+            as_of,
+            &lines,
+            &[],
+            Some(as_of - Duration::days(1)),
+            &sample_rules(),
+        )
+    }
+
+    #[test]
+    fn the_kpi_tree_splits_the_change_exactly_by_branch_and_reason() {
+        let pack = short_picks_everywhere();
+        let tree = pack.tree_change.as_ref().expect("a tree for OTIF");
+        let change = pack.change.unwrap();
+        let branches = tree.late_only_pp + tree.short_only_pp + tree.late_and_short_pp;
+        assert!((branches - change).abs() < 1e-9, "{branches} vs {change}");
+        assert!(tree.late_only_pp.abs() < 1e-12 && tree.short_only_pp < 0.0);
+        let short_pick = tree.reason_points("short_pick").unwrap();
+        assert!((short_pick - tree.short_only_pp).abs() < 1e-9);
+        assert_eq!(tree.reasons[0].branch, "short_only");
+        assert_eq!(tree.reasons[0].failures, 30);
+        assert_eq!(tree.reasons[0].previous_failures, 0);
+    }
+
+    #[test]
+    fn a_process_failing_everywhere_is_named_as_one_and_called_broad() {
+        let pack = short_picks_everywhere();
+        let mut rules = sample_rules();
+        rules.playbooks.push(crate::domain::rules::Playbook {
+            key: "pick_check".into(),
+            cause: "reason:short_pick".into(),
+            action: "Audit pick accuracy on every shift".into(),
+            owner: "Warehouse manager".into(),
+            priority: "high".into(),
+            enabled: true,
+        });
+        let (_, insight) = analyse(&pack, &rules, None);
+        let cause = &insight.root_causes[0];
+        assert_eq!(
+            (
+                cause.effect,
+                cause.dimension.as_str(),
+                cause.member.as_str()
+            ),
+            (Effect::Process, "reason", "short_pick")
+        );
+        assert!((cause.impact_pp - pack.change.unwrap()).abs() < 0.01);
+        assert!(cause.evidence.contains("broad"), "{}", cause.evidence);
+        assert!(
+            insight.headline.contains("short_pick across the board"),
+            "{}",
+            insight.headline
+        );
+        assert!(insight.next_actions[0]
+            .action
+            .starts_with("Audit pick accuracy"));
+        // It is grounded in the pack's tree.
+        let checks = crate::domain::grounding::check(&pack, &insight);
+        assert!(checks.iter().all(|g| g.supported), "{checks:?}");
+        // A claim of another size, or of a code no failure has, is not.
+        let mut wrong = insight.clone();
+        wrong.root_causes[0].impact_pp = -1.0;
+        wrong.root_causes.push(RootCause {
+            member: "stockout".into(),
+            ..cause.clone()
+        });
+        let checks = crate::domain::grounding::check(&pack, &wrong);
+        assert!(checks.iter().all(|g| !g.supported), "{checks:?}");
+    }
+
+    #[test]
+    fn a_segment_cause_is_called_concentrated() {
+        // Carrier B alone is late this week.
+        let mut all = lines("DAL", "A", "2026-11-03", 40, 0, 0);
+        all.extend(lines("DAL", "B", "2026-11-03", 40, 0, 0));
+        all.extend(lines("DAL", "A", "2026-11-10", 40, 0, 0));
+        all.extend(lines("DAL", "B", "2026-11-10", 40, 16, 0));
+        let week = Week::containing(parse_date("2026-11-10").unwrap());
+        let as_of = parse_date("2026-11-17").unwrap();
+        let pack = pack_from_lines(
+            Scope {
+                site: "DAL".into(),
+                site_name: "Dallas".into(),
+                metric: Metric::OTIF,
+                metric_name: "OTIF".into(),
+                definition: String::new(),
+                unit: "pct".into(),
+                focus: None,
+            },
+            week,
+            as_of,
+            &all,
+            &[],
+            Some(as_of - Duration::days(1)),
+            &sample_rules(),
+        );
+        let (_, insight) = analyse(&pack, &sample_rules(), None);
+        let cause = &insight.root_causes[0];
+        assert_eq!((cause.effect, cause.member.as_str()), (Effect::Rate, "B"));
+        assert!(
+            cause.evidence.contains("concentrated"),
+            "{}",
+            cause.evidence
+        );
+        assert!(!insight
+            .root_causes
+            .iter()
+            .any(|c| c.effect == Effect::Process));
     }
 }

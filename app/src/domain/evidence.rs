@@ -155,6 +155,45 @@ pub struct OtifTree {
     pub by_reason: Vec<ReasonCount>,
 }
 
+/// The change of a line-level rate (OTIF, on time, in full) split over the branches its
+/// failing lines fall in, in points: the branches' points add up to the change exactly;
+/// the reason codes under each branch add up to the branch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TreeChange {
+    /// Late but in full (not part of in-full's change).
+    pub late_only_pp: f64,
+    /// On time but short (not part of on-time's change).
+    pub short_only_pp: f64,
+    pub late_and_short_pp: f64,
+    /// Reason codes under the branch they fail, largest part first.
+    pub reasons: Vec<ReasonPoints>,
+}
+
+impl TreeChange {
+    /// A reason code's part of the change over every branch, in points.
+    pub fn reason_points(&self, reason: &str) -> Option<f64> {
+        let parts: Vec<f64> = self
+            .reasons
+            .iter()
+            .filter(|r| r.reason == reason)
+            .map(|r| r.points)
+            .collect();
+        (!parts.is_empty()).then(|| parts.iter().sum())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ReasonPoints {
+    /// The reason code, `unspecified` for failures without one.
+    pub reason: String,
+    /// `late_only`, `short_only` or `late_and_short`.
+    pub branch: String,
+    /// Its part of the change, in points (negative: it pulled the rate down).
+    pub points: f64,
+    pub failures: i64,
+    pub previous_failures: i64,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ReasonCount {
     pub reason: String,
@@ -247,6 +286,10 @@ pub struct EvidencePack {
     pub series: Vec<SeriesPoint>,
     pub otif_tree: OtifTree,
     pub previous_otif_tree: OtifTree,
+    /// The change split over the failure branches and their reason codes (OTIF, on time
+    /// and in full, when both periods have lines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree_change: Option<TreeChange>,
     pub contributions: Vec<DimensionContribution>,
     pub data_checks: DataChecks,
     pub noise: Noise,
@@ -453,6 +496,7 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
         series,
         otif_tree: tree,
         previous_otif_tree: prev_tree,
+        tree_change: tree_change(metric, current, prior),
         contributions,
         data_checks,
         noise,
@@ -461,6 +505,84 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
         materiality: None,
         scope,
     }
+}
+
+/// The branches a metric's failing lines fall in: OTIF fails on all three; on time on
+/// the late ones; in full on the short ones.
+fn branches(metric: Metric) -> &'static [&'static str] {
+    match metric {
+        Metric::OTIF => &["late_only", "short_only", "late_and_short"],
+        Metric::ON_TIME => &["late_only", "late_and_short"],
+        Metric::IN_FULL => &["short_only", "late_and_short"],
+        _ => &[],
+    }
+}
+
+/// Lines of a tally in one failure branch.
+fn in_branch(t: &super::tally::Tally, branch: &str) -> i64 {
+    match branch {
+        "late_only" => t.late_only(),
+        "short_only" => t.short_only(),
+        _ => t.late_and_short(),
+    }
+}
+
+/// The change of `metric` split over its failure branches and their reason codes (see
+/// [`TreeChange`]): a branch's points are `−100 × (b₁/n₁ − b₀/n₀)` for its lines `b` of
+/// all lines due `n`, so they add up to the rate's change exactly, and so do the reason
+/// codes' (they partition the lines).
+fn tree_change(metric: Metric, current: &Breakdown, prior: &Breakdown) -> Option<TreeChange> {
+    let branches = branches(metric);
+    let (n1, n0) = (current.total.counts.lines, prior.total.counts.lines);
+    if branches.is_empty() || n1 <= 0 || n0 <= 0 {
+        return None;
+    }
+    let points = |b1: i64, b0: i64| -100.0 * (b1 as f64 / n1 as f64 - b0 as f64 / n0 as f64);
+    let mut out = TreeChange::default();
+    for branch in branches {
+        let p = points(
+            in_branch(&current.total, branch),
+            in_branch(&prior.total, branch),
+        );
+        match *branch {
+            "late_only" => out.late_only_pp = p,
+            "short_only" => out.short_only_pp = p,
+            _ => out.late_and_short_pp = p,
+        }
+    }
+    let mut members: BTreeMap<&str, (super::tally::Tally, super::tally::Tally)> = BTreeMap::new();
+    for (m, t) in prior.members("reason") {
+        members.entry(m).or_default().1 = *t;
+    }
+    for (m, t) in current.members("reason") {
+        members.entry(m).or_default().0 = *t;
+    }
+    for (reason, (c, p)) in members {
+        for branch in branches {
+            let (f1, f0) = (in_branch(&c, branch), in_branch(&p, branch));
+            if f1 == 0 && f0 == 0 {
+                continue;
+            }
+            out.reasons.push(ReasonPoints {
+                reason: if reason.is_empty() {
+                    "unspecified".into()
+                } else {
+                    reason.to_string()
+                },
+                branch: branch.to_string(),
+                points: points(f1, f0),
+                failures: f1,
+                previous_failures: f0,
+            });
+        }
+    }
+    out.reasons.sort_by(|a, b| {
+        b.points
+            .abs()
+            .total_cmp(&a.points.abs())
+            .then_with(|| (&a.reason, &a.branch).cmp(&(&b.reason, &b.branch)))
+    });
+    Some(out)
 }
 
 /// OTIF failures of a breakdown split by process cause and by reason code.

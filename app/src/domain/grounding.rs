@@ -107,6 +107,9 @@ fn check_cause(pack: &EvidencePack, cause: &RootCause) -> Grounding {
             )
         };
     }
+    if cause.effect == Effect::Process {
+        return check_process(pack, cause);
+    }
     let seg = match find(pack, &cause.dimension, &cause.member) {
         Ok(s) => s,
         Err(note) => return verdict(false, note, None),
@@ -139,6 +142,47 @@ fn check_cause(pack: &EvidencePack, cause: &RootCause) -> Grounding {
         format!("impact off by more than the tolerance ({numbers})"),
         Some(part),
     )
+}
+
+/// A process cause: the reason code's part of the change in the pack's KPI tree.
+fn check_process(pack: &EvidencePack, cause: &RootCause) -> Grounding {
+    let u = unit(pack);
+    let verdict = |supported: bool, note: String, actual: Option<f64>| Grounding {
+        dimension: cause.dimension.clone(),
+        member: cause.member.clone(),
+        supported,
+        note,
+        actual,
+    };
+    let Some(tree) = &pack.tree_change else {
+        return verdict(
+            false,
+            "this KPI has no failure tree to find a process in".into(),
+            None,
+        );
+    };
+    let Some(points) = tree.reason_points(&cause.member) else {
+        return verdict(
+            false,
+            format!("no failure has the reason code '{}'", cause.member),
+            None,
+        );
+    };
+    let numbers = format!(
+        "{:+.2} {u} in the KPI tree; claimed {:+.2} {u}",
+        points, cause.impact_pp
+    );
+    if !same_sign(cause.impact_pp, points) {
+        verdict(false, format!("wrong sign ({numbers})"), Some(points))
+    } else if within(cause.impact_pp, points) {
+        verdict(true, numbers, Some(points))
+    } else {
+        verdict(
+            false,
+            format!("impact off by more than the tolerance ({numbers})"),
+            Some(points),
+        )
+    }
 }
 
 #[cfg(test)]

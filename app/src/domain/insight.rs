@@ -12,7 +12,8 @@
 //! ```
 //!
 //! `effect` is `rate` (the segment's own performance moved), `mix` (its share of volume moved)
-//! or `data` (the data is suspect). `impact_pp` is the segment's contribution to the change
+//! `data` (the data is suspect) or `process` (a reason code's part of the change, from the
+//! KPI tree: a failing process no single segment explains). `impact_pp` is the segment's contribution to the change
 //! in points (percentage points for ratio KPIs). `confidence` is 0..1. When neither place
 //! has a valid contract, the reply's text is kept as the narrative.
 
@@ -25,6 +26,9 @@ pub enum Effect {
     Rate,
     Mix,
     Data,
+    /// A process failing across segments: a reason code's part of the change, from the
+    /// KPI tree (`dimension` = `reason`, `member` = the code).
+    Process,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
