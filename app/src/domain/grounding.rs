@@ -107,8 +107,20 @@ fn check_cause(pack: &EvidencePack, cause: &RootCause) -> Grounding {
             )
         };
     }
-    if cause.effect == Effect::Process {
+    if cause.effect == Effect::Process && !pack.data_checks.suspect() {
         return check_process(pack, cause);
+    }
+    // Suspect data explains nothing else: a carrier, a customer or a process named over
+    // a period the data checks flag is not supported, whoever names it.
+    if pack.data_checks.suspect() {
+        return verdict(
+            false,
+            format!(
+                "not supported: the data checks flag this period ({})",
+                pack.data_checks.suspect_reasons.join("; ")
+            ),
+            None,
+        );
     }
     let seg = match find(pack, &cause.dimension, &cause.member) {
         Ok(s) => s,
@@ -299,5 +311,40 @@ mod tests {
             !all_unsupported(&[]),
             "no causes named is not a hallucination"
         );
+    }
+
+    #[test]
+    fn on_suspect_data_only_data_causes_are_supported() {
+        let mut p = pack();
+        p.data_checks.suspect_reasons = vec!["no delivery recorded for 9 days".into()];
+        let seg = p.top_segments()[0];
+        let (dimension, member, total) = (seg.0.to_string(), seg.1.member.clone(), seg.1.total);
+        let insight = Insight {
+            headline: "h".into(),
+            root_causes: vec![
+                RootCause {
+                    dimension,
+                    member,
+                    effect: Effect::Rate,
+                    impact_pp: total,
+                    evidence: String::new(),
+                },
+                RootCause {
+                    dimension: "data".into(),
+                    member: "missing delivered dates".into(),
+                    effect: Effect::Data,
+                    impact_pp: 0.0,
+                    evidence: String::new(),
+                },
+            ],
+            next_actions: vec![],
+            confidence: 0.5,
+        };
+        let checks = check(&p, &insight);
+        assert!(!checks[0].supported);
+        assert!(checks[0]
+            .note
+            .starts_with("not supported: the data checks flag this period"));
+        assert!(checks[1].supported, "{:?}", checks[1]);
     }
 }
