@@ -55,7 +55,7 @@ pub async fn edit_rules(edit: RuleEdit) -> Result<RuleEdited, AppError> {
 pub async fn ask_question(
     #[server(flatten)] input: StartConversation,
 ) -> Result<TurnStarted, AppError> {
-    respond(state()?.cards().start_conversation(input).await)
+    respond(state()?.cards().start_conversation(input, &actor()).await)
 }
 
 #[server(endpoint = "ask_follow_up", input = Json)]
@@ -63,7 +63,12 @@ pub async fn ask_follow_up(
     conversation_id: String,
     #[server(flatten)] input: FollowUp,
 ) -> Result<TurnStarted, AppError> {
-    respond(state()?.cards().follow_up(&conversation_id, input).await)
+    respond(
+        state()?
+            .cards()
+            .follow_up(&conversation_id, input, &actor())
+            .await,
+    )
 }
 
 #[server(endpoint = "conversation", input = Json)]

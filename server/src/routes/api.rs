@@ -263,8 +263,8 @@ pub fn update_action(m: MethodFilter) -> Handler {
 pub fn ask_question(m: MethodFilter) -> Handler {
     on(
         m,
-        |State(s): St, Body(b): Body<StartConversation>| async move {
-            reply(s.cards().start_conversation(b).await)
+        |State(s): St, w: Who, Body(b): Body<StartConversation>| async move {
+            reply(s.cards().start_conversation(b, &w.actor()).await)
         },
     )
 }
@@ -278,8 +278,8 @@ pub fn conversation(m: MethodFilter) -> Handler {
 pub fn ask_follow_up(m: MethodFilter) -> Handler {
     on(
         m,
-        |State(s): St, Path(id): Path<String>, Body(b): Body<FollowUp>| async move {
-            reply(s.cards().follow_up(&id, b).await)
+        |State(s): St, w: Who, Path(id): Path<String>, Body(b): Body<FollowUp>| async move {
+            reply(s.cards().follow_up(&id, b, &w.actor()).await)
         },
     )
 }

@@ -176,6 +176,8 @@ async fn follow_ups_send_every_earlier_item_back_including_function_calls() {
     assert_eq!(input[5]["content"], "What should we do about it?");
     assert_eq!(input[2]["arguments"], "{\"member\": \"RoadRunner\"}");
     assert_eq!(second["context"]["conversation_id"], conversation.as_str());
+    // Who asks travels with it (MLflow's ChatContext.user_id): the API token's principal.
+    assert_eq!(second["context"]["user_id"], "token:tests");
     assert!(
         second["custom_inputs"]["evidence"].is_object(),
         "the pack travels every turn"

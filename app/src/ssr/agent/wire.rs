@@ -35,18 +35,24 @@ pub fn follow_up_item(question: &str) -> Value {
 }
 
 /// The ResponsesAgent request: the whole conversation in `input` (there is no server-side
-/// history), the pack and rules in `custom_inputs` on every turn.
+/// history), the pack and rules in `custom_inputs` on every turn, and the
+/// `ChatContext` (the conversation, and who asks when someone does).
 pub fn request_for(
     pack: &EvidencePack,
     rules: &Rules,
     input: Vec<Value>,
     question: &str,
     conversation_id: &str,
+    user_id: Option<&str>,
 ) -> Value {
+    let mut context = json!({"conversation_id": conversation_id});
+    if let Some(user) = user_id.filter(|u| !u.is_empty()) {
+        context["user_id"] = json!(user);
+    }
     json!({
         "input": input,
         "custom_inputs": {"evidence": pack, "rules": rules.in_force(), "question": question},
-        "context": {"conversation_id": conversation_id},
+        "context": context,
     })
 }
 
@@ -64,6 +70,7 @@ pub fn build_request(pack: &EvidencePack, rules: &Rules, question: &str) -> Valu
         opening_items(pack, rules, question),
         question,
         &conversation_id,
+        None,
     )
 }
 

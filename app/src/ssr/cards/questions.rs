@@ -104,6 +104,7 @@ impl Cards {
     pub async fn start_conversation(
         &self,
         input: StartConversation,
+        user: &str,
     ) -> Result<TurnStarted, ServiceError> {
         let metric = parse_metric(&input.metric)?;
         evidence::site_name(&self.db, &input.site).await?;
@@ -128,7 +129,7 @@ impl Cards {
         )
         .await?;
         let (conversation, history) = self.load_conversation(&id).await?;
-        self.ask_turn(&conversation, history, &question).await
+        self.ask_turn(&conversation, history, &question, user).await
     }
 
     /// Adds a follow-up question to a conversation.
@@ -137,6 +138,7 @@ impl Cards {
         &self,
         conversation_id: &str,
         input: FollowUp,
+        user: &str,
     ) -> Result<TurnStarted, ServiceError> {
         let question = clean_question(Some(&input.question))?
             .ok_or_else(|| ServiceError::BadRequest("ask a question".into()))?;
@@ -156,7 +158,7 @@ impl Cards {
                 "the previous question is still being answered".into(),
             ));
         }
-        self.ask_turn(&conversation, history, &question).await
+        self.ask_turn(&conversation, history, &question, user).await
     }
 
     /// A conversation and its turns.
@@ -176,11 +178,13 @@ impl Cards {
 
     /// Stores the running turn and answers it in the background. `history` is every item
     /// of the conversation's answered turns.
+    /// `user` is who asks (sent to the agent as `context.user_id`).
     async fn ask_turn(
         &self,
         conversation: &ConversationView,
         history: Vec<Value>,
         question: &str,
+        user: &str,
     ) -> Result<TurnStarted, ServiceError> {
         let conversation_id = conversation.id.as_str();
         let rules = store::rules::load(&self.db).await?;
@@ -206,7 +210,7 @@ impl Cards {
         };
         let mut input = history;
         input.extend(added.iter().cloned());
-        let request = request_for(&pack, &rules, input, question, conversation_id);
+        let request = request_for(&pack, &rules, input, question, conversation_id, Some(user));
         let now = chrono::Utc::now();
         let turn_id = new_id(now, "trn");
         let added_json = serde_json::to_string(&added).unwrap_or_else(|_| "[]".into());
