@@ -79,14 +79,23 @@ fn find<'a>(pack: &'a EvidencePack, dimension: &str, member: &str) -> Result<&'a
         .ok_or_else(|| format!("no {dimension} named '{member}' in the evidence"))
 }
 
+impl Grounding {
+    /// The verdict on `cause`.
+    fn of(cause: &RootCause, supported: bool, note: String, actual: Option<f64>) -> Grounding {
+        Grounding {
+            dimension: cause.dimension.clone(),
+            member: cause.member.clone(),
+            supported,
+            note,
+            actual,
+        }
+    }
+}
+
 fn check_cause(pack: &EvidencePack, cause: &RootCause) -> Grounding {
     let u = unit(pack);
-    let verdict = |supported: bool, note: String, actual: Option<f64>| Grounding {
-        dimension: cause.dimension.clone(),
-        member: cause.member.clone(),
-        supported,
-        note,
-        actual,
+    let verdict = |supported: bool, note: String, actual: Option<f64>| {
+        Grounding::of(cause, supported, note, actual)
     };
     if cause.effect == Effect::Data || cause.dimension.eq_ignore_ascii_case("data") {
         let checks = &pack.data_checks;
@@ -159,12 +168,8 @@ fn check_cause(pack: &EvidencePack, cause: &RootCause) -> Grounding {
 /// A process cause: the reason code's part of the change in the pack's KPI tree.
 fn check_process(pack: &EvidencePack, cause: &RootCause) -> Grounding {
     let u = unit(pack);
-    let verdict = |supported: bool, note: String, actual: Option<f64>| Grounding {
-        dimension: cause.dimension.clone(),
-        member: cause.member.clone(),
-        supported,
-        note,
-        actual,
+    let verdict = |supported: bool, note: String, actual: Option<f64>| {
+        Grounding::of(cause, supported, note, actual)
     };
     let Some(tree) = &pack.tree_change else {
         return verdict(
