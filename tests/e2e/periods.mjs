@@ -65,6 +65,7 @@ try {
   check('the filter keeps the period', page.url().includes('period=2026-10'), page.url());
   const shown = await page.locator('.page-head .period').innerText();
   check('the filtered page is the same month', shown.startsWith('2026-10'), shown);
+  check('the filtered page links to the card instead of showing it', await page.locator('.focus-card a').count() === 1);
   await page.screenshot({ path: join(out, 'periods.png'), fullPage: false });
   check('no console errors', consoleErrors.length === 0, consoleErrors.join(' | '));
 } finally {

@@ -145,7 +145,17 @@ fn Detail(d: KpiDetail) -> impl IntoView {
                     "Change {} (standard error {:.2}).",
                     if e.noise.significant { "is beyond noise" } else { "is within noise" }, e.noise.standard_error)}</p>
             </div>
-            <InsightCard card=d.card/>
+            // The card explains the whole scope: a filtered view links to it rather than
+            // showing it against one member's figures.
+            {match e.scope.focus.clone() {
+                None => view! { <InsightCard card=d.card/> }.into_any(),
+                Some(f) => view! {
+                    <section class="card focus-card">
+                        <p>{format!("The insight card explains all of {}, not {f} alone. ", e.scope.site_name)}
+                            <a href=with_filter(None)>"Open it"</a></p>
+                    </section>
+                }.into_any(),
+            }}
         </div>
         {e.materiality.clone().map(|m| view! {
             <section class="materiality">
