@@ -37,25 +37,9 @@ use serde::{Deserialize, Serialize};
 pub const MAX_KPIS: usize = 8;
 /// At most this many extra dimensions and fields.
 pub const MAX_ATTRIBUTES: usize = 16;
-/// Built-in dimensions and fields a catalogue name may not take.
-pub const RESERVED: [&str; 16] = [
-    "site",
-    "customer",
-    "carrier",
-    "sku",
-    "category",
-    "ordered_qty",
-    "delivered_qty",
-    "due_date",
-    "delivered_date",
-    "reason_code",
-    "reason",
-    "delivered_on",
-    "on_time",
-    "in_full",
-    "otif",
-    "order_id",
-];
+/// Opsight's own names a catalogue name may not take, besides [`LINE_FIELDS`]: the
+/// reason and delivery dimensions and the line's key.
+const OWN_NAMES: [&str; 3] = ["reason", "delivered_on", "order_id"];
 
 /// How a KPI's value is shown and how it moves.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -297,7 +281,7 @@ pub fn check_name(name: &str, what: &str) -> Result<(), String> {
             "{what} '{name}' must be 1 to 40 lower-case letters, digits or _, starting with a letter"
         ));
     }
-    if RESERVED.contains(&name) {
+    if LINE_FIELDS.contains(&name) || OWN_NAMES.contains(&name) {
         return Err(format!("{what} '{name}' is one of Opsight's own names"));
     }
     Ok(())

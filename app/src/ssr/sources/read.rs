@@ -375,12 +375,7 @@ pub async fn aggregates(
     for (n, r) in rows.iter().enumerate() {
         let v = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("").trim();
         let at = |m: String| format!("tally row {}: {m}", n + 1);
-        let (site, site_name) = site_code(v(0)).map_err(at)?;
-        if let Some(name) = site_name {
-            names.entry(site.clone()).or_insert(name);
-        }
-        let day = crate::domain::period::parse_date(date_part(v(1)))
-            .ok_or_else(|| at(format!("due date '{}' is not a date", v(1))))?;
+        let (site, day) = site_and_day(v(0), v(1), "due date", &mut names).map_err(at)?;
         // A reason code is cut to the longest field, as a line's is; other members over
         // it are refused, as a line's are.
         let member: String = if v(2) == "reason" {
@@ -507,12 +502,7 @@ pub async fn measures(def: &SourceDef, window: &str, slot: usize) -> Result<Push
     let (read, bytes) = each_row(def, sql, width, |n, r| {
         let v = |i: usize| r.get(i).and_then(|v| v.as_deref()).unwrap_or("").trim();
         let at = |msg: String| format!("row {n}: {msg}");
-        let (site, site_name) = site_code(v(0)).map_err(at)?;
-        if let Some(name) = site_name {
-            names.entry(site.clone()).or_insert(name);
-        }
-        let day = crate::domain::period::parse_date(date_part(v(1)))
-            .ok_or_else(|| at(format!("day '{}' is not a date", v(1))))?;
+        let (site, day) = site_and_day(v(0), v(1), "day", &mut names).map_err(at)?;
         let count = |i: usize, what: &str| -> Result<i64, String> {
             match whole(v(i)).parse::<i64>() {
                 Ok(c) if c.abs() <= 1_000_000_000_000 => Ok(c),
@@ -563,6 +553,23 @@ pub async fn measures(def: &SourceDef, window: &str, slot: usize) -> Result<Push
         lines: read,
         names,
     })
+}
+
+/// A tally row's site code and day (a push-down's or a KPI source's), keeping the name
+/// of a site the source named otherwise than by a code.
+fn site_and_day(
+    site: &str,
+    day: &str,
+    day_is: &str,
+    names: &mut std::collections::BTreeMap<String, String>,
+) -> Result<(String, NaiveDate), String> {
+    let (code, name) = site_code(site)?;
+    if let Some(name) = name {
+        names.entry(code.clone()).or_insert(name);
+    }
+    let day = crate::domain::period::parse_date(date_part(day))
+        .ok_or_else(|| format!("{day_is} '{day}' is not a date"))?;
+    Ok((code, day))
 }
 
 /// The source's columns resolved against what it has: each wanted column's own name
