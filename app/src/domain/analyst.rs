@@ -10,8 +10,14 @@
 //! 3. Otherwise the segments that explain at least [`MIN_EXPLAINED_SHARE`] of the change (in
 //!    its direction) and, for rate causes, clearly more than their share of volume
 //!    ([`MIN_CONCENTRATION`]), labelled `rate` or `mix` by their larger term, plus the largest
-//!    material mix effect when none of them is one; actions come from the playbooks for the
-//!    failure reason that grew most and for the causes' dimensions.
+//!    material mix effect when none of them is one;
+//! 4. Processes: a reason code whose points in the KPI tree explain a material part of the
+//!    change the segments named leave unexplained (and are not one named segment's
+//!    failures again) is a `process` cause; segments and processes are ranked together by
+//!    points. Actions come from the playbooks for the failure reason that grew most and for
+//!    the causes' dimensions and processes.
+//!
+//! Drill-down questions other than "why?" are answered by [`super::answer`].
 
 use super::evidence::EvidencePack;
 use super::insight::{Effect, Insight, NextAction, RootCause};
@@ -261,25 +267,52 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
         }
     }
 
-    // A process failing across the board: no segment explains the change (neither its
-    // own performance nor a shift of volume), but a reason code does (its points in the
-    // KPI tree). Called broad: no carrier, customer or category stands out.
-    if let Some(tree) = pack.tree_change.as_ref().filter(|_| root_causes.is_empty()) {
-        let mut by_reason: BTreeMap<&str, f64> = BTreeMap::new();
-        for r in &tree.reasons {
-            *by_reason.entry(r.reason.as_str()).or_default() += r.points;
+    // A process failing across the board: a reason code explains a material part of the
+    // change (its points in the KPI tree) that the segments named do not. Each failure
+    // branch's points that the named segments carry (their `branches`) are taken off the
+    // reason codes on that branch, largest first: what a late carrier explains of
+    // `carrier_late` is its story told again, not a cause of its own. Called broad when no
+    // segment stands out at all. (Without reason-by-segment counts, two reasons on one
+    // branch share the segments' points by size.)
+    let broad = root_causes.is_empty();
+    if let Some(tree) = pack.tree_change.as_ref() {
+        let mut carried: BTreeMap<&str, f64> = BTreeMap::new();
+        for c in &root_causes {
+            if let Some(seg) = pack.segment(&c.dimension, &c.member) {
+                for b in &seg.branches {
+                    *carried.entry(b.branch.as_str()).or_default() += b.points;
+                }
+            }
+        }
+        let mut on_branches: Vec<&crate::domain::evidence::ReasonPoints> =
+            tree.reasons.iter().collect();
+        on_branches.sort_by(|a, b| b.points.abs().total_cmp(&a.points.abs()));
+        let mut by_reason: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+        for r in on_branches {
+            let left = carried.entry(r.branch.as_str()).or_default();
+            let taken = if *left * r.points > 0.0 {
+                left.abs().min(r.points.abs()) * r.points.signum()
+            } else {
+                0.0
+            };
+            *left -= taken;
+            let e = by_reason.entry(r.reason.as_str()).or_default();
+            e.0 += r.points;
+            e.1 += r.points - taken;
         }
         let mut processes: Vec<(&str, f64)> = by_reason
             .into_iter()
-            .filter(|(r, p)| {
+            .filter(|(r, (points, unexplained))| {
                 *r != "unspecified"
-                    && p * change > 0.0
-                    && p.abs() >= MIN_EXPLAINED_SHARE * change.abs()
+                    && points * change > 0.0
+                    && unexplained * change > 0.0
+                    && unexplained.abs() >= MIN_EXPLAINED_SHARE * change.abs()
             })
+            .map(|(r, (points, _))| (r, points))
             .collect();
         processes.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(b.0)));
         for (reason, points) in processes {
-            if root_causes.len() == MAX_ITEMS {
+            if root_causes.len() > MAX_ITEMS {
                 break;
             }
             let parts: Vec<String> = tree
@@ -301,13 +334,23 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
                 member: reason.to_string(),
                 effect: Effect::Process,
                 impact_pp: round2(points),
-                evidence: format!(
-                    "{reason} failures: {}; broad: no carrier, customer or category explains a fifth of the change on its own",
-                    parts.join(", ")
-                ),
+                evidence: if broad {
+                    format!(
+                        "{reason} failures: {}; broad: no carrier, customer or category explains a fifth of the change on its own",
+                        parts.join(", ")
+                    )
+                } else {
+                    format!(
+                        "{reason} failures: {}; beyond the segments named, across the board",
+                        parts.join(", ")
+                    )
+                },
             });
         }
     }
+    // Segments and processes ranked together by points (the analyst's route re-ranks by
+    // money where unit costs exist).
+    root_causes.sort_by(|a, b| b.impact_pp.abs().total_cmp(&a.impact_pp.abs()));
 
     let direction = if change < 0.0 { "down" } else { "up" };
     // Worse is down, or up when lower is better.
@@ -661,6 +704,77 @@ mod tests {
         });
         let checks = crate::domain::grounding::check(&pack, &wrong);
         assert!(checks.iter().all(|g| !g.supported), "{checks:?}");
+    }
+
+    #[test]
+    fn a_late_carrier_and_short_picks_everywhere_are_both_named_ranked_by_points() {
+        let mut facts = Vec::new();
+        for c in ["A", "B", "C", "Bad"] {
+            facts.extend(lines("DAL", c, "2026-11-03", 300, 6, 0));
+            let late = if c == "Bad" { 150 } else { 6 };
+            facts.extend(lines("DAL", c, "2026-11-10", 300, late, 0));
+        }
+        // Short picks everywhere this week: one on-time line in six, every carrier.
+        let this_week = parse_date("2026-11-09").unwrap();
+        for (n, l) in facts.iter_mut().enumerate() {
+            if l.due_date >= this_week && n % 6 == 0 && l.reason_code.is_none() {
+                l.delivered_qty = 7;
+                l.reason_code = Some("short_pick".into());
+            }
+        }
+        let (pack, i) = analyse_lines("DAL", facts);
+        let named: Vec<(&str, &str, Effect)> = i
+            .root_causes
+            .iter()
+            .map(|c| (c.dimension.as_str(), c.member.as_str(), c.effect))
+            .collect();
+        assert!(
+            named.contains(&("carrier", "Bad", Effect::Rate)),
+            "{named:?}"
+        );
+        assert!(
+            named.contains(&("reason", "short_pick", Effect::Process)),
+            "{named:?}"
+        );
+        assert!(
+            !named.iter().any(|n| n.1 == "carrier_late"),
+            "the late carrier's failures are not a second cause: {named:?}"
+        );
+        let sizes: Vec<f64> = i.root_causes.iter().map(|c| c.impact_pp.abs()).collect();
+        assert!(
+            sizes.windows(2).all(|w| w[0] >= w[1]),
+            "ranked by points: {sizes:?}"
+        );
+        let process = i
+            .root_causes
+            .iter()
+            .find(|c| c.effect == Effect::Process)
+            .unwrap();
+        assert!(
+            process.evidence.contains("beyond the segments named"),
+            "{}",
+            process.evidence
+        );
+        // The segments' branch points add up to the tree's.
+        let tree = pack.tree_change.as_ref().unwrap();
+        let carriers = &pack
+            .contributions
+            .iter()
+            .find(|d| d.dimension == "carrier")
+            .unwrap()
+            .segments;
+        let late: f64 = carriers
+            .iter()
+            .flat_map(|s| s.branches.iter().filter(|b| b.branch == "late_only"))
+            .map(|b| b.points)
+            .sum();
+        assert!(
+            (late - tree.late_only_pp).abs() < 1e-9,
+            "{late} vs {}",
+            tree.late_only_pp
+        );
+        let checks = crate::domain::grounding::check(&pack, &i);
+        assert!(checks.iter().all(|g| g.supported), "{checks:?}");
     }
 
     #[test]

@@ -216,6 +216,19 @@ pub struct Segment {
     pub mix: f64,
     pub rate: f64,
     pub total: f64,
+    /// The segment's part of each failure branch's points (OTIF, on time, in full): its
+    /// lines on the branch over all lines due, so the segments' parts add up to the
+    /// branch's points in the KPI tree. How the analyst tells a late carrier's
+    /// `carrier_late` from short picks everywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<BranchPoints>,
+}
+
+/// Points on one failure branch (`late_only`, `short_only`, `late_and_short`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct BranchPoints {
+    pub branch: String,
+    pub points: f64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -410,7 +423,9 @@ pub fn build_evidence(input: EvidenceInput<'_>) -> EvidencePack {
                     current: c.fraction(metric),
                 })
                 .collect();
-            contribution(dim, metric, &inputs)
+            let mut c = contribution(dim, metric, &inputs);
+            segment_branches(metric, current, prior, &mut c);
+            c
         })
         .collect();
 
@@ -515,6 +530,65 @@ fn branches(metric: Metric) -> &'static [&'static str] {
         Metric::ON_TIME => &["late_only", "late_and_short"],
         Metric::IN_FULL => &["short_only", "late_and_short"],
         _ => &[],
+    }
+}
+
+/// Each segment's part of each failure branch's points (see [`Segment::branches`]); the
+/// folded "other" segment gets the rest of each branch.
+fn segment_branches(
+    metric: Metric,
+    current: &Breakdown,
+    prior: &Breakdown,
+    c: &mut DimensionContribution,
+) {
+    let branches = branches(metric);
+    let (n1, n0) = (current.total.counts.lines, prior.total.counts.lines);
+    if branches.is_empty() || n1 <= 0 || n0 <= 0 {
+        return;
+    }
+    let points = |b1: i64, b0: i64| -100.0 * (b1 as f64 / n1 as f64 - b0 as f64 / n0 as f64);
+    let mut tallies: BTreeMap<&str, (super::tally::Tally, super::tally::Tally)> = BTreeMap::new();
+    for (m, t) in prior.members(&c.dimension) {
+        tallies.entry(m).or_default().1 = *t;
+    }
+    for (m, t) in current.members(&c.dimension) {
+        tallies.entry(m).or_default().0 = *t;
+    }
+    let mut named: BTreeMap<&str, f64> = BTreeMap::new();
+    for seg in c
+        .segments
+        .iter_mut()
+        .filter(|s| !s.member.starts_with("other ("))
+    {
+        let (t1, t0) = tallies
+            .get(seg.member.as_str())
+            .copied()
+            .unwrap_or_default();
+        seg.branches = branches
+            .iter()
+            .map(|b| {
+                let p = points(in_branch(&t1, b), in_branch(&t0, b));
+                *named.entry(b).or_default() += p;
+                BranchPoints {
+                    branch: b.to_string(),
+                    points: p,
+                }
+            })
+            .collect();
+    }
+    for seg in c
+        .segments
+        .iter_mut()
+        .filter(|s| s.member.starts_with("other ("))
+    {
+        seg.branches = branches
+            .iter()
+            .map(|b| BranchPoints {
+                branch: b.to_string(),
+                points: points(in_branch(&current.total, b), in_branch(&prior.total, b))
+                    - named.get(b).copied().unwrap_or_default(),
+            })
+            .collect();
     }
 }
 
@@ -797,6 +871,7 @@ pub fn contribution(
                     mix: 0.0,
                     rate: c - p,
                     total: c - p,
+                    branches: Vec::new(),
                 }
             })
             .collect()
@@ -835,6 +910,7 @@ pub fn contribution(
                     mix,
                     rate: rate_term,
                     total: mix + rate_term,
+                    branches: Vec::new(),
                 }
             })
             .collect()
@@ -860,6 +936,7 @@ pub fn contribution(
                 mix: 0.0,
                 rate: 0.0,
                 total: 0.0,
+                branches: Vec::new(),
             },
             |mut acc, s| {
                 acc.previous_share_pct += s.previous_share_pct;
