@@ -1,5 +1,6 @@
 //! Wire types shared by the server functions, the JSON API and the browser.
 
+use crate::domain::claims::Claim;
 use crate::domain::evidence::{EvidencePack, PeriodRef};
 use crate::domain::grounding::Grounding;
 use crate::domain::insight::Insight;
@@ -65,6 +66,9 @@ pub struct InsightView {
     pub trace_id: Option<String>,
     /// One verdict per root cause, in order.
     pub grounding: Vec<Grounding>,
+    /// Every number and name the answer wrote, checked against the evidence.
+    #[serde(default)]
+    pub claims: Vec<Claim>,
     /// What people did with its next actions (only those someone acted on), with the
     /// KPI's recovery for done ones.
     #[serde(default)]
@@ -186,6 +190,13 @@ pub struct Lineage {
     pub attempts: i64,
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
+    /// Numbers and names read in the reply (absent when there was none, or on calls from
+    /// before claims were checked).
+    #[serde(default)]
+    pub claims_checked: Option<i64>,
+    /// How many of them the evidence does not support.
+    #[serde(default)]
+    pub claims_unsupported: Option<i64>,
 }
 
 /// One question and its answer in a conversation.
@@ -198,6 +209,9 @@ pub struct TurnView {
     pub answer: String,
     pub insight: Option<Insight>,
     pub grounding: Vec<Grounding>,
+    /// Every number and name the answer wrote, checked against the evidence.
+    #[serde(default)]
+    pub claims: Vec<Claim>,
     pub error: Option<String>,
     pub created_at: String,
 }

@@ -8,7 +8,7 @@
 //! itself (the server then sends the text so far as a snapshot, so nothing repeats).
 
 use crate::api::{AskFollowUp, AskQuestion};
-use crate::components::insight_card::CauseList;
+use crate::components::insight_card::{CauseList, ClaimCheck};
 use crate::dto::{TurnEvent, TurnView};
 use leptos::prelude::*;
 
@@ -59,6 +59,7 @@ pub fn TurnAnswer(turn: TurnView, unit: &'static str) -> AnyView {
         <div class="turn-answer" data-turn-status=turn.status.to_string()>
             {turn.error.clone().map(|e| view! { <p class="badge error-badge">{format!("No answer: {e}")}</p> })}
             {(!turn.answer.is_empty()).then(|| view! { <p class="narrative">{turn.answer.clone()}</p> })}
+            <ClaimCheck claims=turn.claims.clone()/>
             {(!causes.is_empty()).then(|| view! { <CauseList causes grounding=turn.grounding.clone() unit/> })}
             {(!actions.is_empty()).then(|| view! {
                 <div class="actions"><h4>"Next actions"</h4><ol>

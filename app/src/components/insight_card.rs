@@ -8,6 +8,7 @@
 use crate::api::{GiveFeedback, RefreshInsight, UpdateAction};
 use crate::components::ask::AskBox;
 use crate::domain::actions::{ActionState, ActionView};
+use crate::domain::claims::Claim;
 use crate::domain::grounding::Grounding;
 use crate::domain::insight::{Effect as CauseEffect, RootCause};
 use crate::domain::kpi::signed;
@@ -63,6 +64,43 @@ pub fn CauseList(causes: Vec<RootCause>, grounding: Vec<Grounding>, unit: &'stat
                             })}
                         </li>
                     }
+                }).collect_view()}
+            </ul>
+        </div>
+    }
+    .into_any()
+}
+
+/// The text check: what the answer wrote that the evidence does not hold, each with where
+/// it was written and why; or that every figure and name it wrote matches.
+#[component]
+pub fn ClaimCheck(claims: Vec<Claim>) -> AnyView {
+    if claims.is_empty() {
+        return ().into_any();
+    }
+    let bad: Vec<Claim> = claims.iter().filter(|c| !c.supported).cloned().collect();
+    if bad.is_empty() {
+        return view! {
+            <p class="claims ok" data-unsupported="0">
+                {format!("✓ all {} figures and names in this answer match the evidence", claims.len())}
+            </p>
+        }
+        .into_any();
+    }
+    let heading = format!(
+        "✗ {} of {} figures and names are not in the evidence",
+        bad.len(),
+        claims.len()
+    );
+    let count = bad.len().to_string();
+    view! {
+        <div class="claims bad" data-unsupported=count>
+            <h4>{heading}</h4>
+            <ul>
+                {bad.into_iter().map(|c| view! {
+                    <li class="claim" data-part=c.part.clone()>
+                        <q>{c.text}</q>{format!(" in the {}: {}", c.part, c.note)}
+                    </li>
                 }).collect_view()}
             </ul>
         </div>
@@ -207,8 +245,18 @@ fn InsightBody(view: InsightView, unit: &'static str) -> AnyView {
         .model_version
         .clone()
         .map(|v| format!(" · model version {v}"));
+    let headline_class = if view
+        .claims
+        .iter()
+        .any(|c| c.part == "headline" && !c.supported)
+    {
+        "headline unsupported"
+    } else {
+        "headline"
+    };
     view! {
-        <h3 class="headline">{view.headline.clone()}</h3>
+        <h3 class=headline_class>{view.headline.clone()}</h3>
+        <ClaimCheck claims=view.claims.clone()/>
         {narrative.map(|n| view! { <p class="narrative">{n}</p> })}
         {(!causes.is_empty()).then(|| view! { <CauseList causes grounding=view.grounding.clone() unit/> })}
         {(!actions.is_empty()).then(|| view! {

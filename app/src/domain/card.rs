@@ -265,6 +265,7 @@ mod tests {
             model_version: None,
             trace_id: None,
             grounding: vec![],
+            claims: vec![],
             actions: vec![],
         }
     }

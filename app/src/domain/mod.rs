@@ -16,17 +16,22 @@
 //! - [`forecast`]: pace and forecast of the current, incomplete week.
 //! - [`insight`]: the insight contract agents return, and its parsing from agent replies.
 //! - [`grounding`]: checks every root cause an agent names against the evidence pack.
+//! - [`claims`]: checks every number and name an answer writes against its evidence.
 //! - [`digest`]: the digest of cards needing attention and its Slack, JSON and e-mail forms.
 //! - [`alerts`]: alerts on trigger state changes, with flap suppression.
 //! - [`analyst`]: the built-in analyst, the reference implementation of the contract.
+//! - [`answer`]: the built-in analyst's answers to each kind of question.
+//! - [`question`]: what a drill-down question asks, and what is looked up for it.
 
 pub mod access;
 pub mod actions;
 pub mod alerts;
 pub mod analyst;
 pub mod anomaly;
+pub mod answer;
 pub mod card;
 pub mod catalogue;
+pub mod claims;
 pub mod digest;
 pub mod evidence;
 pub mod forecast;
@@ -35,6 +40,7 @@ pub mod insight;
 pub mod kpi;
 pub mod materiality;
 pub mod period;
+pub mod question;
 pub mod rulebook;
 pub mod rules;
 pub mod scope;

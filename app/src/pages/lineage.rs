@@ -40,6 +40,11 @@ fn Lineage(page: LineagePage) -> impl IntoView {
                     {row("rules version", l.rules_version.to_string())}
                     {row("latency", format!("{} ms over {} attempt(s)", l.latency_ms, l.attempts))}
                     {row("tokens", tokens)}
+                    {row("claims checked", match (l.claims_checked, l.claims_unsupported) {
+                        (Some(n), Some(0)) => format!("{n}, all supported by the evidence"),
+                        (Some(n), Some(bad)) => format!("{n}, {bad} not supported by the evidence"),
+                        _ => "—".to_string(),
+                    })}
                 </tbody>
             </table>
         </section>

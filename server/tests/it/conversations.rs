@@ -9,17 +9,16 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 /// The built-in analyst's answers, streamed the way a model writes: one SSE event every
-/// 20 ms (the built-in analyst itself sends its whole answer at once, which a subscriber
-/// may only see as one piece).
+/// 20 ms (the built-in analyst composes in microseconds, so a subscriber may see its lines
+/// arrive together).
 async fn paced_analyst() -> String {
     async fn invocations(body: axum::body::Bytes) -> axum::response::Response {
+        use app::ssr::agent::analyst::{answer, sse_delta};
         let request: Value = serde_json::from_slice(&body).unwrap_or_default();
-        let reply = app::ssr::agent::analyst::answer(&request).expect("a valid request");
-        let events: Vec<String> = reply
-            .sse_body()
-            .split_inclusive("\n\n")
-            .map(str::to_string)
-            .collect();
+        let mut events: Vec<String> = Vec::new();
+        let reply =
+            answer(&request, &mut |piece| events.push(sse_delta(piece))).expect("a valid request");
+        events.push(reply.sse_end());
         let stream = futures::stream::unfold(events.into_iter(), |mut rest| async move {
             let next = rest.next()?;
             tokio::time::sleep(Duration::from_millis(20)).await;

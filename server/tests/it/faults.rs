@@ -243,6 +243,77 @@ async fn a_partly_grounded_reply_is_kept_and_marks_the_unsupported_cause() {
     );
 }
 
+#[tokio::test]
+async fn a_hostile_agents_wrong_numbers_and_invented_names_are_marked_on_the_card() {
+    let mock = MockServer::start().await;
+    let app = spawn_app(20_000, Some(&format!("{}/invocations", mock.uri()))).await;
+    // Correct causes (so the reply is kept), a headline and narrative that are not.
+    let mut insight = grounded_insight(&app).await;
+    insight["headline"] =
+        json!("OTIF fell 25 points at Dallas DC because Zephyr Freight lost 1,234 pallets");
+    let narrative = "Zephyr Freight was 48.5% late. RoadRunner Freight is fine.";
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"output": [message(narrative)], "custom_outputs": {"insight": insight}}),
+        ))
+        .mount(&mock)
+        .await;
+    let r = app.refresh("DAL", "otif").await;
+    assert_eq!(r.status(), 200);
+    let view: app::dto::InsightView = r.json().await.unwrap();
+    assert!(
+        view.grounding.iter().all(|g| g.supported),
+        "the causes hold"
+    );
+    let bad: Vec<(&str, &str)> = view
+        .claims
+        .iter()
+        .filter(|c| !c.supported)
+        .map(|c| (c.part.as_str(), c.text.as_str()))
+        .collect();
+    assert_eq!(
+        bad,
+        [
+            ("headline", "25 points"),
+            ("headline", "1,234"),
+            ("headline", "Zephyr Freight"),
+            ("narrative", "48.5%"),
+            ("narrative", "Zephyr Freight"),
+        ],
+        "{:?}",
+        view.claims
+    );
+    // The causes' own evidence text is the analyst's, and all of it holds.
+    assert!(view
+        .claims
+        .iter()
+        .filter(|c| c.part.starts_with("cause"))
+        .all(|c| c.supported));
+    // The card marks them, and the lineage counts them.
+    let html = app.get("/kpi/DAL/otif").await.text().await.unwrap();
+    assert!(
+        html.contains("class=\"headline unsupported\""),
+        "the headline is marked"
+    );
+    assert!(html.contains("5 of "), "the count is shown");
+    assert!(html.contains("not in the evidence"));
+    let text = html.replace("&#x27;", "'").replace("&#39;", "'");
+    assert!(text.contains(
+        "in the headline: no member, site or reason named 'Zephyr Freight' in the evidence"
+    ));
+    let lineage: Value = app
+        .get(&format!("/api/v1/insights/{}/lineage", view.id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(lineage["claims_unsupported"], 5);
+    assert_eq!(
+        lineage["claims_checked"].as_i64(),
+        Some(view.claims.len() as i64)
+    );
+}
+
 /// A server that answers with SSE headers and one event, then drops the connection.
 async fn cut_stream_server() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -9,6 +9,7 @@ mod access;
 mod actions;
 mod agent_client;
 mod analyst_demo;
+mod answers;
 mod api;
 mod catalogue;
 mod cli;

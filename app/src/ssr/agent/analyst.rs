@@ -1,10 +1,14 @@
-//! The built-in analyst over the ResponsesAgent protocol: reads `custom_inputs.evidence`
-//! and `custom_inputs.rules` from a request and answers with a message item plus
-//! `custom_outputs.insight`, as JSON or (when `"stream": true`) as SSE events in the shape
-//! MLflow's AgentServer emits. The HTTP route lives in the server crate.
+//! The built-in analyst over the ResponsesAgent protocol: reads `custom_inputs.evidence`,
+//! `custom_inputs.rules` and, for a drill-down question, `custom_inputs.lookups` (what the
+//! question asks and what Opsight looked up for it) from a request, and answers with a
+//! message item plus `custom_outputs.insight` (for diagnoses), as JSON or (when
+//! `"stream": true`) as SSE events in the shape MLflow's AgentServer emits, each line sent
+//! as it is composed. The HTTP route lives in the server crate.
 
 use crate::domain::analyst::analyse;
+use crate::domain::answer::{self, Writer};
 use crate::domain::evidence::EvidencePack;
+use crate::domain::question::Lookups;
 use crate::domain::rules::Rules;
 use serde_json::{json, Value};
 
@@ -19,7 +23,8 @@ pub struct AnalystReply {
     pub stream: bool,
 }
 
-pub fn answer(request: &Value) -> Result<AnalystReply, BadRequest> {
+/// Answers `request`, handing each line of text to `sink` as it is composed.
+pub fn answer(request: &Value, sink: &mut dyn FnMut(&str)) -> Result<AnalystReply, BadRequest> {
     if !request.get("input").is_some_and(Value::is_array) {
         return Err(BadRequest("'input' must be an array of input items".into()));
     }
@@ -42,8 +47,31 @@ pub fn answer(request: &Value) -> Result<AnalystReply, BadRequest> {
             .map_err(|e| BadRequest(format!("custom_inputs.rules is invalid: {e}")))?,
         None => Rules::default(),
     };
-    let question = custom.get("question").and_then(Value::as_str);
-    let (mut narrative, mut insight) = analyse(&pack, &rules, question);
+    let lookups: Option<Lookups> = match custom.get("lookups") {
+        Some(l) => Some(
+            serde_json::from_value(l.clone())
+                .map_err(|e| BadRequest(format!("custom_inputs.lookups is invalid: {e}")))?,
+        ),
+        None => None,
+    };
+    let mut out = Writer::new(sink);
+    let (mut narrative, insight) = match &lookups {
+        Some(l) => {
+            let insight = answer::answer(&pack, &rules, l, &mut out);
+            (std::mem::take(&mut out.text), insight)
+        }
+        None => {
+            let question = custom.get("question").and_then(Value::as_str);
+            let (narrative, insight) = analyse(&pack, &rules, question);
+            for line in narrative.lines() {
+                out.line(line);
+            }
+            (narrative, Some(insight))
+        }
+    };
+    let Some(mut insight) = insight else {
+        return Ok(reply(request, narrative, None));
+    };
     // With unit costs, causes are ranked by money at stake and say how much.
     if let Some(m) = &pack.materiality {
         let at = |c: &crate::domain::insight::RootCause| m.of(&c.dimension, &c.member);
@@ -58,7 +86,10 @@ pub fn answer(request: &Value) -> Result<AnalystReply, BadRequest> {
                 ));
             }
         }
-        narrative.push_str(&format!("Money at stake: {}.\n", m.summary));
+        let line = format!("Money at stake: {}.", m.summary);
+        out.line(&line);
+        narrative.push_str(&line);
+        narrative.push('\n');
     }
     // Actions the team dismissed for this card are not suggested again.
     let dismissed: Vec<(String, String)> = custom
@@ -82,10 +113,23 @@ pub fn answer(request: &Value) -> Result<AnalystReply, BadRequest> {
         let before = insight.next_actions.len();
         insight.next_actions.retain(|a| &a.action != action);
         if insight.next_actions.len() < before {
-            narrative.push_str(&format!(
-                "Not suggested again: \"{action}\" (dismissed: {reason}).\n"
-            ));
+            let line = format!("Not suggested again: \"{action}\" (dismissed: {reason}).");
+            out.line(&line);
+            narrative.push_str(&line);
+            narrative.push('\n');
         }
+    }
+    Ok(reply(request, narrative, Some(insight)))
+}
+
+fn reply(
+    request: &Value,
+    narrative: String,
+    insight: Option<crate::domain::insight::Insight>,
+) -> AnalystReply {
+    let mut custom_outputs = json!({"agent": "opsight-builtin-analyst"});
+    if let Some(i) = insight {
+        custom_outputs["insight"] = json!(i);
     }
     let response = json!({
         "object": "response",
@@ -95,30 +139,28 @@ pub fn answer(request: &Value) -> Result<AnalystReply, BadRequest> {
             "role": "assistant",
             "content": [{"type": "output_text", "text": narrative, "annotations": []}],
         }],
-        "custom_outputs": {"insight": insight, "agent": "opsight-builtin-analyst"},
+        "custom_outputs": custom_outputs,
     });
-    Ok(AnalystReply {
+    AnalystReply {
         response,
         stream: request
             .get("stream")
             .and_then(Value::as_bool)
             .unwrap_or(false),
-    })
+    }
+}
+
+/// One SSE event carrying a piece of text, as it is composed.
+pub fn sse_delta(piece: &str) -> String {
+    let event = json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": piece});
+    format!("data: {event}\n\n")
 }
 
 impl AnalystReply {
-    /// SSE body: one text delta per narrative line, the done item with custom_outputs, [DONE].
-    pub fn sse_body(&self) -> String {
+    /// The SSE events that close a stream: the done item with custom_outputs, [DONE].
+    pub fn sse_end(&self) -> String {
         let item = &self.response["output"][0];
-        let text = item["content"][0]["text"].as_str().unwrap_or_default();
-        let mut out = String::new();
-        for piece in text.split_inclusive('\n') {
-            let event =
-                json!({"type": "response.output_text.delta", "item_id": "msg_1", "delta": piece});
-            out.push_str(&format!("data: {event}\n\n"));
-        }
         let done = json!({"type": "response.output_item.done", "item": item, "custom_outputs": self.response["custom_outputs"]});
-        out.push_str(&format!("data: {done}\n\ndata: [DONE]\n\n"));
-        out
+        format!("data: {done}\n\ndata: [DONE]\n\n")
     }
 }

@@ -12,9 +12,14 @@ Explain why the KPI moved using only the evidence pack in custom_inputs.evidence
 changes in percentage points; contributions split into mix = share of volume moved and rate = the \
 segment's own performance moved; they add up to the total change). If the data checks say the data \
 is suspect, name the data problem and do not blame operations. If the change is within noise, say so \
-and name no cause. Suggest next actions from the playbooks in the business rules. Reply with a short \
+and name no cause. A reason code that explains the change across every segment is a process cause \
+(effect \"process\", dimension \"reason\"; its points are in evidence.tree_change). For a drill-down \
+question, custom_inputs.lookups says what is asked (intent) and holds what Opsight looked up for it \
+(another period, failing lines, the last insight): answer that question from it. Quote only figures \
+and names found in custom_inputs: every number and name you write is checked. Suggest next actions \
+from the playbooks in the business rules. Reply with a short \
 narrative and put the insight contract in custom_outputs.insight (or a ```json block): \
-{\"headline\": str, \"root_causes\": [{\"dimension\": str, \"member\": str, \"effect\": \"rate\"|\"mix\"|\"data\", \
+{\"headline\": str, \"root_causes\": [{\"dimension\": str, \"member\": str, \"effect\": \"rate\"|\"mix\"|\"data\"|\"process\", \
 \"impact_pp\": number, \"evidence\": str}], \"next_actions\": [{\"action\": str, \"owner\": str, \
 \"priority\": \"high\"|\"medium\"|\"low\"}], \"confidence\": number 0..1}.";
 

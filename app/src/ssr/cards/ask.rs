@@ -1,8 +1,10 @@
 //! The one path from an evidence pack to a checked, recorded agent answer, shared by card
 //! refreshes and conversation turns: resolve the model version, adapt the request to the
 //! agent's kind, call it (streaming deltas when asked), check every named root cause
-//! against the pack, and store the call's lineage whatever the outcome.
+//! against the pack, read every number and name of the reply against what the agent was
+//! given, and store the call's lineage whatever the outcome.
 
+use crate::domain::claims::{self, Claim};
 use crate::domain::evidence::EvidencePack;
 use crate::domain::grounding::{self, Grounding};
 use crate::domain::status::AnswerStatus;
@@ -18,6 +20,8 @@ use serde_json::Value;
 pub struct Asked {
     pub outcome: Result<Reply, AgentError>,
     pub grounding: Vec<Grounding>,
+    /// The reply's numbers and names, checked (empty without a reply).
+    pub claims: Vec<Claim>,
     pub model_version: Option<String>,
     pub latency_ms: i64,
 }
@@ -57,13 +61,22 @@ pub async fn ask(
     let mut outcome = agent.call(&body, deltas).await;
     let latency_ms = started.elapsed().as_millis() as i64;
     let mut checks = Vec::new();
+    let mut claims = Vec::new();
     let mut response_body = None;
     if let Ok(reply) = &outcome {
         response_body = Some(reply.body.clone());
         if let Some(insight) = &reply.answer.insight {
             checks = grounding::check(subject.pack, insight);
         }
+        let given = claims::Evidence::new(
+            subject.pack,
+            request.get("custom_inputs").unwrap_or(&Value::Null),
+        );
+        claims = claims::check(&given, &reply.answer.text, reply.answer.insight.as_ref());
     }
+    let counted = response_body
+        .is_some()
+        .then(|| (claims.len() as i64, claims::unsupported(&claims) as i64));
     if grounding::all_unsupported(&checks) {
         let why = checks
             .iter()
@@ -107,12 +120,14 @@ pub async fn ask(
             attempts,
             input_tokens: usage.and_then(|u| u.input_tokens),
             output_tokens: usage.and_then(|u| u.output_tokens),
+            claims: counted,
         },
     )
     .await?;
     Ok(Asked {
         outcome,
         grounding: checks,
+        claims,
         model_version,
         latency_ms,
     })

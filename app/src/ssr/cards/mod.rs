@@ -7,6 +7,7 @@
 //!   questions share it).
 //! - [`board`]: the dashboard and the KPI page (read models).
 //! - [`questions`]: streamed "why is this down?" conversations.
+//! - [`lookups`]: what a question asks, and the look-ups made for it before the agent answers.
 //! - [`actions`]: next actions moved on, recovery after done, and the card's feedback for
 //!   its next request.
 //! - [`feedback`]: thumbs up/down, forwarded to MLflow.
@@ -19,6 +20,7 @@ pub mod ask;
 pub mod board;
 pub mod evidence;
 pub mod feedback;
+pub mod lookups;
 pub mod questions;
 pub mod refresh;
 

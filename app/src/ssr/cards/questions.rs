@@ -201,6 +201,18 @@ impl Cards {
             self.clock.today(),
         )
         .await?;
+        // The question in its conversation: the pack of the site it asks about, and what
+        // its kind needs looked up.
+        let (pack, lookups) = super::lookups::look_up(
+            &self.db,
+            &rules,
+            conversation,
+            question,
+            pack,
+            period,
+            self.clock.today(),
+        )
+        .await?;
         // A conversation opens with the system message and the pack's summary; later turns
         // add the question alone after everything said so far.
         let added: Vec<Value> = if history.is_empty() {
@@ -210,7 +222,8 @@ impl Cards {
         };
         let mut input = history;
         input.extend(added.iter().cloned());
-        let request = request_for(&pack, &rules, input, question, conversation_id, Some(user));
+        let mut request = request_for(&pack, &rules, input, question, conversation_id, Some(user));
+        request["custom_inputs"]["lookups"] = serde_json::json!(lookups);
         let now = chrono::Utc::now();
         let turn_id = new_id(now, "trn");
         let added_json = serde_json::to_string(&added).unwrap_or_else(|_| "[]".into());
@@ -289,6 +302,7 @@ impl Cards {
                         .as_ref()
                         .and_then(|i| serde_json::to_string(i).ok()),
                     grounding_json: serde_json::to_string(&a.grounding).ok(),
+                    claims_json: serde_json::to_string(&a.claims).ok(),
                     error: None,
                     finished_at,
                 },
@@ -344,6 +358,7 @@ fn failed(message: String, finished_at: String) -> TurnOutcome {
         output_items_json: "[]".into(),
         insight_json: None,
         grounding_json: None,
+        claims_json: None,
         error: Some(message),
         finished_at,
     }

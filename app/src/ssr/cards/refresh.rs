@@ -83,6 +83,7 @@ pub struct Attempt {
     pub view: InsightView,
     pub insight_json: Option<String>,
     pub grounding_json: Option<String>,
+    pub claims_json: Option<String>,
     /// Why the agent failed (the attempt is stored as failed).
     pub failure: Option<AgentError>,
 }
@@ -281,6 +282,7 @@ impl Cards {
             model_version: v.model_version.clone(),
             trace_id: v.trace_id.clone(),
             grounding_json: attempt.grounding_json.clone(),
+            claims_json: attempt.claims_json.clone(),
             job_id: job.map(|j| j.id.as_str()),
         };
         let Some(claim) = job else {
@@ -310,6 +312,9 @@ pub fn record(inputs: &Inputs, id: String, asked: Asked) -> Attempt {
     let grounding_json = (!asked.grounding.is_empty())
         .then(|| serde_json::to_string(&asked.grounding).ok())
         .flatten();
+    let claims_json = (!asked.claims.is_empty())
+        .then(|| serde_json::to_string(&asked.claims).ok())
+        .flatten();
     let trace_id = asked.trace_id();
     let mut view = InsightView {
         id,
@@ -333,6 +338,7 @@ pub fn record(inputs: &Inputs, id: String, asked: Asked) -> Attempt {
         model_version: asked.model_version,
         trace_id,
         grounding: asked.grounding,
+        claims: asked.claims,
         actions: vec![],
     };
     match asked.outcome {
@@ -362,6 +368,7 @@ pub fn record(inputs: &Inputs, id: String, asked: Asked) -> Attempt {
                 view,
                 insight_json,
                 grounding_json,
+                claims_json,
                 failure: None,
             }
         }
@@ -373,6 +380,7 @@ pub fn record(inputs: &Inputs, id: String, asked: Asked) -> Attempt {
                 view,
                 insight_json: None,
                 grounding_json,
+                claims_json,
                 failure: Some(e),
             }
         }

@@ -82,6 +82,7 @@ pub struct TurnOutcome {
     pub output_items_json: String,
     pub insight_json: Option<String>,
     pub grounding_json: Option<String>,
+    pub claims_json: Option<String>,
     pub error: Option<String>,
     pub finished_at: String,
 }
@@ -89,7 +90,7 @@ pub struct TurnOutcome {
 pub async fn finish_turn<'e>(ex: impl Exec<'e>, id: &str, o: &TurnOutcome) -> Result<()> {
     sqlx::query(
         "UPDATE conversation_turns SET status = $2, answer = $3, output_items_json = $4, insight_json = $5, \
-         grounding_json = $6, error = $7, finished_at = $8 WHERE id = $1",
+         grounding_json = $6, error = $7, finished_at = $8, claims_json = $9 WHERE id = $1",
     )
     .bind(id.to_string())
     .bind(o.status.as_str())
@@ -99,13 +100,14 @@ pub async fn finish_turn<'e>(ex: impl Exec<'e>, id: &str, o: &TurnOutcome) -> Re
     .bind(o.grounding_json.clone())
     .bind(o.error.clone())
     .bind(o.finished_at.clone())
+    .bind(o.claims_json.clone())
     .execute(ex)
     .await
     .ctx("Failed to finish the turn")?;
     Ok(())
 }
 
-const TURN_COLS: &str = "id, conversation_id, seq, question, input_items_json, output_items_json, status, answer, insight_json, grounding_json, error, created_at";
+const TURN_COLS: &str = "id, conversation_id, seq, question, input_items_json, output_items_json, status, answer, insight_json, grounding_json, claims_json, error, created_at";
 
 #[derive(sqlx::FromRow)]
 struct TurnRow {
@@ -119,6 +121,7 @@ struct TurnRow {
     answer: String,
     insight_json: Option<String>,
     grounding_json: Option<String>,
+    claims_json: Option<String>,
     error: Option<String>,
     created_at: String,
 }
@@ -139,6 +142,11 @@ impl TurnRow {
                 .grounding_json
                 .as_deref()
                 .and_then(|g| serde_json::from_str(g).ok())
+                .unwrap_or_default(),
+            claims: self
+                .claims_json
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok())
                 .unwrap_or_default(),
             error: self.error.clone(),
             created_at: self.created_at.clone(),

@@ -15,9 +15,10 @@
 use super::{json_rows, Backend, Col, Conn, Ctx, Db, Exec, Result};
 use crate::domain::catalogue::{Catalogue, MAX_KPIS};
 use crate::domain::evidence::LineFact;
-use crate::domain::kpi::{KpiCounts, Metric};
+use crate::domain::kpi::{score_line, KpiCounts, LineScore, Metric, ScoringParams};
 use crate::domain::materiality::CostBook;
 use crate::domain::period::{fmt_date, parse_date, Week};
+use crate::domain::question::{FailedLine, LineSample};
 use crate::domain::tally::{Breakdown, Scorer, Tally, DELIVERED_ON};
 use chrono::{Duration, NaiveDate};
 use serde_json::{json, Value};
@@ -429,6 +430,99 @@ pub async fn line_facts<'e>(
     .await
     .ctx("Failed to read order lines")?;
     Ok(rows.into_iter().filter_map(LineRow::into_fact).collect())
+}
+
+/// Which lines to list: a site (or every site), the due days, a member, what failing means.
+pub struct LineQuery<'a> {
+    /// `None` for every site.
+    pub site: Option<&'a str>,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    /// `(dimension, member)`: a line column, `reason`, or a catalogue dimension.
+    pub filter: Option<(&'a str, &'a str)>,
+    pub scoring: ScoringParams,
+    /// `late`, `short` or `late and short` for a failing line (by the KPI), else `None`.
+    pub fails: fn(LineScore) -> Option<&'static str>,
+    pub limit: usize,
+}
+
+#[derive(sqlx::FromRow)]
+struct ListedRow {
+    order_id: String,
+    line_no: i64,
+    #[sqlx(flatten)]
+    line: LineRow,
+}
+
+/// How many lines a query covers, how many fail, and the first `limit` failing ones by due
+/// date. Rows stream from the database, so memory stays bounded whatever the period.
+pub async fn failing_lines(db: &Db, q: &LineQuery<'_>) -> Result<LineSample> {
+    use futures::TryStreamExt;
+    // Line columns are filtered in SQL; catalogue dimensions in the line's attributes.
+    let column = q.filter.and_then(|(d, _)| match d {
+        "carrier" | "customer" | "sku" | "category" => Some(d),
+        "reason" => Some("reason_code"),
+        _ => None,
+    });
+    let sql = format!(
+        "SELECT order_id, line_no, {FACT_COLS} FROM order_lines \
+         WHERE ($1 = '' OR site = $1) AND due_date >= $2 AND due_date <= $3{} \
+         ORDER BY due_date, order_id, line_no",
+        column.map(|c| format!(" AND {c} = $4")).unwrap_or_default()
+    );
+    let mut query = sqlx::query_as::<_, ListedRow>(AssertSqlSafe(sql))
+        .bind(q.site.unwrap_or_default().to_string())
+        .bind(fmt_date(q.from))
+        .bind(fmt_date(q.to));
+    if column.is_some() {
+        query = query.bind(q.filter.map(|f| f.1).unwrap_or_default().to_string());
+    }
+    let mut rows = query.fetch(db);
+    let mut sample = LineSample {
+        filter: q.filter.map(|(d, m)| format!("{d} = {m}")),
+        ..LineSample::default()
+    };
+    while let Some(row) = rows.try_next().await.ctx("Failed to read order lines")? {
+        let (order_id, line_no) = (row.order_id, row.line_no);
+        let Some(l) = row.line.into_fact() else {
+            continue;
+        };
+        if let (None, Some((dimension, member))) = (column, q.filter) {
+            if !l.attrs.iter().any(|(k, v)| k == dimension && v == member) {
+                continue;
+            }
+        }
+        sample.lines += 1;
+        let score = score_line(
+            q.scoring,
+            l.ordered_qty,
+            l.delivered_qty,
+            l.due_date,
+            l.delivered_date,
+        );
+        let Some(failure) = (q.fails)(score) else {
+            continue;
+        };
+        sample.failing += 1;
+        if sample.shown.len() < q.limit {
+            sample.shown.push(FailedLine {
+                order_id,
+                line_no,
+                site: l.site,
+                customer: l.customer,
+                carrier: l.carrier,
+                sku: l.sku,
+                category: l.category,
+                due_date: fmt_date(l.due_date),
+                delivered_date: l.delivered_date.map(fmt_date),
+                ordered_qty: l.ordered_qty,
+                delivered_qty: l.delivered_qty,
+                reason_code: l.reason_code,
+                failure: failure.to_string(),
+            });
+        }
+    }
+    Ok(sample)
 }
 
 /// Rebuilds one site's tallies for the days in [from, to] from its lines, under these

@@ -33,6 +33,7 @@ pub struct NewInsight<'a> {
     pub model_version: Option<String>,
     pub trace_id: Option<String>,
     pub grounding_json: Option<String>,
+    pub claims_json: Option<String>,
     /// The run job that made it, for scheduled and batch refreshes.
     pub job_id: Option<&'a str>,
 }
@@ -42,8 +43,8 @@ pub async fn insert<'e>(ex: impl Exec<'e>, i: &NewInsight<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO insights (id, site, metric, period_start, created_at, status, agent, value, headline, \
          narrative, insight_json, evidence_hash, rules_version, error, latency_ms, agent_kind, \
-         model_version, trace_id, grounding_json, job_id, lens, period) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)",
+         model_version, trace_id, grounding_json, job_id, lens, period, claims_json) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)",
     )
     .bind(i.id.to_string())
     .bind(i.site.to_string())
@@ -67,13 +68,14 @@ pub async fn insert<'e>(ex: impl Exec<'e>, i: &NewInsight<'_>) -> Result<()> {
     .bind(i.job_id.map(str::to_string))
     .bind(i.lens.key())
     .bind(i.period.label())
+    .bind(i.claims_json.clone())
     .execute(ex)
     .await
     .ctx("Failed to store the insight")?;
     Ok(())
 }
 
-const INSIGHT_COLS: &str = "id, site, metric, lens, period, period_start, created_at, status, agent, value, headline, narrative, insight_json, evidence_hash, rules_version, error, latency_ms, agent_kind, model_version, trace_id, grounding_json";
+const INSIGHT_COLS: &str = "id, site, metric, lens, period, period_start, created_at, status, agent, value, headline, narrative, insight_json, evidence_hash, rules_version, error, latency_ms, agent_kind, model_version, trace_id, grounding_json, claims_json";
 
 #[derive(sqlx::FromRow)]
 struct InsightRow {
@@ -98,6 +100,7 @@ struct InsightRow {
     model_version: Option<String>,
     trace_id: Option<String>,
     grounding_json: Option<String>,
+    claims_json: Option<String>,
 }
 
 impl InsightRow {
@@ -140,6 +143,10 @@ impl InsightRow {
             grounding: self
                 .grounding_json
                 .and_then(|g| serde_json::from_str(&g).ok())
+                .unwrap_or_default(),
+            claims: self
+                .claims_json
+                .and_then(|c| serde_json::from_str(&c).ok())
                 .unwrap_or_default(),
         }))
     }
@@ -266,14 +273,16 @@ pub struct NewAgentCall<'a> {
     pub attempts: i64,
     pub input_tokens: Option<i64>,
     pub output_tokens: Option<i64>,
+    /// Claims read in the reply and how many the evidence does not support.
+    pub claims: Option<(i64, i64)>,
 }
 
 pub async fn insert_call<'e>(ex: impl Exec<'e>, c: &NewAgentCall<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO agent_calls (id, created_at, agent, kind, endpoint, model, model_version, trace_id, \
          evidence_hash, rules_version, request_json, response_body, status, error, latency_ms, attempts, \
-         input_tokens, output_tokens) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+         input_tokens, output_tokens, claims_checked, claims_unsupported) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
     )
     .bind(c.id.to_string())
     .bind(c.created_at.to_string())
@@ -293,6 +302,8 @@ pub async fn insert_call<'e>(ex: impl Exec<'e>, c: &NewAgentCall<'_>) -> Result<
     .bind(c.attempts)
     .bind(c.input_tokens)
     .bind(c.output_tokens)
+    .bind(c.claims.map(|c| c.0))
+    .bind(c.claims.map(|c| c.1))
     .execute(ex)
     .await
     .ctx("Failed to store the agent call")?;
@@ -319,6 +330,8 @@ struct CallRow {
     attempts: i64,
     input_tokens: Option<i64>,
     output_tokens: Option<i64>,
+    claims_checked: Option<i64>,
+    claims_unsupported: Option<i64>,
 }
 
 /// The agent call behind an insight or a conversation turn.
@@ -326,7 +339,7 @@ pub async fn lineage<'e>(ex: impl Exec<'e>, id: &str) -> Result<Option<Lineage>>
     let row: Option<CallRow> = sqlx::query_as(
         "SELECT id, created_at, agent, kind, endpoint, model, model_version, trace_id, evidence_hash, \
          rules_version, request_json, response_body, status, error, latency_ms, attempts, input_tokens, \
-         output_tokens FROM agent_calls WHERE id = $1",
+         output_tokens, claims_checked, claims_unsupported FROM agent_calls WHERE id = $1",
     )
     .bind(id.to_string())
     .fetch_optional(ex)
@@ -355,6 +368,8 @@ pub async fn lineage<'e>(ex: impl Exec<'e>, id: &str) -> Result<Option<Lineage>>
         attempts: r.attempts,
         input_tokens: r.input_tokens,
         output_tokens: r.output_tokens,
+        claims_checked: r.claims_checked,
+        claims_unsupported: r.claims_unsupported,
     }))
 }
 
