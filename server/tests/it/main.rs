@@ -14,6 +14,7 @@ mod api;
 mod catalogue;
 mod cli;
 mod conversations;
+mod databricks_agent;
 mod diagnosis;
 mod failing_agent;
 mod faults;

@@ -387,7 +387,7 @@ impl AgentClient {
             return Some(v.clone());
         }
         let alias = model.alias.as_ref()?;
-        let tracking = self.profile.tracking_uri.as_ref()?;
+        let tracking = self.profile.tracking()?;
         if let Some((v, at)) = self.version.lock().ok()?.as_ref() {
             if at.elapsed() < self.profile.alias_ttl {
                 return Some(v.clone());

@@ -1,5 +1,6 @@
 //! MLflow's REST API, the two calls Opsight makes: resolve a registered model's alias to a
-//! version, and log a user's feedback on a trace as a HUMAN assessment.
+//! version (the workspace registry, or Unity Catalog for `catalog.schema.model` names),
+//! and log a user's feedback on a trace as a HUMAN assessment.
 
 use super::Secret;
 use serde_json::{json, Value};
@@ -48,7 +49,22 @@ fn authed(request: reqwest::RequestBuilder, token: Option<&Secret>) -> reqwest::
     }
 }
 
-/// `models:/NAME@ALIAS` → the version the alias points at now.
+/// Whether a model name is a Unity Catalog one: `catalog.schema.model`.
+pub fn is_unity_catalog(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() == 3 && parts.iter().all(|p| !p.trim().is_empty())
+}
+
+fn version_of(v: &Value) -> Option<String> {
+    v.as_str()
+        .map(str::to_string)
+        .or_else(|| v.as_i64().map(|n| n.to_string()))
+}
+
+/// `models:/NAME@ALIAS` → the version the alias points at now. A Unity Catalog name
+/// (`catalog.schema.model@alias`) is resolved through Unity Catalog's API
+/// (`GET /api/2.1/unity-catalog/models/{full_name}/aliases/{alias}`), any other through the
+/// workspace registry (`GET /api/2.0/mlflow/registered-models/alias`).
 pub async fn resolve_alias(
     http: &reqwest::Client,
     tracking: &str,
@@ -56,6 +72,27 @@ pub async fn resolve_alias(
     name: &str,
     alias: &str,
 ) -> Result<String, MlflowError> {
+    if is_unity_catalog(name) {
+        // Path segments are percent-encoded by the URL type, whatever the names hold.
+        let mut url = reqwest::Url::parse(base(tracking)).map_err(|_| MlflowError::Connect)?;
+        url.path_segments_mut()
+            .map_err(|_| MlflowError::Connect)?
+            .pop_if_empty()
+            .extend([
+                "api",
+                "2.1",
+                "unity-catalog",
+                "models",
+                name,
+                "aliases",
+                alias,
+            ]);
+        let body = send(authed(http.get(url), token)).await?;
+        return body
+            .get("version")
+            .and_then(version_of)
+            .ok_or(MlflowError::Shape("version"));
+    }
     let url = format!("{}/api/2.0/mlflow/registered-models/alias", base(tracking));
     let body = send(authed(
         http.get(url).query(&[("name", name), ("alias", alias)]),
@@ -63,11 +100,7 @@ pub async fn resolve_alias(
     ))
     .await?;
     body.pointer("/model_version/version")
-        .and_then(|v| {
-            v.as_str()
-                .map(str::to_string)
-                .or_else(|| v.as_i64().map(|n| n.to_string()))
-        })
+        .and_then(version_of)
         .ok_or(MlflowError::Shape("model_version.version"))
 }
 

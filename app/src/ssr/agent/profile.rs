@@ -130,6 +130,14 @@ impl AgentProfile {
         }
     }
 
+    /// The MLflow tracking server (alias resolution, feedback): the one configured, or for
+    /// Databricks its workspace (whose registry, Unity Catalog and traces live there).
+    pub fn tracking(&self) -> Option<&str> {
+        self.tracking_uri
+            .as_deref()
+            .or_else(|| (self.kind == AgentKind::Databricks).then_some(self.url.as_str()))
+    }
+
     fn path(&self) -> String {
         match self.kind {
             AgentKind::MlflowServe | AgentKind::MlflowAgentServer => "/invocations".into(),
@@ -219,7 +227,7 @@ impl AgentProfile {
                 return Err(format!("agent '{n}': tracking_uri must be an http(s) URL"));
             }
         }
-        if self.model.as_ref().is_some_and(|m| m.alias.is_some()) && self.tracking_uri.is_none() {
+        if self.model.as_ref().is_some_and(|m| m.alias.is_some()) && self.tracking().is_none() {
             return Err(format!(
                 "agent '{n}': a model alias needs tracking_uri to resolve it"
             ));

@@ -40,7 +40,7 @@ impl Cards {
         let agent = self.agents.get(&insight.agent).cloned();
         let tracking = agent
             .as_ref()
-            .and_then(|a| a.profile().tracking_uri.clone());
+            .and_then(|a| a.profile().tracking().map(str::to_string));
         let send_to = match (&insight.trace_id, tracking) {
             (Some(trace), Some(tracking)) => Some((trace.clone(), tracking)),
             _ => None,
