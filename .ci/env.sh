@@ -19,7 +19,7 @@ export OPSIGHT_MLFLOW_VENV="${OPSIGHT_MLFLOW_VENV:-${XDG_CACHE_HOME:-$HOME/.cach
 CARGO_LEPTOS_VERSION=0.3.10   # 0.3.11 needs rustc >= 1.96
 BINARYEN_VERSION=132
 SCHEMATHESIS_VERSION=4.32.5
-MLFLOW_VERSION=3.17.2   # 3.18.0 does not install yet (its mlflow-skinny pin is missing)
+MLFLOW_VERSION=3.17.2   # newest that installs: 3.18.0 pins mlflow-tracing==3.18.0, not on PyPI (2026-12-06)
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # wasm-bindgen-cli must equal the wasm-bindgen library in Cargo.lock.

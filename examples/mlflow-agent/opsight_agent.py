@@ -4,7 +4,7 @@ It reads the evidence pack and business rules Opsight sends in ``custom_inputs``
 answers with a short narrative plus the insight contract in ``custom_outputs.insight``:
 
     {"headline": str,
-     "root_causes": [{"dimension", "member", "effect": "rate"|"mix"|"data", "impact_pp", "evidence"}],
+     "root_causes": [{"dimension", "member", "effect": "rate"|"mix"|"data"|"process", "impact_pp", "evidence"}],
      "next_actions": [{"action", "owner", "priority"}],
      "confidence": 0..1}
 
@@ -17,10 +17,16 @@ optional ``OPSIGHT_AGENT_LLM_API_KEY``) it only rephrases the narrative; the con
 deterministic. ``predict_stream`` streams the narrative word by word
 (``OPSIGHT_AGENT_STREAM_DELAY_MS`` between words, default 0).
 
-Follow-up questions see the whole conversation in ``input``. A question naming a segment
-("what about RoadRunner?") is answered from the pack through a ``lookup_segment`` tool
-whose call and result are returned as ``function_call``/``function_call_output`` items, so
-the client sends them back on the next turn.
+Follow-up questions see the whole conversation in ``input``. For a drill-down question
+Opsight sends ``custom_inputs.lookups``: what the question asks (``intent.kind``: why,
+segments, member, compare, money, actions, data, lines, since_last, outside) and what it
+looked up for it (another period's figures, the failing lines, the card's last insight).
+The agent answers each kind through a tool over the pack and the look-ups
+(``top_segments``, ``lookup_segment``, ``period_figures``, ``money_at_stake``,
+``playbook_actions``, ``data_checks``, ``failing_lines``, ``last_insight``), returning the
+call and its result as ``function_call``/``function_call_output`` items (MLflow traces
+them as tool spans), so the client sends them back on the next turn. Without look-ups a
+question naming a segment ("what about RoadRunner?") uses ``lookup_segment``.
 """
 
 from __future__ import annotations
@@ -195,6 +201,102 @@ def _lookup(pack: dict, question: str) -> tuple[str, dict] | None:
     return None
 
 
+def _tool_items(name: str, arguments: dict, output: Any) -> list[dict]:
+    call_id = f"call_{uuid.uuid4().hex[:8]}"
+    return [
+        {"type": "function_call", "id": f"fc_{call_id}", "call_id": call_id, "name": name,
+         "arguments": json.dumps(arguments)},
+        {"type": "function_call_output", "call_id": call_id, "output": json.dumps(output)},
+    ]
+
+
+@mlflow.trace(span_type="TOOL")
+def top_segments(pack: dict, dimension: str | None) -> list[dict]:
+    """The members that pulled the KPI the wrong way most (in one dimension, or in all)."""
+    higher_is_better = pack.get("higher_is_better", True)
+    hurt = []
+    for dim, s in _segments(pack):
+        if dimension and dim != dimension:
+            continue
+        harm = s["total"] if higher_is_better else -s["total"]
+        if harm < 0:
+            hurt.append({"dimension": dim, **s})
+    hurt.sort(key=lambda s: s["total"] if higher_is_better else -s["total"])
+    return hurt[:5]
+
+
+@mlflow.trace(span_type="TOOL")
+def lookup_segment(pack: dict, dimension: str, member: str) -> dict | None:
+    """One member's figures in the pack."""
+    for dim in pack.get("contributions", []):
+        if dim["dimension"] == dimension:
+            for s in dim.get("segments", []):
+                if s["member"] == member:
+                    return {"dimension": dimension, **s}
+    return None
+
+
+def _answer_lookups(pack: dict, rules: dict, lookups: dict) -> tuple[list[dict], str, bool]:
+    """Tool items, the answer's text, and whether the diagnosis contract goes with it."""
+    intent = lookups.get("intent") or {}
+    ask = intent.get("ask") or {}
+    kind = ask.get("kind", "why")
+    scope = pack["scope"]
+    unit = scope.get("unit", "pct")
+    pp = "pp" if unit == "pct" else "lines"
+    name, site, label = scope["metric_name"], scope["site_name"], pack["period"]["label"]
+    if kind == "segments":
+        found = top_segments(pack, ask.get("dimension"))
+        text = (f"Hardest hit at {site} in {label}: " + "; ".join(
+            f"{s['dimension']} {s['member']} {_fmt(s.get('previous_value'), unit)} -> {_fmt(s.get('value'), unit)} "
+            f"({s['total']:+.2f} {pp})" for s in found) + ".") if found else f"No segment pulled {name} down at {site}."
+        return _tool_items("top_segments", {"dimension": ask.get("dimension")}, found), text, False
+    if kind == "member":
+        s = lookup_segment(pack, ask["dimension"], ask["member"])
+        text = (f"{ask['dimension']} {ask['member']} at {site}: {_fmt(s.get('previous_value'), unit)} -> "
+                f"{_fmt(s.get('value'), unit)} on {s['share_pct']:.1f}% of the volume; rate {s['rate']:+.2f}, "
+                f"mix {s['mix']:+.2f}, total {s['total']:+.2f} {pp}.") if s else f"{ask['member']} is not in the evidence."
+        return _tool_items("lookup_segment", {"dimension": ask["dimension"], "member": ask["member"]}, s), text, False
+    if kind == "compare":
+        a = lookups.get("against")
+        text = (f"{name} at {site} was {_fmt(pack.get('value'), unit)} in {label} against "
+                f"{_fmt(a.get('value'), unit)} in {a['label']}." if a else "There is nothing to compare with in that period.")
+        return _tool_items("period_figures", ask.get("against"), a), text, False
+    if kind == "money":
+        m = pack.get("materiality")
+        text = f"Money at stake at {site}: {m['summary']}." if m else "No unit costs are loaded, so there is no money figure."
+        return _tool_items("money_at_stake", {}, m), text, False
+    if kind == "actions":
+        _, insight = diagnose(pack, rules)
+        acts = insight.get("next_actions", [])
+        text = " ".join(f"{a['action']} (owner: {a['owner']}, {a['priority']} priority)." for a in acts) or "No playbook applies."
+        return _tool_items("playbook_actions", {}, acts), text, True
+    if kind == "data":
+        c = pack.get("data_checks", {})
+        text = (f"{c.get('lines_due', 0)} lines were due at {site}; {c.get('past_due_open', 0)} are past due with no "
+                f"delivered date. " + ("The data checks flag: " + "; ".join(c["suspect_reasons"]) + "."
+                                       if c.get("suspect_reasons") else "No data check flags this period."))
+        return _tool_items("data_checks", {}, c), text, False
+    if kind == "lines":
+        sample = lookups.get("lines")
+        if not sample:
+            return [], lookups.get("unavailable") or "The lines could not be looked up.", False
+        text = (f"{sample['failing']} of {sample['lines']} lines due at {site} failed {name}. "
+                + " ".join(f"Order {l['order_id']} line {l['line_no']} ({l['failure']})." for l in sample["shown"][:5]))
+        return _tool_items("failing_lines", {"filter": sample.get("filter")}, sample), text, False
+    if kind == "since_last":
+        last = lookups.get("last_insight")
+        text = (f"The last insight said: {last['headline']}. {name} is {_fmt(pack.get('value'), unit)} now."
+                if last else "There is no earlier insight to compare with.")
+        return _tool_items("last_insight", {}, last), text, False
+    if kind == "outside":
+        return [], ("That is outside what this data can answer: ask why it moved, which segments are hit hardest, "
+                    "how it compares with another period, what it costs, what to do, whether the data is complete, "
+                    "or for the failing lines."), False
+    narrative, _ = diagnose(pack, rules)
+    return [], narrative, True
+
+
 class OpsightAnalyst(ResponsesAgent):
     def _answer(self, request: ResponsesAgentRequest) -> tuple[list[dict], str, dict]:
         custom = request.custom_inputs or {}
@@ -208,17 +310,24 @@ class OpsightAnalyst(ResponsesAgent):
         question = custom.get("question") or _latest_question(items)
         earlier_turns = sum(1 for i in items if i.get("role") == "user") - 1
         narrative, insight = diagnose(pack, rules)
+        lookups = custom.get("lookups")
+        if isinstance(lookups, dict):
+            tool_items, text, with_contract = _answer_lookups(pack, rules, lookups)
+            custom_outputs = {
+                "agent": "opsight-reference-agent",
+                "earlier_turns": earlier_turns,
+                "input_item_types": sorted({i.get("type", "message") for i in items}),
+                "trace_id": mlflow.get_active_trace_id(),
+            }
+            if with_contract:
+                custom_outputs["insight"] = insight
+            return tool_items, _llm_phrase(text, question), custom_outputs
         tool_items: list[dict] = []
         found = _lookup(pack, question) if earlier_turns > 0 else None
         if found:
             dimension, s = found
-            call_id = f"call_{uuid.uuid4().hex[:8]}"
-            output = json.dumps({"dimension": dimension, **s})
-            tool_items = [
-                {"type": "function_call", "id": f"fc_{call_id}", "call_id": call_id,
-                 "name": "lookup_segment", "arguments": json.dumps({"dimension": dimension, "member": s["member"]})},
-                {"type": "function_call_output", "call_id": call_id, "output": output},
-            ]
+            tool_items = _tool_items("lookup_segment", {"dimension": dimension, "member": s["member"]},
+                                     {"dimension": dimension, **s})
             unit = pack["scope"].get("unit", "pct")
             narrative = (
                 f"{dimension.capitalize()} {s['member']}: {_fmt(s.get('previous_value'), unit)} -> "

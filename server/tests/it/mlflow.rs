@@ -335,6 +335,40 @@ async fn real_mlflow_serve_agent_server_feedback_and_alias() {
         reply.contains("\"earlier_turns\": 2") && reply.contains("\"function_call_output\""),
         "the agent saw both earlier turns and the tool items: {reply}"
     );
+    assert!(
+        reply.contains("playbook_actions"),
+        "answered through its playbook tool: {reply}"
+    );
+
+    // The failing lines Opsight looked up (custom_inputs.lookups), through the agent's
+    // failing_lines tool: the call is in the reply, the figures in the answer are Opsight's.
+    let (_, _, t4) = app
+        .ask(
+            "DAL",
+            "otif",
+            Some(&conversation),
+            &format!("Show me the late lines for {member}"),
+        )
+        .await;
+    assert_eq!(t4.status, "ok", "{t4:?}");
+    let l4: app::dto::Lineage = app
+        .get(&format!("/api/v1/insights/{}/lineage", t4.id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(l4.request_json.contains("\"lookups\""));
+    let reply = l4.response_body.unwrap();
+    assert!(
+        reply.contains("failing_lines") && reply.contains("function_call"),
+        "{reply}"
+    );
+    assert!(
+        t4.answer.contains("lines due at Dallas DC failed OTIF"),
+        "{}",
+        t4.answer
+    );
+    assert_eq!(l4.claims_unsupported, Some(0), "{:?}", t4.claims);
 
     // Feedback lands on the real trace as a HUMAN assessment.
     let r = app
