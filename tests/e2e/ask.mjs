@@ -56,6 +56,10 @@ try {
     `pieces=${pieces.length}`);
   const answer = await card.locator('.turn-answer').innerText();
   check('the final answer names causes checked against the data', /supported by the data/.test(answer), answer.slice(0, 200));
+  const claims = card.locator('.turn-answer .claims');
+  check('every figure and name of the answer is checked and holds',
+    (await claims.getAttribute('data-unsupported')) === '0' && /match the evidence/.test(await claims.innerText()),
+    await claims.innerText());
   await card.screenshot({ path: join(out, 'ask.png') });
 
   // The conversation has its own URL; a follow-up continues it.
@@ -68,7 +72,9 @@ try {
   await page.locator('form.ask input.question').fill('What should we do first?');
   await page.getByRole('button', { name: 'Ask' }).click();
   await page.waitForFunction(() => document.querySelectorAll('article.turn .turn-answer').length === 2, null, { timeout: 60000 });
-  check('follow-up answered in the same conversation', true);
+  const second = await page.locator('article.turn .turn-answer').nth(1).innerText();
+  check('the follow-up is answered as its own question: what to do, and who owns it',
+    /owner: /.test(second) && second !== answer, second.slice(0, 200));
   await page.reload({ waitUntil: 'load' });
   check('both turns are saved', (await page.locator('article.turn').count()) === 2);
   await page.screenshot({ path: join(out, 'conversation.png'), fullPage: true });

@@ -102,7 +102,7 @@ pub async fn look_up(
             }
         }
         Ask::Lines { dimension, member } => {
-            lookups.lines = lines(db, rules, &pack, &site, period, dimension, member).await?;
+            lookups.lines = lines(db, rules, &pack, &site, dimension, member).await?;
             if lookups.lines.is_none() {
                 lookups.unavailable = Some(format!(
                     "Lines are listed for OTIF, on-time, in-full and fill rate; {} is counted, not failed line by line.",
@@ -167,7 +167,6 @@ async fn lines(
     rules: &Rules,
     pack: &EvidencePack,
     site: &str,
-    period: Period,
     dimension: &Option<String>,
     member: &Option<String>,
 ) -> Result<Option<LineSample>, ServiceError> {
@@ -194,8 +193,19 @@ async fn lines(
     else {
         return Ok(None);
     };
-    debug_assert_eq!(from, period.start);
-    let sample = facts::failing_lines(
+    // The counts come from the metric store (the pack's lines due and OTIF, on-time or
+    // in-full lines, of the scope or of the member), so the read stops at the last line
+    // shown. Fill rate counts units, and a member folded into "other" has no figures of
+    // its own: those count while they read.
+    let counted: Option<(i64, i64)> = match &member {
+        _ if metric == Metric::FILL_RATE => None,
+        None => Some((pack.denominator, pack.denominator - pack.numerator)),
+        Some((d, m)) => pack.segment(d, m).and_then(|s| {
+            let ok = (s.value? * s.denominator as f64 / 100.0).round() as i64;
+            Some((s.denominator, s.denominator - ok))
+        }),
+    };
+    let mut sample = facts::failing_lines(
         db,
         &LineQuery {
             site: (site != NETWORK).then_some(site),
@@ -205,8 +215,13 @@ async fn lines(
             scoring: rules.scoring(),
             fails,
             limit: LineSample::SHOWN,
+            count_all: counted.is_none(),
         },
     )
     .await?;
+    if let Some((lines, failing)) = counted {
+        sample.lines = lines;
+        sample.failing = failing;
+    }
     Ok(Some(sample))
 }

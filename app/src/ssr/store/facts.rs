@@ -444,6 +444,10 @@ pub struct LineQuery<'a> {
     /// `late`, `short` or `late and short` for a failing line (by the KPI), else `None`.
     pub fails: fn(LineScore) -> Option<&'static str>,
     pub limit: usize,
+    /// Count every line and failing line of the scope (a whole scan); otherwise stop at
+    /// the `limit`-th failing line and leave the counts to the caller (the metric store
+    /// has them).
+    pub count_all: bool,
 }
 
 #[derive(sqlx::FromRow)]
@@ -454,8 +458,9 @@ struct ListedRow {
     line: LineRow,
 }
 
-/// How many lines a query covers, how many fail, and the first `limit` failing ones by due
-/// date. Rows stream from the database, so memory stays bounded whatever the period.
+/// The first `limit` failing lines of a query by due date, and (with `count_all`) how many
+/// lines it covers and how many fail. Rows stream from the database, so memory stays
+/// bounded whatever the period; without `count_all` the read stops at the last line shown.
 pub async fn failing_lines(db: &Db, q: &LineQuery<'_>) -> Result<LineSample> {
     use futures::TryStreamExt;
     // Line columns are filtered in SQL; catalogue dimensions in the line's attributes.
@@ -520,6 +525,9 @@ pub async fn failing_lines(db: &Db, q: &LineQuery<'_>) -> Result<LineSample> {
                 reason_code: l.reason_code,
                 failure: failure.to_string(),
             });
+        }
+        if !q.count_all && sample.shown.len() >= q.limit {
+            break;
         }
     }
     Ok(sample)
