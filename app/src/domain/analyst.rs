@@ -208,6 +208,11 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
         if effect == Effect::Rate && change_share < MIN_CONCENTRATION * volume_share {
             continue;
         }
+        // A total that moved beyond noise by chance is not pinned on a segment whose own
+        // value did not.
+        if effect == Effect::Rate && !moved_beyond_noise(metric, seg) {
+            continue;
+        }
         let evidence = match effect {
             Effect::Mix => format!(
                 "share of volume {:.1}% → {:.1}% while running at {} (mix {} {unit}, rate {} {unit})",
@@ -267,43 +272,73 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
         }
     }
 
-    // A process failing across the board: a reason code explains a material part of the
-    // change (its points in the KPI tree) that the segments named do not. Each failure
-    // branch's points that the named segments carry (their `branches`) are taken off the
-    // reason codes on that branch, largest first: what a late carrier explains of
-    // `carrier_late` is its story told again, not a cause of its own. Called broad when no
-    // segment stands out at all. (Without reason-by-segment counts, two reasons on one
-    // branch share the segments' points by size.)
+    // A process failing across the board: a reason code accounts for a material part of
+    // the change that the segments named do not. Each failure branch's points, less what
+    // the named segments carry on it (their `branches`), go to the branch's reason codes,
+    // largest first: a late carrier's `carrier_late` is its story told again (the carrier
+    // carries the late branch), short picks everywhere beside it are not. Called broad
+    // when no segment stands out at all. (Without reason-by-segment counts, two reasons on
+    // one branch share its remainder by size.)
     let broad = root_causes.is_empty();
     if let Some(tree) = pack.tree_change.as_ref() {
-        let mut carried: BTreeMap<&str, f64> = BTreeMap::new();
+        // What the named segments leave unexplained on each failure branch.
+        let mut left: BTreeMap<&str, f64> = [
+            ("late_only", tree.late_only_pp),
+            ("short_only", tree.short_only_pp),
+            ("late_and_short", tree.late_and_short_pp),
+        ]
+        .into_iter()
+        .collect();
         for c in &root_causes {
             if let Some(seg) = pack.segment(&c.dimension, &c.member) {
                 for b in &seg.branches {
-                    *carried.entry(b.branch.as_str()).or_default() += b.points;
+                    *left.entry(b.branch.as_str()).or_default() -= b.points;
                 }
             }
         }
+        // Each branch's remainder goes to its reason codes moving the same way, largest
+        // first: a reason is a process cause for the part of the change it accounts for
+        // that no named segment does.
         let mut on_branches: Vec<&crate::domain::evidence::ReasonPoints> =
             tree.reasons.iter().collect();
         on_branches.sort_by(|a, b| b.points.abs().total_cmp(&a.points.abs()));
         let mut by_reason: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
         for r in on_branches {
-            let left = carried.entry(r.branch.as_str()).or_default();
-            let taken = if *left * r.points > 0.0 {
-                left.abs().min(r.points.abs()) * r.points.signum()
+            let rest = left.entry(r.branch.as_str()).or_default();
+            let share = if *rest * r.points > 0.0 {
+                rest.abs().min(r.points.abs()) * r.points.signum()
             } else {
                 0.0
             };
-            *left -= taken;
+            *rest -= share;
             let e = by_reason.entry(r.reason.as_str()).or_default();
             e.0 += r.points;
-            e.1 += r.points - taken;
+            e.1 += share;
         }
+        // A reason's share of the lines due must move beyond its sampling noise too.
+        let (n1, n0) = (
+            pack.denominator.max(1) as f64,
+            pack.previous_denominator.max(1) as f64,
+        );
+        let mut failures: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for r in &tree.reasons {
+            let e = failures.entry(r.reason.as_str()).or_default();
+            e.0 += r.failures;
+            e.1 += r.previous_failures;
+        }
+        let beyond_noise = |reason: &str, points: f64| {
+            let (f1, f0) = failures.get(reason).copied().unwrap_or_default();
+            let var = |f: i64, n: f64| {
+                let p = (f as f64 / n).clamp(0.0, 1.0);
+                p * (1.0 - p) / n
+            };
+            points.abs() > SEGMENT_Z * 100.0 * (var(f1, n1) + var(f0, n0)).sqrt()
+        };
         let mut processes: Vec<(&str, f64)> = by_reason
             .into_iter()
             .filter(|(r, (points, unexplained))| {
                 *r != "unspecified"
+                    && beyond_noise(r, *points)
                     && points * change > 0.0
                     && unexplained * change > 0.0
                     && unexplained.abs() >= MIN_EXPLAINED_SHARE * change.abs()
@@ -432,6 +467,33 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
             confidence,
         },
     )
+}
+
+/// Standard errors a segment's own value (or a reason code's share) must move by to be a
+/// cause. Higher than the total's two: a pack tests some thirty segments, and at 3.5 a
+/// chance move passes about once in 2,000 tests.
+pub const SEGMENT_Z: f64 = 3.5;
+
+/// Whether a segment's own value moved beyond its sampling noise: more than [`SEGMENT_Z`]
+/// standard errors of the difference of its two proportions. Averages (no variance kept)
+/// and counts are not judged here.
+fn moved_beyond_noise(metric: super::kpi::Metric, seg: &super::evidence::Segment) -> bool {
+    if !metric.is_ratio() || matches!(metric.scale(), super::kpi::Scale::Average(_)) {
+        return true;
+    }
+    let (Some(v0), Some(v1)) = (seg.previous_value, seg.value) else {
+        return true;
+    };
+    let var = |v: f64, n: i64| {
+        if n > 0 {
+            let p = (v / 100.0).clamp(0.0, 1.0);
+            p * (1.0 - p) / n as f64
+        } else {
+            0.0
+        }
+    };
+    let se = 100.0 * (var(v0, seg.previous_denominator) + var(v1, seg.denominator)).sqrt();
+    (v1 - v0).abs() > SEGMENT_Z * se
 }
 
 /// The failure reason (other than `unspecified`) whose count grew most week over week.

@@ -9,7 +9,7 @@
 //! loosely), `lines`/`failures`/`orders` (a count or a count's change), or bare (any figure
 //! of the evidence). Signs are ignored (text says "down 3.4"). The tolerance is the
 //! written rounding: half a unit of the last digit written (±0.05 for `3.4`, ±0.5 for `3`),
-//! or 1% of the figure when that is larger; `k` and `M` scale. Derived figures count too:
+//! or 0.5% of the figure when that is larger; `k` and `M` scale. Derived figures count too:
 //! each segment's share of the change, failure-count changes. Not read as claims: digits
 //! inside names (`SKU-12`, `W47`, `L2`), dates and period labels, years, times, and bare
 //! whole numbers under 10 ("top 3", "2 causes").
@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 
-/// Relative part of a number's tolerance (on top of its written rounding).
-pub const REL_TOLERANCE: f64 = 0.01;
+/// Relative part of a number's tolerance (when larger than its written rounding).
+pub const REL_TOLERANCE: f64 = 0.005;
 /// At most this many claims are kept per answer (the rest are not read).
 pub const MAX_CLAIMS: usize = 200;
 
@@ -259,11 +259,17 @@ impl Evidence {
             }
             Value::String(s) => {
                 self.learn(s);
-                // Numbers inside the evidence's own sentences ("no delivery for 9 days").
+                // Numbers inside the evidence's own sentences ("no delivery for 9 days"),
+                // with the unit they are written in.
                 for n in numbers(s) {
                     self.figures.push(Figure {
                         value: n.value,
-                        kind: Kind::Text,
+                        kind: match n.unit {
+                            Unit::Points => Kind::Points,
+                            Unit::Percent => Kind::Level,
+                            Unit::Count => Kind::Count,
+                            Unit::Bare => Kind::Text,
+                        },
                         label: path.join(" "),
                     });
                 }
@@ -321,6 +327,22 @@ impl Evidence {
                 }
             }
             if let Some(tree) = &pack.tree_change {
+                let mut by_reason: BTreeMap<&str, f64> = BTreeMap::new();
+                for r in &tree.reasons {
+                    *by_reason.entry(r.reason.as_str()).or_default() += r.points;
+                }
+                for (reason, points) in by_reason {
+                    self.figures.push(Figure {
+                        value: points,
+                        kind: Kind::Points,
+                        label: format!("{reason}'s points over every branch"),
+                    });
+                    self.figures.push(Figure {
+                        value: 100.0 * points / change,
+                        kind: Kind::Level,
+                        label: format!("{reason} as a share of the change"),
+                    });
+                }
                 for r in &tree.reasons {
                     self.figures.push(Figure {
                         value: 100.0 * r.points / change,
