@@ -331,14 +331,12 @@ fn main() -> anyhow::Result<()> {
                     if let Some(change) = pack.change {
                         let bad = claims::check(&given, "", Some(&hostile(&insight, change)));
                         hostile_planted += 2;
-                        let caught = bad
-                            .iter()
-                            .filter(|c| {
-                                !c.supported
-                                    && (c.text.ends_with("points") || c.text == "Zephyr Haulage")
-                            })
-                            .count()
-                            .min(2);
+                        let flagged = |text: &dyn Fn(&str) -> bool| {
+                            bad.iter()
+                                .any(|c| c.part == "headline" && !c.supported && text(&c.text))
+                        };
+                        let caught = usize::from(flagged(&|t| t.ends_with(" points")))
+                            + usize::from(flagged(&|t| t == "Zephyr Haulage"));
                         hostile_caught += caught;
                         if caught < 2 {
                             missed = bad

@@ -347,7 +347,12 @@ pub fn analyse(pack: &EvidencePack, rules: &Rules, question: Option<&str>) -> (S
             .collect();
         processes.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(b.0)));
         for (reason, points) in processes {
-            if root_causes.len() > MAX_ITEMS {
+            if root_causes
+                .iter()
+                .filter(|c| c.effect != Effect::Mix)
+                .count()
+                >= MAX_ITEMS
+            {
                 break;
             }
             let parts: Vec<String> = tree

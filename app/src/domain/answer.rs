@@ -35,10 +35,12 @@ impl<'a> Writer<'a> {
 
 /// Answers `lookups.intent` from `pack` (the pack of the site asked about) and the look-ups.
 /// Returns the insight contract for diagnosis questions ("why?"), none for the others.
+/// `dismissed` are actions the team dismissed for this card: they are not offered.
 pub fn answer(
     pack: &EvidencePack,
     rules: &Rules,
     lookups: &Lookups,
+    dismissed: &[String],
     out: &mut Writer,
 ) -> Option<Insight> {
     let name = &pack.scope.metric_name;
@@ -153,7 +155,10 @@ pub fn answer(
             None
         }
         Ask::Actions => {
-            let (_, diagnosis) = analyse(pack, rules, None);
+            let (_, mut diagnosis) = analyse(pack, rules, None);
+            diagnosis
+                .next_actions
+                .retain(|a| !dismissed.contains(&a.action));
             if diagnosis.next_actions.is_empty() {
                 out.line(format!(
                     "No playbook applies at {site}: {}.",
@@ -308,8 +313,8 @@ fn segments(pack: &EvidencePack, dimension: Option<&str>, out: &mut Writer) {
     let unit = metric.change_unit();
     let Some(change) = pack.change else {
         out.line(format!(
-            "There is no {} before {} to compare with at {site}.",
-            pack.period.label, pack.period.label
+            "There is nothing to compare with at {site}: no lines were due in {}.",
+            pack.previous_period.label
         ));
         return;
     };

@@ -1,7 +1,8 @@
 //! Text grounding: every number and every named member or reason an answer writes (in its
 //! headline, narrative, causes' evidence and next actions) is matched against what the
 //! agent was given: the evidence pack and the rest of the request's `custom_inputs` (the
-//! rules, the question). A claim that matches is supported; one that does not is marked
+//! rules, the look-ups; the question and feedback give words, not figures). A claim that
+//! matches is supported; one that does not is marked
 //! on the card and counted in the lineage.
 //!
 //! **Numbers.** A figure is read with its unit: `pp`/`points` (a change: matched against
@@ -31,8 +32,11 @@ use std::collections::{BTreeMap, HashSet};
 
 /// Relative part of a number's tolerance (when larger than its written rounding).
 pub const REL_TOLERANCE: f64 = 0.005;
-/// At most this many claims are kept per answer (the rest are not read).
+/// At most this many supported claims are kept per answer; unsupported ones are all kept
+/// (up to [`MAX_UNSUPPORTED`]), so padding an answer with true figures hides nothing.
 pub const MAX_CLAIMS: usize = 200;
+/// At most this many unsupported claims are kept (a reply is bounded in size anyway).
+pub const MAX_UNSUPPORTED: usize = 1000;
 
 /// One claim of an answer's text and its verdict.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -191,7 +195,13 @@ impl Evidence {
         e.walk(&pack_json, &mut Vec::new(), None);
         if let Some(obj) = inputs.as_object() {
             for (k, v) in obj.iter().filter(|(k, _)| k.as_str() != "evidence") {
-                e.walk(v, &mut vec![k.clone()], None);
+                // What people wrote (the question, feedback reasons) gives words, not
+                // figures: "did it fall 37 points?" does not make 37 points a fact.
+                if matches!(k.as_str(), "question" | "feedback") {
+                    e.learn(&v.to_string());
+                } else {
+                    e.walk(v, &mut vec![k.clone()], None);
+                }
             }
         }
         e.derive(pack);
@@ -511,7 +521,20 @@ pub fn check(evidence: &Evidence, text: &str, insight: Option<&Insight>) -> Vec<
             }
         }
     }
-    out.truncate(MAX_CLAIMS);
+    let (mut supported, mut unsupported) = (0, 0);
+    out.retain(|c| {
+        let n = if c.supported {
+            &mut supported
+        } else {
+            &mut unsupported
+        };
+        *n += 1;
+        *n <= if c.supported {
+            MAX_CLAIMS
+        } else {
+            MAX_UNSUPPORTED
+        }
+    });
     out
 }
 
@@ -596,6 +619,7 @@ fn numbers(text: &str) -> Vec<Number> {
         let mut end = i;
         let mut decimals = 0u32;
         let mut seen_point = false;
+        let mut grouped = false;
         while end < chars.len() {
             let c = chars[end];
             if c.is_ascii_digit() {
@@ -616,6 +640,7 @@ fn numbers(text: &str) -> Vec<Number> {
                     .is_some_and(|d| d.iter().all(|x| x.is_ascii_digit()))
                 && !chars.get(end + 4).is_some_and(|d| d.is_ascii_digit())
             {
+                grouped = true;
                 end += 1;
             } else {
                 break;
@@ -678,7 +703,9 @@ fn numbers(text: &str) -> Vec<Number> {
         };
         value *= scale;
         let whole = decimals == 0 && scale < 2.0;
-        if unit == Unit::Bare && whole && (value < 10.0 || (1900.0..=2100.0).contains(&value)) {
+        // Years are written without a thousands separator; "2,050" is an amount.
+        let year = !grouped && (1900.0..=2100.0).contains(&value);
+        if unit == Unit::Bare && whole && (value < 10.0 || year) {
             continue;
         }
         // The sign written before it, if any.
@@ -969,5 +996,20 @@ mod tests {
             wrong.note
         );
         assert_eq!(unsupported(&claims), 6);
+    }
+
+    #[test]
+    fn amounts_with_separators_are_read_and_the_question_gives_no_figures() {
+        assert_eq!(values("2,050 at stake in 2026"), [(2050.0, Unit::Bare)]);
+        let p = pack();
+        let asked = Evidence::new(
+            &p,
+            &serde_json::json!({"question": "did it fall 37 points?"}),
+        );
+        let claims = check(&asked, "OTIF fell 37 points.", None);
+        assert!(
+            claims.iter().any(|c| c.text == "37 points" && !c.supported),
+            "{claims:?}"
+        );
     }
 }

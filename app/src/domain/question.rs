@@ -172,14 +172,13 @@ fn read(question: &str, v: &Vocabulary) -> Read {
             .iter()
             .find(|(code, name)| names_site(&q, code, name))
             .map(|(code, _)| code.clone())
-    }
-    .filter(|s| *s != v.pack.scope.site);
+    };
     let ask = if has(&[
-        "since the last",
-        "since last",
-        "changed since",
-        "new since",
         "last insight",
+        "previous insight",
+        "last diagnosis",
+        "last refresh",
+        "since the insight",
     ]) {
         Some(Ask::SinceLast)
     } else if has(&[
@@ -334,7 +333,13 @@ pub fn resolve(earlier: &[String], question: &str, v: &Vocabulary) -> Intent {
 
 fn step(last: Option<&Intent>, question: &str, v: &Vocabulary) -> Intent {
     let r = read(question, v);
-    let site = r.site.or_else(|| last.and_then(|l| l.site.clone()));
+    let named = r.site.is_some();
+    // Naming the conversation's own site moves the question back to it.
+    let site = match r.site {
+        Some(s) if s == v.pack.scope.site => None,
+        Some(s) => Some(s),
+        None => last.and_then(|l| l.site.clone()),
+    };
     let ask = match r.ask {
         Some(ask) => ask,
         None => match (r.member, last) {
@@ -348,8 +353,8 @@ fn step(last: Option<&Intent>, question: &str, v: &Vocabulary) -> Intent {
             },
             (Some((dimension, member)), None) => Ask::Member { dimension, member },
             // "and for Dallas?": the last question again, there.
-            (None, Some(l)) if site.is_some() && site != l.site => l.ask.clone(),
-            (None, None) if site.is_some() => Ask::Why,
+            (None, Some(l)) if named && site != l.site => l.ask.clone(),
+            (None, None) if named => Ask::Why,
             _ => Ask::Outside,
         },
     };
@@ -576,7 +581,27 @@ mod tests {
             ask(&[], "and for the network?").site.as_deref(),
             Some("network")
         );
-        // The conversation's own site is no change of site.
+        // The conversation's own site is no change of site, and brings it back.
         assert_eq!(ask(&[], "why is Atlanta down?").site, None);
+        let back = ask(
+            &["Which customers are hit hardest?", "and for Dallas?"],
+            "and for Atlanta?",
+        );
+        assert_eq!(
+            (back.ask, back.site),
+            (
+                Ask::Segments {
+                    dimension: Some("customer".into())
+                },
+                None
+            )
+        );
+        // "since last week" is a comparison, not the last insight.
+        assert_eq!(
+            ask(&[], "What changed since last week?").ask,
+            Ask::Compare {
+                against: Against::Previous
+            }
+        );
     }
 }

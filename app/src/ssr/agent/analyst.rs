@@ -54,10 +54,29 @@ pub fn answer(request: &Value, sink: &mut dyn FnMut(&str)) -> Result<AnalystRepl
         ),
         None => None,
     };
+    // Actions the team dismissed for this card are not suggested again.
+    let dismissed: Vec<(String, String)> = custom
+        .pointer("/feedback/dismissed_actions")
+        .and_then(Value::as_array)
+        .map(|l| {
+            l.iter()
+                .filter_map(|d| {
+                    Some((
+                        d.get("action")?.as_str()?.to_string(),
+                        d.get("reason")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let mut out = Writer::new(sink);
     let (mut narrative, insight) = match &lookups {
         Some(l) => {
-            let insight = answer::answer(&pack, &rules, l, &mut out);
+            let offered: Vec<String> = dismissed.iter().map(|(a, _)| a.clone()).collect();
+            let insight = answer::answer(&pack, &rules, l, &offered, &mut out);
             (std::mem::take(&mut out.text), insight)
         }
         None => {
@@ -91,24 +110,6 @@ pub fn answer(request: &Value, sink: &mut dyn FnMut(&str)) -> Result<AnalystRepl
         narrative.push_str(&line);
         narrative.push('\n');
     }
-    // Actions the team dismissed for this card are not suggested again.
-    let dismissed: Vec<(String, String)> = custom
-        .pointer("/feedback/dismissed_actions")
-        .and_then(Value::as_array)
-        .map(|l| {
-            l.iter()
-                .filter_map(|d| {
-                    Some((
-                        d.get("action")?.as_str()?.to_string(),
-                        d.get("reason")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string(),
-                    ))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
     for (action, reason) in &dismissed {
         let before = insight.next_actions.len();
         insight.next_actions.retain(|a| &a.action != action);

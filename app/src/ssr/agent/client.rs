@@ -388,6 +388,7 @@ impl AgentClient {
         }
         let alias = model.alias.as_ref()?;
         let tracking = self.profile.tracking()?;
+        let tracking = tracking.as_str();
         if let Some((v, at)) = self.version.lock().ok()?.as_ref() {
             if at.elapsed() < self.profile.alias_ttl {
                 return Some(v.clone());

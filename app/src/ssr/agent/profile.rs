@@ -132,10 +132,10 @@ impl AgentProfile {
 
     /// The MLflow tracking server (alias resolution, feedback): the one configured, or for
     /// Databricks its workspace (whose registry, Unity Catalog and traces live there).
-    pub fn tracking(&self) -> Option<&str> {
+    pub fn tracking(&self) -> Option<String> {
         self.tracking_uri
-            .as_deref()
-            .or_else(|| (self.kind == AgentKind::Databricks).then_some(self.url.as_str()))
+            .clone()
+            .or_else(|| (self.kind == AgentKind::Databricks).then(|| self.base_url()))
     }
 
     fn path(&self) -> String {

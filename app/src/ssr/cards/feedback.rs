@@ -38,9 +38,7 @@ impl Cards {
             .filter(|r| !r.is_empty())
             .map(|r| r.chars().take(MAX_REASON).collect::<String>());
         let agent = self.agents.get(&insight.agent).cloned();
-        let tracking = agent
-            .as_ref()
-            .and_then(|a| a.profile().tracking().map(str::to_string));
+        let tracking = agent.as_ref().and_then(|a| a.profile().tracking());
         let send_to = match (&insight.trace_id, tracking) {
             (Some(trace), Some(tracking)) => Some((trace.clone(), tracking)),
             _ => None,

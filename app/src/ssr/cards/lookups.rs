@@ -7,7 +7,7 @@
 use super::evidence;
 use crate::domain::evidence::{EvidencePack, NETWORK};
 use crate::domain::kpi::{LineScore, Metric};
-use crate::domain::period::{parse_date, Grain, Period};
+use crate::domain::period::{parse_date, Grain, Lens, Period};
 use crate::domain::question::{
     self, Against, Ask, LastInsight, LineSample, Lookups, PeriodFigure, Vocabulary,
 };
@@ -111,7 +111,9 @@ pub async fn look_up(
             }
         }
         Ask::SinceLast => {
-            let last = insights::list(db, Some(&site), Some(metric), None, 20).await?;
+            // The card's own history: the same lens (grain and comparison).
+            let lens = Lens::of(&period, conversation.compare);
+            let last = insights::list(db, Some(&site), Some(metric), Some(lens), 50).await?;
             lookups.last_insight =
                 last.into_iter()
                     .find(|i| i.status == AnswerStatus::Ok)
