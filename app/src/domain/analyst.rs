@@ -503,18 +503,16 @@ fn moved_beyond_noise(metric: super::kpi::Metric, seg: &super::evidence::Segment
 
 /// The failure reason (other than `unspecified`) whose count grew most week over week.
 fn grown_reason(pack: &EvidencePack) -> Option<(String, i64)> {
-    let before = |reason: &str| {
-        pack.previous_otif_tree
-            .by_reason
-            .iter()
-            .find(|r| r.reason == reason)
-            .map_or(0, |r| r.failures)
-    };
     pack.otif_tree
         .by_reason
         .iter()
         .filter(|r| r.reason != "unspecified")
-        .map(|r| (r.reason.clone(), r.failures - before(&r.reason)))
+        .map(|r| {
+            (
+                r.reason.clone(),
+                r.failures - pack.previous_failures(&r.reason),
+            )
+        })
         .filter(|(_, d)| *d > 0)
         .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(&a.0)))
 }

@@ -362,16 +362,9 @@ impl Evidence {
                 }
             }
         }
-        let before = |reason: &str| {
-            pack.previous_otif_tree
-                .by_reason
-                .iter()
-                .find(|r| r.reason == reason)
-                .map_or(0, |r| r.failures)
-        };
         for r in &pack.otif_tree.by_reason {
             self.figures.push(Figure {
-                value: (r.failures - before(&r.reason)) as f64,
+                value: (r.failures - pack.previous_failures(&r.reason)) as f64,
                 kind: Kind::Count,
                 label: format!("change in {} failures", r.reason),
             });
@@ -869,52 +862,8 @@ mod tests {
         );
     }
 
-    /// DAL: RoadRunner goes from on time to half late; FastFreight stays on time.
     fn pack() -> EvidencePack {
-        use crate::domain::evidence::{pack_from_lines, LineFact, Scope};
-        use crate::domain::kpi::Metric;
-        use crate::domain::period::{parse_date, Week};
-        let as_of = parse_date("2026-11-21").unwrap();
-        let week = Week::latest_complete(as_of);
-        let mut lines = Vec::new();
-        for (i, carrier) in ["RoadRunner", "FastFreight"].iter().enumerate() {
-            for n in 0..200 {
-                for (w, late) in [(week.previous(), false), (week, i == 0 && n % 2 == 0)] {
-                    let due = w.start + chrono::Days::new((n % 5) as u64);
-                    lines.push(LineFact {
-                        site: "DAL".into(),
-                        customer: format!("C{}", n % 3),
-                        carrier: carrier.to_string(),
-                        sku: "SKU-1".into(),
-                        category: "Grocery".into(),
-                        ordered_qty: 10,
-                        delivered_qty: 10,
-                        due_date: due,
-                        delivered_date: Some(due + chrono::Days::new(if late { 3 } else { 0 })),
-                        reason_code: late.then(|| "carrier_late".to_string()),
-                        attrs: Vec::new(),
-                    });
-                }
-            }
-        }
-        let scope = Scope {
-            site: "DAL".into(),
-            site_name: "Dallas".into(),
-            metric: Metric::OTIF,
-            metric_name: "OTIF".into(),
-            definition: String::new(),
-            unit: "%".into(),
-            focus: None,
-        };
-        pack_from_lines(
-            scope,
-            week,
-            as_of,
-            &lines,
-            &[],
-            Some(as_of),
-            &crate::domain::rules::sample_rules(),
-        )
+        crate::domain::evidence::late_carrier_pack()
     }
 
     fn given(p: &EvidencePack) -> Evidence {

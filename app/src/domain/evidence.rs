@@ -992,6 +992,15 @@ impl EvidencePack {
             .find(|s| s.member == member)
     }
 
+    /// Failures with this reason code in the period before (0 when it had none).
+    pub fn previous_failures(&self, reason: &str) -> i64 {
+        self.previous_otif_tree
+            .by_reason
+            .iter()
+            .find(|r| r.reason == reason)
+            .map_or(0, |r| r.failures)
+    }
+
     /// A plain-language summary for the agent's user message (the full pack travels in
     /// `custom_inputs`).
     pub fn summary(&self) -> String {
@@ -1121,6 +1130,58 @@ pub(crate) fn pack_from_lines(
         latest_data_date,
         rules,
     })
+}
+
+/// Test support: DAL, where RoadRunner goes from on time to half late while FastFreight
+/// stays on time (OTIF −25 pp, the carrier's rate effect).
+#[cfg(test)]
+pub(crate) fn late_carrier_pack() -> EvidencePack {
+    use super::period::parse_date;
+    use super::rules::sample_rules;
+    let rules = sample_rules();
+    let week = Week::latest_complete(parse_date("2026-11-21").unwrap());
+    let mut lines = Vec::new();
+    for (i, carrier) in ["RoadRunner", "FastFreight"].iter().enumerate() {
+        for n in 0..200 {
+            for (w, late) in [(week.previous(), false), (week, i == 0 && n % 2 == 0)] {
+                let due = w.start + chrono::Days::new((n % 5) as u64);
+                lines.push(LineFact {
+                    site: "DAL".into(),
+                    customer: format!("C{}", n % 3),
+                    carrier: carrier.to_string(),
+                    sku: "SKU-1".into(),
+                    category: "Grocery".into(),
+                    ordered_qty: 10,
+                    delivered_qty: 10,
+                    due_date: due,
+                    delivered_date: Some(if late {
+                        due + chrono::Days::new(3)
+                    } else {
+                        due
+                    }),
+                    reason_code: late.then(|| "carrier_late".to_string()),
+                    attrs: Vec::new(),
+                });
+            }
+        }
+    }
+    pack_from_lines(
+        Scope {
+            site: "DAL".into(),
+            site_name: "Dallas".into(),
+            metric: Metric::OTIF,
+            metric_name: "OTIF".into(),
+            definition: String::new(),
+            unit: "%".into(),
+            focus: None,
+        },
+        week,
+        parse_date("2026-11-21").unwrap(),
+        &lines,
+        &[],
+        Some(parse_date("2026-11-20").unwrap()),
+        &rules,
+    )
 }
 
 #[cfg(test)]

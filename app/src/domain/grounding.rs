@@ -206,57 +206,10 @@ fn check_process(pack: &EvidencePack, cause: &RootCause) -> Grounding {
 mod tests {
     use super::*;
     use crate::domain::analyst::analyse;
-    use crate::domain::evidence::{pack_from_lines, LineFact, Scope};
-    use crate::domain::kpi::Metric;
-    use crate::domain::period::{parse_date, Week};
     use crate::domain::rules::sample_rules;
 
-    /// DAL: RoadRunner goes from on time to mostly late; FastFreight stays on time.
     fn pack() -> EvidencePack {
-        let rules = sample_rules();
-        let week = Week::latest_complete(parse_date("2026-11-21").unwrap());
-        let mut lines = Vec::new();
-        for (i, carrier) in ["RoadRunner", "FastFreight"].iter().enumerate() {
-            for n in 0..200 {
-                for (w, late) in [(week.previous(), false), (week, i == 0 && n % 2 == 0)] {
-                    let due = w.start + chrono::Days::new((n % 5) as u64);
-                    lines.push(LineFact {
-                        site: "DAL".into(),
-                        customer: format!("C{}", n % 3),
-                        carrier: carrier.to_string(),
-                        sku: "SKU-1".into(),
-                        category: "Grocery".into(),
-                        ordered_qty: 10,
-                        delivered_qty: 10,
-                        due_date: due,
-                        delivered_date: Some(if late {
-                            due + chrono::Days::new(3)
-                        } else {
-                            due
-                        }),
-                        reason_code: late.then(|| "carrier_late".to_string()),
-                        attrs: Vec::new(),
-                    });
-                }
-            }
-        }
-        pack_from_lines(
-            Scope {
-                site: "DAL".into(),
-                site_name: "Dallas".into(),
-                metric: Metric::OTIF,
-                metric_name: "OTIF".into(),
-                definition: String::new(),
-                unit: "%".into(),
-                focus: None,
-            },
-            week,
-            parse_date("2026-11-21").unwrap(),
-            &lines,
-            &[],
-            Some(parse_date("2026-11-20").unwrap()),
-            &rules,
-        )
+        crate::domain::evidence::late_carrier_pack()
     }
 
     fn insight(causes: Vec<RootCause>) -> Insight {
