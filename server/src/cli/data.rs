@@ -1,5 +1,5 @@
 //! `opsight migrate`, `opsight retally`, `opsight seed-demo` and `opsight import
-//! orders|costs`: data in, each all or nothing.
+//! orders|costs`: data in, each all or nothing; `opsight backup` and `opsight restore`.
 
 use crate::config::Config;
 use anyhow::Context;
@@ -35,6 +35,48 @@ pub enum ImportWhat {
     Costs { file: PathBuf },
     /// Site names and regions (`code`, `name`, `region`): rename and group; all or nothing.
     Sites { file: PathBuf },
+}
+
+#[derive(Args)]
+pub struct Backup {
+    /// Where to write the copy (it must not exist).
+    file: PathBuf,
+}
+
+#[derive(Args)]
+pub struct Restore {
+    /// A file `opsight backup` wrote.
+    file: PathBuf,
+    /// Overwrite a database that holds data.
+    #[arg(long)]
+    force: bool,
+}
+
+fn describe(c: &store::backup::Contents) -> String {
+    format!(
+        "schema {}, {} order lines, {} insights, {} users",
+        c.schema_version, c.order_lines, c.insights, c.users
+    )
+}
+
+/// A consistent copy of the SQLite store while it serves.
+pub async fn backup(config: &Config, args: Backup) -> anyhow::Result<()> {
+    let db = store::connect(&config.database_url).await?;
+    let contents = store::backup::backup(&db, &args.file).await?;
+    db.close().await;
+    println!(
+        "backed up to {}: {}",
+        args.file.display(),
+        describe(&contents)
+    );
+    Ok(())
+}
+
+/// A backup copied into the (stopped) SQLite store.
+pub async fn restore(config: &Config, args: Restore) -> anyhow::Result<()> {
+    let contents = store::backup::restore(&config.database_url, &args.file, args.force).await?;
+    println!("restored {}: {}", args.file.display(), describe(&contents));
+    Ok(())
 }
 
 pub async fn migrate(config: &Config) -> anyhow::Result<()> {

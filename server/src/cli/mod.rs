@@ -3,7 +3,8 @@
 //! - [`serve`]: the dashboard, the JSON API and the built-in analyst, with the background
 //!   loops (`opsight serve`).
 //! - [`accounts`]: `opsight user …` and `opsight token …`.
-//! - [`data`]: `opsight migrate`, `opsight seed-demo`, `opsight import orders|costs`.
+//! - [`data`]: `opsight migrate`, `opsight seed-demo`, `opsight import orders|costs`,
+//!   `opsight backup`, `opsight restore`.
 //! - [`refresh`]: `opsight refresh`, a run executed here.
 //! - [`sources`]: `opsight sources list|sync`, the sources file's data sources.
 //!
@@ -41,6 +42,11 @@ enum Command {
     Retally,
     /// Fill an empty database with the demo network (relative to OPSIGHT_AS_OF or today).
     SeedDemo(data::SeedDemo),
+    /// Write a consistent copy of the SQLite database to FILE, safe while Opsight serves.
+    Backup(data::Backup),
+    /// Copy a backup into the SQLite database (stop Opsight first); refuses a database
+    /// that holds data without --force, and a backup of a newer schema.
+    Restore(data::Restore),
     /// Manage user accounts.
     User {
         #[command(subcommand)]
@@ -74,6 +80,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => data::migrate(&config).await,
         Command::Retally => data::retally(&config).await,
         Command::SeedDemo(args) => data::seed_demo(&config, args).await,
+        Command::Backup(args) => data::backup(&config, args).await,
+        Command::Restore(args) => data::restore(&config, args).await,
         Command::User { command } => accounts::user(&config, command).await,
         Command::Token { command } => accounts::token(&config, command).await,
         Command::Import { what } => data::import(&config, what).await,

@@ -72,6 +72,8 @@ fn help_lists_every_command() {
         "sources",
         "user",
         "token",
+        "backup",
+        "restore",
     ] {
         assert!(t.contains(cmd), "{cmd} missing from --help: {t}");
     }

@@ -11,6 +11,7 @@ mod agent_client;
 mod analyst_demo;
 mod answers;
 mod api;
+mod backup;
 mod catalogue;
 mod cli;
 mod conversations;

@@ -21,6 +21,7 @@
 //!   its rows read as text.
 //! - [`accounts`]: users, sessions, API tokens.
 //! - [`audit`]: the audit log.
+//! - [`backup`]: `VACUUM INTO` backups of a SQLite store, and their restore.
 //!
 //! Conventions, so the SQL stays portable: `$n` placeholders, dates as `YYYY-MM-DD` text,
 //! timestamps as fixed-width RFC 3339 UTC text (text order is time order), flags as
@@ -37,6 +38,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod backup;
 pub mod conversations;
 pub mod facts;
 pub mod foreign;
@@ -190,18 +192,21 @@ pub(crate) fn json_rows(backend: Backend, cols: &[(&str, Col)]) -> String {
     }
 }
 
+/// The file of a SQLite URL (`sqlite:data/opsight.db?mode=rwc` → `data/opsight.db`); none
+/// for PostgreSQL or an in-memory database.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let path = url.strip_prefix("sqlite:")?.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.contains(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
 /// Connects, creating a SQLite file (and its folder) when missing, and applies migrations.
 pub async fn connect(url: &str) -> Result<Db> {
     sqlx::any::install_default_drivers();
     let is_sqlite = url.starts_with("sqlite:");
     let mut url = url.to_string();
-    if is_sqlite && !url.contains(":memory:") {
-        let path = url.trim_start_matches("sqlite:").trim_start_matches("//");
-        let path = path.split('?').next().unwrap_or_default();
-        if let Some(dir) = std::path::Path::new(path)
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
+    if let Some(path) = sqlite_file(&url) {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 StoreError::Setup(format!(
                     "Failed to create the database folder {}: {e}",

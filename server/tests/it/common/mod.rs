@@ -40,6 +40,18 @@ pub struct TestDb {
     pg_name: Option<String>,
 }
 
+impl TestDb {
+    /// A database made elsewhere (a restored backup), dropped with `dir`.
+    pub fn existing(db: Db, dir: PathBuf, url: String) -> TestDb {
+        TestDb {
+            db,
+            dir,
+            url,
+            pg_name: None,
+        }
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -138,7 +150,8 @@ pub async fn pg_test_db() -> TestDb {
     }
 }
 
-async fn sqlite_test_db() -> TestDb {
+/// A fresh SQLite database whatever `OPSIGHT_TEST_DATABASE` says (backup tests).
+pub async fn sqlite_test_db() -> TestDb {
     let (_, dir) = test_dir();
     let url = format!("sqlite:{}/test.db", dir.display());
     let db = store::connect(&url).await.expect("test database");
@@ -296,7 +309,11 @@ pub async fn spawn_builtin_tuned(lines: usize, tune: impl FnOnce(&mut Config)) -
 /// The app on a fresh database seeded with `lines` demo lines, configured by [`config`]
 /// and then `tune`.
 pub async fn spawn_app_tuned(lines: usize, tune: impl FnOnce(&mut Config)) -> TestApp {
-    let tdb = test_db().await;
+    spawn_app_on(test_db().await, lines, tune).await
+}
+
+/// [`spawn_app_tuned`] on this database.
+pub async fn spawn_app_on(tdb: TestDb, lines: usize, tune: impl FnOnce(&mut Config)) -> TestApp {
     if lines > 0 {
         seed(&tdb.db, lines).await;
     }
