@@ -274,8 +274,16 @@ pub async fn ping(db: &Db) -> Result<()> {
     Ok(())
 }
 
+/// Starts a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
+/// a deferred transaction that reads and then writes cannot be upgraded while another
+/// writer holds the lock, and fails at once with "database is locked" instead of waiting
+/// (`busy_timeout` applies only to taking the lock).
 pub async fn begin(db: &Db) -> Result<Tx> {
-    db.begin().await.ctx("Failed to start a transaction")
+    match Backend::of(db) {
+        Backend::Sqlite => db.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => db.begin().await,
+    }
+    .ctx("Failed to start a transaction")
 }
 
 pub async fn commit(tx: Tx) -> Result<()> {
