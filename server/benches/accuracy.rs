@@ -29,6 +29,7 @@ use app::domain::materiality::CostBook;
 use app::domain::period::{Grain, Period};
 use app::domain::rules::Rules;
 use app::domain::tally::{Breakdown, Scorer, Tally};
+use app::ssr::data::seed::Rng;
 use chrono::{Days, NaiveDate};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -49,33 +50,6 @@ const CUSTOMERS: usize = 20;
 const SITES: [&str; 6] = ["S1", "S2", "S3", "S4", "S5", "S6"];
 /// Lines due per day in a scope.
 const LINES_PER_DAY: u64 = 600;
-
-/// splitmix64: small, fast, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn f(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn pick(&mut self, weights: &[f64]) -> usize {
-        let total: f64 = weights.iter().sum();
-        let mut x = self.f() * total;
-        for (i, w) in weights.iter().enumerate() {
-            if x < *w {
-                return i;
-            }
-            x -= w;
-        }
-        weights.len() - 1
-    }
-}
 
 /// The lines of one world's two periods.
 fn lines(
@@ -104,13 +78,13 @@ fn lines(
         while day <= p.end {
             for _ in 0..LINES_PER_DAY {
                 let s = if network {
-                    rng.pick(&[3.0, 2.0, 2.0, 1.5, 1.0, 1.0])
+                    rng.weighted(&[3.0, 2.0, 2.0, 1.5, 1.0, 1.0])
                 } else {
                     0
                 };
-                let c = rng.pick(&[3.0, 2.0, 2.0, 1.5, 1.0, 1.0]);
-                let k = rng.pick(&[2.0, 2.0, 1.5, 1.5, 1.0, 1.0, 1.0, 1.0]);
-                let u = rng.pick(&customer_w);
+                let c = rng.weighted(&[3.0, 2.0, 2.0, 1.5, 1.0, 1.0]);
+                let k = rng.weighted(&[2.0, 2.0, 1.5, 1.5, 1.0, 1.0, 1.0, 1.0]);
+                let u = rng.weighted(&customer_w);
                 let mut late_p = carrier_late[c] + site_late[s];
                 let mut short_p = category_short[k];
                 let mut late_reason = if rng.f() < 0.7 {
@@ -147,7 +121,7 @@ fn lines(
                 let delivered_date = if missing {
                     None
                 } else if late {
-                    Some(day + Days::new(1 + rng.next() % 3))
+                    Some(day + Days::new(1 + rng.next_u64() % 3))
                 } else {
                     Some(day)
                 };
@@ -160,7 +134,7 @@ fn lines(
                     site: SITES[s].into(),
                     customer: format!("U{}", u + 1),
                     carrier: CARRIERS[c].into(),
-                    sku: format!("SKU-{}", rng.next() % 200),
+                    sku: format!("SKU-{}", rng.next_u64() % 200),
                     category: CATEGORIES[k].into(),
                     ordered_qty: 10,
                     delivered_qty: if short { 6 } else { 10 },

@@ -533,7 +533,6 @@ fn round2(v: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::domain::evidence::{pack_from_lines, LineFact, Scope, NETWORK};
-    use crate::domain::kpi::Metric;
     use crate::domain::period::{parse_date, Week};
     use crate::domain::rules::sample_rules;
     use chrono::Duration;
@@ -575,15 +574,7 @@ mod tests {
     fn analyse_lines(site: &str, facts: Vec<LineFact>) -> (EvidencePack, Insight) {
         let rules = sample_rules();
         let pack = pack_from_lines(
-            Scope {
-                site: site.into(),
-                site_name: site.into(),
-                metric: Metric::OTIF,
-                metric_name: "OTIF".into(),
-                definition: String::new(),
-                unit: "pct".into(),
-                focus: None,
-            },
+            Scope::otif_for_tests(site, site),
             Week::containing(parse_date("2026-11-09").unwrap()),
             parse_date("2026-11-21").unwrap(),
             &facts,
@@ -692,15 +683,7 @@ mod tests {
         let week = Week::containing(parse_date("2026-11-09").unwrap());
         let as_of = parse_date("2026-11-17").unwrap();
         pack_from_lines(
-            Scope {
-                site: "DAL".into(),
-                site_name: "Dallas".into(),
-                metric: Metric::OTIF,
-                metric_name: "OTIF".into(),
-                definition: String::new(),
-                unit: "pct".into(),
-                focus: None,
-            },
+            Scope::otif_for_tests("DAL", "Dallas"),
             week,
             as_of,
             &lines,
@@ -852,15 +835,7 @@ mod tests {
         let week = Week::containing(parse_date("2026-11-10").unwrap());
         let as_of = parse_date("2026-11-17").unwrap();
         let pack = pack_from_lines(
-            Scope {
-                site: "DAL".into(),
-                site_name: "Dallas".into(),
-                metric: Metric::OTIF,
-                metric_name: "OTIF".into(),
-                definition: String::new(),
-                unit: "pct".into(),
-                focus: None,
-            },
+            Scope::otif_for_tests("DAL", "Dallas"),
             week,
             as_of,
             &all,

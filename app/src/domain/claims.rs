@@ -180,8 +180,9 @@ const COMMON: &[&str] = &[
 ];
 
 impl Evidence {
-    /// `inputs` is the request's `custom_inputs` (evidence, rules, question, feedback);
-    /// the pack is read from it when given separately too.
+    /// `inputs` is the request's `custom_inputs` (evidence, rules, question, look-ups);
+    /// `pack` gives the derived figures, and the figures themselves when `inputs` has no
+    /// `evidence`.
     pub fn new(pack: &EvidencePack, inputs: &Value) -> Evidence {
         let mut e = Evidence {
             figures: Vec::new(),
@@ -191,8 +192,16 @@ impl Evidence {
             change: pack.change,
             change_unit: pack.scope.metric.change_unit(),
         };
-        let pack_json = serde_json::to_value(pack).unwrap_or(Value::Null);
-        e.walk(&pack_json, &mut Vec::new(), None);
+        // The request carries the pack as JSON already; serialise it only when it does not.
+        let serialised;
+        let pack_json = match inputs.get("evidence") {
+            Some(v) => v,
+            None => {
+                serialised = serde_json::to_value(pack).unwrap_or(Value::Null);
+                &serialised
+            }
+        };
+        e.walk(pack_json, &mut Vec::new(), None);
         if let Some(obj) = inputs.as_object() {
             for (k, v) in obj.iter().filter(|(k, _)| k.as_str() != "evidence") {
                 // What people wrote (the question, feedback reasons) gives words, not

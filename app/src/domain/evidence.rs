@@ -1071,6 +1071,22 @@ impl EvidencePack {
     }
 }
 
+#[cfg(test)]
+impl Scope {
+    /// Test support: OTIF at `site`.
+    pub(crate) fn otif_for_tests(site: &str, site_name: &str) -> Scope {
+        Scope {
+            site: site.into(),
+            site_name: site_name.into(),
+            metric: Metric::OTIF,
+            metric_name: "OTIF".into(),
+            definition: String::new(),
+            unit: "%".into(),
+            focus: None,
+        }
+    }
+}
+
 /// Test support: a pack for `week` built from raw lines, tallied the way the metric store
 /// tallies them (network scopes get the `site` dimension), with the series from `weekly`.
 #[cfg(test)]
@@ -1166,15 +1182,7 @@ pub(crate) fn late_carrier_pack() -> EvidencePack {
         }
     }
     pack_from_lines(
-        Scope {
-            site: "DAL".into(),
-            site_name: "Dallas".into(),
-            metric: Metric::OTIF,
-            metric_name: "OTIF".into(),
-            definition: String::new(),
-            unit: "%".into(),
-            focus: None,
-        },
+        Scope::otif_for_tests("DAL", "Dallas"),
         week,
         parse_date("2026-11-21").unwrap(),
         &lines,
@@ -1347,15 +1355,7 @@ mod tests {
             })
             .collect();
         let pack = pack_from_lines(
-            Scope {
-                site: "DAL".into(),
-                site_name: "Dallas".into(),
-                metric: Metric::OTIF,
-                metric_name: "OTIF".into(),
-                definition: String::new(),
-                unit: "pct".into(),
-                focus: None,
-            },
+            Scope::otif_for_tests("DAL", "Dallas"),
             week,
             parse_date("2026-11-20").unwrap(),
             &lines,

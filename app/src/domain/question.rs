@@ -440,7 +440,6 @@ mod tests {
 
     fn pack() -> EvidencePack {
         use crate::domain::evidence::{pack_from_lines, LineFact, Scope};
-        use crate::domain::kpi::Metric;
         use crate::domain::period::{parse_date, Week};
         let as_of = parse_date("2026-11-21").unwrap();
         let week = Week::latest_complete(as_of);
@@ -462,15 +461,7 @@ mod tests {
                 });
             }
         }
-        let scope = Scope {
-            site: "ATL".into(),
-            site_name: "Atlanta".into(),
-            metric: Metric::OTIF,
-            metric_name: "OTIF".into(),
-            definition: String::new(),
-            unit: "%".into(),
-            focus: None,
-        };
+        let scope = Scope::otif_for_tests("ATL", "Atlanta");
         let rules = crate::domain::rules::sample_rules();
         pack_from_lines(scope, week, as_of, &lines, &[], Some(as_of), &rules)
     }

@@ -72,11 +72,12 @@ pub const CATEGORIES: [&str; 8] = [
     "Pet Care",
 ];
 
-/// SplitMix64: small, fast and deterministic; quality is ample for demo data.
-struct Rng(u64);
+/// SplitMix64: small, fast and deterministic; quality is ample for demo data (and for the
+/// accuracy benchmark's worlds).
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -84,13 +85,14 @@ impl Rng {
         z ^ (z >> 31)
     }
     /// Uniform in [0, 1).
-    fn f(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    pub fn f(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
     fn below(&mut self, n: usize) -> usize {
         (self.f() * n as f64) as usize % n.max(1)
     }
-    fn weighted(&mut self, weights: &[f64]) -> usize {
+    /// An index drawn with these weights.
+    pub fn weighted(&mut self, weights: &[f64]) -> usize {
         let total: f64 = weights.iter().sum();
         let mut x = self.f() * total;
         for (i, w) in weights.iter().enumerate() {
