@@ -9,6 +9,10 @@ export CARGO_TARGET_DIR="${OPSIGHT_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/o
 # the same value, so they neither rebuild leptos nor leave a binary that asks for
 # /pkg/opsight_bg.wasm.
 export LEPTOS_OUTPUT_NAME=opsight
+# The site (wasm, styles, public/) that .ci/build makes and compiles into the server
+# (server/build.rs). Every script's cargo commands see the same value, so tests, benches
+# and .ci/build share their artifacts instead of rebuilding the server for each.
+export OPSIGHT_EMBED_SITE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/site"
 # Node tools (wasm-opt from npm's binaryen; Debian's binaryen breaks hydration).
 export OPSIGHT_TOOLS="${OPSIGHT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/opsight/tools}"
 export PATH="$HOME/.cargo/bin:$OPSIGHT_TOOLS/node_modules/.bin:$PATH"

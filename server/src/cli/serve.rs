@@ -17,6 +17,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         questions_agent = state.agents().questions().name(),
         "Opsight is serving http://{local}"
     );
+    if crate::routes::site::embedded() {
+        tracing::info!("site (wasm, styles, static files) served from this binary");
+    } else {
+        tracing::info!(
+            site_root = %state.leptos_options().site_root,
+            "site served from disk (LEPTOS_SITE_ROOT): this binary carries none"
+        );
+    }
     record_agents(state, &agents_now).await?;
     warn_without_accounts(state).await?;
     tracing::info!(channels, "notification channels configured");

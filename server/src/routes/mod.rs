@@ -7,7 +7,7 @@
 //! - [`auth`]: the sign-in and sign-out forms; [`health`]: `/healthz`, `/readyz`,
 //!   `/metrics`; [`analyst`]: the built-in analyst at `/agent/invocations`.
 //! - Leptos pages and server functions (with `AppState` in their context), static files
-//!   and the 404 page; [`page_cache`]: rendered pages kept a second per viewer and URL.
+//!   ([`site`]: compiled in, or Leptos's handler on `LEPTOS_SITE_ROOT`) and the 404 page; [`page_cache`]: rendered pages kept a second per viewer and URL.
 
 pub mod analyst;
 pub mod api;
@@ -16,13 +16,14 @@ pub mod health;
 pub mod openapi;
 pub mod operations;
 pub mod page_cache;
+pub mod site;
 
 use crate::guard;
 use app::app::{shell, App};
 use app::ssr::access::Principal;
 use app::ssr::state::AppState;
-use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodFilter};
 use axum::Router;
@@ -93,6 +94,10 @@ pub fn router(state: AppState, guarded: bool) -> Router {
         }
     };
     let shell_options = state.leptos_options().clone();
+    // Static files: the site compiled in first, then Leptos's handler (files under
+    // LEPTOS_SITE_ROOT, else the 404 page).
+    let files =
+        leptos_axum::file_and_error_handler_with_context::<AppState, _>(context.clone(), shell);
     let router = Router::new()
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
@@ -106,10 +111,15 @@ pub fn router(state: AppState, guarded: bool) -> Router {
         // Latency by matched route (after routing, so the label is the route pattern).
         .route_layer(axum::middleware::from_fn(track_latency))
         .route("/metrics", get(health::metrics))
-        .fallback(leptos_axum::file_and_error_handler_with_context::<
-            AppState,
-            _,
-        >(context, shell));
+        .fallback(move |uri: Uri, state: State<AppState>, request: Request| {
+            let files = files.clone();
+            async move {
+                match site::serve(request.method(), uri.path(), request.headers()) {
+                    Some(file) => file,
+                    None => files(uri, state, request).await,
+                }
+            }
+        });
     // Rendered pages, for a second, per viewer and URL (inside the guard: it knows who
     // asks; inside the security headers: each response gets its own nonce).
     let router = router.layer(axum::middleware::from_fn_with_state(
