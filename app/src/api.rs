@@ -17,16 +17,16 @@ use leptos::prelude::*;
 use leptos::server_fn::codec::Json;
 
 #[cfg(feature = "ssr")]
-use crate::ssr::context::{actor, respond, signed_in, state};
+use crate::ssr::context::{actor, reach, respond, signed_in, state};
 
 #[server(endpoint = "dashboard", input = Json)]
 pub async fn get_dashboard(#[server(flatten)] q: DashboardQuery) -> Result<Dashboard, AppError> {
-    respond(state()?.cards().dashboard(q).await)
+    respond(state()?.cards().dashboard(q, &reach()).await)
 }
 
 #[server(endpoint = "kpi_detail", input = Json)]
 pub async fn get_kpi_detail(#[server(flatten)] q: KpiQuery) -> Result<KpiDetail, AppError> {
-    respond(state()?.cards().kpi_detail(q).await)
+    respond(state()?.cards().kpi_detail(q, &reach()).await)
 }
 
 /// Refreshes one card now; `question` is optional ("why is this down?").
@@ -34,7 +34,7 @@ pub async fn get_kpi_detail(#[server(flatten)] q: KpiQuery) -> Result<KpiDetail,
 pub async fn refresh_insight(
     #[server(flatten)] input: RefreshRequest,
 ) -> Result<InsightView, AppError> {
-    respond(state()?.cards().refresh(input).await)
+    respond(state()?.cards().refresh(input, &reach()).await)
 }
 
 #[server(endpoint = "rules")]
@@ -55,7 +55,12 @@ pub async fn edit_rules(edit: RuleEdit) -> Result<RuleEdited, AppError> {
 pub async fn ask_question(
     #[server(flatten)] input: StartConversation,
 ) -> Result<TurnStarted, AppError> {
-    respond(state()?.cards().start_conversation(input, &actor()).await)
+    respond(
+        state()?
+            .cards()
+            .start_conversation(input, &actor(), &reach())
+            .await,
+    )
 }
 
 #[server(endpoint = "ask_follow_up", input = Json)]
@@ -66,19 +71,19 @@ pub async fn ask_follow_up(
     respond(
         state()?
             .cards()
-            .follow_up(&conversation_id, input, &actor())
+            .follow_up(&conversation_id, input, &actor(), &reach())
             .await,
     )
 }
 
 #[server(endpoint = "conversation", input = Json)]
 pub async fn get_conversation(id: String) -> Result<ConversationView, AppError> {
-    respond(state()?.cards().conversation(&id).await)
+    respond(state()?.cards().conversation(&id, &reach()).await)
 }
 
 #[server(endpoint = "lineage", input = Json)]
 pub async fn get_lineage(id: String) -> Result<LineagePage, AppError> {
-    respond(state()?.cards().lineage(&id).await)
+    respond(state()?.cards().lineage(&id, &reach()).await)
 }
 
 /// Thumbs up (`helpful`) or down on an insight, with an optional reason.
@@ -90,7 +95,7 @@ pub async fn give_feedback(
     respond(
         state()?
             .cards()
-            .give_feedback(&insight_id, input, &actor())
+            .give_feedback(&insight_id, input, &actor(), &reach())
             .await,
     )
 }
@@ -175,19 +180,24 @@ pub async fn run_schedule_now(id: String) -> Result<RunView, AppError> {
 #[server(endpoint = "start_run", input = Json)]
 pub async fn start_run(#[server(flatten)] input: RunRequest) -> Result<RunView, AppError> {
     use crate::domain::status::RunOrigin;
-    respond(state()?.runs().start(input, RunOrigin::Manual).await)
+    respond(
+        state()?
+            .runs()
+            .start(input, RunOrigin::Manual, &reach())
+            .await,
+    )
 }
 
 /// Runs, latest first; `active` only those running or finished in the last 10 seconds
 /// (the dashboard's progress bars).
 #[server(endpoint = "runs", input = Json)]
 pub async fn list_runs(#[server(flatten)] q: RunsQuery) -> Result<Vec<RunView>, AppError> {
-    respond(state()?.runs().list(q).await)
+    respond(state()?.runs().list(q, &reach()).await)
 }
 
 #[server(endpoint = "run_detail", input = Json)]
 pub async fn get_run(id: String) -> Result<RunDetail, AppError> {
-    respond(state()?.runs().detail(&id).await)
+    respond(state()?.runs().detail(&id, &reach()).await)
 }
 
 /// Acknowledge, assign (with `assignee`), mark done, or dismiss (with `reason`) next action
@@ -201,7 +211,7 @@ pub async fn update_action(
     respond(
         state()?
             .cards()
-            .update_action(&insight_id, position, change)
+            .update_action(&insight_id, position, change, &reach())
             .await,
     )
 }

@@ -117,8 +117,13 @@ pub struct Dashboard {
     /// What the period is compared with.
     #[serde(default)]
     pub compare: crate::domain::period::Compare,
+    /// The whole network, or (for a principal limited to some sites) the sum of its
+    /// sites, with `site` empty and no cards.
     pub network: SiteRow,
     pub sites: Vec<SiteRow>,
+    /// The sites the viewer is limited to (none: every site).
+    #[serde(default)]
+    pub reach: Option<Vec<String>>,
     pub rules_version: i64,
     /// Data sources whose last sync failed: their data on this page is as old as their last
     /// good sync (shown above the tiles).
@@ -486,6 +491,9 @@ pub struct UserView {
     /// False for accounts that sign in only through the trusted proxy.
     pub has_password: bool,
     pub created_at: String,
+    /// The sites it is limited to (`DAL,ATL,region:South`); none: every site.
+    #[serde(default)]
+    pub sites: Option<String>,
 }
 
 /// An API token, as lists show it: its prefix, never the secret or its hash.
@@ -499,6 +507,9 @@ pub struct TokenView {
     pub created_at: String,
     pub last_used_at: Option<String>,
     pub revoked_at: Option<String>,
+    /// The sites it is limited to; none: every site.
+    #[serde(default)]
+    pub sites: Option<String>,
 }
 
 /// A new token and its secret, returned once at creation and never again.
@@ -809,6 +820,10 @@ pub struct NewUser {
     #[serde(default)]
     pub password: Option<String>,
     pub role: crate::domain::access::Role,
+    /// Limits the user to these sites and regions (`DAL,ATL,region:South`); none or
+    /// empty: every site.
+    #[serde(default)]
+    pub sites: Option<String>,
 }
 
 /// What an admin may change about a user.
@@ -820,6 +835,10 @@ pub struct UserChange {
     pub disabled: Option<bool>,
     #[serde(default)]
     pub password: Option<String>,
+    /// New site limits (`DAL,region:South`); `""` lifts them (every site); absent: no
+    /// change.
+    #[serde(default)]
+    pub sites: Option<String>,
 }
 
 /// An API token to create.
@@ -828,6 +847,9 @@ pub struct NewToken {
     /// What uses it, e.g. "slack-bot".
     pub name: String,
     pub role: crate::domain::access::Role,
+    /// Limits the token to these sites and regions; none: its creator's reach.
+    #[serde(default)]
+    pub sites: Option<String>,
 }
 
 /// The audit log, newest first.

@@ -91,7 +91,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         let hash = accounts::hash_password(PASSWORD.into()).await?;
         hashing.push(t.elapsed());
         let t = Instant::now();
-        assert!(accounts::verify_password(PASSWORD.into(), Some(hash)).await);
+        assert!(accounts::verify_password(PASSWORD.into(), Some(hash)).await?);
         verifying.push(t.elapsed());
     }
     println!("Argon2id (m=19 MiB, t=2, p=1) hash:   {}", summary(hashing));
@@ -114,6 +114,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
                 username: "bench".into(),
                 password: Some(PASSWORD.into()),
                 role: Role::Viewer,
+                sites: None,
             },
             "bench",
         )
@@ -125,6 +126,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
             NewToken {
                 name: "bench".into(),
                 role: Role::Viewer,
+                sites: None,
             },
             &Principal::cli(),
         )
@@ -262,5 +264,61 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         Ok((times, bytes))
     })?;
     println!("GET /metrics ({bytes} bytes):         {}", summary(times));
+
+    // 5. A burst of 100 wrong passwords, at once: with the default throttle, and with the
+    // throttle opened wide (so only the hashing cap bounds it). Peak RSS is this process's
+    // high-water mark, reset just before each burst.
+    for (label, per) in [
+        ("default throttle", None),
+        ("throttle off, hashing cap only", Some(10_000)),
+    ] {
+        let state = shared::app(pool.clone(), as_of, |c| {
+            if let Some(n) = per {
+                c.auth.sign_in_limits.per_account = n;
+                c.auth.sign_in_limits.per_address = n;
+            }
+        })
+        .await?
+        .state()
+        .clone();
+        let addr = serve(state, true).await?;
+        let rss_before = shared::rss_bytes();
+        shared::reset_peak_rss();
+        let started = Instant::now();
+        let statuses = on_own_runtime(move || async move {
+            let http = reqwest::Client::new();
+            let burst: Vec<_> = (0..100)
+                .map(|i| {
+                    let http = http.clone();
+                    tokio::spawn(async move {
+                        http.post(format!("http://{addr}/login"))
+                            .form(&[("username", "bench"), ("password", &format!("wrong {i}"))])
+                            .send()
+                            .await
+                            .map(|r| r.status().as_u16())
+                    })
+                })
+                .collect();
+            let mut statuses = Vec::new();
+            for b in burst {
+                statuses.push(b.await??);
+            }
+            Ok(statuses)
+        })?;
+        let took = started.elapsed();
+        let peak = shared::peak_rss_bytes();
+        let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
+        println!(
+            "100 wrong passwords at once, {label}: {} × 401, {} × 429 in {}; \
+             peak RSS {:.0} MiB ({:+.0} MiB over the {:.0} MiB before; {} hashes at most at once)",
+            count(401),
+            count(429),
+            ms(took),
+            peak as f64 / 1048576.0,
+            (peak as f64 - rss_before as f64) / 1048576.0,
+            rss_before as f64 / 1048576.0,
+            accounts::throttle::hashing_permits()
+        );
+    }
     Ok(())
 }

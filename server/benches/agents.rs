@@ -253,12 +253,15 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
         let t = Instant::now();
         state
             .cards()
-            .refresh(app::dto::RefreshRequest {
-                site: "DAL".into(),
-                metric: "otif".into(),
-                question: None,
-                view: Default::default(),
-            })
+            .refresh(
+                app::dto::RefreshRequest {
+                    site: "DAL".into(),
+                    metric: "otif".into(),
+                    question: None,
+                    view: Default::default(),
+                },
+                &app::domain::access::Reach::All,
+            )
             .await?;
         if i >= 20 {
             refresh.push(t.elapsed());

@@ -288,7 +288,7 @@ async fn run(dir: &std::path::Path) -> anyhow::Result<()> {
             let started = Instant::now();
             let (digest, _) = state
                 .notify()
-                .build_digest(&Default::default())
+                .build_digest(&Default::default(), &app::domain::access::Reach::All)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             std::hint::black_box(app::domain::digest::slack(&digest));

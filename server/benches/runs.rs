@@ -182,7 +182,7 @@ async fn run(
     let wall = started.elapsed();
     let detail = replicas[0]
         .runs()
-        .detail(&run.id)
+        .detail(&run.id, &app::domain::access::Reach::All)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let by_replica = replicas

@@ -74,6 +74,7 @@ impl Application {
             config.agents_at(local),
             &config.cards_agent,
             &config.questions_agent,
+            &config.trust,
         )?;
         let mut worker = WorkerOptions::for_agents(&agents);
         worker.grace = config.shutdown_grace;
@@ -272,8 +273,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     // TCP_NODELAY: responses written in several chunks (static files, streamed pages)
     // would otherwise wait ~40 ms for delayed ACKs (Nagle).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
+    let listener = crate::connections::Counting(listener).tap_io(|tcp| {
+        if let Err(e) = tcp.stream().set_nodelay(true) {
             tracing::warn!(error = %e, "could not set TCP_NODELAY");
         }
     });

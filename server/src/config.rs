@@ -29,6 +29,9 @@
 //! | `OPSIGHT_ANONYMOUS_ROLE` | none | the role of requests without credentials (`viewer` for a wall screen); none: sign in |
 //! | `OPSIGHT_AGENT_CALLS_PER_USER_PER_MIN` | 30 | agent calls (refreshes, questions, runs) a user or token may start a minute |
 //! | `OPSIGHT_AGENT_CALLS_PER_MIN` | 300 | agent calls this replica starts a minute, for everyone |
+//! | `OPSIGHT_CA_BUNDLE` | none | a PEM file of CA certificates every outbound TLS connection trusts beside the built-in roots (agents, tracking, webhooks, SMTP, data sources, the database) |
+//! | `OPSIGHT_SIGNIN_PER_ACCOUNT` | 10 | sign-in attempts one account gets per 15 minutes (a success restores them) |
+//! | `OPSIGHT_SIGNIN_PER_ADDRESS` | 30 | sign-in attempts one client address gets per 15 minutes |
 //!
 //! The built-in analyst is always configured, as agent `builtin`; with no other agent it
 //! answers cards and questions. The agents file (TOML) names several agents and their
@@ -117,6 +120,7 @@ use app::ssr::access::AuthSettings;
 use app::ssr::agent::{AgentKind, AgentProfile, ModelRef, Secret};
 use app::ssr::notify::{Channel, Notifier, RetryPolicy, Smtp};
 use app::ssr::sources::{SourceDef, SourceSpec};
+use app::ssr::trust::Trust;
 use chrono::NaiveDate;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -161,6 +165,8 @@ pub struct Config {
     /// The sources file's catalogue (extra dimensions, fields and KPIs); `None` without a
     /// sources file (the store keeps the one it holds).
     pub catalogue: Option<Catalogue>,
+    /// The CA bundle outbound TLS trusts beside the built-in roots (`OPSIGHT_CA_BUNDLE`).
+    pub trust: Trust,
     /// Where the site (wasm, styles, static files) is served from (`LEPTOS_SITE_ROOT`,
     /// `target/site` by default).
     pub site: leptos::config::LeptosOptions,
@@ -297,6 +303,7 @@ fn notifier(
             username: s.username,
             password,
             from: s.from,
+            trust: Trust::default(),
         });
     }
     if let Some(r) = parsed.retry {
@@ -357,6 +364,17 @@ fn auth(
             .with_context(|| format!("OPSIGHT_PROXY_USER_HEADER '{h}' is not a header name"))?;
         a.proxy_user_header = h.to_ascii_lowercase();
     }
+    let attempts = |key: &str, default: u32| match get(key) {
+        None => Ok(default),
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+            _ => bail!("{key} '{v}' must be a number of sign-in attempts from 1 to 10000"),
+        },
+    };
+    a.sign_in_limits.per_account =
+        attempts("OPSIGHT_SIGNIN_PER_ACCOUNT", a.sign_in_limits.per_account)?;
+    a.sign_in_limits.per_address =
+        attempts("OPSIGHT_SIGNIN_PER_ADDRESS", a.sign_in_limits.per_address)?;
     a.anonymous_role =
         match get("OPSIGHT_ANONYMOUS_ROLE").as_deref() {
             None | Some("none") => None,
@@ -648,6 +666,10 @@ impl Config {
             })?,
             None => Grain::Week,
         };
+        let trust = match get("OPSIGHT_CA_BUNDLE") {
+            Some(path) => Trust::from_file(Path::new(&path)).context("OPSIGHT_CA_BUNDLE")?,
+            None => Trust::default(),
+        };
         let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
         if !["sqlite:", "postgres://", "postgresql://"]
             .iter()
@@ -655,6 +677,7 @@ impl Config {
         {
             bail!("DATABASE_URL must start with sqlite:, postgres:// or postgresql://");
         }
+        let database_url = trust.database_url(&database_url);
 
         let mut agents = vec![builtin_profile()];
         let mut roles = Roles::default();
@@ -726,8 +749,15 @@ impl Config {
                 _ => bail!("OPSIGHT_JOB_CONCURRENCY '{v}' must be 1 to 256"),
             },
         };
-        let notifier = notifier(&get, &read)?;
-        let (sources, catalogue) = sources(&get, &read)?;
+        let mut notifier = notifier(&get, &read)?;
+        let (mut sources, catalogue) = sources(&get, &read)?;
+        // Every outbound TLS client trusts the same bundle.
+        if let Some(smtp) = notifier.smtp.as_mut() {
+            smtp.trust = trust.clone();
+        }
+        for source in &mut sources {
+            source.trust = trust.clone();
+        }
         let auth = auth(&get, notifier.base_url.as_deref())?;
         let count = |key: &str, default: u32| match get(key) {
             None => Ok(default),
@@ -742,6 +772,7 @@ impl Config {
             global: count("OPSIGHT_AGENT_CALLS_PER_MIN", d.global)?,
         };
         Ok(Config {
+            trust,
             sources,
             catalogue,
             site: crate::application::leptos_options(),

@@ -211,6 +211,18 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
                     &path_and_query,
                 );
             }
+            Some(p) if policy.every_site && !p.reach.is_all() => {
+                tracing::info!(actor = %p.actor(), path = %path, "outside the principal's sites");
+                return refuse(
+                    surface,
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "this shows or changes what covers every site; {}",
+                        p.reach.refusal(app::domain::evidence::NETWORK)
+                    ),
+                    &path_and_query,
+                );
+            }
             Some(_) => {}
         }
     }

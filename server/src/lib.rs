@@ -19,6 +19,7 @@
 pub mod application;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod guard;
 pub mod routes;
 pub mod scheduler;

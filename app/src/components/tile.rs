@@ -26,7 +26,8 @@ pub fn KpiTile(
     #[prop(optional)]
     query: String,
 ) -> impl IntoView {
-    let href = format!("/kpi/{}/{}{query}", site, tile.metric.key());
+    // No KPI page for the sum of a limited viewer's sites (site empty): no link.
+    let href = (!site.is_empty()).then(|| format!("/kpi/{}/{}{query}", site, tile.metric.key()));
     let status = tile.status;
     let value = format_value(tile.metric, tile.value);
     let change = format_change(tile.metric, tile.change);

@@ -1,5 +1,5 @@
-//! Admin: users (add, change role, disable), API tokens (create, shown once; revoke) and
-//! the audit log. The server refuses all of it to non-admins; the page is only hidden.
+//! Admin: users (add, change role and sites, disable), API tokens (create, shown once;
+//! revoke) and the audit log. The server refuses all of it to non-admins; the page is only hidden.
 
 use crate::api::{get_admin, CreateToken, CreateUser, RevokeToken, UpdateUser};
 use crate::domain::access::Role;
@@ -18,7 +18,7 @@ fn role_options(selected: Role) -> impl IntoView {
 }
 
 fn user_row(u: UserView, update: ServerAction<UpdateUser>) -> impl IntoView {
-    let (name, name2) = (u.username.clone(), u.username.clone());
+    let (name, name2, name3) = (u.username.clone(), u.username.clone(), u.username.clone());
     let disabled = u.disabled;
     view! {
         <tr data-user=u.username.clone() class:disabled=disabled>
@@ -29,6 +29,15 @@ fn user_row(u: UserView, update: ServerAction<UpdateUser>) -> impl IntoView {
                         update.dispatch(UpdateUser { username: name.clone(), change: UserChange { role: Some(role), ..Default::default() } });
                     }
                 }>{role_options(u.role)}</select>
+            </td>
+            <td>
+                // Site codes and regions, comma-separated; blank: every site. Saved on change.
+                <input class="sites" placeholder="all sites" aria-label="sites"
+                    value=u.sites.clone().unwrap_or_default()
+                    on:change=move |ev| {
+                        let sites = Some(event_target_value(&ev));
+                        update.dispatch(UpdateUser { username: name3.clone(), change: UserChange { sites, ..Default::default() } });
+                    }/>
             </td>
             <td>{if disabled { "disabled" } else { "active" }}
                 {(!u.has_password).then_some(" · proxy sign-in only")}</td>
@@ -48,6 +57,7 @@ fn token_row(t: TokenView, revoke: ServerAction<RevokeToken>) -> impl IntoView {
             <td>{t.name.clone()}</td>
             <td><code>{t.prefix.clone()}"…"</code></td>
             <td>{t.role.as_str()}</td>
+            <td>{t.sites.clone().unwrap_or_else(|| "all".into())}</td>
             <td>{t.created_by.clone()}" · "{when(&t.created_at)}</td>
             <td>{t.last_used_at.as_deref().map(when).unwrap_or_else(|| "never".into())}</td>
             <td>{match t.revoked_at.as_deref() {
@@ -90,12 +100,18 @@ pub fn AdminPage() -> impl IntoView {
             version.update(|v| *v += 1);
         }
     });
-    let (username, password, user_role) = (
+    let (username, password, user_role, user_sites) = (
         RwSignal::new(String::new()),
         RwSignal::new(String::new()),
         RwSignal::new(Role::Viewer),
+        RwSignal::new(String::new()),
     );
-    let (token_name, token_role) = (RwSignal::new(String::new()), RwSignal::new(Role::Viewer));
+    let (token_name, token_role, token_sites) = (
+        RwSignal::new(String::new()),
+        RwSignal::new(Role::Viewer),
+        RwSignal::new(String::new()),
+    );
+    let blank_is_all = |s: String| (!s.trim().is_empty()).then_some(s);
     let error = move || {
         [
             add_user.value().get().and_then(|r| r.err()),
@@ -119,12 +135,12 @@ pub fn AdminPage() -> impl IntoView {
                 Ok(p) => view! {
                     <h2>"Users"</h2>
                     <table class="users">
-                        <thead><tr><th>"user"</th><th>"role"</th><th>"status"</th><th>"added"</th><th></th></tr></thead>
+                        <thead><tr><th>"user"</th><th>"role"</th><th>"sites"</th><th>"status"</th><th>"added"</th><th></th></tr></thead>
                         <tbody>{p.users.into_iter().map(|u| user_row(u, update)).collect_view()}</tbody>
                     </table>
                     <h2>"API tokens"</h2>
                     <table class="tokens">
-                        <thead><tr><th>"name"</th><th>"token"</th><th>"role"</th><th>"created"</th><th>"last used"</th><th>"status"</th><th></th></tr></thead>
+                        <thead><tr><th>"name"</th><th>"token"</th><th>"role"</th><th>"sites"</th><th>"created"</th><th>"last used"</th><th>"status"</th><th></th></tr></thead>
                         <tbody>{p.tokens.into_iter().map(|t| token_row(t, revoke)).collect_view()}</tbody>
                     </table>
                     <h2>"Audit log"</h2>
@@ -139,7 +155,12 @@ pub fn AdminPage() -> impl IntoView {
         <section class="admin-forms">
             <form class="add-user" on:submit=move |ev| {
                 ev.prevent_default();
-                add_user.dispatch(CreateUser::from(NewUser { username: username.get(), password: Some(password.get()), role: user_role.get() }));
+                add_user.dispatch(CreateUser::from(NewUser {
+                    username: username.get(),
+                    password: Some(password.get()),
+                    role: user_role.get(),
+                    sites: blank_is_all(user_sites.get()),
+                }));
                 password.set(String::new());
             }>
                 <h2>"Add a user"</h2>
@@ -150,11 +171,17 @@ pub fn AdminPage() -> impl IntoView {
                 <label>"Role "<select name="role" on:change=move |ev| {
                     if let Ok(r) = Role::parse(&event_target_value(&ev)) { user_role.set(r) }
                 }>{role_options(Role::Viewer)}</select></label>
+                <label>"Sites "<input name="sites" placeholder="all sites, or DAL, region:South"
+                    prop:value=move || user_sites.get() on:input=move |ev| user_sites.set(event_target_value(&ev))/></label>
                 <button type="submit" disabled=move || add_user.pending().get()>"Add user"</button>
             </form>
             <form class="add-token" on:submit=move |ev| {
                 ev.prevent_default();
-                create_token.dispatch(CreateToken::from(NewToken { name: token_name.get(), role: token_role.get() }));
+                create_token.dispatch(CreateToken::from(NewToken {
+                    name: token_name.get(),
+                    role: token_role.get(),
+                    sites: blank_is_all(token_sites.get()),
+                }));
             }>
                 <h2>"Create an API token"</h2>
                 <label>"Used by "<input name="token-name" required maxlength="64" placeholder="slack-bot"
@@ -162,6 +189,8 @@ pub fn AdminPage() -> impl IntoView {
                 <label>"Role "<select name="token-role" on:change=move |ev| {
                     if let Ok(r) = Role::parse(&event_target_value(&ev)) { token_role.set(r) }
                 }>{role_options(Role::Viewer)}</select></label>
+                <label>"Sites "<input name="token-sites" placeholder="all sites, or DAL, region:South"
+                    prop:value=move || token_sites.get() on:input=move |ev| token_sites.set(event_target_value(&ev))/></label>
                 <button type="submit" disabled=move || create_token.pending().get()>"Create token"</button>
                 {move || create_token.value().get().and_then(|r| r.ok()).map(|t| view! {
                     <p class="new-token">"Copy this token now; it will not be shown again: "<code>{t.secret}</code></p>

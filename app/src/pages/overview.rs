@@ -19,10 +19,16 @@ fn Row(row: SiteRow, network: bool, query: String) -> impl IntoView {
     } else {
         "site-row"
     };
+    // The sum of a limited viewer's sites has no page of its own (site empty).
+    let heading = if row.site.is_empty() {
+        view! { <span>{row.name.clone()}</span> }.into_any()
+    } else {
+        view! { <a href=format!("/kpi/{}/otif{query}", row.site)>{row.name.clone()}</a> }.into_any()
+    };
     view! {
         <article class=class data-site=row.site.clone()>
             <div class="site-kpis">
-                <h2><a href=format!("/kpi/{}/otif{query}", row.site)>{row.name.clone()}</a>
+                <h2>{heading}
                     {(!network).then(|| view! { <span class="code">{row.site.clone()}</span> })}
                 </h2>
                 <div class="tiles">
@@ -96,7 +102,7 @@ pub fn OverviewPage() -> impl IntoView {
                         let query = c.query();
                         view! {
                         <div class="page-head">
-                            <h1>"Distribution network"</h1>
+                            <h1>{if d.reach.is_some() { "Your sites" } else { "Distribution network" }}</h1>
                             <p class="period">
                                 {format!("{} ({} to {}) vs {} · as of {}", d.period.label, d.period.start, d.period.end, d.previous_period.label, d.as_of)}
                             </p>

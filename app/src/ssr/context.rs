@@ -23,6 +23,11 @@ pub fn principal() -> Option<Principal> {
         .and_then(|parts| parts.extensions.get::<Principal>().cloned())
 }
 
+/// The sites the current request's principal may see (every site without one).
+pub fn reach() -> crate::domain::access::Reach {
+    super::access::reach_of(principal().as_ref())
+}
+
 /// How the audit log names whoever made the current request (the guard has already
 /// checked the route's policy).
 pub fn actor() -> String {

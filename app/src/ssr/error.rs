@@ -30,6 +30,14 @@ pub enum ServiceError {
     /// Someone else changed the thing first, e.g. the rules version moved on (409).
     #[error("{0}")]
     Conflict(String),
+    /// Signed in, but this is outside what the principal may see (a site beyond its
+    /// reach); the message says what it covers (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Too many of something at once or too fast (sign-ins, password hashing); the
+    /// message says when to retry (429).
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -71,6 +79,8 @@ impl From<ServiceError> for AppError {
             }
             e @ ServiceError::Superseded => AppError::Conflict(e.to_string()),
             ServiceError::Conflict(m) => AppError::Conflict(m),
+            ServiceError::Busy(m) => AppError::RateLimited(m),
+            ServiceError::Forbidden(m) => AppError::Forbidden(m),
             ServiceError::Internal(e) => {
                 tracing::error!(error = %chain(e.as_ref()), "internal error");
                 AppError::Internal
@@ -112,6 +122,8 @@ mod tests {
         assert_eq!(status(ServiceError::NotFound("x".into())), 404);
         assert_eq!(status(ServiceError::BadRequest("x".into())), 400);
         assert_eq!(status(ServiceError::Superseded), 409);
+        assert_eq!(status(ServiceError::Busy("x".into())), 429);
+        assert_eq!(status(ServiceError::Forbidden("x".into())), 403);
         assert_eq!(status(ServiceError::Conflict("x".into())), 409);
         assert_eq!(status(ServiceError::Agent(AgentError::Connect)), 502);
         assert_eq!(status(anyhow::anyhow!("boom").into()), 500);

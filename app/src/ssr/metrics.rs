@@ -1,5 +1,9 @@
 //! This process's Prometheus counters and histograms (HTTP latency by route, agent call
-//! latency and errors by agent, rate-limit refusals), and the text exposition format.
+//! latency and errors by agent, refresh-run durations, rate-limit and sign-in refusals),
+//! its process figures (RSS, open connections, the database pool), and the text
+//! exposition format. Counters and histograms are cumulative from the process's start
+//! and never decrease (Prometheus's `rate()` relies on it); a restart resets them, which
+//! `rate()` detects.
 //! A leaf: anything may record here; [`crate::ssr::ops`] assembles the scrape with the
 //! fleet-wide figures read from the database.
 
@@ -63,6 +67,12 @@ struct Registry {
     agent_errors: Mutex<BTreeMap<(String, String), u64>>,
     /// Agent calls refused by the rate limits: [per user, global].
     rate_limited: Mutex<[u64; 2]>,
+    /// Refresh runs this process closed, by duration (created to last job's end).
+    runs: Mutex<Histogram>,
+    /// Sign-ins refused with 429, by limit (`account`, `address`, `busy`).
+    sign_ins_refused: Mutex<BTreeMap<&'static str, u64>>,
+    /// HTTP connections open now.
+    connections: std::sync::atomic::AtomicI64,
 }
 
 fn registry() -> &'static Registry {
@@ -99,6 +109,35 @@ pub fn count_rate_limited(global: bool) {
     }
 }
 
+/// One refresh run closed by this process, `secs` from its creation to its last job's end.
+pub fn observe_run(secs: f64) {
+    if let Ok(mut h) = registry().runs.lock() {
+        h.observe(secs);
+    }
+}
+
+/// One sign-in refused with 429 by `limit` (`account`, `address` or `busy`).
+pub fn count_sign_in_refused(limit: &'static str) {
+    if let Ok(mut m) = registry().sign_ins_refused.lock() {
+        *m.entry(limit).or_default() += 1;
+    }
+}
+
+/// An HTTP connection opened (`+1`) or closed (`-1`).
+pub fn connections_changed(delta: i64) {
+    registry()
+        .connections
+        .fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The database pool's connections: (open, idle, maximum).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PoolFigures {
+    pub open: u32,
+    pub idle: usize,
+    pub max: u32,
+}
+
 /// Label values are escaped as the exposition format requires.
 pub fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -106,8 +145,9 @@ pub fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The exposition text of this process's counters and histograms.
-pub fn render_local(out: &mut String) {
+/// The exposition text of this process's counters, histograms and process figures.
+pub fn render_local(out: &mut String, pool: PoolFigures) {
+    render_process(out, pool);
     out.push_str(
         "# HELP opsight_http_request_duration_seconds HTTP request latency by matched route.\n",
     );
@@ -157,6 +197,70 @@ pub fn render_local(out: &mut String) {
             m[1]
         );
     }
+    out.push_str("# HELP opsight_sign_in_refused_total Sign-ins refused with 429, by limit.\n");
+    out.push_str("# TYPE opsight_sign_in_refused_total counter\n");
+    if let Ok(m) = registry().sign_ins_refused.lock() {
+        for limit in ["account", "address", "busy"] {
+            let n = m.get(limit).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "opsight_sign_in_refused_total{{limit=\"{limit}\"}} {n}"
+            );
+        }
+    }
+    out.push_str("# HELP opsight_run_duration_seconds Refresh runs closed by this process, creation to last job's end.\n");
+    out.push_str("# TYPE opsight_run_duration_seconds histogram\n");
+    if let Ok(h) = registry().runs.lock() {
+        h.render(out, "opsight_run_duration_seconds", "");
+    }
+}
+
+/// Process figures: resident memory, open file descriptors, HTTP connections and the
+/// database pool. RSS and descriptors are read from `/proc/self` (Linux); elsewhere those
+/// two series are left out.
+fn render_process(out: &mut String, pool: PoolFigures) {
+    if let Some(rss) = resident_bytes() {
+        out.push_str("# HELP process_resident_memory_bytes Resident memory size in bytes.\n");
+        out.push_str("# TYPE process_resident_memory_bytes gauge\n");
+        let _ = writeln!(out, "process_resident_memory_bytes {rss}");
+    }
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        out.push_str("# HELP process_open_fds Open file descriptors.\n");
+        out.push_str("# TYPE process_open_fds gauge\n");
+        let _ = writeln!(out, "process_open_fds {}", fds.count());
+    }
+    out.push_str("# HELP opsight_http_connections HTTP connections open now.\n");
+    out.push_str("# TYPE opsight_http_connections gauge\n");
+    let open = registry()
+        .connections
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let _ = writeln!(out, "opsight_http_connections {open}");
+    out.push_str("# HELP opsight_db_pool_connections Database pool connections, by state.\n");
+    out.push_str("# TYPE opsight_db_pool_connections gauge\n");
+    let busy = (pool.open as usize).saturating_sub(pool.idle);
+    let _ = writeln!(
+        out,
+        "opsight_db_pool_connections{{state=\"idle\"}} {}",
+        pool.idle
+    );
+    let _ = writeln!(out, "opsight_db_pool_connections{{state=\"busy\"}} {busy}");
+    out.push_str("# HELP opsight_db_pool_max_connections The pool's size limit.\n");
+    out.push_str("# TYPE opsight_db_pool_max_connections gauge\n");
+    let _ = writeln!(out, "opsight_db_pool_max_connections {}", pool.max);
+}
+
+/// This process's resident set size in bytes (`VmRSS` of `/proc/self/status`).
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! Layers, each using only those above it (a test checks there is no cycle):
 //!
 //! - Leaves: [`clock`] (the reference date, timestamps, ids), [`metrics`] (this process's
-//!   counters), [`tasks`] (spawning a request's background work).
+//!   counters), [`tasks`] (spawning a request's background work), [`trust`] (the CA
+//!   bundle outbound TLS trusts).
 //! - [`store`]: the only place with SQL: one file per aggregate, typed rows, callers own
 //!   transactions; [`store::facts`] is the seam every read of order data goes through.
 //! - [`agent`]: agent profiles and kinds, the ResponsesAgent client (breaker, retries,
@@ -39,6 +40,7 @@ pub mod sources;
 pub mod state;
 pub mod store;
 pub mod tasks;
+pub mod trust;
 
 pub use error::ServiceError;
 

@@ -100,3 +100,30 @@ pub async fn app(
     tune(&mut config);
     server::Application::build_with(config, db).await
 }
+
+/// This process's resident memory now (`VmRSS`), in bytes (0 where /proc is missing).
+pub fn rss_bytes() -> u64 {
+    proc_status_kb("VmRSS:") * 1024
+}
+
+/// This process's peak resident memory (`VmHWM`) since start or the last
+/// [`reset_peak_rss`], in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    proc_status_kb("VmHWM:") * 1024
+}
+
+/// Resets the peak resident memory to the current one (Linux: `5` to `clear_refs`).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn proc_status_kb(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}

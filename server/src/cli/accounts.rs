@@ -25,6 +25,9 @@ pub enum UserCommand {
         /// Succeed without changes when the user exists already.
         #[arg(long)]
         if_missing: bool,
+        /// Limit the user to these sites and regions: `DAL,ATL,region:South`.
+        #[arg(long)]
+        sites: Option<String>,
     },
     /// List users and their roles.
     List,
@@ -34,6 +37,8 @@ pub enum UserCommand {
     Enable { username: String },
     /// Change a user's role.
     Role { username: String, role: String },
+    /// Limit a user to sites and regions (`DAL,region:South`); `all` lifts the limit.
+    Sites { username: String, sites: String },
     /// Set a new password (OPSIGHT_PASSWORD or standard input); ends their sessions.
     Password { username: String },
 }
@@ -46,6 +51,9 @@ pub enum TokenCommand {
         name: String,
         #[arg(long, default_value = "viewer")]
         role: String,
+        /// Limit the token to these sites and regions: `DAL,ATL,region:South`.
+        #[arg(long)]
+        sites: Option<String>,
     },
     /// List tokens (prefixes only).
     List,
@@ -101,6 +109,7 @@ pub async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
             role: r,
             no_password,
             if_missing,
+            sites,
         } => {
             let r = role(&r)?;
             if if_missing && accounts.user(&username).await.map_err(safe)?.is_some() {
@@ -118,6 +127,7 @@ pub async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
                         username,
                         password,
                         role: r,
+                        sites,
                     },
                     &actor,
                 )
@@ -128,7 +138,7 @@ pub async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
         UserCommand::List => {
             for u in accounts.users().await.map_err(safe)? {
                 println!(
-                    "{:<24} {:<7} {}{}",
+                    "{:<24} {:<7} {}{}{}",
                     u.username,
                     u.role.as_str(),
                     if u.disabled { "disabled" } else { "active" },
@@ -136,7 +146,11 @@ pub async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
                         ""
                     } else {
                         ", proxy sign-in only"
-                    }
+                    },
+                    u.sites
+                        .as_deref()
+                        .map(|s| format!(", sites {s}"))
+                        .unwrap_or_default()
                 );
             }
         }
@@ -173,6 +187,22 @@ pub async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
             .await?;
             println!("{} is now {}", u.username, u.role);
         }
+        UserCommand::Sites { username, sites } => {
+            let all = sites.trim().eq_ignore_ascii_case("all");
+            let u = change(
+                username,
+                UserChange {
+                    sites: Some(if all { String::new() } else { sites }),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            println!(
+                "{} now sees {}",
+                u.username,
+                u.sites.as_deref().unwrap_or("every site")
+            );
+        }
         UserCommand::Password { username } => {
             let password = read_password()?;
             let u = change(
@@ -195,12 +225,17 @@ pub async fn user(config: &Config, command: UserCommand) -> anyhow::Result<()> {
 pub async fn token(config: &Config, command: TokenCommand) -> anyhow::Result<()> {
     let accounts = accounts(config).await?;
     match command {
-        TokenCommand::Add { name, role: r } => {
+        TokenCommand::Add {
+            name,
+            role: r,
+            sites,
+        } => {
             let created = accounts
                 .create_token(
                     NewToken {
                         name,
                         role: role(&r)?,
+                        sites,
                     },
                     &Principal::cli(),
                 )

@@ -81,7 +81,11 @@ pub async fn refresh(
         .map_err(super::safe)?;
     let (_keep, never) = tokio::sync::watch::channel(false);
     scheduler::work(state.runs().clone(), worker, never, Some(run.id.clone())).await;
-    let detail = state.runs().detail(&run.id).await.map_err(super::safe)?;
+    let detail = state
+        .runs()
+        .detail(&run.id, &app::domain::access::Reach::All)
+        .await
+        .map_err(super::safe)?;
     let mut insights = Vec::new();
     for job in detail.jobs.iter().filter(|j| j.status == JobStatus::Done) {
         if let Some(i) =

@@ -8,10 +8,11 @@
 //! low or cross-site, 404 unknown site, metric or id, 409 a lost race (the rules or the
 //! job moved on), 413 too large, 429 rate-limited, 502 the agent failed.
 
+use app::domain::access::Reach;
 use app::domain::status::{RunOrigin, SyncTrigger};
 use app::dto::*;
 use app::error::AppError;
-use app::ssr::access::{actor_of, Principal};
+use app::ssr::access::{actor_of, reach_of, Principal};
 use app::ssr::state::AppState;
 use app::ssr::{data, ops, ServiceError};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -71,6 +72,11 @@ pub struct Who(pub Option<Principal>);
 impl Who {
     pub fn actor(&self) -> String {
         actor_of(self.0.as_ref())
+    }
+
+    /// The sites it may see.
+    pub fn reach(&self) -> Reach {
+        reach_of(self.0.as_ref())
     }
 }
 
@@ -199,8 +205,8 @@ type St = State<AppState>;
 pub fn dashboard(m: MethodFilter) -> Handler {
     on(
         m,
-        |State(s): St, Params(q): Params<DashboardQuery>| async move {
-            reply(s.cards().dashboard(q).await)
+        |State(s): St, w: Who, Params(q): Params<DashboardQuery>| async move {
+            reply(s.cards().dashboard(q, &w.reach()).await)
         },
     )
 }
@@ -208,8 +214,8 @@ pub fn dashboard(m: MethodFilter) -> Handler {
 pub fn evidence(m: MethodFilter) -> Handler {
     on(
         m,
-        |State(s): St, Params(q): Params<EvidenceQuery>| async move {
-            reply(s.cards().evidence(q).await)
+        |State(s): St, w: Who, Params(q): Params<EvidenceQuery>| async move {
+            reply(s.cards().evidence(q, &w.reach()).await)
         },
     )
 }
@@ -217,8 +223,8 @@ pub fn evidence(m: MethodFilter) -> Handler {
 pub fn insights(m: MethodFilter) -> Handler {
     on(
         m,
-        |State(s): St, Params(q): Params<InsightsQuery>| async move {
-            reply(s.cards().insights(q).await)
+        |State(s): St, w: Who, Params(q): Params<InsightsQuery>| async move {
+            reply(s.cards().insights(q, &w.reach()).await)
         },
     )
 }
@@ -226,27 +232,39 @@ pub fn insights(m: MethodFilter) -> Handler {
 pub fn refresh_insight(m: MethodFilter) -> Handler {
     on(
         m,
-        |State(s): St, Body(b): Body<RefreshRequest>| async move { reply(s.cards().refresh(b).await) },
+        |State(s): St, w: Who, Body(b): Body<RefreshRequest>| async move {
+            reply(s.cards().refresh(b, &w.reach()).await)
+        },
     )
 }
 
 pub fn lineage(m: MethodFilter) -> Handler {
-    on(m, |State(s): St, Path(id): Path<String>| async move {
-        reply(s.cards().lineage(&id).await)
-    })
+    on(
+        m,
+        |State(s): St, w: Who, Path(id): Path<String>| async move {
+            reply(s.cards().lineage(&id, &w.reach()).await)
+        },
+    )
 }
 
 pub fn insight_feedback(m: MethodFilter) -> Handler {
-    on(m, |State(s): St, Path(id): Path<String>| async move {
-        reply(s.cards().feedback(&id).await)
-    })
+    on(
+        m,
+        |State(s): St, w: Who, Path(id): Path<String>| async move {
+            reply(s.cards().feedback(&id, &w.reach()).await)
+        },
+    )
 }
 
 pub fn give_feedback(m: MethodFilter) -> Handler {
     on(
         m,
         |State(s): St, w: Who, Path(id): Path<String>, Body(b): Body<FeedbackInput>| async move {
-            reply(s.cards().give_feedback(&id, b, &w.actor()).await)
+            reply(
+                s.cards()
+                    .give_feedback(&id, b, &w.actor(), &w.reach())
+                    .await,
+            )
         },
     )
 }
@@ -254,8 +272,11 @@ pub fn give_feedback(m: MethodFilter) -> Handler {
 pub fn update_action(m: MethodFilter) -> Handler {
     on(
         m,
-        |State(s): St, Path((id, position)): Path<(String, i64)>, Body(b): Body<ActionChange>| async move {
-            reply(s.cards().update_action(&id, position, b).await)
+        |State(s): St,
+         w: Who,
+         Path((id, position)): Path<(String, i64)>,
+         Body(b): Body<ActionChange>| async move {
+            reply(s.cards().update_action(&id, position, b, &w.reach()).await)
         },
     )
 }
@@ -264,22 +285,29 @@ pub fn ask_question(m: MethodFilter) -> Handler {
     on(
         m,
         |State(s): St, w: Who, Body(b): Body<StartConversation>| async move {
-            reply(s.cards().start_conversation(b, &w.actor()).await)
+            reply(
+                s.cards()
+                    .start_conversation(b, &w.actor(), &w.reach())
+                    .await,
+            )
         },
     )
 }
 
 pub fn conversation(m: MethodFilter) -> Handler {
-    on(m, |State(s): St, Path(id): Path<String>| async move {
-        reply(s.cards().conversation(&id).await)
-    })
+    on(
+        m,
+        |State(s): St, w: Who, Path(id): Path<String>| async move {
+            reply(s.cards().conversation(&id, &w.reach()).await)
+        },
+    )
 }
 
 pub fn ask_follow_up(m: MethodFilter) -> Handler {
     on(
         m,
         |State(s): St, w: Who, Path(id): Path<String>, Body(b): Body<FollowUp>| async move {
-            reply(s.cards().follow_up(&id, b, &w.actor()).await)
+            reply(s.cards().follow_up(&id, b, &w.actor(), &w.reach()).await)
         },
     )
 }
@@ -287,18 +315,21 @@ pub fn ask_follow_up(m: MethodFilter) -> Handler {
 /// The turn's events as SSE. Each event is sent as soon as it exists (no buffering
 /// layer: compression is skipped for `text/event-stream`).
 pub fn turn_events(m: MethodFilter) -> Handler {
-    on(m, |State(s): St, Path(id): Path<String>| async move {
-        let rx = s.cards().turn_events(&id).await?;
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            let event = rx.recv().await?;
-            let data = serde_json::to_string(&event).unwrap_or_default();
-            Some((
-                Ok::<_, std::convert::Infallible>(Event::default().data(data)),
-                rx,
-            ))
-        });
-        Ok::<_, ApiError>(Sse::new(stream).keep_alive(KeepAlive::default()))
-    })
+    on(
+        m,
+        |State(s): St, w: Who, Path(id): Path<String>| async move {
+            let rx = s.cards().turn_events(&id, &w.reach()).await?;
+            let stream = futures::stream::unfold(rx, |mut rx| async move {
+                let event = rx.recv().await?;
+                let data = serde_json::to_string(&event).unwrap_or_default();
+                Some((
+                    Ok::<_, std::convert::Infallible>(Event::default().data(data)),
+                    rx,
+                ))
+            });
+            Ok::<_, ApiError>(Sse::new(stream).keep_alive(KeepAlive::default()))
+        },
+    )
 }
 
 pub fn agents(m: MethodFilter) -> Handler {
@@ -368,21 +399,30 @@ pub fn run_schedule(m: MethodFilter) -> Handler {
 }
 
 pub fn runs(m: MethodFilter) -> Handler {
-    on(m, |State(s): St, Params(q): Params<RunsQuery>| async move {
-        reply(s.runs().list(q).await)
-    })
+    on(
+        m,
+        |State(s): St, w: Who, Params(q): Params<RunsQuery>| async move {
+            reply(s.runs().list(q, &w.reach()).await)
+        },
+    )
 }
 
 pub fn start_run(m: MethodFilter) -> Handler {
-    on(m, |State(s): St, Body(b): Body<RunRequest>| async move {
-        reply(s.runs().start(b, RunOrigin::Manual).await)
-    })
+    on(
+        m,
+        |State(s): St, w: Who, Body(b): Body<RunRequest>| async move {
+            reply(s.runs().start(b, RunOrigin::Manual, &w.reach()).await)
+        },
+    )
 }
 
 pub fn run_detail(m: MethodFilter) -> Handler {
-    on(m, |State(s): St, Path(id): Path<String>| async move {
-        reply(s.runs().detail(&id).await)
-    })
+    on(
+        m,
+        |State(s): St, w: Who, Path(id): Path<String>| async move {
+            reply(s.runs().detail(&id, &w.reach()).await)
+        },
+    )
 }
 
 pub fn unit_costs(m: MethodFilter) -> Handler {
@@ -398,8 +438,8 @@ pub fn save_unit_costs(m: MethodFilter) -> Handler {
 }
 
 pub fn sites(m: MethodFilter) -> Handler {
-    on(m, |State(s): St| async move {
-        reply(data::sites::list(s.db()).await)
+    on(m, |State(s): St, w: Who| async move {
+        reply(data::sites::list(s.db(), &w.reach()).await)
     })
 }
 
@@ -467,8 +507,8 @@ pub fn send_digest(m: MethodFilter) -> Handler {
 pub fn preview_digest(m: MethodFilter) -> Handler {
     on(
         m,
-        |State(s): St, Params(q): Params<DigestFormat>| async move {
-            let (content_type, body) = s.notify().preview_digest(q).await?;
+        |State(s): St, w: Who, Params(q): Params<DigestFormat>| async move {
+            let (content_type, body) = s.notify().preview_digest(q, &w.reach()).await?;
             Ok::<_, ApiError>(([(header::CONTENT_TYPE, content_type)], body))
         },
     )

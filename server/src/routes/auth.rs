@@ -5,18 +5,23 @@
 //! - `POST /login` (form: `username`, `password`, `next`): a new session (the old one is
 //!   dropped), `Set-Cookie` HttpOnly, SameSite=Lax, Secure over https, then 303 to `next`
 //!   (same-site paths only). A wrong name or password gets the form again with 401; which
-//!   of the two was wrong is not said.
+//!   of the two was wrong is not said. Too many attempts for the account or from the
+//!   client's address get 429 with `Retry-After`, before any password is checked
+//!   (`access::throttle`).
 //! - `POST /logout`: ends the session and clears the cookie.
 
 use app::error::AppError;
-use app::ssr::access::{self, SESSION_COOKIE};
+use app::ssr::access::throttle::client_address;
+use app::ssr::access::{self, SignIn, SESSION_COOKIE};
 use app::ssr::state::AppState;
-use axum::extract::{Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::Extension;
 use axum::Form;
 use serde::Deserialize;
+use std::net::SocketAddr;
 
 /// Minimal escaping for text placed in HTML.
 fn escape(s: &str) -> String {
@@ -125,6 +130,7 @@ fn cookie(state: &AppState, value: &str, max_age_secs: u64) -> HeaderValue {
 
 pub async fn login(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -138,12 +144,17 @@ pub async fn login(
         );
     }
     let previous = access::cookie(&headers, SESSION_COOKIE);
+    let client = client_address(
+        peer.map(|Extension(ConnectInfo(addr))| addr.ip()),
+        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        &state.accounts().settings().trusted_proxies,
+    );
     match state
         .accounts()
-        .login(&form.username, &form.password, previous)
+        .login(&form.username, &form.password, previous, client)
         .await
     {
-        Ok(Some((secret, who))) => {
+        Ok(SignIn::Accepted { secret, who }) => {
             tracing::info!(user = %who.name, role = %who.role, "signed in");
             let mut r = Redirect::to(&next).into_response();
             r.headers_mut().insert(
@@ -156,8 +167,19 @@ pub async fn login(
             );
             r
         }
-        Ok(None) => {
-            tracing::warn!(user = %form.username.trim(), "sign-in failed");
+        Ok(SignIn::Throttled(refused)) => {
+            tracing::warn!(user = %form.username.trim(), client = ?client, limit = refused.limit(), "sign-in throttled");
+            let mut r = html(
+                StatusCode::TOO_MANY_REQUESTS,
+                login_form(&next, Some(&refused.message()), form.username.trim()),
+            );
+            let secs = refused.retry_after().as_secs_f64().ceil().max(1.0) as u64;
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r
+        }
+        Ok(SignIn::Refused) => {
+            tracing::warn!(user = %form.username.trim(), client = ?client, "sign-in failed");
             html(
                 StatusCode::UNAUTHORIZED,
                 login_form(
@@ -169,10 +191,17 @@ pub async fn login(
         }
         Err(e) => {
             let e = AppError::from(e);
-            html(
-                StatusCode::INTERNAL_SERVER_ERROR,
+            let status =
+                StatusCode::from_u16(e.status_code()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut r = html(
+                status,
                 login_form(&next, Some(&e.to_string()), form.username.trim()),
-            )
+            );
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            r
         }
     }
 }

@@ -277,7 +277,7 @@ fn table() -> Vec<Operation> {
             .server_fn()
             .rest("GET", "/schedules", api::schedules)
             .reply(out::<Vec<ScheduleView>>),
-        op("create_schedule", EDITOR, "Create a schedule")
+        op("create_schedule", EDITOR.every_site(), "Create a schedule")
             .server_fn()
             .rest("POST", "/schedules", api::create_schedule)
             .body(input::<ScheduleInput>)
@@ -295,23 +295,23 @@ fn table() -> Vec<Operation> {
         op("schedule", VIEWER, "One schedule")
             .rest("GET", "/schedules/{id}", api::schedule)
             .reply(out::<ScheduleView>),
-        op("update_schedule", EDITOR, "Replace a schedule's settings")
+        op("update_schedule", EDITOR.every_site(), "Replace a schedule's settings")
             .server_fn()
             .rest("PUT", "/schedules/{id}", api::update_schedule)
             .body(input::<ScheduleInput>)
             .reply(out::<ScheduleView>),
         op(
             "delete_schedule",
-            EDITOR,
+            EDITOR.every_site(),
             "Delete a schedule (its runs stay)",
         )
         .server_fn()
         .rest("DELETE", "/schedules/{id}", api::delete_schedule)
         .empty(),
-        op("pause_schedule", EDITOR, "Pause or resume a schedule").server_fn(),
+        op("pause_schedule", EDITOR.every_site(), "Pause or resume a schedule").server_fn(),
         op(
             "run_schedule",
-            agent(Role::Editor),
+            agent(Role::Editor).every_site(),
             "Run a schedule's scope now",
         )
         .server_fn()
@@ -339,7 +339,7 @@ fn table() -> Vec<Operation> {
             .reply(out::<Vec<UnitCost>>),
         op(
             "save_unit_costs",
-            EDITOR,
+            EDITOR.every_site(),
             "Replace the unit costs (all or nothing)",
         )
         .rest("PUT", "/unit-costs", api::save_unit_costs)
@@ -350,7 +350,7 @@ fn table() -> Vec<Operation> {
             .reply(out::<Vec<SiteInfo>>),
         op(
             "save_sites",
-            EDITOR,
+            EDITOR.every_site(),
             "Rename sites and set their regions (all or nothing; codes must exist)",
         )
         .rest("PUT", "/sites", api::save_sites)
@@ -369,7 +369,7 @@ fn table() -> Vec<Operation> {
             .reply(out::<Vec<SyncView>>),
         op(
             "sync_source",
-            EDITOR,
+            EDITOR.every_site(),
             "Sync a data source now (409 while a sync of it runs); with wait, answer when it ends",
         )
         .server_fn()
@@ -388,7 +388,7 @@ fn table() -> Vec<Operation> {
         .reply(out::<RulesView>),
         op(
             "edit_rules",
-            EDITOR,
+            EDITOR.every_site(),
             "One rule-book edit (a new version; 409 when the rules moved on)",
         )
         .server_fn()
@@ -398,7 +398,7 @@ fn table() -> Vec<Operation> {
         // Notifications
         op(
             "send_digest",
-            EDITOR,
+            EDITOR.every_site(),
             "Build the digest now and queue it to every digest channel",
         )
         .server_fn()
@@ -415,7 +415,7 @@ fn table() -> Vec<Operation> {
         .query(input::<DigestFormat>),
         op(
             "check_alerts",
-            EDITOR,
+            EDITOR.every_site(),
             "Observe every card's trigger now; the alerts queued",
         )
         .server_fn()
@@ -423,7 +423,7 @@ fn table() -> Vec<Operation> {
         .reply(out::<AlertsChecked>),
         op(
             "notifications",
-            VIEWER,
+            VIEWER.every_site(),
             "Channels (never their addresses) and recent digests and alerts with their deliveries",
         )
         .server_fn()
@@ -432,7 +432,7 @@ fn table() -> Vec<Operation> {
         .reply(out::<NotificationsView>),
         op(
             "notification_email",
-            VIEWER,
+            VIEWER.every_site(),
             "A notification's HTML e-mail body",
         )
         .rest("GET", "/notifications/{id}/email", api::notification_email)
@@ -501,7 +501,7 @@ pub const PAGES: &[(&str, Policy)] = &[
     ("/schedules", VIEWER),
     ("/runs", VIEWER),
     ("/runs/*", VIEWER),
-    ("/notifications", VIEWER),
+    ("/notifications", VIEWER.every_site()),
     ("/sources", VIEWER),
     ("/admin", ADMIN),
 ];

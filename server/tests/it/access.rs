@@ -22,6 +22,7 @@ async fn token(app: &TestApp, role: Role) -> String {
             NewToken {
                 name: format!("t-{role}"),
                 role,
+                sites: None,
             },
             &Principal::cli(),
         )
@@ -39,6 +40,7 @@ async fn add_user(app: &TestApp, username: &str, password: Option<&str>, role: R
                 username: username.into(),
                 password: password.map(Into::into),
                 role,
+                sites: None,
             },
             "test",
         )
@@ -176,6 +178,35 @@ const EXPECTED: &[(&str, &str, Option<Role>)] = &[
     ("POST", "/agent/invocations", None),
 ];
 
+/// What shows or changes every site at once (rules, schedules, digests, deliveries, unit
+/// costs, sources): refused to a principal limited to some sites, whatever its role.
+/// Written out independently of the policy table, like [`EXPECTED`].
+const EVERY_SITE: &[(&str, &str)] = &[
+    ("POST", "/api/v1/schedules"),
+    ("PUT", "/api/v1/schedules/*"),
+    ("DELETE", "/api/v1/schedules/*"),
+    ("POST", "/api/v1/schedules/*/run"),
+    ("PUT", "/api/v1/unit-costs"),
+    ("PUT", "/api/v1/sites"),
+    ("POST", "/api/v1/sources/*/sync"),
+    ("POST", "/api/v1/rules/edits"),
+    ("POST", "/api/v1/digests"),
+    ("POST", "/api/v1/alerts/check"),
+    ("GET", "/api/v1/notifications"),
+    ("GET", "/api/v1/notifications/*/email"),
+    ("POST", "/api/notifications"),
+    ("POST", "/api/run_schedule"),
+    ("POST", "/api/sync_source"),
+    ("POST", "/api/edit_rules"),
+    ("POST", "/api/create_schedule"),
+    ("POST", "/api/update_schedule"),
+    ("POST", "/api/pause_schedule"),
+    ("POST", "/api/delete_schedule"),
+    ("POST", "/api/send_digest"),
+    ("POST", "/api/check_alerts"),
+    ("GET", "/notifications"),
+];
+
 /// The expected matrix and the policy table name the same routes.
 #[test]
 fn the_expected_matrix_covers_every_route_in_the_policy() {
@@ -211,6 +242,26 @@ async fn every_route_and_server_function_checks_the_role() {
             raw(Some(&token(&app, role).await)),
         ));
     }
+    // An admin limited to DAL: no role check refuses it, only its reach does.
+    let limited = app
+        .state
+        .accounts()
+        .create_token(
+            NewToken {
+                name: "dal-admin".into(),
+                role: Role::Admin,
+                sites: Some("DAL".into()),
+            },
+            &Principal::cli(),
+        )
+        .await
+        .unwrap()
+        .secret;
+    clients.push((
+        "admin limited to DAL",
+        Some(Role::Admin),
+        raw(Some(&limited)),
+    ));
     let mut failures = Vec::new();
     let mut checks = 0;
     for (method, pattern, need) in EXPECTED {
@@ -241,10 +292,12 @@ async fn every_route_and_server_function_checks_the_role() {
                 .headers()
                 .get(CONTENT_TYPE)
                 .is_some_and(|v| v.to_str().unwrap_or_default().contains("json"));
+            let every_site = EVERY_SITE.contains(&(*method, *pattern));
             let expected = match (need, role) {
                 (None, _) => "allowed",
                 (Some(_), None) => "401",
                 (Some(n), Some(r)) if !r.can(*n) => "403",
+                _ if every_site && *who == "admin limited to DAL" => "403",
                 _ => "allowed",
             };
             let ok = match expected {
@@ -267,7 +320,14 @@ async fn every_route_and_server_function_checks_the_role() {
             }
         }
     }
-    assert_eq!(checks, EXPECTED.len() * 4);
+    assert_eq!(checks, EXPECTED.len() * 5);
+    // Every every-site route is in the matrix.
+    for (method, pattern) in EVERY_SITE {
+        assert!(
+            EXPECTED.iter().any(|(m, p, _)| m == method && p == pattern),
+            "{method} {pattern}"
+        );
+    }
     assert!(
         failures.is_empty(),
         "{} of {checks} checks failed:\n{}",
@@ -377,6 +437,103 @@ fn session_cookie(r: &reqwest::Response) -> (String, String) {
     (set.split(';').next().unwrap().to_string(), set)
 }
 
+#[tokio::test]
+async fn a_burst_of_wrong_passwords_gets_429s_before_any_hashing() {
+    // The defaults: 10 attempts per account and 30 per client address, per 15 minutes.
+    let app = spawn_builtin_tuned(0, |_| {}).await;
+    add_user(&app, "erin", Some("correct horse battery"), Role::Viewer).await;
+    let guesses: Vec<String> = (0..100).map(|i| format!("wrong password {i}")).collect();
+    let burst = guesses.iter().map(|g| login(&app, "erin", g, None));
+    let responses = futures::future::join_all(burst).await;
+    let mut wrong = 0;
+    let mut throttled = Vec::new();
+    for r in responses {
+        match r.status().as_u16() {
+            401 => wrong += 1,
+            429 => throttled.push(r),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    // Ten were checked (and were wrong); the other ninety were refused before hashing.
+    assert_eq!((wrong, throttled.len()), (10, 90));
+    for r in throttled.drain(..) {
+        let retry: u64 = r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=900).contains(&retry), "Retry-After {retry}");
+        let page = r.text().await.unwrap();
+        assert!(
+            page.contains("Too many sign-in attempts for this account"),
+            "{page}"
+        );
+    }
+    // The right password is refused too while the account's allowance is spent.
+    assert_eq!(
+        login(&app, "erin", "correct horse battery", None)
+            .await
+            .status(),
+        429
+    );
+    // The same address guessing other names: 20 of its 30 attempts are left.
+    let names = (0..25).map(|i| format!("guess{i}"));
+    let mut statuses = Vec::new();
+    for name in names {
+        statuses.push(login(&app, &name, "whatever it is", None).await);
+    }
+    let refused: Vec<_> = statuses.iter().filter(|r| r.status() == 429).collect();
+    assert_eq!(refused.len(), 5, "the address's allowance");
+    let last = statuses.pop().unwrap();
+    assert!(last
+        .text()
+        .await
+        .unwrap()
+        .contains("Too many sign-in attempts from your address"));
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let count = |limit: &str| -> f64 {
+        let prefix = format!("opsight_sign_in_refused_total{{limit=\"{limit}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    assert!(
+        count("account") >= 91.0 && count("address") >= 5.0,
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_throttled_not_the_proxy() {
+    let app = spawn_builtin_tuned(0, |s| {
+        s.auth.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        s.auth.sign_in_limits.per_address = 3;
+    })
+    .await;
+    let from = |client: &'static str, name: &'static str| {
+        let app = &app;
+        async move {
+            raw(None)
+                .post(format!("{}/login", app.base))
+                .header("sec-fetch-site", "same-origin")
+                .header("x-forwarded-for", format!("198.51.100.1, {client}"))
+                .form(&[("username", name), ("password", "not the password")])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    for name in ["a1", "a2", "a3"] {
+        assert_eq!(from("203.0.113.1", name).await, 401);
+    }
+    // That client's fourth attempt is refused; another client behind the same proxy is
+    // not (the proxy's own address is not what is counted, nor the forged left part).
+    assert_eq!(from("203.0.113.1", "a4").await, 429);
+    assert_eq!(from("203.0.113.2", "b1").await, 401);
+}
+
 async fn me(app: &TestApp, cookie: &str) -> reqwest::Response {
     raw(None)
         .get(format!("{}/api/v1/me", app.base))
@@ -428,7 +585,10 @@ async fn sessions_sign_in_rotate_expire_and_end() {
     assert_eq!(stored.len(), 1);
     assert_ne!(stored[0], value);
     let who: Value = me(&app, &first).await.json().await.unwrap();
-    assert_eq!(who, json!({"name": "alice", "role": "editor"}));
+    assert_eq!(
+        who,
+        json!({"name": "alice", "role": "editor", "sites": null})
+    );
 
     // Signing in again rotates: a new session, and the one the browser had is gone.
     let r = login(&app, "ALICE", "correct horse battery", Some(&first)).await;
@@ -678,7 +838,10 @@ async fn a_trusted_proxy_names_the_user_and_nobody_else_can() {
             .send()
     };
     let who: Value = via_proxy("Dana").await.unwrap().json().await.unwrap();
-    assert_eq!(who, json!({"name": "dana", "role": "editor"}));
+    assert_eq!(
+        who,
+        json!({"name": "dana", "role": "editor", "sites": null})
+    );
     let r = via_proxy("mallory").await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(r
@@ -777,7 +940,10 @@ async fn tokens_are_shown_once_scoped_and_revocable_and_secrets_stay_hidden() {
         .json()
         .await
         .unwrap();
-    assert_eq!(who, json!({"name": "slack-bot", "role": "editor"}));
+    assert_eq!(
+        who,
+        json!({"name": "slack-bot", "role": "editor", "sites": null})
+    );
     // Its role is its scope: no users, no tokens.
     let r = bot
         .post(format!("{}/api/v1/tokens", app.base))
@@ -860,6 +1026,7 @@ async fn the_audit_log_says_who_changed_what() {
         name: "admin".into(),
         role: Role::Admin,
         via: app::ssr::access::Via::Session,
+        reach: app::domain::access::Reach::All,
     };
     let editor_token = app
         .state
@@ -868,6 +1035,7 @@ async fn the_audit_log_says_who_changed_what() {
             NewToken {
                 name: "ops-editor".into(),
                 role: Role::Editor,
+                sites: None,
             },
             &admin,
         )

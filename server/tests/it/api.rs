@@ -130,12 +130,15 @@ async fn network_view_has_a_site_dimension() {
     let detail = app
         .state
         .cards()
-        .kpi_detail(app::dto::KpiQuery {
-            site: "network".into(),
-            metric: "otif".into(),
-            view: Default::default(),
-            filter: None,
-        })
+        .kpi_detail(
+            app::dto::KpiQuery {
+                site: "network".into(),
+                metric: "otif".into(),
+                view: Default::default(),
+                filter: None,
+            },
+            &app::domain::access::Reach::All,
+        )
         .await
         .unwrap();
     let dims: Vec<&str> = detail

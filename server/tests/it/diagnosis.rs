@@ -78,12 +78,15 @@ async fn the_kpi_page_shows_this_weeks_pace_and_forecast() {
     let d = app
         .state
         .cards()
-        .kpi_detail(app::dto::KpiQuery {
-            site: "DAL".into(),
-            metric: "otif".into(),
-            view: Default::default(),
-            filter: None,
-        })
+        .kpi_detail(
+            app::dto::KpiQuery {
+                site: "DAL".into(),
+                metric: "otif".into(),
+                view: Default::default(),
+                filter: None,
+            },
+            &app::domain::access::Reach::All,
+        )
         .await
         .unwrap();
     let p = d.pace.expect("pace");
@@ -111,12 +114,15 @@ async fn the_kpi_page_shows_this_weeks_pace_and_forecast() {
     let v = app
         .state
         .cards()
-        .kpi_detail(app::dto::KpiQuery {
-            site: "PHX".into(),
-            metric: "lines_due".into(),
-            view: Default::default(),
-            filter: None,
-        })
+        .kpi_detail(
+            app::dto::KpiQuery {
+                site: "PHX".into(),
+                metric: "lines_due".into(),
+                view: Default::default(),
+                filter: None,
+            },
+            &app::domain::access::Reach::All,
+        )
         .await
         .unwrap()
         .pace

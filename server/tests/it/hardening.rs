@@ -172,9 +172,22 @@ fn metric(text: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Every sample of a scrape: series (name and labels) → value.
+fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn metrics_report_routes_agents_queues_and_runs() {
     let app = spawn_app(2_000, None).await;
+    let scrape = || async { app.get("/metrics").await.text().await.unwrap() };
+    let first = scrape().await;
     assert_eq!(app.refresh("DAL", "otif").await.status(), 200);
     assert_eq!(
         app.get("/api/v1/runs/run-that-does-not-exist")
@@ -213,15 +226,43 @@ async fn metrics_report_routes_agents_queues_and_runs() {
         metric(&text, "opsight_deliveries{state=\"pending\"}"),
         Some(0.0)
     );
-    // This test's database: exactly the one run, finished.
-    assert_eq!(
-        metric(&text, "opsight_run_duration_seconds_count"),
-        Some(1.0)
-    );
+    // The run this process closed is counted (the tests' other apps share the process,
+    // so at least one more than before).
+    let runs = |t: &str| metric(t, "opsight_run_duration_seconds_count").unwrap();
+    assert!(runs(&text) >= runs(&first) + 1.0, "{text}");
     assert_eq!(
         metric(&text, "opsight_run_duration_seconds_bucket{le=\"+Inf\"}"),
-        Some(1.0)
+        Some(runs(&text))
     );
+    // Process figures: memory, descriptors, connections (this scrape's own at least), pool.
+    assert!(metric(&text, "process_resident_memory_bytes").unwrap() > 1e6);
+    assert!(metric(&text, "process_open_fds").unwrap() >= 3.0);
+    assert!(metric(&text, "opsight_http_connections").unwrap() >= 1.0);
+    assert!(metric(&text, "opsight_db_pool_max_connections").unwrap() >= 1.0);
+    assert!(metric(&text, "opsight_db_pool_connections{state=\"idle\"}").is_some());
+
+    // Counters and histograms never go down: not when the runs' rows are purged from the
+    // database (the old histogram was rebuilt from them), not across scrapes.
+    sqlx::query("DELETE FROM refresh_jobs")
+        .execute(app.db())
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM refresh_runs")
+        .execute(app.db())
+        .await
+        .unwrap();
+    let later = scrape().await;
+    let (before, after) = (samples(&text), samples(&later));
+    let cumulative = |s: &str| {
+        s.contains("_bucket{") || s.contains("_count") || s.contains("_sum") || s.contains("_total")
+    };
+    let mut checked = 0;
+    for (series, v) in before.iter().filter(|(s, _)| cumulative(s)) {
+        let now = after.get(series).copied().unwrap_or(f64::NAN);
+        assert!(now >= *v, "{series} went from {v} to {now}");
+        checked += 1;
+    }
+    assert!(checked > 30, "only {checked} cumulative series");
 }
 
 #[tokio::test]

@@ -198,6 +198,7 @@ async fn a_digest_reaches_every_channel_ranked_by_money_with_retries_recorded() 
                 username: None,
                 password: None,
                 from: "opsight@example.com".into(),
+                trust: Default::default(),
             }),
         ),
     )

@@ -298,7 +298,11 @@ async fn a_replica_that_lost_its_lease_cannot_store_a_second_insight() {
             .unwrap()
     );
     a.runs().close_finished().await.unwrap();
-    let d = a.runs().detail(&run.id).await.unwrap();
+    let d = a
+        .runs()
+        .detail(&run.id, &app::domain::access::Reach::All)
+        .await
+        .unwrap();
     assert_eq!((d.run.status.as_str(), d.run.done), ("finished", 1));
     assert_eq!(
         d.jobs[0].claimed_by.as_deref(),
@@ -357,6 +361,7 @@ async fn unchanged_across_days_of_the_week_but_not_after_new_feedback() {
                 reason: Some("Names the wrong carrier".into()),
             },
             "test",
+            &app::domain::access::Reach::All,
         )
         .await
         .unwrap();

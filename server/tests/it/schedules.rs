@@ -60,10 +60,13 @@ fn input(name: &str, cron: &str, catch_up: &str) -> ScheduleInput {
 async fn runs_of(state: &AppState) -> Vec<RunView> {
     let mut r = state
         .runs()
-        .list(app::dto::RunsQuery {
-            limit: Some(500),
-            active: None,
-        })
+        .list(
+            app::dto::RunsQuery {
+                limit: Some(500),
+                active: None,
+            },
+            &app::domain::access::Reach::All,
+        )
         .await
         .unwrap();
     r.reverse();

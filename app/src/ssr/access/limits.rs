@@ -27,23 +27,38 @@ impl Default for Allowance {
     }
 }
 
+/// A token bucket: holds up to `capacity` tokens and refills `capacity` per `window`.
 #[derive(Clone, Copy, Debug)]
-struct Bucket {
-    tokens: f64,
+pub(super) struct Bucket {
+    pub(super) tokens: f64,
     at: Instant,
 }
 
+const MINUTE: Duration = Duration::from_secs(60);
+
 impl Bucket {
-    fn full(capacity: u32, now: Instant) -> Self {
+    pub(super) fn full(capacity: u32, now: Instant) -> Self {
         Bucket {
             tokens: capacity as f64,
             at: now,
         }
     }
 
-    /// Refills to `now`; returns how long until one token is available (zero: now).
+    /// Refills to `now` at `capacity` a minute; returns how long until one token is
+    /// available (zero: now).
     fn refill(&mut self, capacity: u32, now: Instant) -> Duration {
-        let rate = capacity as f64 / 60.0;
+        self.refill_over(capacity, MINUTE, now)
+    }
+
+    /// Refills to `now` at `capacity` per `window`; returns how long until one token is
+    /// available (zero: now).
+    pub(super) fn refill_over(
+        &mut self,
+        capacity: u32,
+        window: Duration,
+        now: Instant,
+    ) -> Duration {
+        let rate = capacity as f64 / window.as_secs_f64().max(1e-3);
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.tokens = (self.tokens + elapsed * rate).min(capacity as f64);
         self.at = now;

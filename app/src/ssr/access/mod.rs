@@ -3,6 +3,8 @@
 //! - this module: users and their passwords, browser sessions, API tokens, and who is
 //!   asking ([`Accounts::authenticate`]).
 //! - [`limits`]: rate limits on agent calls, per principal and per replica.
+//! - [`throttle`]: sign-in attempts per account and per client address, and the cap on
+//!   concurrent password hashing.
 //!
 //! - Passwords are Argon2id (the crate's defaults: 19 MiB, 2 passes, 1 lane, the OWASP
 //!   minimum), hashed and verified on the blocking pool so a sign-in never stalls the
@@ -19,8 +21,9 @@
 //! Every change here writes the audit log in the same transaction.
 
 pub mod limits;
+pub mod throttle;
 
-use crate::domain::access::{Me, Role};
+use crate::domain::access::{grant_text, parse_grant, Me, Reach, Role};
 use crate::dto::{
     AuditEntry, AuditQuery, NewToken, NewUser, TokenCreated, TokenView, UserChange, UserView,
 };
@@ -33,6 +36,7 @@ use sha2::{Digest, Sha256};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use throttle::{SignInLimits, SignInRefused, SignInThrottle};
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "opsight_session";
@@ -54,6 +58,8 @@ pub struct AuthSettings {
     pub proxy_user_header: String,
     /// The role of requests that carry no credentials (`None`: they must sign in).
     pub anonymous_role: Option<Role>,
+    /// Sign-in attempts allowed per account and per client address.
+    pub sign_in_limits: SignInLimits,
 }
 
 impl Default for AuthSettings {
@@ -64,6 +70,7 @@ impl Default for AuthSettings {
             trusted_proxies: Vec::new(),
             proxy_user_header: "x-forwarded-user".into(),
             anonymous_role: None,
+            sign_in_limits: SignInLimits::default(),
         }
     }
 }
@@ -79,12 +86,14 @@ pub enum Via {
     Cli,
 }
 
-/// Who is asking: a user (session or proxy), an API token, or an anonymous viewer.
+/// Who is asking: a user (session or proxy), an API token, or an anonymous viewer; with
+/// the sites it may see.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     pub name: String,
     pub role: Role,
     pub via: Via,
+    pub reach: Reach,
 }
 
 impl Principal {
@@ -102,6 +111,7 @@ impl Principal {
         Me {
             name: self.name.clone(),
             role: self.role,
+            sites: self.reach.sites(),
         }
     }
 
@@ -111,6 +121,7 @@ impl Principal {
             name: "cli".into(),
             role: Role::Admin,
             via: Via::Cli,
+            reach: Reach::All,
         }
     }
 
@@ -120,8 +131,15 @@ impl Principal {
             name: "anonymous".into(),
             role,
             via: Via::Anonymous,
+            reach: Reach::All,
         }
     }
+}
+
+/// What a request's principal may see: everything without one (the command line, the
+/// scheduler, public routes).
+pub fn reach_of(principal: Option<&Principal>) -> Reach {
+    principal.map_or(Reach::All, |p| p.reach.clone())
 }
 
 /// The actor of a request without a principal (public routes).
@@ -193,9 +211,11 @@ pub fn check_password(password: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
-/// Argon2id PHC string of `password`, computed on the blocking pool.
-pub async fn hash_password(password: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || {
+/// Argon2id PHC string of `password`, computed on the blocking pool in one of the
+/// process's hashing slots (`Busy` when none frees up in time).
+pub async fn hash_password(password: String) -> Result<String, ServiceError> {
+    let _slot = throttle::hashing_slot().await?;
+    let hash = tokio::task::spawn_blocking(move || {
         use argon2::password_hash::{PasswordHasher, SaltString};
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -206,7 +226,8 @@ pub async fn hash_password(password: String) -> anyhow::Result<String> {
             .map_err(|e| anyhow::anyhow!("hashing failed: {e}"))
     })
     .await
-    .map_err(|e| anyhow::anyhow!("the hashing task failed: {e}"))?
+    .map_err(|e| anyhow::anyhow!("the hashing task failed: {e}"))??;
+    Ok(hash)
 }
 
 /// A hash of a password nobody knows, with the same parameters as real ones: verifying
@@ -214,11 +235,13 @@ pub async fn hash_password(password: String) -> anyhow::Result<String> {
 const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$GMyFzW4Xq3ruOZHcjhlmkDx6zaIX4eMfUkm3VZ6ypNE";
 
 /// Whether `password` matches `hash`. With no hash (unknown user, proxy-only account) a
-/// fixed hash is verified instead, so the answer takes as long either way.
-pub async fn verify_password(password: String, hash: Option<String>) -> bool {
+/// fixed hash is verified instead, so the answer takes as long either way. Runs in one of
+/// the process's hashing slots (`Busy` when none frees up in time).
+pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool, ServiceError> {
     let known = hash.is_some();
     let hash = hash.unwrap_or_else(|| DECOY.to_string());
-    tokio::task::spawn_blocking(move || {
+    let _slot = throttle::hashing_slot().await?;
+    let matches = tokio::task::spawn_blocking(move || {
         use argon2::password_hash::{PasswordHash, PasswordVerifier};
         match PasswordHash::new(&hash) {
             Ok(parsed) => argon2::Argon2::default()
@@ -231,8 +254,8 @@ pub async fn verify_password(password: String, hash: Option<String>) -> bool {
         }
     })
     .await
-    .unwrap_or(false)
-        && known
+    .unwrap_or(false);
+    Ok(matches && known)
 }
 
 /// User names: 1–64 characters of letters, digits, `.`, `_`, `-` or `@`, kept lower case.
@@ -275,12 +298,25 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub struct Accounts {
     db: Db,
     settings: Arc<AuthSettings>,
+    sign_ins: Arc<SignInThrottle>,
+}
+
+/// How a sign-in ended.
+#[derive(Debug)]
+pub enum SignIn {
+    /// The new session's cookie value (shown to nobody else) and who it is.
+    Accepted { secret: String, who: Principal },
+    /// A wrong name or password, or a disabled account (which of them is not said).
+    Refused,
+    /// Too many attempts for the account or from the address: 429, nothing checked.
+    Throttled(SignInRefused),
 }
 
 impl Accounts {
     pub fn new(db: Db, settings: AuthSettings) -> Accounts {
         Accounts {
             db,
+            sign_ins: Arc::new(SignInThrottle::new(settings.sign_in_limits)),
             settings: Arc::new(settings),
         }
     }
@@ -292,6 +328,7 @@ impl Accounts {
     /// Adds a user. No password makes an account that signs in only through the proxy.
     pub async fn add_user(&self, input: NewUser, actor: &str) -> Result<UserView, ServiceError> {
         let username = clean_username(&input.username)?;
+        let sites = self.check_grant(input.sites.as_deref()).await?;
         let hash = match &input.password {
             Some(p) => {
                 check_password(p)?;
@@ -315,6 +352,7 @@ impl Accounts {
             &username,
             hash,
             input.role,
+            sites.clone(),
             &clock::timestamp(now),
         )
         .await?;
@@ -324,13 +362,17 @@ impl Accounts {
             "user.create",
             &format!("user:{username}"),
             &format!(
-                "role {}{}",
+                "role {}{}{}",
                 input.role,
                 if input.password.is_some() {
                     ", with a password"
                 } else {
                     ", proxy sign-in only"
-                }
+                },
+                sites
+                    .as_deref()
+                    .map(|s| format!(", sites {s}"))
+                    .unwrap_or_default()
             ),
         )
         .await?;
@@ -358,6 +400,10 @@ impl Accounts {
         actor: &str,
     ) -> Result<UserView, ServiceError> {
         let username = clean_username(username)?;
+        let sites = match change.sites.as_deref() {
+            Some(text) => Some(self.check_grant(Some(text)).await?),
+            None => None,
+        };
         let hash = match &change.password {
             Some(p) => {
                 check_password(p)?;
@@ -386,12 +432,19 @@ impl Accounts {
                 .await?;
             what.push("password changed".to_string());
         }
+        if let Some(sites) = sites {
+            what.push(match &sites {
+                Some(s) => format!("sites → {s}"),
+                None => "sites → all".to_string(),
+            });
+            store_accounts::update_user(&mut *tx, &user.id, UserUpdate::Sites(sites), &now).await?;
+        }
         if change.disabled == Some(true) || change.password.is_some() {
             store_accounts::delete_sessions_of(&mut *tx, &user.id).await?;
         }
         if what.is_empty() {
             return Err(ServiceError::BadRequest(
-                "nothing to change: give role, disabled or password".into(),
+                "nothing to change: give role, disabled, password or sites".into(),
             ));
         }
         // Nobody could manage users any more: the change is rolled back.
@@ -414,26 +467,37 @@ impl Accounts {
             .ok_or_else(|| ServiceError::NotFound(format!("no user named {username}")))
     }
 
-    /// Signs a user in: on success, the new session's cookie value (shown to nobody else)
-    /// and who it is. `previous` is the session cookie the browser had, which is dropped.
+    /// Signs a user in. `previous` is the session cookie the browser had, which is
+    /// dropped; `client` the client's address ([`throttle::client_address`]), whose
+    /// attempts are counted with the account's.
     pub async fn login(
         &self,
         username: &str,
         password: &str,
         previous: Option<&str>,
-    ) -> Result<Option<(String, Principal)>, ServiceError> {
+        client: Option<IpAddr>,
+    ) -> Result<SignIn, ServiceError> {
         let username = username.trim().to_lowercase();
+        if let Err(refused) = self
+            .sign_ins
+            .admit(&username, client, std::time::Instant::now())
+        {
+            crate::ssr::metrics::count_sign_in_refused(refused.limit());
+            return Ok(SignIn::Throttled(refused));
+        }
         let user = store_accounts::credentials(&self.db, &username).await?;
         let (hash, disabled) = match &user {
             Some(u) => (u.password_hash.clone(), u.disabled != 0),
             None => (None, true),
         };
         // Verify even when the user is unknown or disabled: the same time either way.
-        let password_ok = verify_password(password.to_string(), hash).await;
+        let password_ok = verify_password(password.to_string(), hash).await?;
         let Some(user) = user.filter(|_| password_ok && !disabled) else {
-            return Ok(None);
+            return Ok(SignIn::Refused);
         };
+        self.sign_ins.succeeded(&username, client);
         let role = Role::parse(&user.role).map_err(|e| anyhow::anyhow!("users.role: {e}"))?;
+        let reach = self.reach(user.sites.as_deref()).await?;
         let secret = random_hex(32)?;
         let now = chrono::Utc::now();
         let expires = now
@@ -453,14 +517,15 @@ impl Accounts {
         )
         .await?;
         store::commit(tx).await?;
-        Ok(Some((
+        Ok(SignIn::Accepted {
             secret,
-            Principal {
+            who: Principal {
                 name: username,
                 role,
                 via: Via::Session,
+                reach,
             },
-        )))
+        })
     }
 
     /// Ends a session (sign-out). Unknown sessions are ignored.
@@ -470,15 +535,64 @@ impl Accounts {
 
     /// The user of a live session: not expired, user not disabled.
     pub async fn session(&self, cookie: &str) -> Result<Option<Principal>, ServiceError> {
-        Ok(
-            store_accounts::session_user(&self.db, &sha256_hex(cookie), &clock::now())
-                .await?
-                .map(|(name, role)| Principal {
-                    name,
-                    role,
-                    via: Via::Session,
-                }),
-        )
+        match store_accounts::session_user(&self.db, &sha256_hex(cookie), &clock::now()).await? {
+            Some(holder) => Ok(Some(self.principal(holder, Via::Session).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The principal a stored user or token stands for, its grant resolved against the
+    /// sites as they are now.
+    async fn principal(
+        &self,
+        holder: store_accounts::Holder,
+        via: Via,
+    ) -> Result<Principal, ServiceError> {
+        Ok(Principal {
+            reach: self.reach(holder.sites.as_deref()).await?,
+            name: holder.name,
+            role: holder.role,
+            via,
+        })
+    }
+
+    /// The sites a stored grant covers now (none stored: every site).
+    async fn reach(&self, grant: Option<&str>) -> Result<Reach, ServiceError> {
+        let grant = match grant.map(parse_grant) {
+            None | Some(Ok(None)) => return Ok(Reach::All),
+            Some(Ok(Some(g))) => g,
+            // A grant that no longer parses limits to nothing rather than to everything.
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "a stored site grant does not parse");
+                return Ok(Reach::Sites(Default::default()));
+            }
+        };
+        Ok(Reach::resolve_existing(&grant, &self.site_regions().await?))
+    }
+
+    /// Every site as (code, region).
+    async fn site_regions(&self) -> Result<Vec<(String, String)>, ServiceError> {
+        Ok(store::facts::sites(&self.db)
+            .await?
+            .into_iter()
+            .map(|s| (s.code, s.region))
+            .collect())
+    }
+
+    /// A grant as given by an admin, checked against the sites (unknown ones are a 400)
+    /// and normalised; `None` for no grant (every site).
+    async fn check_grant(&self, text: Option<&str>) -> Result<Option<String>, ServiceError> {
+        let Some(grant) = text
+            .map(parse_grant)
+            .transpose()
+            .map_err(|e| ServiceError::BadRequest(format!("sites: {e}")))?
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        Reach::resolve(&grant, &self.site_regions().await?)
+            .map_err(|e| ServiceError::BadRequest(format!("sites: {e}")))?;
+        Ok(Some(grant_text(&grant)))
     }
 
     /// Creates an API token with `input.role` (at most the creator's). The secret is
@@ -500,6 +614,23 @@ impl Accounts {
                 creator.role
             )));
         }
+        // Its sites: those asked for, within the creator's; none asked, the creator's.
+        let sites = match (
+            self.check_grant(input.sites.as_deref()).await?,
+            &creator.reach,
+        ) {
+            (None, Reach::All) => None,
+            (None, Reach::Sites(own)) => Some(own.iter().cloned().collect::<Vec<_>>().join(",")),
+            (Some(asked), reach) => {
+                let wanted = self.reach(Some(&asked)).await?;
+                if wanted.within(reach) != wanted {
+                    return Err(ServiceError::BadRequest(
+                        "a token cannot reach sites its creator does not".into(),
+                    ));
+                }
+                Some(asked)
+            }
+        };
         let secret = format!("opsight_{}", random_hex(32)?);
         let now = chrono::Utc::now();
         let id = new_id(now, "tok");
@@ -516,6 +647,7 @@ impl Accounts {
                 role: input.role,
                 created_by: &created_by,
                 created_at: &created_at,
+                sites: sites.as_deref(),
             },
         )
         .await?;
@@ -524,7 +656,14 @@ impl Accounts {
             &created_by,
             "token.create",
             &format!("token:{name}"),
-            &format!("role {}, id {id}", input.role),
+            &format!(
+                "role {}, id {id}{}",
+                input.role,
+                sites
+                    .as_deref()
+                    .map(|s| format!(", sites {s}"))
+                    .unwrap_or_default()
+            ),
         )
         .await?;
         store::commit(tx).await?;
@@ -538,6 +677,7 @@ impl Accounts {
                 created_at,
                 last_used_at: None,
                 revoked_at: None,
+                sites,
             },
             secret,
         })
@@ -571,7 +711,7 @@ impl Accounts {
     /// The principal of an API token, or `None` when it is unknown or revoked.
     async fn token(&self, secret: &str) -> Result<Option<Principal>, ServiceError> {
         let hash = sha256_hex(secret);
-        let Some((name, role, last)) = store_accounts::token_by_hash(&self.db, &hash).await? else {
+        let Some((holder, last)) = store_accounts::token_by_hash(&self.db, &hash).await? else {
             return Ok(None);
         };
         // Last use, to the minute: enough to find unused tokens. Written only when it is
@@ -582,11 +722,7 @@ impl Accounts {
         if last.is_none_or(|l| l < stale) {
             let _ = store_accounts::touch_token(&self.db, &hash, &clock::timestamp(now)).await;
         }
-        Ok(Some(Principal {
-            name,
-            role,
-            via: Via::Token,
-        }))
+        Ok(Some(self.principal(holder, Via::Token).await?))
     }
 
     /// Who is asking, from (in order) a bearer token, a trusted proxy's user header, the
@@ -618,11 +754,7 @@ impl Accounts {
                 let found =
                     store_accounts::enabled_user(&self.db, &user.trim().to_lowercase()).await?;
                 return match found {
-                    Some((name, role)) => Ok(Some(Principal {
-                        name,
-                        role,
-                        via: Via::Proxy,
-                    })),
+                    Some(holder) => Ok(Some(self.principal(holder, Via::Proxy).await?)),
                     None => Err(AuthError::Proxy(format!(
                         "no active Opsight account for {:?}; ask an admin to add one (trusted proxy {peer})",
                         user.trim()
@@ -684,9 +816,13 @@ mod tests {
     async fn passwords_hash_and_verify() {
         let h = hash_password("correct horse".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$"), "{h}");
-        assert!(verify_password("correct horse".into(), Some(h.clone())).await);
-        assert!(!verify_password("wrong horse".into(), Some(h)).await);
-        assert!(!verify_password("anything".into(), None).await);
+        assert!(verify_password("correct horse".into(), Some(h.clone()))
+            .await
+            .unwrap());
+        assert!(!verify_password("wrong horse".into(), Some(h))
+            .await
+            .unwrap());
+        assert!(!verify_password("anything".into(), None).await.unwrap());
         // The decoy is a well-formed hash with the real parameters (else an unknown user
         // would be answered without hashing, faster than a known one).
         use argon2::password_hash::PasswordHash;

@@ -249,10 +249,13 @@ impl Agents {
     /// Builds one client per profile over one shared `reqwest::Client`. `cards` and
     /// `questions` name the agents for scheduled/refreshed cards and for drill-down
     /// questions.
+    /// `trust`: the CA bundle the HTTP client trusts beside the built-in roots (agents,
+    /// tracking servers and webhooks share this client).
     pub fn new(
         profiles: Vec<AgentProfile>,
         cards: &str,
         questions: &str,
+        trust: &crate::ssr::trust::Trust,
     ) -> anyhow::Result<Agents> {
         anyhow::ensure!(!profiles.is_empty(), "no agent is configured");
         for p in &profiles {
@@ -265,7 +268,8 @@ impl Agents {
                 p.name
             );
         }
-        let http = reqwest::Client::builder()
+        let http = trust
+            .http()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
             .user_agent(concat!("opsight/", env!("CARGO_PKG_VERSION")))
@@ -293,7 +297,12 @@ impl Agents {
     /// One agent doing everything.
     pub fn single(profile: AgentProfile) -> anyhow::Result<Agents> {
         let name = profile.name.clone();
-        Agents::new(vec![profile], &name, &name)
+        Agents::new(
+            vec![profile],
+            &name,
+            &name,
+            &crate::ssr::trust::Trust::default(),
+        )
     }
 
     pub fn cards(&self) -> &Arc<AgentClient> {

@@ -29,7 +29,9 @@ impl Cards {
         insight_id: &str,
         position: i64,
         change: ActionChange,
+        reach: &crate::domain::access::Reach,
     ) -> Result<ActionView, ServiceError> {
+        self.check_reach(reach, insight_id).await?;
         let insight = insights::get(&self.db, insight_id)
             .await?
             .filter(|i| i.status == AnswerStatus::Ok)

@@ -3,7 +3,8 @@
 //! the lineage page.
 
 use super::evidence::{self, parse_metric, site_filter};
-use super::Cards;
+use super::{within, Cards};
+use crate::domain::access::Reach;
 use crate::domain::card::{card, for_period, mark_model_moved, tile, tile_from_pack, Daily};
 use crate::domain::evidence::{EvidencePack, PeriodRef, NETWORK};
 use crate::domain::kpi::{KpiCounts, Metric};
@@ -29,8 +30,8 @@ pub struct Tiles {
 }
 
 /// Cache key of [`Tiles`]: the store's data version, the rules version, the period, the
-/// comparison and the reference date.
-type TilesKey = (i64, i64, Period, Compare, NaiveDate);
+/// comparison, the reference date and the sites of a limited reach.
+type TilesKey = (i64, i64, Period, Compare, NaiveDate, Option<Vec<String>>);
 
 /// The dashboards' tiles by key; a handful of views at most are kept (the cache is
 /// cleared when it grows past [`TILES_KEPT`]).
@@ -102,19 +103,33 @@ impl Cards {
     /// daily totals per site over the trend (and a week's anomaly baseline), bucketed into
     /// the trend's periods, and the compared period's totals. Cached by the store's data
     /// version and the rules version, so a dashboard costs a few small reads while the data
-    /// and rules stay the same.
-    async fn tiles(&self, period: Period, compare: Compare) -> Result<Arc<Tiles>, ServiceError> {
+    /// and rules stay the same. A limited `reach` gets its sites' rows only, and its first
+    /// row is the sum of those sites instead of the whole network.
+    async fn tiles(
+        &self,
+        period: Period,
+        compare: Compare,
+        reach: &Reach,
+    ) -> Result<Arc<Tiles>, ServiceError> {
         let as_of = self.clock.today();
         let data_version = facts::store_state(&self.db).await?.data_version;
         let rules_version = store::rules::version(&self.db).await?;
-        let key = (data_version, rules_version, period, compare, as_of);
+        let key = (
+            data_version,
+            rules_version,
+            period,
+            compare,
+            as_of,
+            reach.sites(),
+        );
         if let Some(t) = self.tiles.lock().ok().and_then(|c| c.get(&key).cloned()) {
             return Ok(t);
         }
         let rules = store::rules::load(&self.db).await?;
         let defs = store::rules::metric_definitions(&self.db).await?;
         let metrics = facts::metrics(&self.db).await?;
-        let sites = facts::sites(&self.db).await?;
+        let mut sites = facts::sites(&self.db).await?;
+        sites.retain(|s| reach.sees(&s.code));
         let trend = period.trend();
         let previous = period.compared(compare);
         let week = period.as_week();
@@ -127,6 +142,9 @@ impl Cards {
         let mut network = vec![KpiCounts::default(); trend.len()];
         let mut network_daily = Daily::new();
         for (site, day, c) in facts::daily_counts(&self.db, None, from, period.end).await? {
+            if !reach.sees(&site) {
+                continue;
+            }
             if let Some(i) = trend.iter().position(|p| p.contains(day)) {
                 series
                     .entry(site.clone())
@@ -158,6 +176,9 @@ impl Cards {
                 for (site, _, c) in
                     facts::daily_counts(&self.db, None, previous.start, previous.end).await?
                 {
+                    if !reach.sees(&site) {
+                        continue;
+                    }
                     prior.entry(site).or_default().add(&c);
                     network_prior.add(&c);
                 }
@@ -207,11 +228,17 @@ impl Cards {
     /// Every site and KPI for a period (the default grain's latest complete one when none is named), with each
     /// card's latest insight of that lens.
     #[tracing::instrument(skip_all)]
-    pub async fn dashboard(&self, q: DashboardQuery) -> Result<Dashboard, ServiceError> {
+    /// A limited `reach` sees its sites, and the sum of them in place of the network (with
+    /// no network insight: those are about every site).
+    pub async fn dashboard(
+        &self,
+        q: DashboardQuery,
+        reach: &Reach,
+    ) -> Result<Dashboard, ServiceError> {
         self.refresh_model_versions().await;
         let as_of = self.clock.today();
         let (period, compare) = self.clock.resolve(&q.view)?;
-        let tiles = self.tiles(period, compare).await?;
+        let tiles = self.tiles(period, compare, reach).await?;
         let lens = Lens::of(&period, compare);
         let mut by_card: HashMap<(String, Metric), Vec<InsightView>> = HashMap::new();
         for i in insights::latest_per_card(&self.db, lens, &period).await? {
@@ -241,8 +268,14 @@ impl Cards {
                 tiles: t.clone(),
             })
             .collect();
-        let network = rows.remove(0);
+        let mut network = rows.remove(0);
+        if let Some(sites) = reach.sites() {
+            network.site = String::new();
+            network.name = format!("Your sites ({})", sites.join(", "));
+            network.cards.clear();
+        }
         let mut dashboard = Dashboard {
+            reach: reach.sites(),
             as_of: fmt_date(as_of),
             period: PeriodRef::from(period),
             previous_period: PeriodRef::from(tiles.previous),
@@ -295,7 +328,12 @@ impl Cards {
     }
 
     /// One evidence pack as JSON: the numbers behind a card, for other apps.
-    pub async fn evidence(&self, q: EvidenceQuery) -> Result<EvidencePack, ServiceError> {
+    pub async fn evidence(
+        &self,
+        q: EvidenceQuery,
+        reach: &Reach,
+    ) -> Result<EvidencePack, ServiceError> {
+        within(reach, &q.site)?;
         let metric = parse_metric(&q.metric)?;
         let as_of = self.clock.today();
         let (period, compare) = self.clock.resolve(&q.view)?;
@@ -317,7 +355,8 @@ impl Cards {
     /// The KPI page of one card: its tile and evidence pack, its card and insight history,
     /// and the current week's pace.
     #[tracing::instrument(skip_all, fields(site = %q.site, metric = %q.metric))]
-    pub async fn kpi_detail(&self, q: KpiQuery) -> Result<KpiDetail, ServiceError> {
+    pub async fn kpi_detail(&self, q: KpiQuery, reach: &Reach) -> Result<KpiDetail, ServiceError> {
+        within(reach, &q.site)?;
         let metric = parse_metric(&q.metric)?;
         let site = q.site.as_str();
         let rules = store::rules::load(&self.db).await?;
@@ -366,22 +405,32 @@ impl Cards {
     }
 
     /// Insight attempts, latest first, for one card, a site, or all.
-    pub async fn insights(&self, q: InsightsQuery) -> Result<Vec<InsightView>, ServiceError> {
+    /// A limited `reach` gets its sites' insights only.
+    pub async fn insights(
+        &self,
+        q: InsightsQuery,
+        reach: &Reach,
+    ) -> Result<Vec<InsightView>, ServiceError> {
         let limit = q.limit();
         let site = q.site.filter(|s| !s.is_empty());
         if let Some(site) = &site {
+            within(reach, site)?;
             evidence::site_name(&self.db, site).await?;
         }
         let metric = match q.metric.filter(|m| !m.is_empty()) {
             Some(m) => Some(parse_metric(&m)?),
             None => None,
         };
-        Ok(insights::list(&self.db, site.as_deref(), metric, None, limit).await?)
+        Ok(match (reach.sites(), site) {
+            (Some(among), None) => insights::list_among(&self.db, &among, metric, limit).await?,
+            (_, site) => insights::list(&self.db, site.as_deref(), metric, None, limit).await?,
+        })
     }
 
     /// The agent call behind an insight or a conversation turn, with the insight it made
     /// (if any) and that insight's feedback.
-    pub async fn lineage(&self, id: &str) -> Result<LineagePage, ServiceError> {
+    pub async fn lineage(&self, id: &str, reach: &Reach) -> Result<LineagePage, ServiceError> {
+        self.check_reach(reach, id).await?;
         let lineage = insights::lineage(&self.db, id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("no lineage for this id".into()))?;

@@ -22,7 +22,9 @@ impl Cards {
         insight_id: &str,
         input: FeedbackInput,
         user: &str,
+        reach: &crate::domain::access::Reach,
     ) -> Result<FeedbackView, ServiceError> {
+        self.check_reach(reach, insight_id).await?;
         let insight = insights::get(&self.db, insight_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("no such insight".into()))?;
@@ -112,7 +114,12 @@ impl Cards {
     }
 
     /// An insight's thumbs up and down, newest first.
-    pub async fn feedback(&self, insight_id: &str) -> Result<Vec<FeedbackView>, ServiceError> {
+    pub async fn feedback(
+        &self,
+        insight_id: &str,
+        reach: &crate::domain::access::Reach,
+    ) -> Result<Vec<FeedbackView>, ServiceError> {
+        self.check_reach(reach, insight_id).await?;
         Ok(insights::feedback_for(&self.db, insight_id).await?)
     }
 }

@@ -27,6 +27,7 @@ pub mod refresh;
 pub use questions::LiveTurns;
 pub use refresh::{RefreshOptions, Refreshed};
 
+use crate::domain::access::Reach;
 use crate::ssr::agent::Agents;
 use crate::ssr::clock::Clock;
 use crate::ssr::error::ServiceError;
@@ -46,7 +47,41 @@ pub struct Cards {
     sources: std::sync::Arc<[String]>,
 }
 
+/// `site` is within `reach`, or 403 saying what the reach covers. Checked before the
+/// site's existence, so a limited principal learns nothing about other sites.
+pub fn within(reach: &Reach, site: &str) -> Result<(), ServiceError> {
+    if reach.sees(site) {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(reach.refusal(site)))
+    }
+}
+
 impl Cards {
+    /// The site an insight or a conversation turn is about (their ids name an agent call's
+    /// lineage too), or `NotFound`.
+    pub async fn site_of(&self, id: &str) -> Result<String, ServiceError> {
+        if let Some(i) = crate::ssr::store::insights::get(&self.db, id).await? {
+            return Ok(i.site);
+        }
+        let not_found = || ServiceError::NotFound(format!("no insight or question '{id}'"));
+        let (conversation, _) = crate::ssr::store::conversations::turn(&self.db, id)
+            .await?
+            .ok_or_else(not_found)?;
+        let (c, _) = crate::ssr::store::conversations::get(&self.db, &conversation)
+            .await?
+            .ok_or_else(not_found)?;
+        Ok(c.site)
+    }
+
+    /// [`Cards::site_of`] `id`, within `reach`.
+    pub async fn check_reach(&self, reach: &Reach, id: &str) -> Result<(), ServiceError> {
+        if reach.is_all() || reach.sees(&self.site_of(id).await?) {
+            return Ok(());
+        }
+        Err(ServiceError::Forbidden(reach.refusal_of_other()))
+    }
+
     pub fn new(db: Db, agents: Agents, clock: Clock) -> Cards {
         Cards {
             db,

@@ -11,6 +11,7 @@
 use super::ask::{ask, Subject};
 use super::evidence::{self, parse_metric};
 use super::{clean_question, Cards};
+use crate::domain::access::Reach;
 use crate::domain::evidence::EvidencePack;
 use crate::domain::period::Period;
 use crate::domain::status::TurnStatus;
@@ -105,7 +106,9 @@ impl Cards {
         &self,
         input: StartConversation,
         user: &str,
+        reach: &Reach,
     ) -> Result<TurnStarted, ServiceError> {
+        super::within(reach, &input.site)?;
         let metric = parse_metric(&input.metric)?;
         evidence::site_name(&self.db, &input.site).await?;
         let (period, compare) = self.clock.resolve(&input.view)?;
@@ -139,10 +142,14 @@ impl Cards {
         conversation_id: &str,
         input: FollowUp,
         user: &str,
+        reach: &Reach,
     ) -> Result<TurnStarted, ServiceError> {
         let question = clean_question(Some(&input.question))?
             .ok_or_else(|| ServiceError::BadRequest("ask a question".into()))?;
         let (conversation, history) = self.load_conversation(conversation_id).await?;
+        if !reach.sees(&conversation.site) {
+            return Err(ServiceError::Forbidden(reach.refusal_of_other()));
+        }
         // A turn still running blocks the next one, unless it is so old that its process
         // must have died mid-answer (timestamps are fixed-width, so text order is time
         // order).
@@ -162,8 +169,16 @@ impl Cards {
     }
 
     /// A conversation and its turns.
-    pub async fn conversation(&self, id: &str) -> Result<ConversationView, ServiceError> {
-        Ok(self.load_conversation(id).await?.0)
+    pub async fn conversation(
+        &self,
+        id: &str,
+        reach: &Reach,
+    ) -> Result<ConversationView, ServiceError> {
+        let conversation = self.load_conversation(id).await?.0;
+        if !reach.sees(&conversation.site) {
+            return Err(ServiceError::Forbidden(reach.refusal_of_other()));
+        }
+        Ok(conversation)
     }
 
     /// A conversation and the items of its answered turns, or `NotFound`.
@@ -331,7 +346,10 @@ impl Cards {
     pub async fn turn_events(
         &self,
         turn_id: &str,
+        reach: &Reach,
     ) -> Result<mpsc::Receiver<TurnEvent>, ServiceError> {
+        // The turn's row exists from the moment it was asked, live or not.
+        self.check_reach(reach, turn_id).await?;
         let (tx, rx) = mpsc::channel(64);
         if let Some((so_far, live)) = self.live.subscribe(turn_id) {
             crate::ssr::tasks::spawn(

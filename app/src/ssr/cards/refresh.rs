@@ -16,6 +16,7 @@
 
 use super::ask::{ask, Asked, Subject};
 use super::{clean_question, Cards};
+use crate::domain::access::Reach;
 use crate::domain::card::{same_inputs, Inputs as CardInputs};
 use crate::domain::evidence::EvidencePack;
 use crate::domain::kpi::Metric;
@@ -99,7 +100,12 @@ pub fn default_question(metric: Metric, site_name: &str, week_label: &str) -> St
 impl Cards {
     /// Refreshes one card now, always calling the agent (the dashboard's refresh button and
     /// the API).
-    pub async fn refresh(&self, input: RefreshRequest) -> Result<InsightView, ServiceError> {
+    pub async fn refresh(
+        &self,
+        input: RefreshRequest,
+        reach: &Reach,
+    ) -> Result<InsightView, ServiceError> {
+        super::within(reach, &input.site)?;
         let metric = super::evidence::parse_metric(&input.metric)?;
         let view = self.clock.resolve(&input.view)?;
         let opts = RefreshOptions {

@@ -60,14 +60,19 @@ pub async fn save(
     let mut tx = store::begin(db).await?;
     facts::upsert_sites(&mut tx, &checked).await?;
     store::commit(tx).await?;
-    list(db).await
+    list(db, &crate::domain::access::Reach::All).await
 }
 
 /// Every site with its name and region.
-pub async fn list(db: &Db) -> Result<Vec<SiteInfo>, ServiceError> {
+/// The sites within `reach`.
+pub async fn list(
+    db: &Db,
+    reach: &crate::domain::access::Reach,
+) -> Result<Vec<SiteInfo>, ServiceError> {
     Ok(facts::sites(db)
         .await?
         .into_iter()
+        .filter(|s| reach.sees(&s.code))
         .map(|s| SiteInfo {
             code: s.code,
             name: s.name,

@@ -37,7 +37,10 @@ impl Notify {
     /// Observes every card once; returns the alert notifications queued.
     #[tracing::instrument(skip_all)]
     pub async fn check_alerts(&self) -> Result<AlertsChecked, ServiceError> {
-        let dashboard = self.cards.dashboard(Default::default()).await?;
+        let dashboard = self
+            .cards
+            .dashboard(Default::default(), &crate::domain::access::Reach::All)
+            .await?;
         let mut known = notifications::alert_states(&self.db).await?;
         let policy = self.notifier.alert_policy;
         let now = clock::now();

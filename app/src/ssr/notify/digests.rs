@@ -6,6 +6,7 @@
 //! digests. Links open the same view.
 
 use super::Notify;
+use crate::domain::access::Reach;
 use crate::domain::digest::{self, Digest, DigestItem};
 use crate::domain::evidence::NETWORK;
 use crate::domain::materiality::at_stake;
@@ -87,14 +88,23 @@ impl Notify {
         }
     }
 
-    /// The digest of a period as of now (and how long it took to build, in ms).
+    /// The digest of a period as of now (and how long it took to build, in ms), of the
+    /// sites within `reach` (the sum of a limited reach's sites is left out: it has no
+    /// page to link to).
     #[tracing::instrument(skip_all)]
-    pub async fn build_digest(&self, view: &PeriodChoice) -> Result<(Digest, f64), ServiceError> {
+    pub async fn build_digest(
+        &self,
+        view: &PeriodChoice,
+        reach: &Reach,
+    ) -> Result<(Digest, f64), ServiceError> {
         let started = Instant::now();
-        let dashboard = self
+        let mut dashboard = self
             .cards
-            .dashboard(DashboardQuery { view: view.clone() })
+            .dashboard(DashboardQuery { view: view.clone() }, reach)
             .await?;
+        if !reach.is_all() {
+            dashboard.network.tiles.clear();
+        }
         // Links open the period reported, pinned: a link to "the latest month" would open
         // another month once this one is over.
         let query = PeriodChoice::new(&dashboard.period.label, dashboard.compare.key()).query();
@@ -167,8 +177,10 @@ impl Notify {
     }
 
     /// Builds a digest of the period asked for now and queues it to every digest channel.
+    /// Digests go to shared channels: of every site (the operation table keeps principals
+    /// limited to some sites from sending one).
     pub async fn send_digest(&self, input: DigestRequest) -> Result<DigestQueued, ServiceError> {
-        let (d, ms) = self.build_digest(&input.view).await?;
+        let (d, ms) = self.build_digest(&input.view, &Reach::All).await?;
         let mut tx = store::begin(&self.db).await?;
         let id = self.queue_digest(&mut tx, &d, ms, None).await?;
         store::commit(tx).await?;
@@ -183,6 +195,7 @@ impl Notify {
     pub async fn preview_digest(
         &self,
         format: DigestFormat,
+        reach: &Reach,
     ) -> Result<(&'static str, String), ServiceError> {
         let kind =
             ChannelKind::parse(format.format.as_deref().unwrap_or("json")).map_err(|_| {
@@ -191,7 +204,7 @@ impl Notify {
                     format.format.unwrap_or_default()
                 ))
             })?;
-        let (digest, _) = self.build_digest(&format.view).await?;
+        let (digest, _) = self.build_digest(&format.view, reach).await?;
         Ok(super::render(kind, &digest))
     }
 }

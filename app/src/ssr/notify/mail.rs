@@ -4,6 +4,7 @@
 use super::Smtp;
 use lettre::message::{header::ContentType, Mailbox};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::Tls;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::time::Duration;
 
@@ -39,6 +40,15 @@ pub async fn send(
     }
     .map_err(|e| format!("smtp server '{}': {e}", smtp.host))?;
     let mut builder = builder.port(smtp.port).timeout(Some(timeout));
+    if !smtp.trust.is_empty() {
+        // The relay's certificate may be signed by the company CA of OPSIGHT_CA_BUNDLE.
+        let tls = smtp.trust.smtp(&smtp.host)?;
+        builder = match smtp.security.as_str() {
+            "starttls" => builder.tls(Tls::Required(tls)),
+            "tls" => builder.tls(Tls::Wrapper(tls)),
+            _ => builder,
+        };
+    }
     if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
         builder = builder.credentials(Credentials::new(
             user.clone(),

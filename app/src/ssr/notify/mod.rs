@@ -65,6 +65,8 @@ pub struct Smtp {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub from: String,
+    /// The CA bundle its TLS trusts beside the built-in roots (the process's).
+    pub trust: crate::ssr::trust::Trust,
 }
 
 /// Retries: attempt n (1-based) failing waits `base × 4^(n−1)`, capped, up to `max_attempts`.

@@ -8,9 +8,8 @@
 use crate::domain::status::{DeliveryStatus, JobStatus};
 use crate::dto::{AgentStatus, AgentsQuery};
 use crate::ssr::agent::{AgentClient, Agents};
-use crate::ssr::clock;
 use crate::ssr::error::{chain, ServiceError};
-use crate::ssr::metrics::{self, label, Histogram};
+use crate::ssr::metrics::{self, label};
 use crate::ssr::store::{self, notifications, runs, Db};
 use std::fmt::Write;
 
@@ -74,7 +73,8 @@ pub async fn pending_migrations(db: &Db) -> Result<Vec<String>, ServiceError> {
 /// logged).
 pub async fn metrics_text(db: &Db, agents: &Agents) -> String {
     let mut out = String::new();
-    metrics::render_local(&mut out);
+    let (open, idle, max) = store::pool_figures(db);
+    metrics::render_local(&mut out, metrics::PoolFigures { open, idle, max });
     out.push_str("# HELP opsight_agent_circuit_state Circuit breaker per agent: 0 closed, 1 half-open, 2 open.\n");
     out.push_str("# TYPE opsight_agent_circuit_state gauge\n");
     for a in agents.all().iter() {
@@ -113,23 +113,5 @@ pub async fn metrics_text(db: &Db, agents: &Agents) -> String {
             let _ = writeln!(out, "opsight_deliveries{{state=\"{name}\"}} {n}");
         }
     }
-    // Runs finished in the last 24 h: their durations as a histogram over that window.
-    let since = clock::timestamp(chrono::Utc::now() - chrono::Duration::hours(24));
-    let mut durations = Histogram::default();
-    match runs::finished_since(db, &since).await {
-        Ok(rows) => {
-            for (start, end) in rows {
-                if let (Some(a), Some(b)) =
-                    (clock::parse_timestamp(&start), clock::parse_timestamp(&end))
-                {
-                    durations.observe(((b - a).num_milliseconds().max(0) as f64) / 1000.0);
-                }
-            }
-        }
-        Err(e) => tracing::warn!(error = %chain(&e), "metrics query failed"),
-    }
-    out.push_str("# HELP opsight_run_duration_seconds Refresh runs finished in the last 24 h, by duration (all replicas).\n");
-    out.push_str("# TYPE opsight_run_duration_seconds histogram\n");
-    durations.render(&mut out, "opsight_run_duration_seconds", "");
     out
 }

@@ -14,6 +14,7 @@ pub mod schedules;
 
 pub use schedules::Schedules;
 
+use crate::domain::access::Reach;
 use crate::domain::evidence::NETWORK;
 use crate::domain::kpi::Metric;
 use crate::domain::period::{Compare, Period};
@@ -22,8 +23,9 @@ use crate::domain::scope::Scope;
 use crate::domain::status::{JobStatus, RunOrigin, RunStatus};
 use crate::dto::{PeriodChoice, RunDetail, RunRequest, RunView, RunsQuery};
 use crate::ssr::cards::{Cards, RefreshOptions, Refreshed};
-use crate::ssr::clock::Clock;
+use crate::ssr::clock::{self, Clock};
 use crate::ssr::error::{chain, ServiceError};
+use crate::ssr::metrics;
 use crate::ssr::store::runs::{JobClaim, NewRun};
 use crate::ssr::store::{self, facts, Conn, Db};
 use std::sync::Arc;
@@ -115,6 +117,21 @@ pub struct Runs {
     queue: JobQueue,
 }
 
+/// Whether a run is about sites within `reach`: any run for an unlimited principal; one
+/// site's or one card's run of a reached site otherwise.
+fn run_within(run: &RunView, reach: &Reach) -> bool {
+    if reach.is_all() {
+        return true;
+    }
+    match (run.scope.as_str(), run.scope_value.as_deref()) {
+        ("site", Some(site)) => reach.sees(site),
+        ("card", Some(card)) => card
+            .split_once('/')
+            .is_some_and(|(site, _)| reach.sees(site)),
+        _ => false,
+    }
+}
+
 impl Runs {
     pub fn new(db: Db, cards: Cards, queue: JobQueue) -> Runs {
         Runs { db, cards, queue }
@@ -160,7 +177,7 @@ impl Runs {
                 let view = PeriodChoice::new(period, compare.key());
                 let dashboard = self
                     .cards
-                    .dashboard(crate::dto::DashboardQuery { view })
+                    .dashboard(crate::dto::DashboardQuery { view }, &Reach::All)
                     .await?;
                 std::iter::once(&dashboard.network)
                     .chain(&dashboard.sites)
@@ -177,12 +194,26 @@ impl Runs {
     }
 
     /// Starts a run of a scope now (the dashboard, the API, `opsight refresh`).
+    /// A principal limited to some sites may run one of its sites or cards only.
     pub async fn start(
         &self,
         input: RunRequest,
         origin: RunOrigin,
+        reach: &Reach,
     ) -> Result<RunView, ServiceError> {
         let scope = Scope::parse(&input.scope, input.scope_value.as_deref())?;
+        if !reach.is_all() {
+            match &scope {
+                Scope::Site(site) | Scope::Card(site, _) => crate::ssr::cards::within(reach, site)?,
+                _ => {
+                    return Err(ServiceError::Forbidden(format!(
+                        "a run of '{}' covers every site; {}: run one of your sites",
+                        scope.key(),
+                        reach.refusal(crate::domain::evidence::NETWORK)
+                    )))
+                }
+            }
+        }
         self.start_scope(&scope, input.force, origin, &input.view)
             .await
     }
@@ -232,14 +263,22 @@ impl Runs {
 
     /// Runs, latest first; `active` only those running or finished in the last 10 seconds
     /// (the dashboard's progress bars).
-    pub async fn list(&self, q: RunsQuery) -> Result<Vec<RunView>, ServiceError> {
-        Ok(store::runs::runs(&self.db, q.limit(), q.active.unwrap_or(false).then_some(10)).await?)
+    /// A principal limited to some sites sees the runs of one of its sites or cards only.
+    pub async fn list(&self, q: RunsQuery, reach: &Reach) -> Result<Vec<RunView>, ServiceError> {
+        let mut runs =
+            store::runs::runs(&self.db, q.limit(), q.active.unwrap_or(false).then_some(10)).await?;
+        runs.retain(|r| run_within(r, reach));
+        Ok(runs)
     }
 
     /// A run and its jobs.
-    pub async fn detail(&self, id: &str) -> Result<RunDetail, ServiceError> {
+    pub async fn detail(&self, id: &str, reach: &Reach) -> Result<RunDetail, ServiceError> {
+        let run = self.run(id).await?;
+        if !run_within(&run, reach) {
+            return Err(ServiceError::Forbidden(reach.refusal_of_other()));
+        }
         Ok(RunDetail {
-            run: self.run(id).await?,
+            run,
             jobs: store::runs::jobs(&self.db, id).await?,
         })
     }
@@ -266,9 +305,18 @@ impl Runs {
         Ok(store::runs::release(&self.db, &self.queue.replica).await?)
     }
 
-    /// Marks runs whose jobs have all ended as finished.
+    /// Marks runs whose jobs have all ended as finished, and counts each one's duration
+    /// in this process's `opsight_run_duration_seconds` (the replica that closes a run
+    /// counts it, so the replicas' histograms add up to the fleet's).
     pub async fn close_finished(&self) -> Result<u64, ServiceError> {
-        Ok(store::runs::close_finished(&self.db).await?)
+        let closed = store::runs::close_finished(&self.db).await?;
+        for (start, end) in &closed {
+            if let (Some(a), Some(b)) = (clock::parse_timestamp(start), clock::parse_timestamp(end))
+            {
+                metrics::observe_run(((b - a).num_milliseconds().max(0) as f64) / 1000.0);
+            }
+        }
+        Ok(closed.len() as u64)
     }
 
     /// Executes one claimed job: refreshes its card (skipping the agent when nothing
@@ -317,7 +365,11 @@ impl Runs {
             },
             Err(ServiceError::Superseded) => JobOutcome::Superseded,
             Err(
-                ServiceError::NotFound(m) | ServiceError::BadRequest(m) | ServiceError::Conflict(m),
+                ServiceError::NotFound(m)
+                | ServiceError::BadRequest(m)
+                | ServiceError::Conflict(m)
+                | ServiceError::Forbidden(m)
+                | ServiceError::Busy(m),
             ) => {
                 self.finish(claim, JobStatus::Failed, None, Some(m), None)
                     .await

@@ -491,7 +491,11 @@ impl Schedules {
                 period.clone()
             };
             let view = PeriodChoice::new(&label, compare.key());
-            Some(self.notify.build_digest(&view).await?)
+            Some(
+                self.notify
+                    .build_digest(&view, &crate::domain::access::Reach::All)
+                    .await?,
+            )
         } else {
             None
         };

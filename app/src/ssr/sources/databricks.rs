@@ -75,8 +75,13 @@ fn refusal(status: reqwest::StatusCode, body: &str) -> String {
 impl Client {
     /// Signs in (an OAuth token is asked for first when the source uses a service
     /// principal).
-    pub async fn sign_in(ws: &Workspace, timeout: Duration) -> Result<Client, String> {
-        let http = reqwest::Client::builder()
+    pub async fn sign_in(
+        ws: &Workspace,
+        timeout: Duration,
+        trust: &crate::ssr::trust::Trust,
+    ) -> Result<Client, String> {
+        let http = trust
+            .http()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(15))
             .build()

@@ -144,6 +144,8 @@ pub struct SourceDef {
     pub fields: Vec<(String, String)>,
     /// Set when the source returns a catalogue KPI's counts rather than lines.
     pub measure: Option<MeasureColumns>,
+    /// The CA bundle its TLS connections trust beside the built-in roots (the process's).
+    pub trust: crate::ssr::trust::Trust,
 }
 
 /// A source returning a catalogue KPI's numerator and denominator (see
@@ -191,6 +193,7 @@ impl SourceDef {
             ))
         })?;
         let mut def = SourceDef {
+            trust: crate::ssr::trust::Trust::default(),
             name: name.clone(),
             kind,
             url: None,

@@ -129,11 +129,16 @@ async fn columns_of(
         .ok_or("the source is not fully configured")?;
     let probe = foreign::probe(dialect, relation, window);
     match (&def.url, &def.workspace) {
-        (Some(url), _) => foreign::columns(dialect, url.expose(), &probe, CONNECT)
-            .await
-            .map_err(|e| e.0),
+        (Some(url), _) => foreign::columns(
+            dialect,
+            &def.trust.database_url(url.expose()),
+            &probe,
+            CONNECT,
+        )
+        .await
+        .map_err(|e| e.0),
         (None, Some(ws)) => {
-            let mut client = Client::sign_in(ws, def.timeout).await?;
+            let mut client = Client::sign_in(ws, def.timeout, &def.trust).await?;
             let answer = client.execute(&probe, Disposition::Inline).await?;
             Ok(Client::columns(&answer))
         }
@@ -159,7 +164,7 @@ async fn reader(
     let idle = (def.timeout / 10).max(Duration::from_secs(10));
     let handle = match (&def.url, &def.workspace) {
         (Some(url), _) => {
-            let mut conn = foreign::connect(url.expose(), CONNECT)
+            let mut conn = foreign::connect(&def.trust.database_url(url.expose()), CONNECT)
                 .await
                 .map_err(|e| e.0)?;
             tokio::spawn(async move {
@@ -171,7 +176,7 @@ async fn reader(
             })
         }
         (None, Some(ws)) => {
-            let mut client = Client::sign_in(ws, def.timeout).await?;
+            let mut client = Client::sign_in(ws, def.timeout, &def.trust).await?;
             tokio::spawn(async move {
                 let read = async {
                     let first = client.execute(&sql, Disposition::ExternalLinks).await?;

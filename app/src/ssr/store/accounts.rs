@@ -12,6 +12,7 @@ struct UserRow {
     disabled: i64,
     password_hash: Option<String>,
     created_at: String,
+    sites: Option<String>,
 }
 
 impl UserRow {
@@ -22,11 +23,12 @@ impl UserRow {
             disabled: self.disabled != 0,
             has_password: self.password_hash.is_some(),
             created_at: self.created_at,
+            sites: self.sites,
         })
     }
 }
 
-const USER_COLS: &str = "username, role, disabled, password_hash, created_at";
+const USER_COLS: &str = "username, role, disabled, password_hash, created_at, sites";
 
 pub async fn user<'e>(ex: impl Exec<'e>, username: &str) -> Result<Option<UserView>> {
     let row: Option<UserRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -55,17 +57,19 @@ pub async fn insert_user<'e>(
     username: &str,
     password_hash: Option<String>,
     role: Role,
+    sites: Option<String>,
     now: &str,
 ) -> Result<()> {
     sqlx::query(
-        "INSERT INTO users (id, username, password_hash, role, disabled, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, 0, $5, $5)",
+        "INSERT INTO users (id, username, password_hash, role, disabled, created_at, updated_at, sites) \
+         VALUES ($1, $2, $3, $4, 0, $5, $5, $6)",
     )
     .bind(id.to_string())
     .bind(username.to_string())
     .bind(password_hash)
     .bind(role.as_str())
     .bind(now.to_string())
+    .bind(sites)
     .execute(ex)
     .await
     .ctx("Failed to add the user")?;
@@ -79,10 +83,12 @@ pub struct Credentials {
     pub password_hash: Option<String>,
     pub role: String,
     pub disabled: i64,
+    /// Its site grant (none: every site).
+    pub sites: Option<String>,
 }
 
 pub async fn credentials<'e>(ex: impl Exec<'e>, username: &str) -> Result<Option<Credentials>> {
-    sqlx::query_as("SELECT id, password_hash, role, disabled FROM users WHERE username = $1")
+    sqlx::query_as("SELECT id, password_hash, role, disabled, sites FROM users WHERE username = $1")
         .bind(username.to_string())
         .fetch_optional(ex)
         .await
@@ -94,6 +100,8 @@ pub enum UserUpdate {
     Role(Role),
     Disabled(bool),
     PasswordHash(String),
+    /// A new site grant (`None`: every site).
+    Sites(Option<String>),
 }
 
 pub async fn update_user<'e>(
@@ -114,6 +122,9 @@ pub async fn update_user<'e>(
         UserUpdate::PasswordHash(h) => {
             sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
                 .bind(h)
+        }
+        UserUpdate::Sites(sites) => {
+            sqlx::query("UPDATE users SET sites = $1, updated_at = $2 WHERE id = $3").bind(sites)
         }
     };
     q.bind(now.to_string())
@@ -185,16 +196,31 @@ pub async fn insert_session<'e>(
     Ok(())
 }
 
-/// A name and a role: who a session, proxy header or token stands for.
-#[derive(sqlx::FromRow)]
-struct NameRole {
-    name: String,
-    role: String,
+/// Who a session, proxy header or token stands for: a name, a role and a site grant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub name: String,
+    pub role: Role,
+    /// The site grant (none: every site).
+    pub sites: Option<String>,
 }
 
-fn name_role(row: Option<NameRole>) -> Result<Option<(String, Role)>> {
-    row.map(|r| Ok((r.name, decode("stored role", Role::parse(&r.role))?)))
-        .transpose()
+#[derive(sqlx::FromRow)]
+struct HolderRow {
+    name: String,
+    role: String,
+    sites: Option<String>,
+}
+
+fn holder(row: Option<HolderRow>) -> Result<Option<Holder>> {
+    row.map(|r| {
+        Ok(Holder {
+            role: decode("stored role", Role::parse(&r.role))?,
+            name: r.name,
+            sites: r.sites,
+        })
+    })
+    .transpose()
 }
 
 /// The user of a live session: not expired, user not disabled.
@@ -202,9 +228,9 @@ pub async fn session_user<'e>(
     ex: impl Exec<'e>,
     id_hash: &str,
     now: &str,
-) -> Result<Option<(String, Role)>> {
+) -> Result<Option<Holder>> {
     let row = sqlx::query_as(
-        "SELECT u.username AS name, u.role FROM sessions s JOIN users u ON u.id = s.user_id \
+        "SELECT u.username AS name, u.role, u.sites FROM sessions s JOIN users u ON u.id = s.user_id \
          WHERE s.id_hash = $1 AND s.expires_at > $2 AND u.disabled = 0",
     )
     .bind(id_hash.to_string())
@@ -212,19 +238,19 @@ pub async fn session_user<'e>(
     .fetch_optional(ex)
     .await
     .ctx("Failed to read the session")?;
-    name_role(row)
+    holder(row)
 }
 
 /// An enabled user by name (a trusted proxy's sign-on).
-pub async fn enabled_user<'e>(ex: impl Exec<'e>, username: &str) -> Result<Option<(String, Role)>> {
+pub async fn enabled_user<'e>(ex: impl Exec<'e>, username: &str) -> Result<Option<Holder>> {
     let row = sqlx::query_as(
-        "SELECT username AS name, role FROM users WHERE username = $1 AND disabled = 0",
+        "SELECT username AS name, role, sites FROM users WHERE username = $1 AND disabled = 0",
     )
     .bind(username.to_string())
     .fetch_optional(ex)
     .await
     .ctx("Failed to read the user")?;
-    name_role(row)
+    holder(row)
 }
 
 /// A token to store: its hash and prefix, never the secret.
@@ -236,12 +262,13 @@ pub struct NewToken<'a> {
     pub role: Role,
     pub created_by: &'a str,
     pub created_at: &'a str,
+    pub sites: Option<&'a str>,
 }
 
 pub async fn insert_token<'e>(ex: impl Exec<'e>, t: &NewToken<'_>) -> Result<()> {
     sqlx::query(
-        "INSERT INTO api_tokens (id, name, token_hash, prefix, role, created_by, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO api_tokens (id, name, token_hash, prefix, role, created_by, created_at, sites) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(t.id.to_string())
     .bind(t.name.to_string())
@@ -250,6 +277,7 @@ pub async fn insert_token<'e>(ex: impl Exec<'e>, t: &NewToken<'_>) -> Result<()>
     .bind(t.role.as_str())
     .bind(t.created_by.to_string())
     .bind(t.created_at.to_string())
+    .bind(t.sites.map(str::to_string))
     .execute(ex)
     .await
     .ctx("Failed to store the token")?;
@@ -266,11 +294,12 @@ struct TokenRow {
     created_at: String,
     last_used_at: Option<String>,
     revoked_at: Option<String>,
+    sites: Option<String>,
 }
 
 pub async fn tokens<'e>(ex: impl Exec<'e>) -> Result<Vec<TokenView>> {
     let rows: Vec<TokenRow> = sqlx::query_as(
-        "SELECT id, name, prefix, role, created_by, created_at, last_used_at, revoked_at \
+        "SELECT id, name, prefix, role, created_by, created_at, last_used_at, revoked_at, sites \
          FROM api_tokens ORDER BY created_at DESC",
     )
     .fetch_all(ex)
@@ -287,6 +316,7 @@ pub async fn tokens<'e>(ex: impl Exec<'e>) -> Result<Vec<TokenView>> {
                 created_at: r.created_at,
                 last_used_at: r.last_used_at,
                 revoked_at: r.revoked_at,
+                sites: r.sites,
             })
         })
         .collect()
@@ -311,19 +341,21 @@ pub async fn revoke_token<'e>(ex: impl Exec<'e>, id: &str, now: &str) -> Result<
     Ok(())
 }
 
-/// An active token by its hash: (name, role, last used).
+/// An active token by its hash: who it stands for, and when it was last used.
 pub async fn token_by_hash<'e>(
     ex: impl Exec<'e>,
     hash: &str,
-) -> Result<Option<(String, Role, Option<String>)>> {
+) -> Result<Option<(Holder, Option<String>)>> {
     #[derive(sqlx::FromRow)]
     struct Row {
         name: String,
         role: String,
+        sites: Option<String>,
         last_used_at: Option<String>,
     }
     let row: Option<Row> = sqlx::query_as(
-        "SELECT name, role, last_used_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL",
+        "SELECT name, role, sites, last_used_at FROM api_tokens \
+         WHERE token_hash = $1 AND revoked_at IS NULL",
     )
     .bind(hash.to_string())
     .fetch_optional(ex)
@@ -331,8 +363,11 @@ pub async fn token_by_hash<'e>(
     .ctx("Failed to read the token")?;
     row.map(|r| {
         Ok((
-            r.name,
-            decode("api_tokens.role", Role::parse(&r.role))?,
+            Holder {
+                role: decode("api_tokens.role", Role::parse(&r.role))?,
+                name: r.name,
+                sites: r.sites,
+            },
             r.last_used_at,
         ))
     })

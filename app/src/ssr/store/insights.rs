@@ -198,6 +198,33 @@ pub async fn list<'e>(
     views(rows)
 }
 
+/// The latest insights of any of `sites` (a principal limited to them), optionally of one
+/// metric. The placeholders are generated; only the codes are bound.
+pub async fn list_among<'e>(
+    ex: impl Exec<'e>,
+    sites: &[String],
+    metric: Option<Metric>,
+    limit: i64,
+) -> Result<Vec<InsightView>> {
+    if sites.is_empty() {
+        return Ok(Vec::new());
+    }
+    let places: Vec<String> = (0..sites.len()).map(|i| format!("${}", i + 3)).collect();
+    let sql = format!(
+        "SELECT {INSIGHT_COLS} FROM insights WHERE ($1 = '' OR metric = $1) AND site IN ({}) \
+         ORDER BY created_at DESC, id DESC LIMIT $2",
+        places.join(", ")
+    );
+    let mut q = sqlx::query_as(AssertSqlSafe(sql))
+        .bind(metric.map(Metric::key).unwrap_or_default())
+        .bind(limit);
+    for s in sites {
+        q = q.bind(s.clone());
+    }
+    let rows = q.fetch_all(ex).await.ctx("Failed to read insights")?;
+    views(rows)
+}
+
 /// The latest good insight of one card.
 pub async fn latest_ok<'e>(
     ex: impl Exec<'e>,

@@ -56,6 +56,11 @@ use std::time::Duration;
 
 /// The database: a pool over SQLite or PostgreSQL.
 pub type Db = AnyPool;
+/// The pool's connections now, for `/metrics`: (open, idle, maximum).
+pub fn pool_figures(db: &Db) -> (u32, usize, u32) {
+    (db.size(), db.num_idle(), db.options().get_max_connections())
+}
+
 /// A transaction the caller commits.
 pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
 /// A connection (or a transaction, dereferenced) for functions running several statements.

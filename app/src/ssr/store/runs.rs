@@ -258,24 +258,29 @@ pub async fn finish_job<'e>(
     Ok(r.rows_affected() == 1)
 }
 
-/// Marks runs whose jobs have all ended as finished (at the last job's end). Any replica
-/// may do it; it is idempotent.
-pub async fn close_finished(db: &Db) -> Result<u64> {
-    let r = sqlx::query(
+/// Marks runs whose jobs have all ended as finished (at the last job's end), returning
+/// each closed run's (created_at, finished_at). Any replica may do it; it is idempotent,
+/// and each run is closed (and returned) once, by one replica.
+pub async fn close_finished(db: &Db) -> Result<Vec<(String, String)>> {
+    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
         "UPDATE refresh_runs SET status = $2, finished_at = COALESCE(\
            (SELECT MAX(j.finished_at) FROM refresh_jobs j WHERE j.run_id = refresh_runs.id), $1) \
          WHERE status = $3 AND NOT EXISTS (SELECT 1 FROM refresh_jobs j \
-           WHERE j.run_id = refresh_runs.id AND j.status IN ($4, $5))",
+           WHERE j.run_id = refresh_runs.id AND j.status IN ($4, $5)) \
+         RETURNING created_at, finished_at",
     )
     .bind(timestamp(Utc::now()))
     .bind(RunStatus::Finished.as_str())
     .bind(RunStatus::Running.as_str())
     .bind(JobStatus::Queued.as_str())
     .bind(JobStatus::Running.as_str())
-    .execute(db)
+    .fetch_all(db)
     .await
     .ctx("Failed to close finished runs")?;
-    Ok(r.rows_affected())
+    Ok(rows
+        .into_iter()
+        .filter_map(|(a, b)| Some((a, b?)))
+        .collect())
 }
 
 /// A run row with its job counts. The counts' status texts are bound as $1..$5 in
@@ -465,20 +470,4 @@ pub async fn count_jobs<'e>(ex: impl Exec<'e>, status: JobStatus) -> Result<i64>
         .fetch_one(ex)
         .await
         .ctx("Failed to count jobs")
-}
-
-/// (created_at, finished_at) of the runs finished since `since` (for `/metrics`).
-pub async fn finished_since<'e>(ex: impl Exec<'e>, since: &str) -> Result<Vec<(String, String)>> {
-    let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT created_at, finished_at FROM refresh_runs WHERE status = $2 AND finished_at >= $1",
-    )
-    .bind(since.to_string())
-    .bind(RunStatus::Finished.as_str())
-    .fetch_all(ex)
-    .await
-    .ctx("Failed to read finished runs")?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(a, b)| Some((a, b?)))
-        .collect())
 }

@@ -335,6 +335,7 @@ pub async fn spawn_app_on(tdb: TestDb, lines: usize, tune: impl FnOnce(&mut Conf
             NewToken {
                 name: "tests".into(),
                 role: Role::Admin,
+                sites: None,
             },
             &Principal::cli(),
         )
@@ -396,6 +397,7 @@ impl TestApp {
                 NewToken {
                     name: format!("tests-{role}"),
                     role,
+                    sites: None,
                 },
                 &Principal::cli(),
             )

@@ -1,0 +1,348 @@
+//! Sign-in throttling and the cap on password hashing.
+//!
+//! Every sign-in attempt costs an Argon2id verification (19 MiB, tens of milliseconds of
+//! a core). So:
+//! - attempts are counted per account (the lower-cased name, known or not) and per
+//!   client address (the peer, or the address a trusted proxy forwarded), each a token
+//!   bucket: `per_account` attempts per [`SignInLimits::window`] for one account and
+//!   `per_address` for one address. An attempt over either gets 429 with `Retry-After`
+//!   before any hashing. A successful sign-in gives the account its full allowance back
+//!   (a user who mistyped twice is not slowed down later) and the address its attempt
+//!   (a hundred colleagues behind one office address sign in every morning).
+//! - at most [`hashing_permits`] hashes run at once in the process (sign-ins, new users,
+//!   password changes); a hash waits at most [`HASH_WAIT`] for its turn, then gets 429
+//!   too. So a burst costs at most `permits × 19 MiB` of memory and `permits` cores,
+//!   whatever its size.
+//!
+//! Limits are per replica (in memory), like the agent-call limits.
+
+use super::limits::Bucket;
+use crate::ssr::error::ServiceError;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// Sign-in attempts allowed per account and per client address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SignInLimits {
+    /// Attempts per window for one account (`OPSIGHT_SIGNIN_PER_ACCOUNT`).
+    pub per_account: u32,
+    /// Attempts per window from one client address (`OPSIGHT_SIGNIN_PER_ADDRESS`).
+    pub per_address: u32,
+    /// The window both refill over.
+    pub window: Duration,
+}
+
+impl Default for SignInLimits {
+    fn default() -> Self {
+        SignInLimits {
+            per_account: 10,
+            per_address: 30,
+            window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Why a sign-in was refused before its password was checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignInRefused {
+    Account { retry_after: Duration },
+    Address { retry_after: Duration },
+}
+
+impl SignInRefused {
+    pub fn retry_after(&self) -> Duration {
+        match *self {
+            SignInRefused::Account { retry_after } | SignInRefused::Address { retry_after } => {
+                retry_after
+            }
+        }
+    }
+
+    /// The metric label.
+    pub fn limit(&self) -> &'static str {
+        match self {
+            SignInRefused::Account { .. } => "account",
+            SignInRefused::Address { .. } => "address",
+        }
+    }
+
+    /// What the user reads with the 429 (which account or address is not said twice:
+    /// the form already shows the name).
+    pub fn message(&self) -> String {
+        let secs = self.retry_after().as_secs_f64().ceil().max(1.0) as u64;
+        let wait = if secs >= 120 {
+            format!("{} minutes", secs.div_ceil(60))
+        } else {
+            format!("{secs} s")
+        };
+        match self {
+            SignInRefused::Account { .. } => {
+                format!("Too many sign-in attempts for this account; try again in {wait}.")
+            }
+            SignInRefused::Address { .. } => {
+                format!("Too many sign-in attempts from your address; try again in {wait}.")
+            }
+        }
+    }
+}
+
+/// Buckets kept before full (idle) ones are dropped.
+const MAX_TRACKED: usize = 10_000;
+
+/// Per-account and per-address sign-in buckets.
+#[derive(Debug)]
+pub struct SignInThrottle {
+    pub limits: SignInLimits,
+    accounts: Mutex<HashMap<String, Bucket>>,
+    addresses: Mutex<HashMap<IpAddr, Bucket>>,
+}
+
+impl Default for SignInThrottle {
+    fn default() -> Self {
+        SignInThrottle::new(SignInLimits::default())
+    }
+}
+
+impl SignInThrottle {
+    pub fn new(limits: SignInLimits) -> Self {
+        SignInThrottle {
+            limits,
+            accounts: Mutex::new(HashMap::new()),
+            addresses: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Charges one attempt to `account` and to `address`, or says which refuses it (a
+    /// refused attempt charges neither).
+    pub fn admit(
+        &self,
+        account: &str,
+        address: Option<IpAddr>,
+        now: Instant,
+    ) -> Result<(), SignInRefused> {
+        let l = self.limits;
+        let account = account.trim().to_lowercase();
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+        prune(&mut accounts, &account, l.per_account, l.window, now);
+        let a = accounts
+            .entry(account)
+            .or_insert_with(|| Bucket::full(l.per_account, now));
+        let wait = a.refill_over(l.per_account, l.window, now);
+        if !wait.is_zero() {
+            return Err(SignInRefused::Account { retry_after: wait });
+        }
+        if let Some(ip) = address {
+            prune(&mut addresses, &ip, l.per_address, l.window, now);
+            let b = addresses
+                .entry(ip)
+                .or_insert_with(|| Bucket::full(l.per_address, now));
+            let wait = b.refill_over(l.per_address, l.window, now);
+            if !wait.is_zero() {
+                return Err(SignInRefused::Address { retry_after: wait });
+            }
+            b.tokens -= 1.0;
+        }
+        a.tokens -= 1.0;
+        Ok(())
+    }
+
+    /// A successful sign-in: the account's allowance is whole again, and the address
+    /// gets this attempt back (only failures use up an address's allowance).
+    pub fn succeeded(&self, account: &str, address: Option<IpAddr>) {
+        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
+        accounts.remove(&account.trim().to_lowercase());
+        drop(accounts);
+        if let Some(ip) = address {
+            let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(b) = addresses.get_mut(&ip) {
+                b.tokens = (b.tokens + 1.0).min(self.limits.per_address as f64);
+            }
+        }
+    }
+}
+
+/// Keeps a map bounded: at its limit, buckets that have refilled (idle) are dropped.
+fn prune<K: std::hash::Hash + Eq + Clone>(
+    map: &mut HashMap<K, Bucket>,
+    key: &K,
+    capacity: u32,
+    window: Duration,
+    now: Instant,
+) {
+    if map.len() >= MAX_TRACKED && !map.contains_key(key) {
+        map.retain(|_, b| {
+            let mut b = *b;
+            b.refill_over(capacity, window, now);
+            b.tokens < capacity as f64
+        });
+        // All of them busy (a flood of names): forget the oldest half rather than grow.
+        if map.len() >= MAX_TRACKED {
+            let keep: Vec<K> = map.keys().take(MAX_TRACKED / 2).cloned().collect();
+            map.retain(|k, _| keep.contains(k));
+        }
+    }
+}
+
+/// How long a password hash waits for a free slot before the request gets 429.
+pub const HASH_WAIT: Duration = Duration::from_secs(5);
+
+/// Password hashes that may run at once in this process: the cores, at least two.
+pub fn hashing_permits() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().max(2))
+}
+
+fn hashing() -> &'static Semaphore {
+    static S: OnceLock<Semaphore> = OnceLock::new();
+    S.get_or_init(|| Semaphore::new(hashing_permits()))
+}
+
+/// A slot to hash a password in, waiting at most [`HASH_WAIT`]; `Busy` (429) when the
+/// slots stay taken.
+pub async fn hashing_slot() -> Result<SemaphorePermit<'static>, ServiceError> {
+    let busy = || {
+        crate::ssr::metrics::count_sign_in_refused("busy");
+        ServiceError::Busy(
+            "Too many sign-ins are being checked at once; try again in a few seconds.".into(),
+        )
+    };
+    match tokio::time::timeout(HASH_WAIT, hashing().acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(busy()),
+    }
+}
+
+/// The client's address: the peer, or, when the peer is a trusted proxy, the rightmost
+/// address of `X-Forwarded-For` that is not itself a trusted proxy (the left part of
+/// that header is whatever the client wrote, so it is not believed).
+pub fn client_address(
+    peer: Option<IpAddr>,
+    forwarded_for: Option<&str>,
+    trusted: &[IpAddr],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    if !trusted.contains(&peer) {
+        return Some(peer);
+    }
+    let Some(chain) = forwarded_for else {
+        return Some(peer);
+    };
+    let mut last = peer;
+    for hop in chain.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) if trusted.contains(&ip) => last = ip,
+            Ok(ip) => return Some(ip),
+            // A malformed hop: the proxies' chain ends here; the last good hop is it.
+            Err(_) => return Some(last),
+        }
+    }
+    Some(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_account_gets_its_allowance_then_waits_and_success_restores_it() {
+        let t = SignInThrottle::new(SignInLimits {
+            per_account: 3,
+            per_address: 100,
+            window: Duration::from_secs(300),
+        });
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(t.admit("Alice", Some(ip("10.0.0.1")), t0).is_ok());
+        }
+        // Another address does not help: the account is the limit.
+        let refused = t.admit("alice ", Some(ip("10.0.0.2")), t0).unwrap_err();
+        assert_eq!(refused.limit(), "account");
+        assert_eq!(refused.retry_after(), Duration::from_secs(100));
+        assert!(refused.message().contains("100 s"), "{}", refused.message());
+        // Another account is not affected.
+        assert!(t.admit("bob", Some(ip("10.0.0.2")), t0).is_ok());
+        // 100 s later one more attempt.
+        let t1 = t0 + Duration::from_secs(100);
+        assert!(t.admit("alice", None, t1).is_ok());
+        assert!(t.admit("alice", None, t1).is_err());
+        t.succeeded("ALICE", None);
+        for _ in 0..3 {
+            assert!(t.admit("alice", None, t1).is_ok());
+        }
+    }
+
+    #[test]
+    fn an_address_is_limited_across_accounts_and_refusals_cost_nothing() {
+        let t = SignInThrottle::new(SignInLimits {
+            per_account: 1,
+            per_address: 4,
+            window: Duration::from_secs(60),
+        });
+        let t0 = Instant::now();
+        for name in ["a", "b", "c", "d"] {
+            assert!(t.admit(name, Some(ip("192.0.2.7")), t0).is_ok());
+        }
+        let refused = t.admit("e", Some(ip("192.0.2.7")), t0).unwrap_err();
+        assert_eq!(refused.limit(), "address");
+        assert!(refused.message().contains("your address"));
+        // "e" was not charged by the refusal: from elsewhere it has its one attempt.
+        assert!(t.admit("e", Some(ip("192.0.2.8")), t0).is_ok());
+        assert_eq!(
+            t.admit("e", Some(ip("192.0.2.8")), t0).unwrap_err().limit(),
+            "account"
+        );
+        // Successes give the address its attempts back: an office signing in all day.
+        let office = Some(ip("198.51.100.20"));
+        for i in 0..50 {
+            let name = format!("user{i}");
+            assert!(t.admit(&name, office, t0).is_ok(), "sign-in {i}");
+            t.succeeded(&name, office);
+        }
+    }
+
+    #[test]
+    fn the_client_address_believes_only_trusted_proxies() {
+        let proxy = ip("10.0.0.9");
+        let trusted = [proxy];
+        // Direct: the peer, whatever the header says.
+        assert_eq!(
+            client_address(Some(ip("203.0.113.5")), Some("1.2.3.4"), &trusted),
+            Some(ip("203.0.113.5"))
+        );
+        // Through the proxy: the hop it saw, not what the client wrote to the left.
+        assert_eq!(
+            client_address(Some(proxy), Some("1.2.3.4, 203.0.113.5"), &trusted),
+            Some(ip("203.0.113.5"))
+        );
+        // Two trusted hops.
+        assert_eq!(
+            client_address(
+                Some(proxy),
+                Some("203.0.113.5, 10.0.0.9"),
+                &[proxy, ip("10.0.0.9")]
+            ),
+            Some(ip("203.0.113.5"))
+        );
+        // A proxy that sent no header: the proxy itself.
+        assert_eq!(client_address(Some(proxy), None, &trusted), Some(proxy));
+        assert_eq!(
+            client_address(Some(proxy), Some("garbage"), &trusted),
+            Some(proxy)
+        );
+    }
+
+    #[test]
+    fn refusals_name_minutes_for_long_waits() {
+        let r = SignInRefused::Account {
+            retry_after: Duration::from_secs(601),
+        };
+        assert!(r.message().contains("11 minutes"), "{}", r.message());
+    }
+}
