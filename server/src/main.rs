@@ -7,7 +7,10 @@ use clap::Parser;
 async fn main() {
     server::telemetry::init();
     let cli = server::cli::Cli::parse();
-    if let Err(e) = server::cli::run(cli).await {
+    let result = server::cli::run(cli).await;
+    // The last spans (a command's run, its agent calls) reach the collector before exit.
+    server::telemetry::flush().await;
+    if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

@@ -358,13 +358,13 @@ fn table() -> Vec<Operation> {
         .reply(out::<Vec<SiteInfo>>),
         op(
             "sources",
-            VIEWER,
+            VIEWER.every_site(),
             "Data sources and where their syncs stand (never their connection strings)",
         )
         .server_fn()
         .rest("GET", "/sources", api::sources)
         .reply(out::<Vec<SourceView>>),
-        op("source_syncs", VIEWER, "A data source's syncs, latest first")
+        op("source_syncs", VIEWER.every_site(), "A data source's syncs, latest first")
             .rest("GET", "/sources/{name}/syncs", api::source_syncs)
             .reply(out::<Vec<SyncView>>),
         op(
@@ -502,7 +502,7 @@ pub const PAGES: &[(&str, Policy)] = &[
     ("/runs", VIEWER),
     ("/runs/*", VIEWER),
     ("/notifications", VIEWER.every_site()),
-    ("/sources", VIEWER),
+    ("/sources", VIEWER.every_site()),
     ("/admin", ADMIN),
 ];
 

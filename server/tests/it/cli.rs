@@ -476,3 +476,128 @@ async fn accounts_from_the_command_line_sign_in_and_stay_out_of_logs() {
         assert!(!log.contains(secret), "{what} is in the server log");
     }
 }
+
+/// Traces over OTLP: `opsight refresh` with `OTEL_EXPORTER_OTLP_ENDPOINT` sends its run's
+/// job spans (one trace, its id made from the run's id) and each job's agent call as a
+/// client span under it (through the refresh's own spans), to a local receiver that decodes OTLP/HTTP JSON as a collector
+/// does. Without the setting nothing is sent.
+#[test]
+fn a_refresh_run_and_its_agent_calls_are_traced_over_otlp() {
+    use std::sync::{Arc, Mutex};
+    let received: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    let sink = received.clone();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let app = axum::Router::new().route(
+                    "/v1/traces",
+                    axum::routing::post(move |body: axum::body::Bytes| {
+                        let sink = sink.clone();
+                        async move {
+                            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                            sink.lock().unwrap().push(v);
+                            "{}"
+                        }
+                    }),
+                );
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                port_tx.send(listener.local_addr().unwrap().port()).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+    });
+    let port = port_rx.recv().unwrap();
+    let cli = Cli::new("otlp");
+    assert!(cli.run(&["seed-demo", "--lines", "3000"]).status.success());
+    // Without an endpoint: nothing is sent.
+    let quiet = cli.run(&["refresh", "--site", "DAL", "--metric", "otif", "--force"]);
+    assert!(quiet.status.success(), "{}", text(&quiet));
+    assert!(received.lock().unwrap().is_empty());
+
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let o = cli.run_with(
+        &["refresh", "--site", "DAL", "--force"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_SERVICE_NAME", "opsight-test"),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let run_id = out["run"]["id"].as_str().unwrap().to_string();
+    let jobs = out["jobs"].as_array().unwrap().len();
+    assert!(jobs >= 5, "{out}");
+
+    // Every span the receiver got, with its resource's service name.
+    let batches = received.lock().unwrap().clone();
+    assert!(!batches.is_empty(), "the exit flushed the spans");
+    let mut spans = Vec::new();
+    for b in &batches {
+        for rs in b["resourceSpans"].as_array().unwrap() {
+            assert_eq!(
+                rs["resource"]["attributes"][0]["value"]["stringValue"],
+                "opsight-test"
+            );
+            for ss in rs["scopeSpans"].as_array().unwrap() {
+                spans.extend(ss["spans"].as_array().unwrap().iter().cloned());
+            }
+        }
+    }
+    let attr = |s: &serde_json::Value, key: &str| -> Option<String> {
+        s["attributes"]
+            .as_array()?
+            .iter()
+            .find(|a| a["key"] == key)
+            .and_then(|a| a["value"]["stringValue"].as_str().map(str::to_string))
+    };
+    let job_spans: Vec<&serde_json::Value> = spans
+        .iter()
+        .filter(|s| s["name"] == "job" && attr(s, "run").as_deref() == Some(&run_id))
+        .collect();
+    assert_eq!(job_spans.len(), jobs, "one span per job");
+    // One trace for the run: the first 16 bytes of SHA-256 of its id.
+    use sha2::Digest;
+    let expected: String = sha2::Sha256::digest(run_id.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    for j in &job_spans {
+        assert_eq!(j["traceId"], expected.as_str());
+        assert!(
+            j.get("parentSpanId").is_none(),
+            "a job is the root of its trace"
+        );
+        let (start, end): (u128, u128) = (
+            j["startTimeUnixNano"].as_str().unwrap().parse().unwrap(),
+            j["endTimeUnixNano"].as_str().unwrap().parse().unwrap(),
+        );
+        assert!(end >= start && start > 1_700_000_000_000_000_000);
+    }
+    // Each job's agent call: a client span under it, in the same trace.
+    let calls: Vec<&serde_json::Value> =
+        spans.iter().filter(|s| s["name"] == "agent_call").collect();
+    assert_eq!(calls.len(), jobs, "{calls:#?}");
+    for c in &calls {
+        assert_eq!(c["kind"], 3);
+        assert_eq!(c["traceId"], expected.as_str());
+        assert_eq!(attr(c, "agent").as_deref(), Some("builtin"));
+        assert_eq!(c["status"]["code"], 1);
+        // Up its parents (the card's refresh stages sit between): a job of the run.
+        let mut at = (*c).clone();
+        let mut hops = 0;
+        while at["name"] != "job" {
+            let parent = at["parentSpanId"].as_str().expect("a parent below the job");
+            at = spans
+                .iter()
+                .find(|s| s["spanId"] == parent)
+                .expect("the parent span was exported")
+                .clone();
+            hops += 1;
+            assert!(hops < 10);
+        }
+        assert_eq!(attr(&at, "run").as_deref(), Some(run_id.as_str()));
+    }
+}

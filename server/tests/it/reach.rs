@@ -419,6 +419,23 @@ async fn grants_are_checked_and_regions_expand() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("its creator does not"), "{e}");
+    // Nor can one reaching no site (its sites gone) make a token that reads as unlimited.
+    let nowhere = Principal {
+        reach: app::domain::access::Reach::Sites(Default::default()),
+        ..limited.clone()
+    };
+    let e = accounts
+        .create_token(
+            NewToken {
+                name: "nowhere".into(),
+                role: Role::Viewer,
+                sites: None,
+            },
+            &nowhere,
+        )
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("covers no site"), "{e}");
     // The audit log says who was limited to what.
     let audit = accounts
         .audit(app::dto::AuditQuery {

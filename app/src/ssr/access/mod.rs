@@ -620,6 +620,12 @@ impl Accounts {
             &creator.reach,
         ) {
             (None, Reach::All) => None,
+            // (An empty grant would read as "every site": a creator reaching none makes none.)
+            (None, Reach::Sites(own)) if own.is_empty() => {
+                return Err(ServiceError::BadRequest(
+                    "your access covers no site, so a token of yours could reach none".into(),
+                ))
+            }
             (None, Reach::Sites(own)) => Some(own.iter().cloned().collect::<Vec<_>>().join(",")),
             (Some(asked), reach) => {
                 let wanted = self.reach(Some(&asked)).await?;

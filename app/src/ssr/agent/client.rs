@@ -148,7 +148,20 @@ impl AgentClient {
             client: self,
             settled: false,
         };
-        let result = self.call_admitted(body, deltas, started).await;
+        // A client span (traces, when exported): the agent, its kind and the outcome.
+        let span = tracing::info_span!(
+            "agent_call",
+            agent = %self.profile.name,
+            agent_kind = self.profile.kind.key(),
+            streamed = deltas.is_some(),
+            otel.kind = "client",
+            error = tracing::field::Empty,
+        );
+        let result = tracing::Instrument::instrument(
+            self.call_admitted(body, deltas, started),
+            span.clone(),
+        )
+        .await;
         if let Ok(mut b) = self.breaker.lock() {
             match &result {
                 Ok(_) => b.success(),
@@ -170,6 +183,9 @@ impl AgentClient {
             started.elapsed().as_secs_f64(),
             kind.as_deref(),
         );
+        if let Some(kind) = &kind {
+            span.record("error", kind.as_str());
+        }
         if let Err(e) = &result {
             if let Ok(mut h) = self.health.lock() {
                 h.last_error = Some(e.to_string());

@@ -226,10 +226,9 @@ impl Cards {
     }
 
     /// Every site and KPI for a period (the default grain's latest complete one when none is named), with each
-    /// card's latest insight of that lens.
+    /// card's latest insight of that lens. A limited `reach` sees its sites, and the sum of
+    /// them in place of the network (with no network insight: those are about every site).
     #[tracing::instrument(skip_all)]
-    /// A limited `reach` sees its sites, and the sum of them in place of the network (with
-    /// no network insight: those are about every site).
     pub async fn dashboard(
         &self,
         q: DashboardQuery,
