@@ -13,8 +13,21 @@ fn main() {
     println!("cargo:rerun-if-env-changed=OPSIGHT_EMBED_SITE");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let mut table = String::from("&[\n");
-    if let Some(dir) = std::env::var_os("OPSIGHT_EMBED_SITE").filter(|d| !d.is_empty()) {
-        let root = PathBuf::from(dir);
+    let site = std::env::var_os("OPSIGHT_EMBED_SITE")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    if let Some(root) = site.as_ref().filter(|r| !r.is_dir()) {
+        // Not built yet (a bench or test run before `.ci/build`): nothing to embed; watch
+        // the folder above, so the site's arrival is noticed without rerunning each time.
+        println!(
+            "cargo:warning=OPSIGHT_EMBED_SITE {} does not exist yet: the binary serves LEPTOS_SITE_ROOT",
+            root.display()
+        );
+        if let Some(parent) = root.parent().filter(|p| p.is_dir()) {
+            println!("cargo:rerun-if-changed={}", parent.display());
+        }
+    }
+    if let Some(root) = site.filter(|r| r.is_dir()) {
         println!("cargo:rerun-if-changed={}", root.display());
         let mut files = Vec::new();
         collect(&root, &root, &mut files);

@@ -356,13 +356,16 @@ fn otlp_json(service: &str, spans: &[SpanRecord]) -> String {
                 .filter(|(k, _)| !k.starts_with("otel."))
                 .map(|(k, v)| serde_json::json!({"key": k, "value": {"stringValue": v}}))
                 .collect();
-            // A client span for calls out of the process (agents), internal otherwise.
+            // A client span for calls out of the process (agents), a server span for an
+            // HTTP request (tower-http's `request`), internal otherwise.
             let kind = if s
                 .attributes
                 .iter()
                 .any(|(k, v)| k == "otel.kind" && v == "client")
             {
                 3
+            } else if s.name == "request" {
+                2
             } else {
                 1
             };
@@ -374,7 +377,8 @@ fn otlp_json(service: &str, spans: &[SpanRecord]) -> String {
                 "startTimeUnixNano": s.start.to_string(),
                 "endTimeUnixNano": s.end.to_string(),
                 "attributes": attributes,
-                "status": {"code": if s.error { 2 } else { 1 }},
+                // Unset unless it failed (the spec keeps OK for an explicit override).
+                "status": {"code": if s.error { 2 } else { 0 }},
             });
             if let Some(p) = s.parent {
                 span["parentSpanId"] = hex(&p).into();

@@ -197,7 +197,7 @@ pub fn render_local(out: &mut String, pool: PoolFigures) {
             m[1]
         );
     }
-    out.push_str("# HELP opsight_sign_in_refused_total Sign-ins refused with 429, by limit.\n");
+    out.push_str("# HELP opsight_sign_in_refused_total Sign-ins refused with 429 by limit (busy: any password hash, also of a new or changed password, that found no slot).\n");
     out.push_str("# TYPE opsight_sign_in_refused_total counter\n");
     if let Ok(m) = registry().sign_ins_refused.lock() {
         for limit in ["account", "address", "busy"] {

@@ -111,17 +111,20 @@ impl Trust {
         let Some(file) = self.ca_file() else {
             return url.to_string();
         };
-        let param = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            "sslrootcert"
-        } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
-            "ssl-ca"
-        } else {
-            return url.to_string();
-        };
+        // The parameter, and every name sqlx reads for it (a URL naming its own CA under
+        // any of them keeps it).
+        let (param, names): (&str, &[&str]) =
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                ("sslrootcert", &["sslrootcert", "ssl-root-cert", "ssl-ca"])
+            } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+                ("ssl-ca", &["ssl-ca", "sslca"])
+            } else {
+                return url.to_string();
+            };
         let query = url.split_once('?').map_or("", |(_, q)| q);
         if query
             .split('&')
-            .any(|kv| kv.split('=').next() == Some(param))
+            .any(|kv| kv.split('=').next().is_some_and(|k| names.contains(&k)))
         {
             return url.to_string();
         }
@@ -242,8 +245,13 @@ mod tests {
             t.database_url("mysql://root@db/erp"),
             "mysql://root@db/erp?ssl-ca=/etc/ssl/our%20ca.pem"
         );
-        let own = "postgres://db/wms?sslrootcert=/mine.pem";
-        assert_eq!(t.database_url(own), own);
+        for own in [
+            "postgres://db/wms?sslrootcert=/mine.pem",
+            "postgres://db/wms?ssl-root-cert=/mine.pem",
+            "mysql://db/erp?sslca=/mine.pem",
+        ] {
+            assert_eq!(t.database_url(own), own);
+        }
         assert_eq!(
             t.database_url("sqlite:data/opsight.db"),
             "sqlite:data/opsight.db"

@@ -144,9 +144,17 @@ pub async fn login(
         );
     }
     let previous = access::cookie(&headers, SESSION_COOKIE);
+    // Every X-Forwarded-For line, in order: a proxy may add its own line rather than
+    // extend the client's.
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
     let client = client_address(
         peer.map(|Extension(ConnectInfo(addr))| addr.ip()),
-        headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()),
+        forwarded.as_deref(),
         &state.accounts().settings().trusted_proxies,
     );
     match state

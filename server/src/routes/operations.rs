@@ -273,7 +273,7 @@ fn table() -> Vec<Operation> {
         .query(input::<AgentsQuery>)
         .reply(out::<Vec<AgentStatus>>),
         // Schedules and runs
-        op("schedules", VIEWER, "Cron schedules")
+        op("schedules", VIEWER.every_site(), "Cron schedules")
             .server_fn()
             .rest("GET", "/schedules", api::schedules)
             .reply(out::<Vec<ScheduleView>>),
@@ -285,14 +285,14 @@ fn table() -> Vec<Operation> {
             .status(201),
         op(
             "preview_schedule",
-            VIEWER,
+            VIEWER.every_site(),
             "The next five ticks of a cron expression in a time zone (400 saying why when it is invalid)",
         )
         .server_fn()
         .rest("POST", "/schedules/preview", api::preview_schedule)
         .body(input::<PreviewRequest>)
         .reply(out::<SchedulePreview>),
-        op("schedule", VIEWER, "One schedule")
+        op("schedule", VIEWER.every_site(), "One schedule")
             .rest("GET", "/schedules/{id}", api::schedule)
             .reply(out::<ScheduleView>),
         op("update_schedule", EDITOR.every_site(), "Replace a schedule's settings")
@@ -380,7 +380,7 @@ fn table() -> Vec<Operation> {
         // Rules
         op(
             "rules",
-            VIEWER,
+            VIEWER.every_site(),
             "The rule book, KPI definitions, sites and recent versions",
         )
         .server_fn()
@@ -443,14 +443,14 @@ fn table() -> Vec<Operation> {
             .reply(out::<app::domain::access::Me>),
         op(
             "admin",
-            ADMIN,
+            ADMIN.every_site(),
             "The admin page: users, tokens and the latest audit entries",
         )
         .server_fn(),
-        op("users", ADMIN, "User accounts")
+        op("users", ADMIN.every_site(), "User accounts")
             .rest("GET", "/users", api::users)
             .reply(out::<Vec<UserView>>),
-        op("create_user", ADMIN, "Add a user")
+        op("create_user", ADMIN.every_site(), "Add a user")
             .server_fn()
             .rest("POST", "/users", api::create_user)
             .body(input::<NewUser>)
@@ -458,19 +458,19 @@ fn table() -> Vec<Operation> {
             .status(201),
         op(
             "update_user",
-            ADMIN,
+            ADMIN.every_site(),
             "Change a user's role, password or enabled state",
         )
         .server_fn()
         .rest("PATCH", "/users/{username}", api::update_user)
         .body(input::<UserChange>)
         .reply(out::<UserView>),
-        op("tokens", ADMIN, "API tokens (prefixes, never secrets)")
+        op("tokens", ADMIN.every_site(), "API tokens (prefixes, never secrets)")
             .rest("GET", "/tokens", api::tokens)
             .reply(out::<Vec<TokenView>>),
         op(
             "create_token",
-            ADMIN,
+            ADMIN.every_site(),
             "Create an API token; the secret is in this answer only",
         )
         .server_fn()
@@ -478,11 +478,11 @@ fn table() -> Vec<Operation> {
         .body(input::<NewToken>)
         .reply(out::<TokenCreated>)
         .status(201),
-        op("revoke_token", ADMIN, "Revoke an API token")
+        op("revoke_token", ADMIN.every_site(), "Revoke an API token")
             .server_fn()
             .rest("DELETE", "/tokens/{id}", api::revoke_token)
             .empty(),
-        op("audit", ADMIN, "The audit log, newest first")
+        op("audit", ADMIN.every_site(), "The audit log, newest first")
             .rest("GET", "/audit", api::audit)
             .query(input::<AuditQuery>)
             .reply(out::<Vec<AuditEntry>>),
@@ -494,16 +494,16 @@ fn table() -> Vec<Operation> {
 pub const PAGES: &[(&str, Policy)] = &[
     ("/", VIEWER),
     ("/kpi/*/*", VIEWER),
-    ("/rules", VIEWER),
+    ("/rules", VIEWER.every_site()),
     ("/conversations/*", VIEWER),
     ("/insights/*/lineage", VIEWER),
     ("/settings", VIEWER),
-    ("/schedules", VIEWER),
+    ("/schedules", VIEWER.every_site()),
     ("/runs", VIEWER),
     ("/runs/*", VIEWER),
     ("/notifications", VIEWER.every_site()),
     ("/sources", VIEWER.every_site()),
-    ("/admin", ADMIN),
+    ("/admin", ADMIN.every_site()),
 ];
 
 /// Whether `path` matches `pattern`, where a `*` or `{param}` segment matches one

@@ -70,7 +70,8 @@ pub async fn page_cache(State(cache): State<PageCache>, request: Request, next: 
     let who = request
         .extensions()
         .get::<Principal>()
-        .map(|p| format!("{}|{:?}", p.actor(), p.role))
+        // The reach too: what a page shows depends on the sites its viewer may see.
+        .map(|p| format!("{}|{:?}|{:?}", p.actor(), p.role, p.reach.sites()))
         .unwrap_or_else(|| "anonymous".into());
     let key = (who, request.uri().to_string());
     let nonce = request

@@ -179,9 +179,32 @@ const EXPECTED: &[(&str, &str, Option<Role>)] = &[
 ];
 
 /// What shows or changes every site at once (rules, schedules, digests, deliveries, unit
-/// costs, sources): refused to a principal limited to some sites, whatever its role.
-/// Written out independently of the policy table, like [`EXPECTED`].
+/// costs, sources, accounts: a limited admin could otherwise lift its own limit): refused
+/// to a principal limited to some sites, whatever its role. Written out independently of
+/// the policy table, like [`EXPECTED`].
 const EVERY_SITE: &[(&str, &str)] = &[
+    ("GET", "/api/v1/rules"),
+    ("GET", "/api/v1/schedules"),
+    ("GET", "/api/v1/schedules/*"),
+    ("POST", "/api/v1/schedules/preview"),
+    ("GET", "/api/v1/users"),
+    ("POST", "/api/v1/users"),
+    ("PATCH", "/api/v1/users/*"),
+    ("GET", "/api/v1/tokens"),
+    ("POST", "/api/v1/tokens"),
+    ("DELETE", "/api/v1/tokens/*"),
+    ("GET", "/api/v1/audit"),
+    ("POST", "/api/rules"),
+    ("POST", "/api/schedules"),
+    ("POST", "/api/preview_schedule"),
+    ("POST", "/api/admin"),
+    ("POST", "/api/create_user"),
+    ("POST", "/api/update_user"),
+    ("POST", "/api/create_token"),
+    ("POST", "/api/revoke_token"),
+    ("GET", "/rules"),
+    ("GET", "/schedules"),
+    ("GET", "/admin"),
     ("POST", "/api/v1/schedules"),
     ("PUT", "/api/v1/schedules/*"),
     ("DELETE", "/api/v1/schedules/*"),

@@ -31,7 +31,8 @@ impl Default for Allowance {
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Bucket {
     pub(super) tokens: f64,
-    at: Instant,
+    /// When it was last refilled (last charged or checked).
+    pub(super) at: Instant,
 }
 
 const MINUTE: Duration = Duration::from_secs(60);

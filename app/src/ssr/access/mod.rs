@@ -214,8 +214,11 @@ pub fn check_password(password: &str) -> Result<(), ServiceError> {
 /// Argon2id PHC string of `password`, computed on the blocking pool in one of the
 /// process's hashing slots (`Busy` when none frees up in time).
 pub async fn hash_password(password: String) -> Result<String, ServiceError> {
-    let _slot = throttle::hashing_slot().await?;
+    // The slot goes into the hashing task: it is held until the hash is done even if the
+    // request goes away meanwhile.
+    let slot = throttle::hashing_slot().await?;
     let hash = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         use argon2::password_hash::{PasswordHasher, SaltString};
         let mut salt = [0u8; 16];
         getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
@@ -240,8 +243,9 @@ const DECOY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$GMyFz
 pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool, ServiceError> {
     let known = hash.is_some();
     let hash = hash.unwrap_or_else(|| DECOY.to_string());
-    let _slot = throttle::hashing_slot().await?;
+    let slot = throttle::hashing_slot().await?;
     let matches = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         use argon2::password_hash::{PasswordHash, PasswordVerifier};
         match PasswordHash::new(&hash) {
             Ok(parsed) => argon2::Argon2::default()
@@ -495,7 +499,8 @@ impl Accounts {
         let Some(user) = user.filter(|_| password_ok && !disabled) else {
             return Ok(SignIn::Refused);
         };
-        self.sign_ins.succeeded(&username, client);
+        self.sign_ins
+            .succeeded(&username, client, std::time::Instant::now());
         let role = Role::parse(&user.role).map_err(|e| anyhow::anyhow!("users.role: {e}"))?;
         let reach = self.reach(user.sites.as_deref()).await?;
         let secret = random_hex(32)?;
@@ -559,7 +564,10 @@ impl Accounts {
     /// The sites a stored grant covers now (none stored: every site).
     async fn reach(&self, grant: Option<&str>) -> Result<Reach, ServiceError> {
         let grant = match grant.map(parse_grant) {
-            None | Some(Ok(None)) => return Ok(Reach::All),
+            None => return Ok(Reach::All),
+            // Never stored by Opsight (an empty grant is stored as NULL): an empty one
+            // written by hand limits to nothing rather than to everything.
+            Some(Ok(None)) => return Ok(Reach::Sites(Default::default())),
             Some(Ok(Some(g))) => g,
             // A grant that no longer parses limits to nothing rather than to everything.
             Some(Err(e)) => {
@@ -627,6 +635,9 @@ impl Accounts {
                 ))
             }
             (None, Reach::Sites(own)) => Some(own.iter().cloned().collect::<Vec<_>>().join(",")),
+            (Some(asked), Reach::All) => Some(asked),
+            // A limited creator's token keeps the codes resolved now: a region that grows
+            // later must not take the token beyond its creator.
             (Some(asked), reach) => {
                 let wanted = self.reach(Some(&asked)).await?;
                 if wanted.within(reach) != wanted {
@@ -634,7 +645,7 @@ impl Accounts {
                         "a token cannot reach sites its creator does not".into(),
                     ));
                 }
-                Some(asked)
+                wanted.sites().map(|codes| codes.join(","))
             }
         };
         let secret = format!("opsight_{}", random_hex(32)?);

@@ -2,13 +2,17 @@
 //!
 //! Every sign-in attempt costs an Argon2id verification (19 MiB, tens of milliseconds of
 //! a core). So:
-//! - attempts are counted per account (the lower-cased name, known or not) and per
-//!   client address (the peer, or the address a trusted proxy forwarded), each a token
-//!   bucket: `per_account` attempts per [`SignInLimits::window`] for one account and
-//!   `per_address` for one address. An attempt over either gets 429 with `Retry-After`
-//!   before any hashing. A successful sign-in gives the account its full allowance back
-//!   (a user who mistyped twice is not slowed down later) and the address its attempt
-//!   (a hundred colleagues behind one office address sign in every morning).
+//! - attempts are counted, each in a token bucket refilling over [`SignInLimits::window`]:
+//!   per account and client address (`per_account`: one address guessing one account),
+//!   per account from anywhere ([`ACCOUNT_SPREAD`] × `per_account`: a guess spread over
+//!   many addresses), and per address (`per_address`: one address guessing many
+//!   accounts). The account is the lower-cased name, known or not; the address the peer,
+//!   or the one a trusted proxy forwarded. An attempt over any gets 429 with
+//!   `Retry-After` before any hashing. Someone guessing from elsewhere does not lock the
+//!   user out at their own desk. A successful sign-in gives the account its allowances
+//!   back (a user who mistyped twice is not slowed down later) and the address its attempt
+//!   (a hundred colleagues behind one office address sign in every morning), up to
+//!   `per_address` refunds a window.
 //! - at most [`hashing_permits`] hashes run at once in the process (sign-ins, new users,
 //!   password changes); a hash waits at most [`HASH_WAIT`] for its turn, then gets 429
 //!   too. So a burst costs at most `permits × 19 MiB` of memory and `permits` cores,
@@ -92,12 +96,21 @@ impl SignInRefused {
 /// Buckets kept before full (idle) ones are dropped.
 const MAX_TRACKED: usize = 10_000;
 
-/// Per-account and per-address sign-in buckets.
+/// An account's attempts from everywhere together, in multiples of `per_account`: what
+/// bounds a guess spread over many addresses without letting one address lock a user out.
+pub const ACCOUNT_SPREAD: u32 = 10;
+
+/// Sign-in buckets: per (account, address), per account from anywhere, per address, and
+/// the attempts successes give back to an address.
 #[derive(Debug)]
 pub struct SignInThrottle {
     pub limits: SignInLimits,
+    pairs: Mutex<HashMap<(String, Option<IpAddr>), Bucket>>,
     accounts: Mutex<HashMap<String, Bucket>>,
     addresses: Mutex<HashMap<IpAddr, Bucket>>,
+    /// Successes refund an address at most `per_address` attempts per window, so signing
+    /// in to one's own account between guesses does not buy unlimited guesses.
+    refunds: Mutex<HashMap<IpAddr, Bucket>>,
 }
 
 impl Default for SignInThrottle {
@@ -106,17 +119,23 @@ impl Default for SignInThrottle {
     }
 }
 
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl SignInThrottle {
     pub fn new(limits: SignInLimits) -> Self {
         SignInThrottle {
             limits,
+            pairs: Mutex::new(HashMap::new()),
             accounts: Mutex::new(HashMap::new()),
             addresses: Mutex::new(HashMap::new()),
+            refunds: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Charges one attempt to `account` and to `address`, or says which refuses it (a
-    /// refused attempt charges neither).
+    /// Charges one attempt to `account` from `address` (its pair, the account and the
+    /// address), or says which refuses it (a refused attempt charges nothing).
     pub fn admit(
         &self,
         account: &str,
@@ -125,13 +144,24 @@ impl SignInThrottle {
     ) -> Result<(), SignInRefused> {
         let l = self.limits;
         let account = account.trim().to_lowercase();
-        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
-        prune(&mut accounts, &account, l.per_account, l.window, now);
-        let a = accounts
-            .entry(account)
+        let spread = l.per_account.saturating_mul(ACCOUNT_SPREAD);
+        let mut pairs = locked(&self.pairs);
+        let mut accounts = locked(&self.accounts);
+        let mut addresses = locked(&self.addresses);
+        let pair_key = (account.clone(), address);
+        prune(&mut pairs, &pair_key, l.per_account, l.window, now);
+        let pair = pairs
+            .entry(pair_key)
             .or_insert_with(|| Bucket::full(l.per_account, now));
-        let wait = a.refill_over(l.per_account, l.window, now);
+        let wait = pair.refill_over(l.per_account, l.window, now);
+        if !wait.is_zero() {
+            return Err(SignInRefused::Account { retry_after: wait });
+        }
+        prune(&mut accounts, &account, spread, l.window, now);
+        let total = accounts
+            .entry(account)
+            .or_insert_with(|| Bucket::full(spread, now));
+        let wait = total.refill_over(spread, l.window, now);
         if !wait.is_zero() {
             return Err(SignInRefused::Account { retry_after: wait });
         }
@@ -146,26 +176,38 @@ impl SignInThrottle {
             }
             b.tokens -= 1.0;
         }
-        a.tokens -= 1.0;
+        pair.tokens -= 1.0;
+        total.tokens -= 1.0;
         Ok(())
     }
 
-    /// A successful sign-in: the account's allowance is whole again, and the address
-    /// gets this attempt back (only failures use up an address's allowance).
-    pub fn succeeded(&self, account: &str, address: Option<IpAddr>) {
-        let mut accounts = self.accounts.lock().unwrap_or_else(|e| e.into_inner());
-        accounts.remove(&account.trim().to_lowercase());
-        drop(accounts);
-        if let Some(ip) = address {
-            let mut addresses = self.addresses.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(b) = addresses.get_mut(&ip) {
-                b.tokens = (b.tokens + 1.0).min(self.limits.per_address as f64);
-            }
+    /// A successful sign-in: the account's allowances are whole again, and the address
+    /// gets this attempt back (within its refunds: only failures should use it up).
+    pub fn succeeded(&self, account: &str, address: Option<IpAddr>, now: Instant) {
+        let l = self.limits;
+        let account = account.trim().to_lowercase();
+        locked(&self.pairs).remove(&(account.clone(), address));
+        locked(&self.accounts).remove(&account);
+        let Some(ip) = address else { return };
+        let mut refunds = locked(&self.refunds);
+        prune(&mut refunds, &ip, l.per_address, l.window, now);
+        let refund = refunds
+            .entry(ip)
+            .or_insert_with(|| Bucket::full(l.per_address, now));
+        if !refund.refill_over(l.per_address, l.window, now).is_zero() {
+            return;
+        }
+        refund.tokens -= 1.0;
+        drop(refunds);
+        if let Some(b) = locked(&self.addresses).get_mut(&ip) {
+            b.tokens = (b.tokens + 1.0).min(l.per_address as f64);
         }
     }
 }
 
-/// Keeps a map bounded: at its limit, buckets that have refilled (idle) are dropped.
+/// Keeps a map bounded: at its limit, buckets that have refilled (idle) are dropped; if
+/// all are in use (a flood of names), the fullest half goes and the most limited stay,
+/// the older first among equals, so a flood cannot reset a throttled account.
 fn prune<K: std::hash::Hash + Eq + Clone>(
     map: &mut HashMap<K, Bucket>,
     key: &K,
@@ -173,16 +215,22 @@ fn prune<K: std::hash::Hash + Eq + Clone>(
     window: Duration,
     now: Instant,
 ) {
-    if map.len() >= MAX_TRACKED && !map.contains_key(key) {
-        map.retain(|_, b| {
-            let mut b = *b;
-            b.refill_over(capacity, window, now);
-            b.tokens < capacity as f64
-        });
-        // All of them busy (a flood of names): forget the oldest half rather than grow.
-        if map.len() >= MAX_TRACKED {
-            let keep: Vec<K> = map.keys().take(MAX_TRACKED / 2).cloned().collect();
-            map.retain(|k, _| keep.contains(k));
+    if map.len() < MAX_TRACKED || map.contains_key(key) {
+        return;
+    }
+    map.retain(|_, b| {
+        let mut b = *b;
+        b.refill_over(capacity, window, now);
+        b.tokens < capacity as f64
+    });
+    if map.len() >= MAX_TRACKED {
+        let mut by_tokens: Vec<(K, f64, Instant)> = map
+            .iter()
+            .map(|(k, b)| (k.clone(), b.tokens, b.at))
+            .collect();
+        by_tokens.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.2.cmp(&b.2)));
+        for (k, _, _) in by_tokens.into_iter().skip(MAX_TRACKED / 2) {
+            map.remove(&k);
         }
     }
 }
@@ -223,8 +271,10 @@ pub fn client_address(
     forwarded_for: Option<&str>,
     trusted: &[IpAddr],
 ) -> Option<IpAddr> {
-    let peer = peer?;
-    if !trusted.contains(&peer) {
+    // IPv4 peers of a dual-stack listener arrive as `::ffff:a.b.c.d`.
+    let peer = peer?.to_canonical();
+    let trusted = |ip: &IpAddr| trusted.iter().any(|t| t.to_canonical() == *ip);
+    if !trusted(&peer) {
         return Some(peer);
     }
     let Some(chain) = forwarded_for else {
@@ -232,14 +282,34 @@ pub fn client_address(
     };
     let mut last = peer;
     for hop in chain.rsplit(',') {
-        match hop.trim().parse::<IpAddr>() {
-            Ok(ip) if trusted.contains(&ip) => last = ip,
-            Ok(ip) => return Some(ip),
+        match hop_address(hop) {
+            Some(ip) if trusted(&ip) => last = ip,
+            Some(ip) => return Some(ip),
             // A malformed hop: the proxies' chain ends here; the last good hop is it.
-            Err(_) => return Some(last),
+            None => return Some(last),
         }
     }
     Some(last)
+}
+
+/// One `X-Forwarded-For` hop: an address, with or without a port (`1.2.3.4:5678`,
+/// `[2001:db8::1]:443`, as some load balancers write them).
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    if let Ok(ip) = hop.parse::<IpAddr>() {
+        return Some(ip.to_canonical());
+    }
+    if let Some(rest) = hop.strip_prefix('[') {
+        return rest
+            .split_once(']')?
+            .0
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| ip.to_canonical());
+    }
+    let (host, port) = hop.rsplit_once(':')?;
+    port.parse::<u16>().ok()?;
+    host.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4)
 }
 
 #[cfg(test)]
@@ -258,24 +328,67 @@ mod tests {
             window: Duration::from_secs(300),
         });
         let t0 = Instant::now();
+        let (one, two) = (Some(ip("10.0.0.1")), Some(ip("10.0.0.2")));
         for _ in 0..3 {
-            assert!(t.admit("Alice", Some(ip("10.0.0.1")), t0).is_ok());
+            assert!(t.admit("Alice", one, t0).is_ok());
         }
-        // Another address does not help: the account is the limit.
-        let refused = t.admit("alice ", Some(ip("10.0.0.2")), t0).unwrap_err();
+        let refused = t.admit("alice ", one, t0).unwrap_err();
         assert_eq!(refused.limit(), "account");
         assert_eq!(refused.retry_after(), Duration::from_secs(100));
         assert!(refused.message().contains("100 s"), "{}", refused.message());
+        // Alice at her own desk is not locked out by guesses from elsewhere.
+        assert!(t.admit("alice", two, t0).is_ok());
         // Another account is not affected.
-        assert!(t.admit("bob", Some(ip("10.0.0.2")), t0).is_ok());
+        assert!(t.admit("bob", one, t0).is_ok());
         // 100 s later one more attempt.
         let t1 = t0 + Duration::from_secs(100);
-        assert!(t.admit("alice", None, t1).is_ok());
-        assert!(t.admit("alice", None, t1).is_err());
-        t.succeeded("ALICE", None);
+        assert!(t.admit("alice", one, t1).is_ok());
+        assert!(t.admit("alice", one, t1).is_err());
+        t.succeeded("ALICE", one, t1);
         for _ in 0..3 {
-            assert!(t.admit("alice", None, t1).is_ok());
+            assert!(t.admit("alice", one, t1).is_ok());
         }
+    }
+
+    #[test]
+    fn a_guess_spread_over_many_addresses_meets_the_accounts_own_limit() {
+        let t = SignInThrottle::new(SignInLimits {
+            per_account: 2,
+            per_address: 100,
+            window: Duration::from_secs(600),
+        });
+        let t0 = Instant::now();
+        let mut allowed = 0;
+        for i in 0..100u8 {
+            if t.admit("carol", Some(ip(&format!("192.0.2.{i}"))), t0)
+                .is_ok()
+            {
+                allowed += 1;
+            }
+        }
+        assert_eq!(allowed, 2 * ACCOUNT_SPREAD);
+    }
+
+    #[test]
+    fn a_flood_of_names_cannot_reset_a_throttled_account() {
+        let t = SignInThrottle::new(SignInLimits {
+            per_account: 1,
+            per_address: 1_000_000,
+            window: Duration::from_secs(3600),
+        });
+        let t0 = Instant::now();
+        let here = Some(ip("10.1.1.1"));
+        assert!(t.admit("dave", here, t0).is_ok());
+        assert!(t.admit("dave", here, t0).is_err());
+        for i in 0..(MAX_TRACKED + 10) {
+            let _ = t.admit(
+                &format!("n{i}"),
+                here,
+                t0 + Duration::from_micros(i as u64 + 1),
+            );
+        }
+        let later = t0 + Duration::from_millis(20);
+        assert!(t.admit("dave", here, later).is_err(), "still throttled");
     }
 
     #[test]
@@ -298,13 +411,15 @@ mod tests {
             t.admit("e", Some(ip("192.0.2.8")), t0).unwrap_err().limit(),
             "account"
         );
-        // Successes give the address its attempts back: an office signing in all day.
+        // Successes give the address its attempts back: an office signing in all day
+        // (within the address's refunds: 4 per window here, so 8 sign-ins in all).
         let office = Some(ip("198.51.100.20"));
-        for i in 0..50 {
+        for i in 0..8 {
             let name = format!("user{i}");
             assert!(t.admit(&name, office, t0).is_ok(), "sign-in {i}");
-            t.succeeded(&name, office);
+            t.succeeded(&name, office, t0);
         }
+        assert!(t.admit("user9", office, t0).is_err());
     }
 
     #[test]
@@ -335,6 +450,19 @@ mod tests {
         assert_eq!(
             client_address(Some(proxy), Some("garbage"), &trusted),
             Some(proxy)
+        );
+        // Ports, brackets and IPv4-mapped addresses.
+        assert_eq!(
+            client_address(Some(proxy), Some("203.0.113.5:51234"), &trusted),
+            Some(ip("203.0.113.5"))
+        );
+        assert_eq!(
+            client_address(Some(proxy), Some("[2001:db8::7]:443"), &trusted),
+            Some(ip("2001:db8::7"))
+        );
+        assert_eq!(
+            client_address(Some(ip("::ffff:10.0.0.9")), Some("203.0.113.6"), &trusted),
+            Some(ip("203.0.113.6"))
         );
     }
 

@@ -282,7 +282,12 @@ impl Cards {
             network,
             sites: rows,
             rules_version: tiles.rules_version,
-            stale_sources: self.stale_sources().await?,
+            // Data sources are every site's (names, errors): not for a limited reach.
+            stale_sources: if reach.is_all() {
+                self.stale_sources().await?
+            } else {
+                Vec::new()
+            },
         };
         let cards: Vec<&mut Card> = std::iter::once(&mut dashboard.network)
             .chain(dashboard.sites.iter_mut())

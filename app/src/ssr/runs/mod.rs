@@ -265,10 +265,14 @@ impl Runs {
     /// (the dashboard's progress bars).
     /// A principal limited to some sites sees the runs of one of its sites or cards only.
     pub async fn list(&self, q: RunsQuery, reach: &Reach) -> Result<Vec<RunView>, ServiceError> {
-        let mut runs =
-            store::runs::runs(&self.db, q.limit(), q.active.unwrap_or(false).then_some(10)).await?;
-        runs.retain(|r| run_within(r, reach));
-        Ok(runs)
+        let among = reach.sites();
+        Ok(store::runs::runs(
+            &self.db,
+            q.limit(),
+            q.active.unwrap_or(false).then_some(10),
+            among.as_deref(),
+        )
+        .await?)
     }
 
     /// A run and its jobs.

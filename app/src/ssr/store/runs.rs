@@ -390,31 +390,48 @@ pub async fn run<'e>(ex: impl Exec<'e>, id: &str) -> Result<Option<RunView>> {
 
 /// Runs, latest first (at most `limit`): all of them, or with `active_within` only those
 /// running or finished in the last that many seconds (the dashboard's progress bars).
+/// `among`: only the runs of one of these sites or of one of their cards (a principal
+/// limited to them); the placeholders are generated, only the codes are bound.
 pub async fn runs<'e>(
     ex: impl Exec<'e>,
     limit: i64,
     active_within: Option<i64>,
+    among: Option<&[String]>,
 ) -> Result<Vec<RunView>> {
     let now = Utc::now();
     let since = active_within
         .map(|s| timestamp(now - chrono::Duration::seconds(s)))
         .unwrap_or_default();
-    let filter = if active_within.is_some() {
-        "WHERE (r.status = $8 OR (r.status = $9 AND r.finished_at >= $7))"
+    let mut filter = if active_within.is_some() {
+        "WHERE (r.status = $8 OR (r.status = $9 AND r.finished_at >= $7))".to_string()
     } else {
-        "WHERE $7 = '' AND $8 <> '' AND $9 <> ''"
+        "WHERE $7 = '' AND $8 <> '' AND $9 <> ''".to_string()
     };
-    let rows: Vec<RunRow> = bind_job_statuses(sqlx::query_as(AssertSqlSafe(format!(
+    if let Some(sites) = among {
+        // A site's run, or a card's (`SITE/metric`): compared by prefix, not LIKE (codes
+        // may hold `_`).
+        let mut any = vec!["1 = 0".to_string()];
+        for i in 0..sites.len() {
+            let (site, prefix) = (10 + 2 * i, 11 + 2 * i);
+            any.push(format!(
+                "(r.scope = 'site' AND r.scope_value = ${site}) OR \
+                 (r.scope = 'card' AND substr(r.scope_value, 1, length(${prefix})) = ${prefix})"
+            ));
+        }
+        filter.push_str(&format!(" AND ({})", any.join(" OR ")));
+    }
+    let mut q = bind_job_statuses(sqlx::query_as(AssertSqlSafe(format!(
         "SELECT {RUN_COLS} FROM refresh_runs r LEFT JOIN refresh_jobs j ON j.run_id = r.id \
          {filter} {RUN_GROUP} ORDER BY r.created_at DESC, r.id DESC LIMIT $6"
     ))))
     .bind(limit)
     .bind(since)
     .bind(RunStatus::Running.as_str())
-    .bind(RunStatus::Finished.as_str())
-    .fetch_all(ex)
-    .await
-    .ctx("Failed to read runs")?;
+    .bind(RunStatus::Finished.as_str());
+    for site in among.unwrap_or_default() {
+        q = q.bind(site.clone()).bind(format!("{site}/"));
+    }
+    let rows: Vec<RunRow> = q.fetch_all(ex).await.ctx("Failed to read runs")?;
     rows.into_iter().map(|r| r.into_view(now)).collect()
 }
 
