@@ -18,13 +18,14 @@ fn main() {
         .map(PathBuf::from);
     if let Some(root) = site.as_ref().filter(|r| !r.is_dir()) {
         // Not built yet (a bench or test run before `.ci/build`): nothing to embed; watch
-        // the folder above, so the site's arrival is noticed without rerunning each time.
+        // the nearest folder above that exists, so the site's arrival is noticed without
+        // rerunning each time.
         println!(
             "cargo:warning=OPSIGHT_EMBED_SITE {} does not exist yet: the binary serves LEPTOS_SITE_ROOT",
             root.display()
         );
-        if let Some(parent) = root.parent().filter(|p| p.is_dir()) {
-            println!("cargo:rerun-if-changed={}", parent.display());
+        if let Some(existing) = root.ancestors().find(|a| a.is_dir()) {
+            println!("cargo:rerun-if-changed={}", existing.display());
         }
     }
     if let Some(root) = site.filter(|r| r.is_dir()) {
