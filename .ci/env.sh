@@ -13,6 +13,10 @@ export LEPTOS_OUTPUT_NAME=opsight
 # (server/build.rs). Every script's cargo commands see the same value, so tests, benches
 # and .ci/build share their artifacts instead of rebuilding the server for each.
 export OPSIGHT_EMBED_SITE="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/site"
+# Release builds of the server (and the benches, which share them) erase Leptos'
+# component types, as debug builds do: the server renders the same HTML and compiles in
+# less time. The browser half's release build keeps its types (README, Build profiles).
+RELEASE_RUSTFLAGS="--cfg erase_components"
 # Node tools (wasm-opt from npm's binaryen; Debian's binaryen breaks hydration).
 export OPSIGHT_TOOLS="${OPSIGHT_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/opsight/tools}"
 export PATH="$HOME/.cargo/bin:$OPSIGHT_TOOLS/node_modules/.bin:$PATH"
