@@ -499,8 +499,7 @@ impl Accounts {
         let Some(user) = user.filter(|_| password_ok && !disabled) else {
             return Ok(SignIn::Refused);
         };
-        self.sign_ins
-            .succeeded(&username, client, std::time::Instant::now());
+        self.sign_ins.succeeded(&username, client);
         let role = Role::parse(&user.role).map_err(|e| anyhow::anyhow!("users.role: {e}"))?;
         let reach = self.reach(user.sites.as_deref()).await?;
         let secret = random_hex(32)?;

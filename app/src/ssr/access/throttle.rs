@@ -11,8 +11,7 @@
 //!   `Retry-After` before any hashing. Someone guessing from elsewhere does not lock the
 //!   user out at their own desk. A successful sign-in gives the account its allowances
 //!   back (a user who mistyped twice is not slowed down later) and the address its attempt
-//!   (a hundred colleagues behind one office address sign in every morning), up to
-//!   `per_address` refunds a window.
+//!   (a hundred colleagues behind one office address sign in every morning).
 //! - at most [`hashing_permits`] hashes run at once in the process (sign-ins, new users,
 //!   password changes); a hash waits at most [`HASH_WAIT`] for its turn, then gets 429
 //!   too. So a burst costs at most `permits × 19 MiB` of memory and `permits` cores,
@@ -108,9 +107,6 @@ pub struct SignInThrottle {
     pairs: Mutex<HashMap<(String, Option<IpAddr>), Bucket>>,
     accounts: Mutex<HashMap<String, Bucket>>,
     addresses: Mutex<HashMap<IpAddr, Bucket>>,
-    /// Successes refund an address at most `per_address` attempts per window, so signing
-    /// in to one's own account between guesses does not buy unlimited guesses.
-    refunds: Mutex<HashMap<IpAddr, Bucket>>,
 }
 
 impl Default for SignInThrottle {
@@ -130,7 +126,6 @@ impl SignInThrottle {
             pairs: Mutex::new(HashMap::new()),
             accounts: Mutex::new(HashMap::new()),
             addresses: Mutex::new(HashMap::new()),
-            refunds: Mutex::new(HashMap::new()),
         }
     }
 
@@ -182,25 +177,18 @@ impl SignInThrottle {
     }
 
     /// A successful sign-in: the account's allowances are whole again, and the address
-    /// gets this attempt back (within its refunds: only failures should use it up).
-    pub fn succeeded(&self, account: &str, address: Option<IpAddr>, now: Instant) {
+    /// gets back the attempt it was charged, so only failures use an address's allowance
+    /// up. (No more than that: an address that has used up its allowance is refused
+    /// before any success, so successes between guesses buy no guesses.)
+    pub fn succeeded(&self, account: &str, address: Option<IpAddr>) {
         let l = self.limits;
         let account = account.trim().to_lowercase();
         locked(&self.pairs).remove(&(account.clone(), address));
         locked(&self.accounts).remove(&account);
-        let Some(ip) = address else { return };
-        let mut refunds = locked(&self.refunds);
-        prune(&mut refunds, &ip, l.per_address, l.window, now);
-        let refund = refunds
-            .entry(ip)
-            .or_insert_with(|| Bucket::full(l.per_address, now));
-        if !refund.refill_over(l.per_address, l.window, now).is_zero() {
-            return;
-        }
-        refund.tokens -= 1.0;
-        drop(refunds);
-        if let Some(b) = locked(&self.addresses).get_mut(&ip) {
-            b.tokens = (b.tokens + 1.0).min(l.per_address as f64);
+        if let Some(ip) = address {
+            if let Some(b) = locked(&self.addresses).get_mut(&ip) {
+                b.tokens = (b.tokens + 1.0).min(l.per_address as f64);
+            }
         }
     }
 }
@@ -344,7 +332,7 @@ mod tests {
         let t1 = t0 + Duration::from_secs(100);
         assert!(t.admit("alice", one, t1).is_ok());
         assert!(t.admit("alice", one, t1).is_err());
-        t.succeeded("ALICE", one, t1);
+        t.succeeded("ALICE", one);
         for _ in 0..3 {
             assert!(t.admit("alice", one, t1).is_ok());
         }
@@ -411,15 +399,18 @@ mod tests {
             t.admit("e", Some(ip("192.0.2.8")), t0).unwrap_err().limit(),
             "account"
         );
-        // Successes give the address its attempts back: an office signing in all day
-        // (within the address's refunds: 4 per window here, so 8 sign-ins in all).
+        // Successes give the address its attempts back: an office signing in all day.
         let office = Some(ip("198.51.100.20"));
-        for i in 0..8 {
+        for i in 0..100 {
             let name = format!("user{i}");
             assert!(t.admit(&name, office, t0).is_ok(), "sign-in {i}");
-            t.succeeded(&name, office, t0);
+            t.succeeded(&name, office);
         }
-        assert!(t.admit("user9", office, t0).is_err());
+        // Failures in between still use it up, and then no success can refund it.
+        for i in 0..4 {
+            assert!(t.admit(&format!("guess{i}"), office, t0).is_ok());
+        }
+        assert_eq!(t.admit("user1", office, t0).unwrap_err().limit(), "address");
     }
 
     #[test]
