@@ -103,7 +103,7 @@ pub async fn app(
 
 /// This process's resident memory now (`VmRSS`), in bytes (0 where /proc is missing).
 pub fn rss_bytes() -> u64 {
-    proc_status_kb("VmRSS:") * 1024
+    app::ssr::metrics::resident_bytes().unwrap_or(0)
 }
 
 /// This process's peak resident memory (`VmHWM`) since start or the last

@@ -143,36 +143,29 @@ impl SignInThrottle {
         let mut pairs = locked(&self.pairs);
         let mut accounts = locked(&self.accounts);
         let mut addresses = locked(&self.addresses);
-        let pair_key = (account.clone(), address);
-        prune(&mut pairs, &pair_key, l.per_account, l.window, now);
-        let pair = pairs
-            .entry(pair_key)
-            .or_insert_with(|| Bucket::full(l.per_account, now));
-        let wait = pair.refill_over(l.per_account, l.window, now);
-        if !wait.is_zero() {
-            return Err(SignInRefused::Account { retry_after: wait });
-        }
-        prune(&mut accounts, &account, spread, l.window, now);
-        let total = accounts
-            .entry(account)
-            .or_insert_with(|| Bucket::full(spread, now));
-        let wait = total.refill_over(spread, l.window, now);
-        if !wait.is_zero() {
-            return Err(SignInRefused::Account { retry_after: wait });
-        }
-        if let Some(ip) = address {
-            prune(&mut addresses, &ip, l.per_address, l.window, now);
-            let b = addresses
-                .entry(ip)
-                .or_insert_with(|| Bucket::full(l.per_address, now));
-            let wait = b.refill_over(l.per_address, l.window, now);
-            if !wait.is_zero() {
-                return Err(SignInRefused::Address { retry_after: wait });
-            }
-            b.tokens -= 1.0;
-        }
+        let account_wait = |retry_after| SignInRefused::Account { retry_after };
+        let pair = room(
+            &mut pairs,
+            (account.clone(), address),
+            l.per_account,
+            l.window,
+            now,
+        )
+        .map_err(account_wait)?;
+        let total = room(&mut accounts, account, spread, l.window, now).map_err(account_wait)?;
+        let from = match address {
+            Some(ip) => Some(
+                room(&mut addresses, ip, l.per_address, l.window, now)
+                    .map_err(|retry_after| SignInRefused::Address { retry_after })?,
+            ),
+            None => None,
+        };
+        // Charged only once every bucket has room.
         pair.tokens -= 1.0;
         total.tokens -= 1.0;
+        if let Some(b) = from {
+            b.tokens -= 1.0;
+        }
         Ok(())
     }
 
@@ -190,6 +183,27 @@ impl SignInThrottle {
                 b.tokens = (b.tokens + 1.0).min(l.per_address as f64);
             }
         }
+    }
+}
+
+/// `key`'s bucket refilled to `now`, when it has an attempt to give; else how long until
+/// it has one. Nothing is charged.
+fn room<K: std::hash::Hash + Eq + Clone>(
+    map: &mut HashMap<K, Bucket>,
+    key: K,
+    capacity: u32,
+    window: Duration,
+    now: Instant,
+) -> Result<&mut Bucket, Duration> {
+    prune(map, &key, capacity, window, now);
+    let bucket = map
+        .entry(key)
+        .or_insert_with(|| Bucket::full(capacity, now));
+    let wait = bucket.refill_over(capacity, window, now);
+    if wait.is_zero() {
+        Ok(bucket)
+    } else {
+        Err(wait)
     }
 }
 

@@ -61,17 +61,13 @@ impl Cards {
     /// The site an insight or a conversation turn is about (their ids name an agent call's
     /// lineage too), or `NotFound`.
     pub async fn site_of(&self, id: &str) -> Result<String, ServiceError> {
-        if let Some(i) = crate::ssr::store::insights::get(&self.db, id).await? {
-            return Ok(i.site);
+        use crate::ssr::store::{conversations, insights};
+        if let Some(site) = insights::site_of(&self.db, id).await? {
+            return Ok(site);
         }
-        let not_found = || ServiceError::NotFound(format!("no insight or question '{id}'"));
-        let (conversation, _) = crate::ssr::store::conversations::turn(&self.db, id)
+        conversations::site_of_turn(&self.db, id)
             .await?
-            .ok_or_else(not_found)?;
-        let (c, _) = crate::ssr::store::conversations::get(&self.db, &conversation)
-            .await?
-            .ok_or_else(not_found)?;
-        Ok(c.site)
+            .ok_or_else(|| ServiceError::NotFound(format!("no insight or question '{id}'")))
     }
 
     /// [`Cards::site_of`] `id`, within `reach`.

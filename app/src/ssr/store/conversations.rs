@@ -180,6 +180,19 @@ struct ConversationRow {
     created_at: String,
 }
 
+/// The site a turn's conversation is about (reach checks: one small read, not the turn's
+/// text or the conversation's history).
+pub async fn site_of_turn<'e>(ex: impl Exec<'e>, turn_id: &str) -> Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT c.site FROM conversation_turns t JOIN conversations c ON c.id = t.conversation_id \
+         WHERE t.id = $1",
+    )
+    .bind(turn_id.to_string())
+    .fetch_optional(ex)
+    .await
+    .ctx("Failed to read the turn's site")
+}
+
 /// A conversation with its turns in order, and the items of its answered turns (what the
 /// next turn sends back in `input`).
 pub async fn get<'e>(

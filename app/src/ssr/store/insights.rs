@@ -198,6 +198,15 @@ pub async fn list<'e>(
     views(rows)
 }
 
+/// The site an insight is about (reach checks: one small read, not the insight).
+pub async fn site_of<'e>(ex: impl Exec<'e>, id: &str) -> Result<Option<String>> {
+    sqlx::query_scalar("SELECT site FROM insights WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(ex)
+        .await
+        .ctx("Failed to read the insight's site")
+}
+
 /// The latest insights of any of `sites` (a principal limited to them), optionally of one
 /// metric. The placeholders are generated; only the codes are bound.
 pub async fn list_among<'e>(
